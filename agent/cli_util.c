@@ -1,0 +1,138 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("edgesync: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_usage(const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (fmt) {
+		fputs("edgesync: ", stderr);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fputc('\n', stderr);
+	}
+	fprintf(stderr, "usage: %s\n", usage);
+	return CLI_USAGE;
+}
+
+static void list_commands(FILE *f, const char *what,
+			  const struct cli_cmd *cmds)
+{
+	fprintf(f, "usage: %s COMMAND [OPTIONS]   (COMMAND --help for more)\n\n",
+		what);
+	for (const struct cli_cmd *c = cmds; c->name; c++)
+		fprintf(f, "  %-10s %s\n", c->name, c->summary);
+}
+
+int cli_dispatch(const char *what, const struct cli_cmd *cmds, int argc,
+		 char **argv)
+{
+	if (argc < 1) {
+		list_commands(stderr, what, cmds);
+		return CLI_USAGE;
+	}
+	if (!strcmp(argv[0], "help") || !strcmp(argv[0], "-h") ||
+	    !strcmp(argv[0], "--help")) {
+		list_commands(stdout, what, cmds);
+		return CLI_OK;
+	}
+	for (const struct cli_cmd *c = cmds; c->name; c++)
+		if (!strcmp(argv[0], c->name))
+			return c->run(argc, argv);
+	cli_error("%s: unknown command '%s'", what, argv[0]);
+	list_commands(stderr, what, cmds);
+	return CLI_USAGE;
+}
+
+int cli_parse_u64(const char *opt, const char *text, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (!*text || *end || errno || text[0] == '-') {
+		cli_error("%s: '%s' is not a whole number", opt, text);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+double cli_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+void cli_progress_start(struct cli_progress *p, const char *label,
+			uint64_t total)
+{
+	p->label = label;
+	p->total = total;
+	p->started = cli_now();
+	p->drawn = 0;
+	p->active = isatty(STDERR_FILENO);
+}
+
+void cli_progress_update(struct cli_progress *p, uint64_t done)
+{
+	enum { WIDTH = 30 };
+	double now = cli_now(), frac;
+	int fill;
+
+	if (!p->active || (now - p->drawn < 0.1 && done < p->total))
+		return;
+	p->drawn = now;
+	frac = p->total ? (double)done / (double)p->total : 1.0;
+	fill = (int)(frac * WIDTH);
+	fprintf(stderr, "\r%s [%.*s%*s] %3d%%  %.1fs", p->label, fill,
+		"==============================", WIDTH - fill, "",
+		(int)(frac * 100), now - p->started);
+	fflush(stderr);
+}
+
+void cli_progress_end(struct cli_progress *p)
+{
+	if (p->active) {
+		cli_progress_update(p, p->total);
+		fputc('\n', stderr);
+	}
+	p->active = 0;
+}

@@ -1,0 +1,61 @@
+/* One description for every code a store function can return. */
+#include <string.h>
+
+#include "edgesync/store_error.h"
+
+const char *es_store_strerror(int err)
+{
+	switch ((enum es_store_err)err) {
+	case ES_E_NDVS_SHORT:
+		return "file is smaller than an NDVS header and footer";
+	case ES_E_NDVS_MAGIC:
+		return "header magic is not NDVS";
+	case ES_E_NDVS_VERSION:
+		return "unsupported NDVS format version in the header";
+	case ES_E_NDVS_FLAGS:
+		return "header flags are not zero";
+	case ES_E_NDVS_DIM:
+		return "header dim is zero";
+	case ES_E_NDVS_DTYPE:
+		return "unknown dtype in the header (only 0, float32)";
+	case ES_E_NDVS_CODEC:
+		return "unknown codec in the header (only 0, none)";
+	case ES_E_NDVS_RESERVED:
+		return "reserved header bytes are not zero";
+	case ES_E_NDVS_SIZE:
+		return "file size does not match the header's dim and count "
+		       "(truncated or extra bytes)";
+	case ES_E_NDVS_FOOTER_VERSION:
+		return "footer format version differs from the header's";
+	case ES_E_NDVS_CREATED_BY:
+		return "footer created_by is not NUL-padded ASCII or its "
+		       "edgesync tag is wrong";
+	case ES_E_NDVS_FOOTER_SIZE:
+		return "footer_size is not 46";
+	case ES_E_NDVS_TRAILER:
+		return "trailing magic is not NDVS";
+	case ES_E_NDVS_PAD:
+		return "pad bytes before the id block are not zero";
+	case ES_E_NDVS_CHECKSUM:
+		return "CRC32C checksum mismatch: the segment is corrupt";
+	case ES_E_NDVS_ROWS:
+		return "segment writer got a different number of rows than "
+		       "it was opened for";
+	case ES_E_VECS_EMPTY:
+		return "vector file holds no vectors";
+	case ES_E_VECS_DIM:
+		return "vector file record has an invalid dimension";
+	case ES_E_VECS_MIXED:
+		return "vector file record's dimension differs from the first";
+	case ES_E_VECS_TRUNCATED:
+		return "vector file size is not a whole number of records "
+		       "(truncated?)";
+	case ES_E_VECS_NONFINITE:
+		return "vector holds a NaN or infinite value";
+	case ES_STORE_ERR_LAST:
+		break;
+	}
+	if (err < 0 && err > -4096)
+		return strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown errno";
+	return "unknown error";
+}
