@@ -62,6 +62,27 @@ void cli_progress_end(struct cli_progress *p);
 /* The command groups, in cli_<group>.c. */
 int cli_segment(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_index(int argc, char **argv);
+
+/* `edgesync agent`: the daemon (daemon.c). */
+int cli_agent(int argc, char **argv);
+
+/*
+ * The client commands (cli_client.c): each talks to a running agent
+ * through the client library. cli_client_globals takes the options given
+ * before the command (-s SOCKET, --json) and returns how many arguments
+ * it used, or -1 after a usage message.
+ */
+int cli_client_globals(int argc, char **argv);
+int cli_collection(int argc, char **argv);
+int cli_import(int argc, char **argv);
+int cli_insert(int argc, char **argv);
+int cli_search(int argc, char **argv);
+int cli_delete(int argc, char **argv);
+int cli_get(int argc, char **argv);
+int cli_flush(int argc, char **argv);
+int cli_status(int argc, char **argv);
+int cli_segments(int argc, char **argv);
 
 /*
  * The segment operations that the bench times as a user runs them:

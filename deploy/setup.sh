@@ -7,6 +7,11 @@ set -euo pipefail
 packages=(
 	build-essential cmake pkg-config git python3
 	liburing-dev         # store: io_uring reads of the Vamana index
+	libsqlite3-dev       # manifest
+	libnng-dev           # local API and sync transport (nng, with mbedTLS)
+	libcbor-dev          # CBOR messages
+	libinih-dev          # the agent's INI configuration
+	python3-cbor2        # the Python client example, run by the tests
 	libcmocka-dev        # tests
 	clang libclang-rt-14-dev  # the libFuzzer targets
 )

@@ -2,9 +2,64 @@
 #include <string.h>
 
 #include "edgesync/store_error.h"
+#include "edgesync/vamana.h"
+#include "edgesync/wal.h"
+
+/* The Vamana index's codes, in their own enum (vamana.h); NULL if not. */
+static const char *vamana_strerror(int err)
+{
+	switch ((enum es_vamana_err)err) {
+	case ES_E_VAMANA_SHORT:
+		return "file is smaller than a Vamana index header and footer";
+	case ES_E_VAMANA_MAGIC:
+		return "header or footer magic is not a Vamana index's";
+	case ES_E_VAMANA_VERSION:
+		return "unsupported Vamana index format version in the header";
+	case ES_E_VAMANA_HEADER:
+		return "Vamana index header fields are out of range or "
+		       "inconsistent";
+	case ES_E_VAMANA_SIZE:
+		return "Vamana index file size does not match its header "
+		       "(truncated or extra bytes)";
+	case ES_E_VAMANA_FOOTER:
+		return "Vamana index footer_size is not 16";
+	case ES_E_VAMANA_CHECKSUM:
+		return "CRC32C checksum mismatch: the index is corrupt";
+	case ES_E_VAMANA_GRAPH:
+		return "Vamana index graph has a degree above R or a neighbour "
+		       "out of range";
+	case ES_E_VAMANA_SEGMENT:
+		return "Vamana index was built from a different segment";
+	case ES_E_VAMANA_PARAM:
+		return "invalid Vamana build or search parameter";
+	}
+	return NULL;
+}
+
+/* The write-ahead log's codes, in their own enum (wal.h); NULL if not. */
+static const char *wal_strerror(int err)
+{
+	switch ((enum es_wal_err)err) {
+	case ES_E_WAL_CORRUPT:
+		return "write-ahead log record is damaged and is not a torn "
+		       "tail (corrupt log)";
+	case ES_E_WAL_TOO_BIG:
+		return "write-ahead log record is larger than 256 MiB";
+	case ES_E_WAL_CLOSED:
+		return "write-ahead log failed earlier and refuses writes";
+	}
+	return NULL;
+}
 
 const char *es_store_strerror(int err)
 {
+	const char *vamana = vamana_strerror(err);
+	const char *wal = wal_strerror(err);
+
+	if (vamana)
+		return vamana;
+	if (wal)
+		return wal;
 	switch ((enum es_store_err)err) {
 	case ES_E_NDVS_SHORT:
 		return "file is smaller than an NDVS header and footer";

@@ -1,0 +1,780 @@
+/*
+ * edgesync client library (include/edgesync/client.h): one nng REQ socket
+ * dialled to the agent's ipc:// socket, one request at a time.
+ *
+ * Each call encodes its request into c->enc (reused, so a session of
+ * inserts allocates once), sends it, waits at most the timeout for the
+ * reply and reads the fields it needs straight from the reply buffer
+ * (api_map_index spans, no tree). {ok: false} replies become
+ * ES_E_CLIENT_REMOTE with the agent's code and message kept in c.
+ *
+ * A request larger than the agent takes would make nng drop the
+ * connection without a reply, so before sending anything over SMALL bytes
+ * the client asks the agent's max_message once (ping) and refuses with
+ * ES_E_CLIENT_TOO_BIG instead. REQ never resends on a timer
+ * (NNG_OPT_REQ_RESENDTIME infinite): only a reconnect re-sends.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "api_codec.h"
+#include "edgesync/client.h"
+
+#define DEFAULT_TIMEOUT_MS 30000
+#define SMALL		   (1u << 20) /* requests this small need no size check */
+#define ENC_KEEP	   (8u << 20) /* encoder bytes kept between requests */
+
+struct es_client {
+	nng_socket sock;
+	unsigned timeout_ms;
+	uint64_t max_message; /* the agent's; 0 until asked */
+	struct api_enc enc;
+	char code[32];
+	char msg[API_ERR_MAX + 96];
+	char err[API_ERR_MAX];
+};
+
+/* A reply being read: its message and where its fields lie. */
+#define K_OK	   0
+#define K_ERROR	   1
+#define MAX_FIELDS 16
+struct reply {
+	nng_msg *msg;
+	struct api_reader r;
+	struct api_span f[MAX_FIELDS];
+};
+
+static int set_error(struct es_client *c, int rc, const char *code,
+		     const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int set_error(struct es_client *c, int rc, const char *code,
+		     const char *fmt, ...)
+{
+	va_list ap;
+
+	snprintf(c->code, sizeof(c->code), "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+const char *es_client_error_code(const struct es_client *c)
+{
+	return c->code;
+}
+
+const char *es_client_error(const struct es_client *c)
+{
+	return c->msg;
+}
+
+const char *es_client_strerror(int err)
+{
+	switch (err) {
+	case ES_E_CLIENT_CONNECT:
+		return "no agent is listening on the socket";
+	case ES_E_CLIENT_TIMEOUT:
+		return "the agent did not answer in time";
+	case ES_E_CLIENT_PROTOCOL:
+		return "the agent's reply was not understood";
+	case ES_E_CLIENT_REMOTE:
+		return "the agent refused the request";
+	case ES_E_CLIENT_TOO_BIG:
+		return "the request is larger than the agent accepts";
+	}
+	if (err < 0 && strerrordesc_np(-err))
+		return strerrordesc_np(-err);
+	return "unknown error";
+}
+
+static int nng_fail(struct es_client *c, int rv, const char *what)
+{
+	switch (rv) {
+	case NNG_ETIMEDOUT:
+		return set_error(c, ES_E_CLIENT_TIMEOUT, "timeout",
+				 "%s: no reply within %u ms", what,
+				 c->timeout_ms);
+	case NNG_ECONNREFUSED:
+	case NNG_ENOENT:
+		return set_error(c, ES_E_CLIENT_CONNECT, "connect", "%s: %s",
+				 what, nng_strerror(rv));
+	case NNG_ECONNRESET:
+	case NNG_ECONNABORTED:
+	case NNG_ECONNSHUT:
+	case NNG_ECLOSED:
+		return set_error(c, ES_E_CLIENT_CONNECT, "connect",
+				 "%s: the agent closed the connection before "
+				 "answering (%s); the request may or may not "
+				 "have been applied",
+				 what, nng_strerror(rv));
+	case NNG_EPERM:
+		return set_error(c, -EACCES, "permission", "%s: %s", what,
+				 nng_strerror(rv));
+	case NNG_ENOMEM:
+		return set_error(c, -ENOMEM, "system", "%s: %s", what,
+				 nng_strerror(rv));
+	default:
+		return set_error(
+		    c, (rv & NNG_ESYSERR) ? -(rv & ~NNG_ESYSERR) : -EIO,
+		    "system", "%s: %s", what, nng_strerror(rv));
+	}
+}
+
+int es_client_open(struct es_client **cp, const char *socket_path,
+		   unsigned timeout_ms)
+{
+	struct es_client *c;
+	char *url;
+	int rv;
+
+	*cp = NULL;
+	if (!socket_path || !socket_path[0])
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	url = malloc(strlen(socket_path) + 7);
+	if (!c || !url) {
+		free(c);
+		free(url);
+		return -ENOMEM;
+	}
+	api_enc_init(&c->enc);
+	c->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
+	sprintf(url, "%s%s", strncmp(socket_path, "ipc://", 6) ? "ipc://" : "",
+		socket_path);
+	rv = nng_req0_open(&c->sock);
+	if (rv) {
+		free(url);
+		free(c);
+		return rv == NNG_ENOMEM ? -ENOMEM : -EIO;
+	}
+	rv = nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO,
+			       (nng_duration)c->timeout_ms);
+	if (rv == 0)
+		rv = nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO,
+				       (nng_duration)c->timeout_ms);
+	if (rv == 0)
+		rv = nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME,
+				       NNG_DURATION_INFINITE);
+	if (rv == 0) /* replies come from our own agent */
+		rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 0);
+	if (rv == 0)
+		rv = nng_dial(c->sock, url, NULL, 0);
+	free(url);
+	if (rv) {
+		rv = nng_fail(c, rv, "connect");
+		nng_close(c->sock);
+		free(c);
+		return rv;
+	}
+	*cp = c;
+	return 0;
+}
+
+void es_client_close(struct es_client *c)
+{
+	if (!c)
+		return;
+	nng_close(c->sock);
+	api_enc_fini(&c->enc);
+	free(c);
+}
+
+/* ---- one round trip --------------------------------------------------- */
+
+static int proto(struct es_client *c, const char *op)
+{
+	return set_error(c, ES_E_CLIENT_PROTOCOL, "protocol",
+			 "%s: the agent's reply was not understood: %s", op,
+			 c->err);
+}
+
+static int remote_error(struct es_client *c, struct reply *rp, const char *op)
+{
+	static const char *const keys[] = {"code", "message"};
+	struct api_span f[2];
+	struct api_reader sub;
+	char msg[API_ERR_MAX];
+
+	if (!rp->f[K_ERROR].p)
+		return set_error(c, ES_E_CLIENT_PROTOCOL, "protocol",
+				 "%s: the agent refused without saying why",
+				 op);
+	api_reader_span(&sub, &rp->r, &rp->f[K_ERROR]);
+	if (api_map_index(&sub, keys, 2, f, 1, "error") || !f[0].p)
+		return proto(c, op);
+	api_reader_span(&sub, &rp->r, &f[0]);
+	if (api_get_text(&sub, "error code", c->code, sizeof(c->code)))
+		return proto(c, op);
+	msg[0] = '\0';
+	if (f[1].p) {
+		api_reader_span(&sub, &rp->r, &f[1]);
+		if (api_get_text(&sub, "error message", msg, sizeof(msg)))
+			return proto(c, op);
+	}
+	snprintf(c->msg, sizeof(c->msg), "%s", msg[0] ? msg : c->code);
+	return ES_E_CLIENT_REMOTE;
+}
+
+static void reply_free(struct reply *rp)
+{
+	if (rp->msg)
+		nng_msg_free(rp->msg);
+	rp->msg = NULL;
+}
+
+/*
+ * Sends len bytes of request, receives the reply and indexes its fields
+ * keys ("ok", "error", then the op's own). On 0 the caller reads rp->f
+ * and calls reply_free; on failure rp holds nothing.
+ */
+static int round_trip(struct es_client *c, const void *req, size_t len,
+		      const char *op, const char *const *keys, size_t nkeys,
+		      struct reply *rp)
+{
+	size_t n;
+	int ok, rv;
+
+	memset(rp, 0, sizeof(*rp));
+	c->code[0] = '\0';
+	c->msg[0] = '\0';
+	rv = nng_send(c->sock, (void *)req, len, 0);
+	if (rv)
+		return nng_fail(c, rv, op);
+	rv = nng_recvmsg(c->sock, &rp->msg, 0);
+	if (rv)
+		return nng_fail(c, rv, op);
+	n = nng_msg_len(rp->msg);
+	api_reader_init(&rp->r, nng_msg_body(rp->msg), n, c->err);
+	rv = api_map_index(&rp->r, keys, nkeys, rp->f, 0, "reply");
+	if (rv == 0 && rp->r.p != rp->r.end)
+		rv = api_fail(&rp->r, API_E_BAD_REQUEST,
+			      "bytes follow the reply map");
+	if (rv == 0 && !rp->f[K_OK].p)
+		rv = api_fail(&rp->r, API_E_BAD_REQUEST, "no field 'ok'");
+	if (rv == 0) {
+		struct api_reader sub;
+
+		api_reader_span(&sub, &rp->r, &rp->f[K_OK]);
+		rv = api_get_bool(&sub, "field 'ok'", &ok);
+	}
+	if (rv)
+		rv = proto(c, op);
+	else if (!ok)
+		rv = remote_error(c, rp, op);
+	if (rv)
+		reply_free(rp);
+	return rv;
+}
+
+static int ask_limit(struct es_client *c);
+
+/* Sends what c->enc holds after checking its size; see round_trip. */
+static int call(struct es_client *c, const char *op, const char *const *keys,
+		size_t nkeys, struct reply *rp)
+{
+	int rc = api_enc_error(&c->enc);
+
+	if (rc)
+		return set_error(c, rc, "system", "%s: out of memory", op);
+	if (c->enc.len > SMALL) {
+		rc = c->max_message ? 0 : ask_limit(c);
+		if (rc)
+			return rc;
+		if (c->enc.len > c->max_message)
+			return set_error(c, ES_E_CLIENT_TOO_BIG, "too_large",
+					 "%s: the request takes %zu bytes, the "
+					 "agent accepts at most %" PRIu64,
+					 op, c->enc.len, c->max_message);
+	}
+	return round_trip(c, c->enc.buf, c->enc.len, op, keys, nkeys, rp);
+}
+
+/* Starts a request map of n entries besides v and op. */
+static struct api_enc *begin(struct es_client *c, const char *op, unsigned n)
+{
+	struct api_enc *e = &c->enc;
+
+	api_enc_reset(e, ENC_KEEP);
+	api_enc_map(e, 2 + n);
+	api_enc_kv_uint(e, "v", API_PROTOCOL);
+	api_enc_kv_text(e, "op", op);
+	return e;
+}
+
+/* Typed fields of a reply; absent ones read as 0 or "". */
+static int get_u64(struct reply *rp, int k, const char *what, uint64_t *v)
+{
+	struct api_reader sub;
+
+	*v = 0;
+	if (!rp->f[k].p)
+		return 0;
+	api_reader_span(&sub, &rp->r, &rp->f[k]);
+	return api_get_uint(&sub, what, v);
+}
+
+static int get_text(struct reply *rp, int k, const char *what, char *buf,
+		    size_t size)
+{
+	struct api_reader sub;
+
+	buf[0] = '\0';
+	if (!rp->f[k].p)
+		return 0;
+	api_reader_span(&sub, &rp->r, &rp->f[k]);
+	return api_get_text(&sub, what, buf, size);
+}
+
+/* ---- operations ------------------------------------------------------- */
+
+static const char *const ping_keys[] = {"ok", "error", "max_message"};
+
+static int ask_limit(struct es_client *c)
+{
+	static const unsigned char ping[] = {0xa2, 0x61, 'v',  0x01, 0x62,
+					     'o',  'p',	 0x64, 'p',  'i',
+					     'n',  'g'}; /* {v: 1, op: ping} */
+	struct reply rp;
+	int rc = round_trip(c, ping, sizeof(ping), "ping", ping_keys, 3, &rp);
+
+	if (rc)
+		return rc;
+	if (get_u64(&rp, 2, "max_message", &c->max_message))
+		rc = proto(c, "ping");
+	else if (!c->max_message)
+		c->max_message = UINT64_MAX; /* an agent without a limit */
+	reply_free(&rp);
+	return rc;
+}
+
+int es_client_ping(struct es_client *c)
+{
+	c->max_message = 0;
+	return ask_limit(c);
+}
+
+static const char *const ok_keys[] = {"ok", "error"};
+
+/* A request on a collection whose reply is {ok} alone. */
+static int simple(struct es_client *c, const char *op, const char *field,
+		  const char *name)
+{
+	struct api_enc *e = begin(c, op, 1);
+	struct reply rp;
+	int rc;
+
+	api_enc_kv_text(e, field, name);
+	rc = call(c, op, ok_keys, 2, &rp);
+	if (rc == 0)
+		reply_free(&rp);
+	return rc;
+}
+
+int es_client_collection_create(struct es_client *c, const char *name,
+				uint32_t dim, const char *metric,
+				const char *sync)
+{
+	struct api_enc *e =
+	    begin(c, "collection.create", 2 + !!metric + !!sync);
+	struct reply rp;
+	int rc;
+
+	api_enc_kv_text(e, "name", name);
+	api_enc_kv_uint(e, "dim", dim);
+	if (metric)
+		api_enc_kv_text(e, "metric", metric);
+	if (sync)
+		api_enc_kv_text(e, "sync", sync);
+	rc = call(c, "collection.create", ok_keys, 2, &rp);
+	if (rc == 0)
+		reply_free(&rp);
+	return rc;
+}
+
+int es_client_collection_drop(struct es_client *c, const char *name)
+{
+	return simple(c, "collection.drop", "name", name);
+}
+
+int es_client_flush(struct es_client *c, const char *name)
+{
+	return simple(c, "flush", "collection", name);
+}
+
+static const char *const coll_keys[] = {
+    "name",    "dim",	   "metric",  "sync",	 "vectors",
+    "growing", "segments", "indexed", "version", "bytes",
+};
+
+/* Reads one collection map (at sub) into out. */
+static int read_collection(struct api_reader *sub,
+			   struct es_client_collection *out)
+{
+	struct reply m = {.r = *sub};
+	uint64_t dim;
+	uint64_t *const nums[] = {&out->vectors, &out->growing, &out->segments,
+				  &out->indexed, &out->version, &out->bytes};
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = api_map_index(&m.r, coll_keys, 10, m.f, 1, "collection");
+	if (rc == 0)
+		rc = get_text(&m, 0, "name", out->name, sizeof(out->name));
+	if (rc == 0)
+		rc = get_u64(&m, 1, "dim", &dim);
+	if (rc == 0 && dim > UINT32_MAX)
+		rc = api_fail(&m.r, API_E_BAD_VALUE, "dim out of range");
+	out->dim = (uint32_t)dim;
+	if (rc == 0)
+		rc =
+		    get_text(&m, 2, "metric", out->metric, sizeof(out->metric));
+	if (rc == 0)
+		rc = get_text(&m, 3, "sync", out->sync, sizeof(out->sync));
+	for (int i = 0; rc == 0 && i < 6; i++)
+		rc = get_u64(&m, 4 + i, coll_keys[4 + i], nums[i]);
+	sub->p = m.r.p;
+	return rc;
+}
+
+int es_client_collection_info(struct es_client *c, const char *name,
+			      struct es_client_collection *out)
+{
+	static const char *const keys[] = {"ok", "error", "collection"};
+	struct api_enc *e = begin(c, "collection.info", 1);
+	struct api_reader sub;
+	struct reply rp;
+	int rc;
+
+	api_enc_kv_text(e, "name", name);
+	rc = call(c, "collection.info", keys, 3, &rp);
+	if (rc)
+		return rc;
+	if (!rp.f[2].p) {
+		api_fail(&rp.r, API_E_BAD_REQUEST, "no field 'collection'");
+		rc = proto(c, "collection.info");
+	} else {
+		api_reader_span(&sub, &rp.r, &rp.f[2]);
+		if (read_collection(&sub, out))
+			rc = proto(c, "collection.info");
+	}
+	reply_free(&rp);
+	return rc;
+}
+
+int es_client_collection_list(struct es_client *c,
+			      struct es_client_collection **out, size_t *n)
+{
+	static const char *const keys[] = {"ok", "error", "collections"};
+	struct es_client_collection *list = NULL, *grown;
+	struct api_reader sub;
+	struct api_seq s = {0};
+	struct reply rp;
+	size_t cnt = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	begin(c, "collection.list", 0);
+	rc = call(c, "collection.list", keys, 3, &rp);
+	if (rc)
+		return rc;
+	if (!rp.f[2].p) {
+		reply_free(&rp);
+		return 0;
+	}
+	api_reader_span(&sub, &rp.r, &rp.f[2]);
+	rc = api_array_begin(&sub, &s, "collections");
+	while (rc == 0 && (rc = api_seq_next(&sub, &s)) > 0) {
+		grown = realloc(list, (cnt + 1) * sizeof(*list));
+		if (!grown) {
+			rc = -ENOMEM;
+			break;
+		}
+		list = grown;
+		rc = read_collection(&sub, &list[cnt]);
+		cnt += rc == 0;
+	}
+	reply_free(&rp);
+	if (rc) {
+		free(list);
+		return rc == -ENOMEM ? set_error(c, rc, "system",
+						 "out of "
+						 "memory")
+				     : proto(c, "collection.list");
+	}
+	*out = list;
+	*n = cnt;
+	return 0;
+}
+
+static const char *const count_keys[] = {"ok", "error", "count"};
+
+static void enc_ids(struct api_enc *e, const uint64_t *ids, size_t n)
+{
+	api_enc_text(e, "ids");
+	api_enc_array(e, n);
+	for (size_t i = 0; i < n; i++)
+		api_enc_uint(e, ids[i]);
+}
+
+int es_client_insert(struct es_client *c, const char *name, const uint64_t *ids,
+		     const float *vectors, size_t n, uint32_t dim)
+{
+	struct api_enc *e;
+	struct reply rp;
+	int rc;
+
+	if (n && (!dim || n > SIZE_MAX / sizeof(float) / dim))
+		return set_error(c, -EINVAL, "bad_value",
+				 "insert: %zu vectors of dim %" PRIu32, n, dim);
+	e = begin(c, "insert", 3);
+	api_enc_kv_text(e, "collection", name);
+	enc_ids(e, ids, n);
+	api_enc_text(e, "vectors");
+	api_enc_floats(e, vectors, n * dim);
+	rc = call(c, "insert", count_keys, 3, &rp);
+	if (rc == 0)
+		reply_free(&rp);
+	return rc;
+}
+
+int es_client_delete(struct es_client *c, const char *name, const uint64_t *ids,
+		     size_t n)
+{
+	struct api_enc *e = begin(c, "delete", 2);
+	struct reply rp;
+	int rc;
+
+	api_enc_kv_text(e, "collection", name);
+	enc_ids(e, ids, n);
+	rc = call(c, "delete", count_keys, 3, &rp);
+	if (rc == 0)
+		reply_free(&rp);
+	return rc;
+}
+
+int es_client_get(struct es_client *c, const char *name, uint64_t id,
+		  float *out, uint32_t max_dim, uint32_t *dim)
+{
+	static const char *const keys[] = {"ok", "error", "vector"};
+	struct api_enc *e = begin(c, "get", 2);
+	struct api_reader sub;
+	struct api_item it;
+	struct reply rp;
+	int rc;
+
+	*dim = 0;
+	api_enc_kv_text(e, "collection", name);
+	api_enc_kv_uint(e, "id", id);
+	rc = call(c, "get", keys, 3, &rp);
+	if (rc)
+		return rc;
+	if (rp.f[2].p)
+		api_reader_span(&sub, &rp.r, &rp.f[2]);
+	if (!rp.f[2].p || api_next(&sub, &it) || it.type != API_BYTES ||
+	    it.u % sizeof(float)) {
+		snprintf(c->err, sizeof(c->err),
+			 "field 'vector' is not a byte string of float32");
+		rc = proto(c, "get");
+	} else if (it.u / sizeof(float) > max_dim) {
+		*dim = (uint32_t)(it.u / sizeof(float));
+		rc = set_error(c, -ERANGE, "too_large",
+			       "get: the vector has %" PRIu32 " values, "
+			       "room for %" PRIu32,
+			       *dim, max_dim);
+	} else {
+		*dim = (uint32_t)(it.u / sizeof(float));
+		memcpy(out, it.data, it.u);
+	}
+	reply_free(&rp);
+	return rc;
+}
+
+/* Reads the array at k into hits: ids (floats 0) or distances (1). */
+static int read_hits(struct reply *rp, int k, int floats, uint32_t max,
+		     struct es_client_hit *hits, uint32_t *n)
+{
+	struct api_reader sub;
+	struct api_seq s = {0};
+	const char *what = floats ? "distances" : "ids";
+	uint32_t i = 0;
+	double d;
+	int rc;
+
+	if (!rp->f[k].p)
+		return api_fail(&rp->r, API_E_BAD_REQUEST, "no field '%s'",
+				what);
+	api_reader_span(&sub, &rp->r, &rp->f[k]);
+	rc = api_array_begin(&sub, &s, what);
+	while (rc == 0 && (rc = api_seq_next(&sub, &s)) > 0) {
+		if (i == max)
+			return api_fail(&rp->r, API_E_BAD_REQUEST,
+					"%s has more than k entries", what);
+		if (floats) {
+			rc = api_get_number(&sub, what, &d);
+			hits[i].distance = (float)d;
+		} else {
+			rc = api_get_uint(&sub, what, &hits[i].id);
+		}
+		i += rc == 0;
+	}
+	*n = i;
+	return rc;
+}
+
+int es_client_search(struct es_client *c, const char *name, const float *query,
+		     uint32_t dim, uint32_t k, uint32_t L,
+		     struct es_client_hit *hits)
+{
+	static const char *const keys[] = {"ok", "error", "ids", "distances"};
+	struct api_enc *e = begin(c, "search", 3 + !!L);
+	struct reply rp;
+	uint32_t n_ids = 0, n_dist = 0;
+	int rc;
+
+	api_enc_kv_text(e, "collection", name);
+	api_enc_text(e, "vector");
+	api_enc_floats(e, query, dim);
+	api_enc_kv_uint(e, "k", k);
+	if (L)
+		api_enc_kv_uint(e, "L", L);
+	rc = call(c, "search", keys, 4, &rp);
+	if (rc)
+		return rc;
+	rc = read_hits(&rp, 2, 0, k, hits, &n_ids);
+	if (rc == 0)
+		rc = read_hits(&rp, 3, 1, k, hits, &n_dist);
+	if (rc == 0 && n_ids != n_dist)
+		rc = api_fail(&rp.r, API_E_BAD_REQUEST,
+			      "%" PRIu32 " ids but %" PRIu32 " distances",
+			      n_ids, n_dist);
+	reply_free(&rp);
+	return rc ? proto(c, "search") : (int)n_ids;
+}
+
+static const char *const seg_keys[] = {
+    "id",      "count",	     "size",	 "checksum",
+    "indexed", "index_size", "seal_hlc", "origin",
+};
+
+static int read_segment(struct api_reader *sub, struct es_client_segment *out)
+{
+	struct reply m = {.r = *sub};
+	struct api_reader v;
+	uint64_t sum = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = api_map_index(&m.r, seg_keys, 8, m.f, 1, "segment");
+	if (rc == 0 && m.f[0].p) {
+		api_reader_span(&v, &m.r, &m.f[0]);
+		rc = api_get_int(&v, "id", &out->id);
+	}
+	if (rc == 0)
+		rc = get_u64(&m, 1, "count", &out->count);
+	if (rc == 0)
+		rc = get_u64(&m, 2, "size", &out->size);
+	if (rc == 0)
+		rc = get_u64(&m, 3, "checksum", &sum);
+	out->checksum = (uint32_t)sum;
+	if (rc == 0 && m.f[4].p) {
+		api_reader_span(&v, &m.r, &m.f[4]);
+		rc = api_get_bool(&v, "indexed", &out->indexed);
+	}
+	if (rc == 0)
+		rc = get_u64(&m, 5, "index_size", &out->index_size);
+	if (rc == 0)
+		rc = get_u64(&m, 6, "seal_hlc", &out->seal_hlc);
+	if (rc == 0)
+		rc =
+		    get_text(&m, 7, "origin", out->origin, sizeof(out->origin));
+	sub->p = m.r.p;
+	return rc;
+}
+
+int es_client_segments(struct es_client *c, const char *name,
+		       struct es_client_segment **out, size_t *n)
+{
+	static const char *const keys[] = {"ok", "error", "segments"};
+	struct es_client_segment *list = NULL, *grown;
+	struct api_enc *e = begin(c, "segments", 1);
+	struct api_reader sub;
+	struct api_seq s = {0};
+	struct reply rp;
+	size_t cnt = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	api_enc_kv_text(e, "collection", name);
+	rc = call(c, "segments", keys, 3, &rp);
+	if (rc)
+		return rc;
+	if (!rp.f[2].p) {
+		reply_free(&rp);
+		return 0;
+	}
+	api_reader_span(&sub, &rp.r, &rp.f[2]);
+	rc = api_array_begin(&sub, &s, "segments");
+	while (rc == 0 && (rc = api_seq_next(&sub, &s)) > 0) {
+		grown = realloc(list, (cnt + 1) * sizeof(*list));
+		if (!grown) {
+			rc = -ENOMEM;
+			break;
+		}
+		list = grown;
+		rc = read_segment(&sub, &list[cnt]);
+		cnt += rc == 0;
+	}
+	reply_free(&rp);
+	if (rc) {
+		free(list);
+		return rc == -ENOMEM ? set_error(c, rc, "system",
+						 "out of "
+						 "memory")
+				     : proto(c, "segments");
+	}
+	*out = list;
+	*n = cnt;
+	return 0;
+}
+
+int es_client_stats(struct es_client *c, struct es_client_stats *out)
+{
+	static const char *const keys[] = {
+	    "ok",	 "error",   "collections", "vectors",	    "segments",
+	    "bytes",	 "inserts", "searches",	   "seals_pending", "uptime_s",
+	    "device_id", "version",
+	};
+	uint64_t *const nums[] = {&out->collections,   &out->vectors,
+				  &out->segments,      &out->bytes,
+				  &out->inserts,       &out->searches,
+				  &out->seals_pending, &out->uptime_s};
+	struct reply rp;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	begin(c, "stats", 0);
+	rc = call(c, "stats", keys, 12, &rp);
+	if (rc)
+		return rc;
+	for (int i = 0; rc == 0 && i < 8; i++)
+		rc = get_u64(&rp, 2 + i, keys[2 + i], nums[i]);
+	if (rc == 0)
+		rc = get_text(&rp, 10, "device_id", out->device_id,
+			      sizeof(out->device_id));
+	if (rc == 0)
+		rc = get_text(&rp, 11, "version", out->version,
+			      sizeof(out->version));
+	reply_free(&rp);
+	return rc ? proto(c, "stats") : 0;
+}

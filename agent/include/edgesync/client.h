@@ -1,0 +1,105 @@
+/*
+ * edgesync client: the C library through which programs (and the edgesync
+ * CLI) talk to a local agent over its Unix socket. Requests and replies
+ * are CBOR maps over nng REQ/REP on ipc:// (the protocol is documented in
+ * agent/PROTOCOL.md; any language with nng and CBOR can speak it).
+ *
+ * One es_client is one connection; it may be used by one thread at a time
+ * (open one per thread for parallel requests). Every function returns 0 (or
+ * a count) or a negative code: -errno, ES_E_CLIENT_* for transport and
+ * protocol failures, or the code the agent answered (ES_E_CLIENT_REMOTE,
+ * with the agent's code and message from es_client_error()).
+ */
+#ifndef EDGESYNC_CLIENT_H
+#define EDGESYNC_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum es_client_err {
+	ES_E_CLIENT_CONNECT = -5401,  /* no agent listening on the socket */
+	ES_E_CLIENT_TIMEOUT = -5402,  /* no reply in time */
+	ES_E_CLIENT_PROTOCOL = -5403, /* the reply was not understood */
+	ES_E_CLIENT_REMOTE = -5404,   /* the agent refused: see error() */
+	ES_E_CLIENT_TOO_BIG = -5405,  /* request larger than the agent takes */
+};
+
+struct es_client;
+
+/*
+ * es_client_open connects to the agent's socket (a file path; "ipc://"
+ * is added). timeout_ms bounds each request (0: 30 s).
+ */
+int es_client_open(struct es_client **cp, const char *socket_path,
+		   unsigned timeout_ms);
+void es_client_close(struct es_client *c);
+
+/*
+ * After ES_E_CLIENT_REMOTE: the agent's error code (a short string such as
+ * "not_found", "bad_request", "dim_mismatch") and message; valid until the
+ * next call on c. Otherwise a description of the last failure.
+ */
+const char *es_client_error_code(const struct es_client *c);
+const char *es_client_error(const struct es_client *c);
+const char *es_client_strerror(int err);
+
+int es_client_ping(struct es_client *c);
+
+struct es_client_collection {
+	char name[65];
+	uint32_t dim;
+	char metric[8];  /* "l2", "ip", "cosine" */
+	char sync[16];   /* "upload", "download", "both", "none" */
+	uint64_t vectors, growing, segments, indexed, version, bytes;
+};
+
+int es_client_collection_create(struct es_client *c, const char *name,
+				uint32_t dim, const char *metric,
+				const char *sync);
+int es_client_collection_drop(struct es_client *c, const char *name);
+int es_client_collection_info(struct es_client *c, const char *name,
+			      struct es_client_collection *out);
+/* *out malloc'ed (free() it). */
+int es_client_collection_list(struct es_client *c,
+			      struct es_client_collection **out, size_t *n);
+
+/* Durable once it returns 0. vectors: n x dim floats. */
+int es_client_insert(struct es_client *c, const char *name,
+		     const uint64_t *ids, const float *vectors, size_t n,
+		     uint32_t dim);
+int es_client_delete(struct es_client *c, const char *name,
+		     const uint64_t *ids, size_t n);
+/* out: dim floats; *dim receives the collection's dimension. */
+int es_client_get(struct es_client *c, const char *name, uint64_t id,
+		  float *out, uint32_t max_dim, uint32_t *dim);
+
+struct es_client_hit {
+	uint64_t id;
+	float distance;
+};
+
+/* Returns the number of hits written (at most k). L 0: agent's default. */
+int es_client_search(struct es_client *c, const char *name,
+		     const float *query, uint32_t dim, uint32_t k, uint32_t L,
+		     struct es_client_hit *hits);
+int es_client_flush(struct es_client *c, const char *name);
+
+struct es_client_segment {
+	int64_t id;
+	uint64_t count, size, index_size, seal_hlc;
+	uint32_t checksum;
+	int indexed;
+	char origin[65];
+};
+int es_client_segments(struct es_client *c, const char *name,
+		       struct es_client_segment **out, size_t *n);
+
+struct es_client_stats {
+	uint64_t collections, vectors, segments, bytes, inserts, searches,
+		seals_pending, uptime_s;
+	char device_id[65];
+	char version[32];
+};
+int es_client_stats(struct es_client *c, struct es_client_stats *out);
+
+#endif

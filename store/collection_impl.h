@@ -1,0 +1,120 @@
+/*
+ * Private to the store: the state of a collection, shared by
+ * collection.c (open, recovery, writes), collection_seal.c (seal, index,
+ * handles) and collection_search.c.
+ *
+ * Locks, always taken in this order:
+ *   seal_mu   one seal at a time (the background thread or a flush)
+ *   index_mu  one index build at a time
+ *   ingest    rwlock: inserts and deletes hold it shared from log append
+ *             to apply; a freeze holds it exclusively, so a log generation
+ *             holds exactly the writes of the buffer frozen with it
+ *   state     rwlock: searches and gets hold it shared; applying a write
+ *             and swapping parts hold it exclusively
+ *   part->mu  a segment's open handles and searchers
+ *
+ * Invariants (under state):
+ *   1. live maps every visible id to (handle << 32 | row) of the one part
+ *      row holding its newest version; an id without an entry is absent.
+ *   2. A buffer row is alive exactly when live points at it.
+ *   3. tombs maps every deleted id to the hlc of its newest delete, and no
+ *      live version of it is older than that.
+ *   4. parts[growing] is a buffer; parts[frozen] is a buffer or frozen is
+ *      PART_NONE; every other non-NULL part is a segment, listed in
+ *      segments[] in the order it was added.
+ */
+#ifndef EDGESYNC_COLLECTION_IMPL_H
+#define EDGESYNC_COLLECTION_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "edgesync/collection.h"
+#include "edgesync/ndvs.h"
+#include "edgesync/vamana.h"
+#include "edgesync/wal.h"
+#include "idmap.h"
+#include "membuf.h"
+
+#define PART_NONE UINT32_MAX
+
+enum part_kind { PART_BUFFER, PART_SEGMENT };
+
+struct part {
+	enum part_kind kind;
+	struct membuf buf;          /* PART_BUFFER */
+	struct es_segment_meta meta; /* PART_SEGMENT */
+	atomic_uint_fast64_t dead;  /* its rows no longer live */
+	char *path;                 /* seg-<id>.ndvs */
+	char *index_path;           /* seg-<id>.vamana */
+	pthread_mutex_t mu;
+	unsigned refs;              /* searches using the handles */
+	uint64_t last_used;         /* collection tick of the last release */
+	struct es_ndvs *ndvs;       /* opened lazily */
+	struct es_vamana *index;    /* opened lazily once indexed */
+	struct es_vamana_searcher **idle;
+	size_t n_idle, cap_idle;
+};
+
+struct es_collection {
+	char *dir;
+	struct es_collection_params p;
+	char origin[ES_ORIGIN_MAX + 1];
+	struct es_collection_catalog cat;
+	es_distance_fn dist;
+	struct es_wal *wal;
+	pthread_mutex_t seal_mu;
+	pthread_mutex_t index_mu;
+	pthread_rwlock_t ingest;
+	pthread_rwlock_t state;
+	struct part **parts;
+	uint32_t n_parts;
+	uint32_t growing;
+	uint32_t frozen;
+	uint64_t frozen_gen;        /* log generation of the frozen buffer */
+	uint64_t frozen_hlc;        /* its seal clock, taken at the freeze */
+	uint32_t *segments;
+	uint32_t n_segments, cap_segments;
+	struct idmap live;
+	struct idmap tombs;
+	atomic_uint_fast64_t tick;  /* counts handle releases, for LRU */
+};
+
+static inline uint64_t loc_pack(uint32_t handle, uint64_t row)
+{
+	return (uint64_t)handle << 32 | row;
+}
+
+static inline uint32_t loc_part(uint64_t loc)
+{
+	return (uint32_t)(loc >> 32);
+}
+
+static inline uint32_t loc_row(uint64_t loc)
+{
+	return (uint32_t)loc;
+}
+
+/* collection.c */
+int coll_part_add(struct es_collection *c, struct part *pt, uint32_t *h);
+void coll_part_free(struct part *pt);
+struct part *coll_segment_part(struct es_collection *c,
+			       const struct es_segment_meta *m);
+/*
+ * coll_wins says whether a copy of id with version (hlc, origin) beats
+ * its tombstone and its live copy (returned in *cur, or ES_IDMAP_NONE).
+ * coll_set_live makes loc id's live copy, killing the buffer row cur.
+ */
+int coll_wins(const struct es_collection *c, uint64_t id, uint64_t hlc,
+	      const char *origin, uint64_t *cur);
+int coll_set_live(struct es_collection *c, uint64_t id, uint64_t loc,
+		  uint64_t cur);
+
+/* collection_seal.c: segment handles */
+int coll_part_acquire(struct es_collection *c, struct part *pt);
+void coll_part_release(struct es_collection *c, struct part *pt);
+int coll_searcher_get(struct part *pt, struct es_vamana_searcher **s);
+void coll_searcher_put(struct part *pt, struct es_vamana_searcher *s);
+void coll_part_close_handles(struct part *pt);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * edgesync store: one collection's vectors in one directory, the unit the
+ * agent serves and sync ships.
+ *
+ *   <dir>/wal/              the write-ahead log (wal.h)
+ *   <dir>/seg-<id>.ndvs     sealed segments (ndvs.h), immutable
+ *   <dir>/seg-<id>.vamana   their indexes (vamana.h), built in background
+ *
+ * A collection is a set of parts: the growing buffer (inserts land there
+ * once their log record is durable; searched exactly), frozen buffers
+ * (sealing; immutable; searched exactly) and segments (searched through
+ * their index once it is built, exactly until then). Which copy of an id
+ * is live is kept in one map, so a search drops superseded and deleted
+ * copies wherever they are.
+ *
+ * The collection does not know the manifest: durable facts go through the
+ * catalog callbacks the caller supplies (the agent wires its manifest in),
+ * and at open the caller hands back what its catalog recorded.
+ *
+ * Versions: a write carries the hybrid logical clock of its batch; a
+ * sealed row carries its segment's (seal_hlc, origin). The larger version
+ * wins, for inserts and deletes alike, in memory and at recovery.
+ */
+#ifndef EDGESYNC_COLLECTION_H
+#define EDGESYNC_COLLECTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "edgesync/distance.h"
+#include "edgesync/vamana.h"
+
+#define ES_ORIGIN_MAX 64
+
+/* What the catalog records about a segment, and hands back at open. */
+struct es_segment_meta {
+	int64_t id;
+	uint64_t count;
+	uint32_t dim;
+	uint64_t size;          /* NDVS bytes */
+	uint32_t checksum;      /* NDVS footer CRC32C */
+	uint64_t seal_hlc;
+	char origin[ES_ORIGIN_MAX + 1];
+	uint64_t wal_gen;       /* local log generation it holds; 0 if none */
+	int indexed;            /* its index file is durable */
+	uint64_t index_size;
+	uint32_t index_checksum;
+};
+
+struct es_tombstone {
+	uint64_t id;
+	uint64_t hlc;
+	char origin[ES_ORIGIN_MAX + 1];
+};
+
+/*
+ * The catalog: how the collection makes facts durable beyond its files.
+ * Every callback returns 0 or a negative code and may be called from any
+ * thread (the collection never calls two at once for itself).
+ */
+struct es_collection_catalog {
+	/* A fresh segment id, never handed out before. */
+	int (*reserve_id)(void *arg, int64_t *id);
+	/* The current hybrid logical clock, strictly increasing. */
+	int (*hlc_now)(void *arg, uint64_t *hlc);
+	/*
+	 * A segment file is durable: record it with the tombstones sealed
+	 * with it; the record must be durable when this returns 0.
+	 */
+	int (*sealed)(void *arg, const struct es_segment_meta *seg,
+		      const struct es_tombstone *tombs, size_t n_tombs);
+	/* An index file is durable: record it. */
+	int (*indexed)(void *arg, const struct es_segment_meta *seg);
+	/* Work is waiting: call es_collection_maintain soon. */
+	void (*wake)(void *arg);
+	void *arg;
+};
+
+struct es_collection_params {
+	uint32_t dim;
+	enum es_metric metric;
+	uint64_t seal_threshold;  /* seal the growing buffer at this size */
+	struct es_vamana_build_params build;
+	const char *origin;       /* this device's id */
+	uint32_t open_segments;   /* segment handles kept open when idle */
+};
+
+struct es_collection;
+
+/*
+ * es_collection_open opens the collection in dir (creating it if needed)
+ * from what the catalog recorded: segs (in the order they were added) and
+ * tombs. It checks that each segment file exists with the recorded size,
+ * removes files in dir that no record names (and temporary files), and
+ * replays the write-ahead log generations no segment holds.
+ */
+int es_collection_open(struct es_collection **cp, const char *dir,
+		       const struct es_collection_params *p,
+		       const struct es_collection_catalog *cat,
+		       const struct es_segment_meta *segs, size_t n_segs,
+		       const struct es_tombstone *tombs, size_t n_tombs);
+
+/* es_collection_close frees everything; no call may be in flight. */
+void es_collection_close(struct es_collection *c);
+
+/*
+ * es_collection_insert makes n vectors (n x dim, finite) with their ids
+ * durable, then visible; returns 0 only after both. Thread-safe; concurrent
+ * callers share log syncs.
+ */
+int es_collection_insert(struct es_collection *c, const uint64_t *ids,
+			 const float *vectors, size_t n);
+int es_collection_delete(struct es_collection *c, const uint64_t *ids,
+			 size_t n);
+/* 0 and the vector, or -ENOENT. */
+int es_collection_get(struct es_collection *c, uint64_t id, float *out);
+
+struct es_collection_hit {
+	uint64_t id;
+	float distance;
+};
+
+/*
+ * es_collection_search: the k nearest live vectors, nearest first, over a
+ * consistent snapshot of every part. L is the Vamana search list.
+ */
+int es_collection_search(struct es_collection *c, const float *query,
+			 uint32_t k, uint32_t L, struct es_collection_hit *hits);
+
+/*
+ * es_collection_seal turns the growing buffer into a durable segment:
+ * freeze (new writes go to a new buffer and log generation), write the
+ * NDVS file, record it through the catalog, drop the log generation.
+ * With force 0 it seals only at the threshold. Returns once durable.
+ */
+int es_collection_seal(struct es_collection *c, int force);
+
+/*
+ * es_collection_maintain does the background work one step at a time:
+ * a seal that is due, then one missing index build, then closing idle
+ * segment handles. *more is set when work remains. Call it from one
+ * background thread.
+ */
+int es_collection_maintain(struct es_collection *c, int *more);
+
+struct es_collection_stats {
+	uint64_t vectors;   /* live */
+	uint64_t growing;   /* in buffers, not yet sealed */
+	uint64_t segments;
+	uint64_t indexed;
+	uint64_t bytes;     /* segment and index files */
+	uint64_t open_handles;
+};
+void es_collection_stats(struct es_collection *c,
+			 struct es_collection_stats *s);
+
+/* *out malloc'ed copy of the segment list (free() it). */
+int es_collection_segments(struct es_collection *c,
+			   struct es_segment_meta **out, size_t *n);
+
+#endif

@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# `edgesync agent` and the client commands as a user runs them: a real
+# agent on a socket in a temporary directory, configured by a file and
+# command-line options; every client command, its output and exit code;
+# -n on good and bad files; SIGHUP; SIGTERM; a second agent refused.
+# usage: daemon_cli.sh EDGESYNC_BINARY SOURCE_DIR
+set -u
+es=$1
+src=$2
+dir=$(mktemp -d /tmp/es-test-agent-XXXXXX)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+	# KEEP=1 keeps the directory (data, logs) to look at
+	if [ -n "${KEEP:-}" ]; then echo "kept $dir"; else rm -rf "$dir"; fi
+}
+trap cleanup EXIT
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+# expect CODE CMD...: the command exits with CODE
+expect() {
+	local want=$1; shift
+	"$@" >"$dir/out" 2>"$dir/err"
+	local got=$?
+	if [ "$got" = "$want" ]; then ok; else
+		bad "exit $got, not $want: $*"; cat "$dir/err" "$dir/out"; fi
+}
+# says PATTERN: the last command's stderr or stdout matches
+says() {
+	if grep -q -- "$1" "$dir/err" "$dir/out"; then ok; else
+		bad "output lacks '$1'"; cat "$dir/err" "$dir/out"; fi
+}
+# logged PATTERN: the agent's log matches
+logged() {
+	if grep -q -- "$1" "$dir/agent.log"; then ok; else
+		bad "agent log lacks '$1'"; cat "$dir/agent.log"; fi
+}
+# py SCRIPT ARGS...: a check in Python; it prints why when it fails
+py() {
+	if python3 -c "$@"; then ok; else bad "check failed: ${2:-}"; fi
+}
+# wait_for_socket PATH PID: until the socket exists or the agent is gone
+wait_for_socket() {
+	for _ in $(seq 600); do
+		[ -S "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# ---- data like ../shared/data: clustered vectors, texmex .fvecs --------
+dim=16
+python3 - "$dir" "$dim" <<'EOF'
+import random, struct, sys
+d, dim = sys.argv[1], int(sys.argv[2])
+rng = random.Random(7)
+centres = [[rng.uniform(-10, 10) for _ in range(dim)] for _ in range(12)]
+def point():
+    c = rng.choice(centres)
+    return [x + rng.gauss(0, 1) for x in c]
+def write(path, rows):
+    with open(path, "wb") as f:
+        for r in rows:
+            f.write(struct.pack("<i%df" % len(r), len(r), *r))
+write(d + "/base.fvecs", [point() for _ in range(2500)])
+write(d + "/queries.fvecs", [point() for _ in range(20)])
+write(d + "/wrongdim.fvecs", [[1.0] * (dim + 1)])
+write(d + "/three.fvecs", [[1, 2, 3], [4, 5, 6]])
+EOF
+
+# ---- configuration -----------------------------------------------------
+sock="$dir/run/agent.sock"
+cat >"$dir/agent.conf" <<EOF
+# the test agent
+[agent]
+data-dir = $dir/data
+log-level = info
+
+[api]
+socket = $dir/not-this.sock   ; the command line overrides it
+workers = 4
+
+[store]
+seal-threshold = 100000
+index-r = 16
+index-l = 32
+build-threads = 1
+EOF
+# the command line wins over the file
+opts=(--socket "$sock" --seal-threshold 1000)
+
+expect 0 $es agent --help
+says "usage: edgesync agent"
+says "\-\-seal-threshold N"
+expect 0 $es agent -c "$dir/agent.conf" "${opts[@]}" -n
+says "configuration OK"
+expect 0 $es agent -c "$src/deploy/edgesync.conf" -n
+says "configuration OK"
+# every option of the table is in the example config
+for key in $($es agent --help | sed -n 's/^  --\([a-z-]*\) .*/\1/p'); do
+	if grep -Eq "^#? ?$key =" "$src/deploy/edgesync.conf"; then ok; else
+		bad "deploy/edgesync.conf lacks $key"; fi
+done
+expect 64 $es agent --no-such-option
+expect 64 $es agent -c "$dir/agent.conf" extra
+expect 78 $es agent -c "$dir/none.conf" -n
+says "none.conf: No such file"
+expect 78 $es agent -c "$dir/agent.conf" --workers 0 -n
+says "\-\-workers: 0 is out of range"
+# bad files: each names its file, line and key
+badconf() { # EXPECTED-MESSAGE LINES...
+	local want=$1; shift
+	printf '%s\n' "$@" >"$dir/bad.conf"
+	expect 78 $es agent -c "$dir/bad.conf" -n
+	says "bad.conf:$want"
+}
+badconf "2: nosuch: unknown key" "[agent]" "nosuch = 1"
+badconf "2: x: \[nope\] is not a section" "[nope]" "x = 1"
+badconf "1: workers: outside any section" "workers = 4"
+badconf "2: workers: belongs in \[api\]" "[agent]" "workers = 4"
+badconf "3: workers: given twice" "[api]" "workers = 4" "workers = 5"
+badconf "2: workers: 'many' is not a whole number" "[api]" "workers = many"
+badconf "2: data-dir: 'rel' is not an absolute path" "[agent]" "data-dir = rel"
+badconf "2: log-level: 'loud' is not" "[agent]" "log-level = loud"
+badconf "2: socket: the path is longer than 107" "[api]" \
+	"socket = /$(printf 'x%.0s' $(seq 120))"
+badconf "2: max-message: '9Q' is not a whole number" "[api]" \
+	"max-message = 9Q"
+badconf "2: allow-users: no user named 'no_such_user_x'" "[api]" \
+	"allow-users = root, no_such_user_x"
+badconf "2: allow-groups: no group named 'no_such_group_x'" "[api]" \
+	"allow-groups = no_such_group_x"
+badconf "2: seal-threshold: 0 is out of range" "[store]" \
+	"seal-threshold = 0"
+badconf "2: index-alpha: '3' is not a number from 1 to 2" "[store]" \
+	"index-alpha = 3"
+badconf "3: index-l: 8 is less than index-r (16)" "[store]" \
+	"index-r = 16" "index-l = 8"
+badconf "2: build-threads: 1000 is out of range" "[store]" \
+	"build-threads = 1000"
+badconf "2: role: 'hub' is not edge, cloud or none" "[sync]" "role = hub"
+badconf "2: role: an edge needs at least one peer" "[sync]" "role = edge"
+badconf "3: peer: 'http://x:1' is not tcp://HOST:PORT" "[sync]" \
+	"role = edge" "peer = http://x:1"
+badconf "3: listen: 'tcp://\*:99999' is not tcp://HOST:PORT" "[sync]" \
+	"role = cloud" "listen = tcp://*:99999"
+badconf "3: listen: tcp:// without TLS needs a token" "[sync]" \
+	"role = cloud" "listen = tcp://*:7150"
+badconf "4: token: 5 characters" "[sync]" "role = cloud" \
+	"listen = tcp://*:7150" "token = short"
+badconf "3: listen: tls+tcp:// needs tls-cert" "[sync]" "role = cloud" \
+	"listen = tls+tcp://*:7150"
+badconf "2: tls-ca: $dir/nope.pem: No such file" "[sync]" \
+	"tls-ca = $dir/nope.pem"
+badconf "2: bandwidth: '1X' is not a whole number" "[sync]" \
+	"bandwidth = 1X"
+badconf "2: peer: set, but role is none" "[sync]" "peer = tcp://a:1"
+badconf "1: not a '\[section\]' or a 'key = value' line" "[api"
+badconf "2: the line is longer than" "[agent]" \
+	"data-dir = /$(printf 'x%.0s' $(seq 300))"
+# sync options that are valid are accepted, with a note that sync is not
+# there yet
+printf '%s\n' "[sync]" "role = edge" "peer = tcp://cloud:7150" \
+	"peer = tcp://cloud2:7150" "token = 0123456789abcdef" \
+	"bandwidth = 10M" >"$dir/sync.conf"
+expect 0 $es agent -c "$dir/sync.conf" -n
+says "configuration OK"
+says "no sync yet"
+
+# ---- the agent runs ----------------------------------------------------
+$es agent -c "$dir/agent.conf" "${opts[@]}" 2>"$dir/agent.log" &
+pid=$!
+if wait_for_socket "$sock" "$pid"; then ok; else
+	bad "no socket at $sock"; cat "$dir/agent.log"; exit 1; fi
+[ -e "$dir/not-this.sock" ] && bad "the file's socket was used"
+[ "$(stat -c %a "$sock")" = 660 ] && ok || bad "socket mode $(stat -c %a "$sock")"
+[ "$(stat -c %a "$dir/run")" = 750 ] && ok || bad "socket dir mode $(stat -c %a "$dir/run")"
+logged "info  edgesync .* starting"
+logged "serving on $sock"
+export EDGESYNC_SOCKET=/nonexistent/agent.sock
+S=(-s "$sock")
+
+# every command has --help
+for c in "collection create" "collection list" "collection info" \
+	"collection drop" import insert search delete get flush status \
+	segments; do
+	expect 0 $es $c --help
+	says "usage: edgesync $c"
+done
+expect 64 $es collection
+expect 64 $es collection nosuch
+expect 64 $es insert "${S[@]}"
+expect 64 $es search "${S[@]}" docs
+expect 64 $es search "${S[@]}" docs --vector 1,2 --queries x
+expect 64 $es search "${S[@]}" docs --vector 1,x
+expect 64 $es search "${S[@]}" docs --vector 1,2 --k 0
+expect 64 $es delete "${S[@]}" docs
+expect 64 $es get "${S[@]}" docs -3
+
+expect 0 $es status "${S[@]}"
+says "collections *0"
+# -s and --json before the command, and $EDGESYNC_SOCKET
+expect 0 $es -s "$sock" --json status
+py 'import json,sys; s=json.load(open(sys.argv[1])); assert s["collections"] == 0 and s["version"], s' "$dir/out"
+EDGESYNC_SOCKET="$sock" expect 0 $es status
+expect 1 $es status
+says "/nonexistent/agent.sock"
+
+# collections
+expect 0 $es collection create "${S[@]}" docs --dim $dim --metric l2
+says "collection docs created: dim $dim, metric l2, sync none"
+expect 1 $es collection create "${S[@]}" docs --dim $dim
+says "docs"
+expect 0 $es collection create "${S[@]}" --json other --dim 3 \
+	--metric ip --sync upload
+py 'import json,sys; c=json.load(open(sys.argv[1])); assert (c["name"], c["dim"], c["metric"], c["sync"]) == ("other", 3, "ip", "upload"), c' "$dir/out"
+expect 64 $es collection create "${S[@]}" x --dim 0
+expect 64 $es collection create "${S[@]}" x --dim 4 --metric hamming
+expect 64 $es collection create "${S[@]}" x --dim 4 --sync sideways
+expect 1 $es collection create "${S[@]}" "Bad Name" --dim 4
+expect 0 $es collection list "${S[@]}"
+says "^docs  *$dim  *l2"
+says "^other  *3  *ip  *upload"
+expect 0 $es collection list "${S[@]}" --json
+py 'import json,sys; l=json.load(open(sys.argv[1]))["collections"]; assert [c["name"] for c in l] == ["docs", "other"], l' "$dir/out"
+expect 0 $es collection info "${S[@]}" docs
+says "dim       $dim"
+expect 1 $es collection info "${S[@]}" nosuch
+says "nosuch"
+
+# import: 2500 vectors, sealed every 1000 (the command line's threshold)
+expect 0 $es import "${S[@]}" docs "$dir/base.fvecs" --batch 300
+says "imported 2500 vectors into docs (ids 0 to 2499)"
+expect 1 $es import "${S[@]}" docs "$dir/wrongdim.fvecs"
+says "dim $((dim + 1)); collection docs has dim $dim"
+expect 1 $es import "${S[@]}" docs "$dir/nofile.fvecs"
+expect 0 $es import "${S[@]}" --json other "$dir/three.fvecs" \
+	--first-id 7
+py 'import json,sys; r=json.load(open(sys.argv[1])); assert r["imported"] == 2 and r["first_id"] == 7, r' "$dir/out"
+expect 0 $es get "${S[@]}" other 8
+[ "$(cat "$dir/out")" = "4,5,6" ] && ok || bad "get other 8: $(cat "$dir/out")"
+expect 0 $es collection info "${S[@]}" --json docs
+py 'import json,sys; c=json.load(open(sys.argv[1])); assert c["vectors"] == 2500, c' "$dir/out"
+
+# insert, get
+expect 0 $es insert "${S[@]}" docs --id 100000 --vector "$(python3 -c "print(','.join(str(0.5 + i) for i in range($dim)))")"
+says "inserted id 100000 into docs"
+expect 0 $es get "${S[@]}" docs 100000
+[ "$(cat "$dir/out")" = "$(python3 -c "print(','.join('%g' % (0.5 + i) for i in range($dim)))")" ] && ok || bad "get: $(cat "$dir/out")"
+expect 0 $es get "${S[@]}" --json docs 100000
+py 'import json,sys; g=json.load(open(sys.argv[1])); assert g["id"] == 100000 and g["vector"][3] == 3.5, g' "$dir/out"
+expect 1 $es insert "${S[@]}" docs --id 1 --vector 1,2,3
+says "dim"
+expect 1 $es get "${S[@]}" docs 555555
+expect 1 $es insert "${S[@]}" nosuch --id 1 --vector 1,2,3
+
+# search: one vector (base row 5 finds itself), then a file of queries
+row5=$(python3 - "$dir/base.fvecs" "$dim" <<'EOF'
+import struct, sys
+dim = int(sys.argv[2])
+with open(sys.argv[1], "rb") as f:
+    f.seek(5 * (4 + 4 * dim) + 4)
+    print(",".join("%.9g" % x for x in struct.unpack("<%df" % dim, f.read(4 * dim))))
+EOF
+)
+expect 0 $es search "${S[@]}" docs --vector "$row5" --k 5
+says "RANK"
+expect 0 $es search "${S[@]}" docs --vector "$row5" --k 5 --json
+py 'import json,sys; r=json.load(open(sys.argv[1])); assert r["ids"][0] == 5 and r["distances"][0] < 1e-3 and len(r["ids"]) == 5 == len(r["distances"]), r' "$dir/out"
+expect 0 $es search "${S[@]}" docs --queries "$dir/queries.fvecs" --k 10 \
+	--L 64 --json
+cp "$dir/out" "$dir/results.jsonl"
+# against exact search by brute force: recall@10 at least 0.9
+py '
+import json, struct, sys
+d, dim = sys.argv[1], int(sys.argv[2])
+def rows(p):
+    b = open(p, "rb").read(); n = len(b) // (4 + 4 * dim)
+    return [struct.unpack_from("<%df" % dim, b, i * (4 + 4 * dim) + 4) for i in range(n)]
+base, qs = rows(d + "/base.fvecs"), rows(d + "/queries.fvecs")
+base.append(tuple(0.5 + i for i in range(dim)))
+ids = list(range(2500)) + [100000]
+lines = [json.loads(l) for l in open(d + "/results.jsonl")]
+assert len(lines) == len(qs), len(lines)
+hit = 0
+for i, (q, r) in enumerate(zip(qs, lines)):
+    assert r["query"] == i and len(r["ids"]) == 10 == len(r["distances"]), r
+    assert r["distances"] == sorted(r["distances"]), r
+    dist = sorted((sum((a - b) ** 2 for a, b in zip(q, v)), k) for k, v in zip(ids, base))
+    hit += len(set(r["ids"]) & {k for _, k in dist[:10]})
+    assert abs(r["distances"][0] - dist[0][0]) < 1e-3 * max(1, dist[0][0]), (r, dist[0])
+assert hit >= 0.9 * 10 * len(qs), hit
+' "$dir" "$dim"
+expect 0 $es search "${S[@]}" docs --queries "$dir/queries.fvecs" --k 3
+[ "$(grep -c . "$dir/out")" = 61 ] && ok || bad "search table: $(grep -c . "$dir/out") lines"
+expect 1 $es search "${S[@]}" docs --vector 1,2,3
+expect 1 $es search "${S[@]}" docs --queries "$dir/nofile.fvecs"
+
+# delete
+expect 0 $es delete "${S[@]}" docs 5 6 99999999
+says "deleted 3 ids from docs"
+expect 1 $es get "${S[@]}" docs 5
+expect 0 $es search "${S[@]}" docs --vector "$row5" --k 5 --json
+py 'import json,sys; r=json.load(open(sys.argv[1])); assert 5 not in r["ids"] and 6 not in r["ids"], r' "$dir/out"
+
+# flush, segments
+expect 0 $es flush "${S[@]}" docs
+says "docs flushed"
+expect 0 $es collection info "${S[@]}" --json docs
+py 'import json,sys; c=json.load(open(sys.argv[1])); assert c["growing"] == 0 and c["vectors"] == 2499, c' "$dir/out"
+expect 0 $es segments "${S[@]}" docs
+says "^ *ID  *VECTORS"
+expect 0 $es segments "${S[@]}" docs --json
+py 'import json,sys; s=json.load(open(sys.argv[1]))["segments"]; assert len(s) >= 3 and sum(g["count"] for g in s) >= 2501 and all(g["checksum"].startswith("0x") for g in s), s' "$dir/out"
+expect 1 $es segments "${S[@]}" nosuch
+expect 1 $es flush "${S[@]}" nosuch
+expect 0 $es status "${S[@]}" --json
+py 'import json,sys; s=json.load(open(sys.argv[1])); assert s["collections"] == 2 and s["vectors"] >= 2499 and s["inserts"] >= 2501, s' "$dir/out"
+
+# a second agent on the same socket is refused, and the first serves on
+mkdir -p "$dir/data2"
+expect 1 $es agent -c "$dir/agent.conf" "${opts[@]}" --data-dir "$dir/data2"
+says "another agent"
+expect 0 $es status "${S[@]}"
+
+# SIGHUP: the new log-level applies, the rest waits for a restart
+sed -i 's/^log-level = info/log-level = debug/; s/^workers = 4/workers = 6/' \
+	"$dir/agent.conf"
+kill -HUP "$pid"
+for _ in $(seq 300); do
+	grep -q "reload done" "$dir/agent.log" && break
+	sleep 0.1
+done
+logged "reload: log-level 'info' -> 'debug' applied"
+logged "reload: workers changed ('4' -> '6') but takes effect only at restart"
+logged "reload done"
+echo "[broken" >>"$dir/agent.conf"
+last=$(wc -l <"$dir/agent.conf")
+kill -HUP "$pid"
+for _ in $(seq 300); do
+	grep -q "the running configuration stays" "$dir/agent.log" && break
+	sleep 0.1
+done
+logged "agent.conf:$last: not a '\[section\]' or a 'key = value' line; the running configuration stays"
+sed -i '$d' "$dir/agent.conf"
+expect 0 $es status "${S[@]}"
+
+# SIGTERM: drains, exits 0, removes the socket
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+pid=
+[ "$rc" = 0 ] && ok || bad "SIGTERM: exit $rc"
+[ -e "$sock" ] && bad "the socket is still there" || ok
+logged "SIGTERM from pid"
+logged "info  stopped"
+expect 1 $es status "${S[@]}"
+
+# what was acknowledged is there after a restart; SIGINT stops it too;
+# under systemd (Type=notify) it says READY=1 and STOPPING=1
+mv "$dir/agent.log" "$dir/agent1.log"
+python3 - "$dir/notify.sock" "$dir/notify.txt" <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(120)
+with open(sys.argv[2], "a") as out:
+    while True:
+        m = s.recv(4096).decode()
+        out.write(m.replace("\n", " ") + "\n")
+        out.flush()
+        if "STOPPING=1" in m:
+            break
+EOF
+notify_pid=$!
+for _ in $(seq 100); do [ -S "$dir/notify.sock" ] && break; sleep 0.1; done
+NOTIFY_SOCKET="$dir/notify.sock" $es agent -c "$dir/agent.conf" \
+	"${opts[@]}" 2>"$dir/agent.log" &
+pid=$!
+if wait_for_socket "$sock" "$pid"; then ok; else
+	bad "no socket after restart"; cat "$dir/agent.log"; exit 1; fi
+expect 0 $es get "${S[@]}" docs 100000
+expect 1 $es get "${S[@]}" docs 5
+expect 0 $es collection info "${S[@]}" --json docs
+py 'import json,sys; c=json.load(open(sys.argv[1])); assert c["vectors"] == 2499, c' "$dir/out"
+expect 0 $es collection drop "${S[@]}" other
+says "collection other dropped"
+expect 0 $es collection drop "${S[@]}" --json docs
+says '"dropped":"docs"'
+expect 0 $es collection list "${S[@]}" --json
+says '{"collections":\[\]}'
+expect 1 $es collection drop "${S[@]}" docs
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+pid=
+[ "$rc" = 0 ] && ok || bad "SIGINT: exit $rc"
+wait "$notify_pid"
+grep -q "^READY=1" "$dir/notify.txt" && grep -q "^STOPPING=1" \
+	"$dir/notify.txt" && ok || bad "sd_notify: $(cat "$dir/notify.txt")"
+[ -e "$sock" ] && bad "the socket is still there after SIGINT" || ok
+grep -q "ERROR: AddressSanitizer\|runtime error" "$dir/agent.log" &&
+	bad "sanitizer report in the agent log" && cat "$dir/agent.log"
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

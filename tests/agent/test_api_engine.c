@@ -1,0 +1,414 @@
+/*
+ * The local API end to end: a real engine on a temporary data directory,
+ * the API server on a socket beside it, and the C client library and the
+ * Python example (agent/examples/client.py, run with /usr/bin/python3)
+ * talking to it. ES_PYTHON and ES_CLIENT_PY name the interpreter and the
+ * example (set by tests/agent/CMakeLists.txt).
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "api_codec.h"
+#include "api_server.h"
+#include "edgesync/client.h"
+
+#define DIM 32
+#define N   2000
+
+struct fx {
+	char dir[64];
+	char data[128];
+	char path[128];
+	struct es_engine *e;
+	struct es_api_server *s;
+	struct es_client *c;
+};
+
+static void quiet_log(void *arg, enum es_log_level level, const char *msg)
+{
+	if (level <= ES_LOG_WARN)
+		fprintf(stderr, "[%s] %s\n", (const char *)arg, msg);
+}
+
+static int start(struct fx *f)
+{
+	struct es_engine_config ec;
+	struct es_api_config ac = {0};
+
+	es_engine_config_defaults(&ec);
+	ec.data_dir = f->data;
+	ec.seal_threshold = 1500; /* a seal happens during the test */
+	ec.build_threads = 1;
+	ec.log = quiet_log;
+	ec.log_arg = "engine";
+	if (es_engine_open(&f->e, &ec))
+		return -1;
+	ac.socket_path = f->path;
+	ac.workers = 4;
+	ac.log = quiet_log;
+	ac.log_arg = "api";
+	if (es_api_server_start(&f->s, f->e, &ac))
+		return -1;
+	return es_client_open(&f->c, f->path, 60000);
+}
+
+static void stop(struct fx *f)
+{
+	es_client_close(f->c);
+	es_api_server_stop(f->s);
+	es_engine_close(f->e);
+	f->c = NULL;
+	f->s = NULL;
+	f->e = NULL;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	strcpy(f->dir, "/tmp/es-api-engine-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->data, sizeof(f->data), "%s/data", f->dir);
+	snprintf(f->path, sizeof(f->path), "%s/run/agent.sock", f->dir);
+	*state = f;
+	return start(f);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	if (f->s)
+		stop(f);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static uint64_t rng = 42;
+
+static float frand(void)
+{
+	rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+	return (float)(rng >> 40) / (float)(1u << 24) - 0.5f;
+}
+
+static void expect_remote(struct es_client *c, int rc, const char *code,
+			  const char *msg)
+{
+	if (rc != ES_E_CLIENT_REMOTE || strcmp(es_client_error_code(c), code) ||
+	    strcmp(es_client_error(c), msg))
+		fail_msg("got %d %s '%s', wanted %s '%s'", rc,
+			 es_client_error_code(c), es_client_error(c), code,
+			 msg);
+}
+
+/* Each of ids' vectors finds itself first, at distance 0. */
+static void find_selves(struct es_client *c, const float *v,
+			const uint64_t *ids, int step)
+{
+	struct es_client_hit hits[10];
+
+	for (int i = 0; i < N; i += step) {
+		int n = es_client_search(c, "faces", v + (size_t)i * DIM, DIM,
+					 10, 0, hits);
+
+		assert_int_equal(n, 10);
+		assert_int_equal(hits[0].id, ids[i]);
+		assert_true(fabsf(hits[0].distance) < 1e-4f);
+		for (int j = 1; j < n; j++)
+			assert_true(hits[j].distance >= hits[j - 1].distance);
+	}
+}
+
+static void test_round_trip(void **state)
+{
+	struct fx *f = *state;
+	struct es_client_collection ci;
+	struct es_client_segment *segs;
+	struct es_client_stats st;
+	uint64_t *ids = malloc(N * sizeof(*ids));
+	float *v = malloc((size_t)N * DIM * sizeof(*v)), got[DIM];
+	uint32_t dim;
+	size_t n;
+	int rc;
+
+	for (int i = 0; i < N; i++)
+		ids[i] = 1000000007ull * (uint64_t)(i + 1);
+	for (size_t i = 0; i < (size_t)N * DIM; i++)
+		v[i] = frand();
+	assert_int_equal(
+	    es_client_collection_create(f->c, "faces", DIM, "l2", NULL), 0);
+	for (int b = 0; b < N; b += 500)
+		assert_int_equal(es_client_insert(f->c, "faces", ids + b,
+						  v + (size_t)b * DIM, 500,
+						  DIM),
+				 0);
+	assert_int_equal(es_client_collection_info(f->c, "faces", &ci), 0);
+	assert_int_equal(ci.dim, DIM);
+	assert_int_equal(ci.vectors, N);
+	find_selves(f->c, v, ids, 97);
+
+	assert_int_equal(es_client_get(f->c, "faces", ids[17], got, DIM, &dim),
+			 0);
+	assert_int_equal(dim, DIM);
+	assert_memory_equal(got, v + 17 * DIM, sizeof(got));
+	assert_int_equal(es_client_delete(f->c, "faces", ids + 17, 1), 0);
+	rc = es_client_get(f->c, "faces", ids[17], got, DIM, &dim);
+	assert_int_equal(rc, ES_E_CLIENT_REMOTE);
+	assert_string_equal(es_client_error_code(f->c), "not_found");
+
+	assert_int_equal(es_client_flush(f->c, "faces"), 0);
+	assert_int_equal(es_client_segments(f->c, "faces", &segs, &n), 0);
+	assert_true(n >= 1);
+	for (size_t i = 0; i < n; i++) {
+		assert_true(segs[i].count > 0);
+		assert_true(segs[i].size > 0);
+	}
+	free(segs);
+	assert_int_equal(es_client_collection_info(f->c, "faces", &ci), 0);
+	assert_int_equal(ci.vectors, N - 1);
+
+	/* everything survives a restart of the agent */
+	stop(f);
+	assert_int_equal(start(f), 0);
+	find_selves(f->c, v, ids, 211);
+	assert_int_equal(es_client_get(f->c, "faces", ids[18], got, DIM, &dim),
+			 0);
+	assert_memory_equal(got, v + 18 * DIM, sizeof(got));
+	assert_int_equal(es_client_stats(f->c, &st), 0);
+	assert_int_equal(st.collections, 1);
+	assert_int_equal(st.vectors, N - 1);
+	assert_true(st.device_id[0] != '\0');
+	assert_string_equal(st.version, ES_VERSION);
+	free(ids);
+	free(v);
+}
+
+/* Sends raw bytes; 1 ok, 0 error reply (message in msg). */
+static int raw_call(const char *path, const void *req, size_t len, char *code,
+		    char *msg)
+{
+	static const char *const keys[] = {"ok", "error"};
+	static const char *const ekeys[] = {"code", "message"};
+	struct api_span fs[2], ef[2];
+	struct api_reader r, sub;
+	char url[160], err[API_ERR_MAX];
+	nng_socket sock;
+	nng_msg *m;
+	int ok;
+
+	snprintf(url, sizeof(url), "ipc://%s", path);
+	assert_int_equal(nng_req0_open(&sock), 0);
+	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 30000);
+	assert_int_equal(nng_dial(sock, url, NULL, 0), 0);
+	assert_int_equal(nng_send(sock, (void *)req, len, 0), 0);
+	assert_int_equal(nng_recvmsg(sock, &m, 0), 0);
+	api_reader_init(&r, nng_msg_body(m), nng_msg_len(m), err);
+	assert_int_equal(api_map_index(&r, keys, 2, fs, 0, "reply"), 0);
+	api_reader_span(&sub, &r, &fs[0]);
+	assert_int_equal(api_get_bool(&sub, "ok", &ok), 0);
+	if (!ok) {
+		api_reader_span(&sub, &r, &fs[1]);
+		assert_int_equal(api_map_index(&sub, ekeys, 2, ef, 0, "e"), 0);
+		api_reader_span(&sub, &r, &ef[0]);
+		assert_int_equal(api_get_text(&sub, "code", code, 32), 0);
+		api_reader_span(&sub, &r, &ef[1]);
+		assert_int_equal(api_get_text(&sub, "m", msg, 300), 0);
+	}
+	nng_msg_free(m);
+	nng_close(sock);
+	return ok;
+}
+
+static void test_errors(void **state)
+{
+	struct fx *f = *state;
+	struct es_client_hit hits[4];
+	char code[32], msg[300];
+	float v[128 * 5] = {0};
+	uint64_t ids[5] = {1, 2, 3, 4, 5};
+	struct api_enc e;
+	int rc;
+
+	assert_int_equal(
+	    es_client_collection_create(f->c, "faces", 128, NULL, NULL), 0);
+	rc = es_client_collection_create(f->c, "faces", 128, NULL, NULL);
+	expect_remote(f->c, rc, "exists",
+		      "collection.create: collection 'faces' exists already");
+	rc = es_client_insert(f->c, "nothere", ids, v, 1, 128);
+	expect_remote(f->c, rc, "not_found",
+		      "insert: collection 'nothere' does not exist");
+	rc = es_client_search(f->c, "faces", v, 127, 4, 0, hits);
+	expect_remote(f->c, rc, "dim_mismatch",
+		      "search: vector has 127 values, collection 'faces' has "
+		      "dim 128");
+	assert_int_equal(es_client_search(f->c, "faces", v, 128, 4, 0, hits),
+			 0); /* empty collection: no hits */
+
+	/* the protocol's own example, with arrays of numbers */
+	api_enc_init(&e);
+	api_enc_map(&e, 5);
+	api_enc_kv_uint(&e, "v", 1);
+	api_enc_kv_text(&e, "op", "insert");
+	api_enc_kv_text(&e, "collection", "faces");
+	api_enc_text(&e, "ids");
+	api_enc_array(&e, 5);
+	for (int i = 0; i < 5; i++)
+		api_enc_uint(&e, ids[i]);
+	api_enc_text(&e, "vectors");
+	api_enc_array(&e, 5);
+	for (int i = 0; i < 5; i++) {
+		api_enc_array(&e, i == 3 ? 127 : 128);
+		for (int j = 0; j < (i == 3 ? 127 : 128); j++)
+			api_enc_float(&e, 0.5f);
+	}
+	assert_int_equal(raw_call(f->path, e.buf, e.len, code, msg), 0);
+	assert_string_equal(code, "dim_mismatch");
+	assert_string_equal(msg, "insert: vector 3 has 127 values, collection "
+				 "'faces' has dim 128");
+	api_enc_fini(&e);
+
+	/* nothing of the refused batch went in */
+	assert_int_equal(es_client_search(f->c, "faces", v, 128, 4, 0, hits),
+			 0);
+	assert_int_equal(es_client_collection_drop(f->c, "faces"), 0);
+	rc = es_client_collection_drop(f->c, "faces");
+	expect_remote(f->c, rc, "not_found",
+		      "collection.drop: collection 'faces' does not exist");
+}
+
+struct inserter {
+	const char *path;
+	int base;
+	int rc;
+};
+
+static void *insert_main(void *p)
+{
+	struct inserter *a = p;
+	struct es_client *c;
+	uint64_t ids[100];
+	float v[100 * 4];
+
+	a->rc = es_client_open(&c, a->path, 60000);
+	for (int b = 0; a->rc == 0 && b < 10; b++) {
+		for (int i = 0; i < 100; i++) {
+			ids[i] = (uint64_t)(a->base + b * 100 + i);
+			for (int j = 0; j < 4; j++)
+				v[i * 4 + j] = (float)ids[i] + (float)j;
+		}
+		a->rc = es_client_insert(c, "many", ids, v, 100, 4);
+	}
+	if (a->rc == 0)
+		es_client_close(c);
+	return NULL;
+}
+
+/* Four clients insert at once; every vector is there afterwards. */
+static void test_concurrent_inserts(void **state)
+{
+	struct fx *f = *state;
+	struct es_client_collection ci;
+	struct inserter a[4];
+	pthread_t t[4];
+	float got[4];
+	uint32_t dim;
+
+	assert_int_equal(
+	    es_client_collection_create(f->c, "many", 4, NULL, NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		a[i] = (struct inserter){.path = f->path, .base = i * 1000};
+		pthread_create(&t[i], NULL, insert_main, &a[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(a[i].rc, 0);
+	}
+	assert_int_equal(es_client_collection_info(f->c, "many", &ci), 0);
+	assert_int_equal(ci.vectors, 4000);
+	assert_int_equal(es_client_get(f->c, "many", 3999, got, 4, &dim), 0);
+	assert_true(got[0] == 3999.0f && got[3] == 4002.0f);
+}
+
+/* The Python example against this agent, then its work read back in C. */
+static void test_python_example(void **state)
+{
+	struct fx *f = *state;
+	const char *py = getenv("ES_PYTHON"), *script = getenv("ES_CLIENT_PY");
+	struct es_client_collection ci;
+	char out[160], line[256];
+	int found = 0, status;
+	float got[4];
+	uint32_t dim;
+	FILE *fp;
+	pid_t pid;
+
+	if (!py || !*py || !script) {
+		fail_msg("ES_PYTHON and ES_CLIENT_PY are not set (run through "
+			 "ctest)");
+		return;
+	}
+	snprintf(out, sizeof(out), "%s/python.out", f->dir);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (!freopen(out, "w", stdout))
+			_exit(126);
+		execl(py, py, script, "--socket", f->path, "--collection",
+		      "pyexample", (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	fp = fopen(out, "r");
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp)) {
+		print_message("python: %s", line);
+		found += strstr(line, "id 2  distance 0.0200") != NULL;
+		found +=
+		    strstr(line, "vector 3 is [0.0, 2.0, 0.0, 0.0]") != NULL;
+		found += strstr(line, "not_found") != NULL;
+	}
+	fclose(fp);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(found, 3);
+
+	assert_int_equal(es_client_collection_info(f->c, "pyexample", &ci), 0);
+	assert_int_equal(ci.dim, 4);
+	assert_int_equal(ci.vectors, 5);
+	assert_int_equal(es_client_get(f->c, "pyexample", 5, got, 4, &dim), 0);
+	assert_true(got[0] == 1.0f && got[3] == 1.0f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_inserts, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_python_example, setup,
+					    teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

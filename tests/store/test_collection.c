@@ -1,0 +1,300 @@
+/*
+ * A collection through its public API: writes, upserts, deletes, seals,
+ * index builds, and recovery from what its catalog recorded plus its log.
+ * The catalog here keeps its records in memory, the way the agent's keeps
+ * them in the manifest; reopening hands them back as the agent does.
+ */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "edgesync/collection.h"
+
+#define DIM 8
+
+struct memcat {
+	int64_t next_id;
+	uint64_t clock;
+	struct es_segment_meta segs[64];
+	size_t n_segs;
+	struct es_tombstone tombs[4096];
+	size_t n_tombs;
+	int wakes;
+};
+
+static int mc_reserve(void *arg, int64_t *id)
+{
+	*id = ++((struct memcat *)arg)->next_id;
+	return 0;
+}
+
+static int mc_hlc(void *arg, uint64_t *hlc)
+{
+	*hlc = ++((struct memcat *)arg)->clock;
+	return 0;
+}
+
+static int mc_sealed(void *arg, const struct es_segment_meta *seg,
+		     const struct es_tombstone *tombs, size_t n)
+{
+	struct memcat *m = arg;
+
+	m->segs[m->n_segs++] = *seg;
+	for (size_t i = 0; i < n; i++)
+		m->tombs[m->n_tombs++] = tombs[i];
+	return 0;
+}
+
+static int mc_indexed(void *arg, const struct es_segment_meta *seg)
+{
+	struct memcat *m = arg;
+
+	for (size_t i = 0; i < m->n_segs; i++)
+		if (m->segs[i].id == seg->id)
+			m->segs[i] = *seg;
+	return 0;
+}
+
+static void mc_wake(void *arg)
+{
+	((struct memcat *)arg)->wakes++;
+}
+
+static char dir[64];
+static struct memcat cat;
+
+static struct es_collection *open_coll(uint64_t threshold)
+{
+	struct es_collection_catalog c = {mc_reserve, mc_hlc, mc_sealed,
+					  mc_indexed, mc_wake, &cat};
+	struct es_collection_params p = {
+		.dim = DIM,
+		.metric = ES_METRIC_L2,
+		.seal_threshold = threshold,
+		.origin = "dev-a",
+		.open_segments = 2,
+	};
+	struct es_collection *coll;
+
+	es_vamana_build_defaults(&p.build);
+	p.build.R = 16;
+	p.build.L = 32;
+	p.build.threads = 2;
+	assert_int_equal(es_collection_open(&coll, dir, &p, &c, cat.segs,
+					    cat.n_segs, cat.tombs,
+					    cat.n_tombs),
+			 0);
+	return coll;
+}
+
+static int setup(void **state)
+{
+	memset(&cat, 0, sizeof(cat));
+	strcpy(dir, "/tmp/es-test-coll-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Vector of id: a point on a line, so the nearest ids are predictable. */
+static void vec_of(uint64_t id, float shift, float *v)
+{
+	for (int j = 0; j < DIM; j++)
+		v[j] = (float)id + shift + (float)j * 0.001f;
+}
+
+static void insert_range(struct es_collection *c, uint64_t from, uint64_t n,
+			 float shift)
+{
+	uint64_t *ids = malloc(n * sizeof(*ids));
+	float *v = malloc(n * DIM * sizeof(float));
+
+	for (uint64_t i = 0; i < n; i++) {
+		ids[i] = from + i;
+		vec_of(from + i, shift, v + i * DIM);
+	}
+	assert_int_equal(es_collection_insert(c, ids, v, n), 0);
+	free(ids);
+	free(v);
+}
+
+static uint64_t nearest(struct es_collection *c, uint64_t id, float shift)
+{
+	struct es_collection_hit hit[3];
+	float q[DIM];
+
+	vec_of(id, shift, q);
+	assert_true(es_collection_search(c, q, 1, 0, hit) >= 1);
+	return hit[0].id;
+}
+
+static void drain(struct es_collection *c)
+{
+	int more = 1;
+
+	while (more)
+		assert_int_equal(es_collection_maintain(c, &more), 0);
+}
+
+static void test_write_read(void **state)
+{
+	struct es_collection *c = open_coll(1000);
+	struct es_collection_hit hits[5];
+	float v[DIM], q[DIM];
+
+	insert_range(c, 100, 50, 0);
+	assert_int_equal(es_collection_get(c, 120, v), 0);
+	vec_of(120, 0, q);
+	assert_memory_equal(v, q, sizeof(v));
+	assert_int_equal(es_collection_get(c, 7, v), -ENOENT);
+	assert_int_equal(es_collection_search(c, q, 5, 0, hits), 5);
+	assert_int_equal(hits[0].id, 120);
+	assert_true(hits[0].distance <= hits[1].distance);
+	/* NaN refused, nothing written */
+	uint64_t id = 999;
+	v[3] = NAN;
+	assert_int_not_equal(es_collection_insert(c, &id, v, 1), 0);
+	assert_int_equal(es_collection_get(c, 999, v), -ENOENT);
+	es_collection_close(c);
+}
+
+static void test_upsert_and_delete(void **state)
+{
+	struct es_collection *c = open_coll(1000);
+	struct es_collection_stats s;
+	uint64_t del[] = {110, 111};
+
+	insert_range(c, 100, 20, 0);
+	insert_range(c, 105, 1, 1000); /* id 105 moves far away */
+	assert_int_not_equal(nearest(c, 105, 0), 105);
+	assert_int_equal(nearest(c, 105, 1000), 105);
+	assert_int_equal(es_collection_delete(c, del, 2), 0);
+	assert_int_not_equal(nearest(c, 110, 0), 110);
+	es_collection_stats(c, &s);
+	assert_int_equal(s.vectors, 18);
+	es_collection_close(c);
+}
+
+/* The same answers before a seal, after it, and after its index. */
+static void test_seal_and_index(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	struct es_collection_stats s;
+	uint64_t del = 250;
+
+	insert_range(c, 0, 500, 0);
+	assert_int_equal(es_collection_seal(c, 1), 0);
+	assert_int_equal(cat.n_segs, 1);
+	assert_int_equal(cat.segs[0].count, 500);
+	assert_int_equal(nearest(c, 321, 0), 321);
+	/* writes after the seal supersede sealed copies */
+	insert_range(c, 10, 1, 5000);
+	assert_int_equal(es_collection_delete(c, &del, 1), 0);
+	assert_int_equal(nearest(c, 10, 5000), 10);
+	assert_int_not_equal(nearest(c, 10, 0), 10);
+	assert_int_not_equal(nearest(c, 250, 0), 250);
+	drain(c);
+	assert_true(cat.segs[0].indexed);
+	es_collection_stats(c, &s);
+	assert_int_equal(s.indexed, 1);
+	assert_int_equal(s.vectors, 499);
+	for (uint64_t id = 0; id < 500; id += 37)
+		if (id != 10 && id != 250)
+			assert_int_equal(nearest(c, id, 0), id);
+	assert_int_not_equal(nearest(c, 250, 0), 250);
+	assert_int_equal(nearest(c, 10, 5000), 10);
+	es_collection_close(c);
+}
+
+/* Reopen from the catalog's records and the log: nothing lost. */
+static void test_recovery(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	struct es_collection_stats s;
+	uint64_t del[] = {3, 401};
+	char stray[128];
+	float v[DIM];
+	FILE *f;
+
+	insert_range(c, 0, 300, 0);
+	assert_int_equal(es_collection_seal(c, 1), 0);
+	insert_range(c, 300, 200, 0);       /* only in the log */
+	insert_range(c, 5, 1, 7000);        /* supersedes a sealed copy */
+	assert_int_equal(es_collection_delete(c, del, 2), 0);
+	es_collection_close(c);
+
+	/* a half-done seal's file and a temporary file are swept away */
+	snprintf(stray, sizeof(stray), "%s/seg-99.ndvs", dir);
+	f = fopen(stray, "w");
+	fclose(f);
+	snprintf(stray, sizeof(stray), "%s/seg-1.ndvs.tmp.abc", dir);
+	f = fopen(stray, "w");
+	fclose(f);
+
+	c = open_coll(100000);
+	es_collection_stats(c, &s);
+	assert_int_equal(s.vectors, 498);
+	assert_int_equal(es_collection_get(c, 3, v), -ENOENT);
+	assert_int_equal(es_collection_get(c, 401, v), -ENOENT);
+	assert_int_equal(es_collection_get(c, 5, v), 0);
+	assert_true(v[0] > 6000);
+	assert_int_equal(nearest(c, 450, 0), 450);
+	assert_int_equal(access(stray, F_OK), -1);
+	/* seal what the log held, reopen again: the log is cut */
+	assert_int_equal(es_collection_seal(c, 1), 0);
+	es_collection_close(c);
+	c = open_coll(100000);
+	es_collection_stats(c, &s);
+	assert_int_equal(s.vectors, 498);
+	assert_int_equal(s.growing, 0);
+	assert_int_equal(s.segments, 2);
+	assert_int_equal(es_collection_get(c, 3, v), -ENOENT);
+	assert_int_equal(nearest(c, 5, 7000), 5);
+	es_collection_close(c);
+}
+
+/* A seal at the threshold happens in the background step. */
+static void test_threshold(void **state)
+{
+	struct es_collection *c = open_coll(64);
+
+	insert_range(c, 0, 100, 0);
+	assert_true(cat.wakes > 0);
+	drain(c);
+	assert_int_equal(cat.n_segs, 1);
+	assert_int_equal(cat.segs[0].count, 100);
+	es_collection_close(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_write_read, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_upsert_and_delete, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_seal_and_index, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_recovery, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_threshold, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
