@@ -5,8 +5,11 @@
  * turns it into the error reply "<op>: <message>" with a stable code.
  *
  * Vectors are decoded only once the collection's dim is known (from
- * es_engine_collection_info), so a wrong length is named exactly; a
- * request's floats are one allocation, bounded by max_message.
+ * es_engine_collection_dim, which reads memory only), so a wrong length is
+ * named exactly; a request's floats are one allocation, bounded by
+ * max_message. The engine checks that dim again while it holds the
+ * collection, so one dropped and created with another dim in between is
+ * refused (dim_mismatch), never read past.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -79,6 +82,11 @@ static int engine_fail(struct api_ops *o, const struct api_request *rq, int rc)
 		return fail(o, rc,
 			    "collection '%s' has no vector with id %" PRIu64,
 			    rq->name, rq->id);
+	case ES_E_ENGINE_DIM:
+		return fail(o, rc,
+			    "collection '%s' was created again with another "
+			    "dim while the request ran",
+			    rq->name);
 	case ES_E_ENGINE_CLOSING:
 		return fail(o, rc, "the agent is shutting down");
 	default:
@@ -240,17 +248,15 @@ static int op_drop(struct api_ops *o, struct api_request *rq, struct api_enc *e)
 /* The collection's dim, for decoding its vectors. */
 static int coll_dim(struct api_ops *o, struct api_request *rq, uint32_t *dim)
 {
-	struct es_collection_info ci;
-	int rc = es_engine_collection_info(o->engine, rq->name, &ci);
+	int rc = es_engine_collection_dim(o->engine, rq->name, dim);
 
 	if (rc < 0)
 		return engine_fail(o, rq, rc);
-	if (ci.dim < 1 || ci.dim > API_MAX_DIM)
+	if (*dim < 1 || *dim > API_MAX_DIM)
 		return fail(o, -EINVAL,
 			    "collection '%s' has dim %" PRIu32
 			    ", beyond what the API serves",
-			    rq->name, ci.dim);
-	*dim = ci.dim;
+			    rq->name, *dim);
 	return 0;
 }
 
@@ -279,7 +285,7 @@ static int op_insert(struct api_ops *o, struct api_request *rq,
 	rc = api_get_vectors(&r, rq->n_ids, dim, vecs, rq->name);
 	if (rc == 0 && rq->n_ids) {
 		rc = es_engine_insert(o->engine, rq->name, rq->ids, vecs,
-				      rq->n_ids);
+				      rq->n_ids, dim);
 		if (rc < 0)
 			rc = engine_fail(o, rq, rc);
 	}
@@ -318,7 +324,7 @@ static int op_get(struct api_ops *o, struct api_request *rq, struct api_enc *e)
 
 	if (rc)
 		return rc;
-	rc = es_engine_get(o->engine, rq->name, rq->id, o->query);
+	rc = es_engine_get(o->engine, rq->name, rq->id, o->query, dim);
 	if (rc < 0)
 		return engine_fail(o, rq, rc);
 	reply_ok(e, 2);
@@ -341,7 +347,7 @@ static int op_search(struct api_ops *o, struct api_request *rq,
 	rc = api_get_vector(&r, dim, o->query, "vector", rq->name);
 	if (rc)
 		return rc;
-	n = es_engine_search(o->engine, rq->name, o->query, rq->k, rq->L,
+	n = es_engine_search(o->engine, rq->name, o->query, dim, rq->k, rq->L,
 			     o->hits);
 	if (n < 0)
 		return engine_fail(o, rq, n);

@@ -312,7 +312,7 @@ static int collection_create(int argc, char **argv)
 					    "none", NULL};
 	struct create_ctx x = {0, "l2", "none"};
 	struct es_client_collection k;
-	struct client_args a;
+	struct client_args a = {0};
 	struct es_client *c;
 	int rc = parse(argc, argv, &spec, &x, &a);
 
@@ -353,7 +353,7 @@ static int collection_list(int argc, char **argv)
 	    0,
 	    0};
 	struct es_client_collection *list = NULL;
-	struct client_args a;
+	struct client_args a = {0};
 	struct es_client *c;
 	size_t n = 0;
 	char b[32];
@@ -400,7 +400,7 @@ static int name_command(int argc, char **argv, const struct cmd_spec *spec,
 			enum name_op op)
 {
 	struct es_client_collection k;
-	struct client_args a;
+	struct client_args a = {0};
 	struct es_client *c;
 	const char *name;
 	int rc = parse(argc, argv, spec, NULL, &a);
@@ -591,7 +591,7 @@ int cli_import(int argc, char **argv)
 	    2};
 	struct import_ctx x = {0, 1000};
 	struct es_client_collection k;
-	struct client_args a;
+	struct client_args a = {0};
 	struct es_client *c;
 	struct es_vecs *v;
 	uint64_t done = 0, count;
@@ -685,7 +685,7 @@ int cli_insert(int argc, char **argv)
 	    1};
 	struct insert_ctx x = {0};
 	static float vec[MAX_DIM];
-	struct client_args a;
+	struct client_args a = {0};
 	struct es_client *c;
 	int dim, rc = parse(argc, argv, &spec, &x, &a);
 
@@ -722,7 +722,7 @@ int cli_get(int argc, char **argv)
 	    2,
 	    2};
 	static float vec[MAX_DIM];
-	struct client_args a;
+	struct client_args a = {0};
 	struct es_client *c;
 	uint32_t dim = 0;
 	uint64_t id;
@@ -759,7 +759,7 @@ int cli_delete(int argc, char **argv)
 	    no_own_opts,
 	    2,
 	    1 << 20};
-	struct client_args a;
+	struct client_args a = {0};
 	struct es_client *c;
 	uint64_t *ids;
 	size_t n;
@@ -903,7 +903,7 @@ int cli_search(int argc, char **argv)
 	struct search_ctx x = {NULL, NULL, 10, 0};
 	static struct es_client_hit hits[1000];
 	static float vec[MAX_DIM];
-	struct client_args a;
+	struct client_args a = {0};
 	struct es_client *c;
 	int dim = 0, rc = parse(argc, argv, &spec, &x, &a);
 
@@ -946,7 +946,7 @@ int cli_status(int argc, char **argv)
 	    0,
 	    0};
 	struct es_client_stats s;
-	struct client_args a;
+	struct client_args a = {0};
 	struct es_client *c;
 	char b[32];
 	int rc = parse(argc, argv, &spec, NULL, &a);
@@ -1041,7 +1041,7 @@ int cli_segments(int argc, char **argv)
 	    1,
 	    1};
 	struct es_client_segment *segs = NULL;
-	struct client_args a;
+	struct client_args a = {0};
 	struct es_client *c;
 	size_t n = 0;
 	int rc = parse(argc, argv, &spec, NULL, &a);

@@ -13,8 +13,9 @@
  *
  * Regimes: --memory maps the index; the default is the disk regime (PQ
  * codes in memory, node sectors read through io_uring, or pread with
- * --pread); --cold adds O_DIRECT and drops the index file from the page
- * cache before each L.
+ * --pread, the 1/CACHE_DIV of the nodes nearest the entry cached unless
+ * --cache says otherwise); --cold adds O_DIRECT and drops the index file
+ * from the page cache before each L.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +34,7 @@
 
 #define MAX_LS	    256
 #define MAX_THREADS 256
+#define CACHE_DIV   20 /* search's default cache: 5% of the nodes */
 
 static const char build_usage[] =
     "edgesync index build SEG.ndvs --out FILE.vamana [--R 64] [--L 100] "
@@ -125,9 +127,9 @@ static int check_segment(const char *idx_path,
 	es_ndvs_close(s);
 	rc = es_vamana_match(info, &seg);
 	if (rc < 0) {
-		cli_error("%s: %s: it was built from a segment of %llu "
-			  "vectors of dim %u, crc32c 0x%08x; %s has %llu of "
-			  "dim %u, crc32c 0x%08x",
+		cli_error("%s: %s (the index's: %llu vectors of dim %u, "
+			  "crc32c 0x%08x; %s: %llu vectors of dim %u, "
+			  "crc32c 0x%08x)",
 			  idx_path, es_store_strerror(rc),
 			  (unsigned long long)info->segment_count, info->dim,
 			  info->segment_checksum, seg_path,
@@ -241,7 +243,8 @@ static int parse_build(int argc, char **argv, struct build_opts *o)
 			       "factor (1.2), --threads build threads (0, "
 			       "the default: every core),\n--metric (l2), "
 			       "--seed (1), --pq-m PQ bytes per vector (0: "
-			       "min(dim, 32)).\nThe result depends on the "
+			       "min(dim, 64)).\nThe result "
+			       "depends on the "
 			       "seed only, not on the thread count.\n",
 			       build_usage);
 			return CLI_OK;
@@ -325,6 +328,7 @@ struct search_opts {
 	uint32_t Ls[MAX_LS];
 	unsigned nL;
 	int cold, memory, pread, warmup, json;
+	int cache_set; /* --cache given */
 };
 
 static const char search_help[] =
@@ -338,7 +342,7 @@ static const char search_help[] =
     "the page cache\n"
     "  --pread     disk regime without io_uring\n"
     "  --cache N   keep the N nodes nearest the entry in memory (disk "
-    "regime)\n"
+    "regime;\n              default: 5% of the nodes; 0: none)\n"
     "  --W N       reads in flight per query (1..64, default 4)\n"
     "  --threads T T threads, a searcher each, the queries split "
     "between them\n"
@@ -372,6 +376,7 @@ static int search_opt(int c, struct search_opts *o)
 		return parse_range("--threads", optarg, 1, MAX_THREADS,
 				   &o->threads);
 	case 'c':
+		o->cache_set = 1;
 		return parse_range("--cache", optarg, 0, UINT32_MAX, &o->cache);
 	case 'n':
 		return parse_range("--limit", optarg, 1, UINT64_MAX, &o->limit);
@@ -432,7 +437,7 @@ static int parse_search(int argc, char **argv, struct search_opts *o)
 	o->index = argv[optind];
 	if (!o->queries)
 		return cli_usage(search_usage, "--queries is needed");
-	if (o->memory && (o->cold || o->pread || o->cache))
+	if (o->memory && (o->cold || o->pread || o->cache_set))
 		return cli_usage(search_usage,
 				 "--cold, --pread and --cache "
 				 "are for the disk regime, not --memory");
@@ -835,6 +840,26 @@ static unsigned search_flags(const struct search_opts *o)
 	       (o->pread ? ES_VAMANA_OPEN_PREAD : 0);
 }
 
+/*
+ * Opens the index. Without --cache the disk regime caches 1/CACHE_DIV of
+ * the nodes, a number the header gives: the first open, which reads no
+ * node, learns it and a second one fills the cache.
+ */
+static int open_for_search(struct search_opts *o, struct es_vamana **vp,
+			   struct es_vamana_info *info)
+{
+	unsigned flags = search_flags(o);
+	int rc = es_vamana_open(vp, o->index, flags, (uint32_t)o->cache, info);
+
+	if (rc < 0 || o->memory || o->cache_set)
+		return rc;
+	o->cache = info->num_nodes / CACHE_DIV;
+	if (o->cache == 0)
+		return 0;
+	es_vamana_close(*vp);
+	return es_vamana_open(vp, o->index, flags, (uint32_t)o->cache, info);
+}
+
 static int search_with(struct search_ctx *c, struct search_input *in)
 {
 	struct search_worker *w;
@@ -885,8 +910,7 @@ static int index_search(int argc, char **argv)
 		return rc;
 	if (o.cold)
 		drop_cache(o.index);
-	rc = es_vamana_open(&c.v, o.index, search_flags(&o), (uint32_t)o.cache,
-			    &info);
+	rc = open_for_search(&o, &c.v, &info);
 	if (rc < 0) {
 		report_bad_index(o.index, rc);
 		return CLI_FAIL;

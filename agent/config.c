@@ -37,7 +37,7 @@ enum opt_type {
 	T_SIZE,	  /* a whole number of bytes, suffix K, M, G */
 	T_FLOAT,  /* a finite number within bounds */
 	T_LEVEL,  /* enum es_log_level by name */
-	T_ROLE,	  /* enum es_sync_role by name */
+	T_ROLE,	  /* enum cfg_role by name */
 	T_USERS,  /* user names or uids */
 	T_GROUPS, /* group names or gids */
 	T_LISTEN, /* a tcp:// or tls+tcp:// address to listen on, or empty */
@@ -434,7 +434,7 @@ static int set_name(struct es_config *c, const struct opt *o, const char *v,
 		if (level)
 			c->log_level = (enum es_log_level)i;
 		else
-			c->role = (enum es_sync_role)i;
+			c->role = (enum cfg_role)i;
 		return 0;
 	}
 	snprintf(why, wl, "'%s' is not %s", v,
@@ -734,7 +734,7 @@ static void clear_value(struct es_config *c, const struct opt *o)
 
 int es_config_sync_set(const struct es_config *c)
 {
-	return c->role != ES_ROLE_NONE || *c->listen || c->n_peers ||
+	return c->role != CFG_ROLE_NONE || *c->listen || c->n_peers ||
 	       *c->token || *c->tls_cert || *c->tls_key || *c->tls_ca ||
 	       c->bandwidth;
 }
@@ -768,7 +768,7 @@ static int fail(const struct es_config *c, const char *name, char *err,
 /* The sync options: who dials and who listens, TLS or a token. */
 static int check_sync(const struct es_config *c, char *err, size_t errlen)
 {
-	const char *addr = c->role == ES_ROLE_EDGE ? "peer" : "listen";
+	const char *addr = c->role == CFG_ROLE_EDGE ? "peer" : "listen";
 	const char *tls_set;
 	int tls = 0, plain = 0;
 
@@ -782,19 +782,19 @@ static int check_sync(const struct es_config *c, char *err, size_t errlen)
 		else
 			plain++;
 	}
-	if (c->role == ES_ROLE_NONE)
+	if (c->role == CFG_ROLE_NONE)
 		return fail(c, first_sync_key(c), err, errlen,
 			    "set, but role is none (make it edge or cloud)");
-	if (c->role == ES_ROLE_EDGE && !c->n_peers)
+	if (c->role == CFG_ROLE_EDGE && !c->n_peers)
 		return fail(c, "role", err, errlen,
 			    "an edge needs at least one peer");
-	if (c->role == ES_ROLE_EDGE && *c->listen)
+	if (c->role == CFG_ROLE_EDGE && *c->listen)
 		return fail(c, "listen", err, errlen,
 			    "an edge dials its peers; only a cloud listens");
-	if (c->role == ES_ROLE_CLOUD && !*c->listen)
+	if (c->role == CFG_ROLE_CLOUD && !*c->listen)
 		return fail(c, "role", err, errlen,
 			    "a cloud needs a listen address");
-	if (c->role == ES_ROLE_CLOUD && c->n_peers)
+	if (c->role == CFG_ROLE_CLOUD && c->n_peers)
 		return fail(c, "peer", err, errlen,
 			    "a cloud listens; peers are for edges");
 	if (tls && plain)

@@ -30,7 +30,7 @@
 /* An error message: file, line, key and what was wrong. */
 #define ES_CONFIG_ERR_MAX 512
 
-enum es_sync_role { ES_ROLE_NONE, ES_ROLE_EDGE, ES_ROLE_CLOUD };
+enum cfg_role { CFG_ROLE_NONE, CFG_ROLE_EDGE, CFG_ROLE_CLOUD };
 
 struct es_config {
 	/* [agent] */
@@ -51,7 +51,7 @@ struct es_config {
 	double index_alpha;
 	uint64_t build_threads;
 	/* [sync]: parsed and checked; the agent has no sync yet */
-	enum es_sync_role role;
+	enum cfg_role role;
 	char *listen;
 	char **peers;
 	size_t n_peers;

@@ -6,13 +6,7 @@
  *   <data_dir>/collections/<id>/  one collection (collection.h), named by
  *                                 its manifest id, never by its name
  *
- * Invariants:
- *   1. Every collection in colls[] has a manifest row and a directory;
- *      at open, a directory without a row (a drop cut short) is removed.
- *   2. The manifest handle is used under m_mu only (one connection).
- *   3. A coll_entry is freed only after it left colls[] and its last
- *      reference was dropped (refs, under colls_lock's mutex refs_mu).
- *   4. The background thread is the only caller of es_collection_maintain.
+ * The state and its invariants are in engine_impl.h.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -29,41 +23,12 @@
 #include "edgesync/collection.h"
 #include "edgesync/manifest.h"
 #include "edgesync/store_error.h"
+#include "edgesync/sync.h"
 #include "engine.h"
+#include "engine_impl.h"
 
-struct coll_entry {
-	struct es_engine *e;
-	struct es_manifest_collection row;
-	struct es_collection *c;
-	unsigned refs;  /* under e->refs_mu */
-	int dropped;
-};
-
-struct es_engine {
-	struct es_engine_config cfg;
-	char *data_dir;
-	struct es_manifest *m;
-	pthread_mutex_t m_mu;
-	pthread_rwlock_t colls_lock; /* the array */
-	pthread_mutex_t refs_mu;
-	pthread_cond_t refs_cv;
-	struct coll_entry **colls;
-	size_t n_colls;
-	pthread_t maint;
-	int maint_started;
-	pthread_mutex_t maint_mu;
-	pthread_cond_t maint_cv;
-	int maint_wake;
-	int stopping;
-	atomic_uint_fast64_t inserts, searches;
-	char device_id[65];
-};
-
-static void elog(struct es_engine *e, enum es_log_level level,
-		 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void elog(struct es_engine *e, enum es_log_level level,
-		 const char *fmt, ...)
+void engine_log(struct es_engine *e, enum es_log_level level,
+		const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -93,9 +58,13 @@ const char *es_engine_strerror(int err)
 		return "argument out of range";
 	case ES_E_ENGINE_CLOSING:
 		return "the agent is shutting down";
+	case ES_E_ENGINE_NOSYNC:
+		return "this agent does not sync (no role configured)";
 	}
 	if (err <= -5100 && err > -5200)
 		return es_manifest_strerror(err);
+	if (err <= -5200 && err > -5300)
+		return es_sync_strerror(err);
 	return es_store_strerror(err);
 }
 
@@ -151,7 +120,7 @@ static void meta_to_row(const struct coll_entry *ce,
 	s->dim = seg->dim;
 	s->state = ES_SEGMENT_SEALED;
 	snprintf(s->origin, sizeof(s->origin), "%s", seg->origin);
-	s->origin_seq = (uint64_t)seg->id;
+	s->origin_seq = seg->origin_seq ? seg->origin_seq : (uint64_t)seg->id;
 	s->seal_hlc = seg->seal_hlc;
 	s->wal_gen = seg->wal_gen;
 }
@@ -178,7 +147,7 @@ static int cat_sealed(void *arg, const struct es_segment_meta *seg,
 	pthread_mutex_unlock(&ce->e->m_mu);
 	free(mt);
 	if (rc == 0)
-		elog(ce->e, ES_LOG_INFO,
+		engine_log(ce->e, ES_LOG_INFO,
 		     "collection %s: sealed segment %lld (%llu vectors, %llu "
 		     "tombstones)",
 		     ce->row.name, (long long)seg->id,
@@ -197,7 +166,7 @@ static int cat_indexed(void *arg, const struct es_segment_meta *seg)
 					   seg->index_checksum);
 	pthread_mutex_unlock(&ce->e->m_mu);
 	if (rc == 0)
-		elog(ce->e, ES_LOG_INFO,
+		engine_log(ce->e, ES_LOG_INFO,
 		     "collection %s: segment %lld indexed (%llu bytes)",
 		     ce->row.name, (long long)seg->id,
 		     (unsigned long long)seg->index_size);
@@ -288,6 +257,7 @@ static int coll_open(struct es_engine *e, struct coll_entry *ce)
 		s->checksum = rows[i].checksum;
 		s->seal_hlc = rows[i].seal_hlc;
 		snprintf(s->origin, sizeof(s->origin), "%s", rows[i].origin);
+		s->origin_seq = rows[i].origin_seq;
 		s->wal_gen = rows[i].wal_gen;
 		s->indexed = rows[i].state == ES_SEGMENT_INDEXED;
 		s->index_size = rows[i].index_size;
@@ -305,7 +275,7 @@ static int coll_open(struct es_engine *e, struct coll_entry *ce)
 		rc = es_collection_open(&ce->c, dir, &p, &cat, segs, n_segs,
 					tombs, n_tombs);
 	if (rc < 0)
-		elog(e, ES_LOG_ERROR, "collection %s: cannot open %s: %s",
+		engine_log(e, ES_LOG_ERROR, "collection %s: cannot open %s: %s",
 		     ce->row.name, dir, es_engine_strerror(rc));
 	free(rows);
 	free(mt);
@@ -328,7 +298,7 @@ static int colls_append(struct es_engine *e, struct coll_entry *ce)
 }
 
 /* Finds name and takes a reference; NULL if absent. */
-static struct coll_entry *coll_ref(struct es_engine *e, const char *name)
+struct coll_entry *engine_coll_ref(struct es_engine *e, const char *name)
 {
 	struct coll_entry *found = NULL;
 
@@ -346,7 +316,7 @@ static struct coll_entry *coll_ref(struct es_engine *e, const char *name)
 	return found;
 }
 
-static void coll_unref(struct coll_entry *ce)
+void engine_coll_unref(struct coll_entry *ce)
 {
 	struct es_engine *e = ce->e;
 
@@ -386,16 +356,18 @@ int es_engine_collection_create(struct es_engine *e, const char *name,
 				uint32_t flags)
 {
 	struct coll_entry *ce;
-	struct coll_entry *exists = coll_ref(e, name);
+	struct coll_entry *exists = engine_coll_ref(e, name);
 	char *dir;
 	int rc;
 
 	if (exists) {
-		coll_unref(exists);
+		engine_coll_unref(exists);
 		return ES_E_ENGINE_EXISTS;
 	}
 	if (dim == 0 || dim > 4096 || (unsigned)metric > ES_METRIC_COSINE)
 		return ES_E_ENGINE_ARG;
+	if (flags == ES_ENGINE_FLAGS_DEFAULT)
+		flags = e->cfg.default_flags;
 	ce = calloc(1, sizeof(*ce));
 	if (!ce)
 		return -ENOMEM;
@@ -431,7 +403,7 @@ int es_engine_collection_create(struct es_engine *e, const char *name,
 		free(ce);
 		return rc;
 	}
-	elog(e, ES_LOG_INFO, "collection %s created (dim %u, %s)", name, dim,
+	engine_log(e, ES_LOG_INFO, "collection %s created (dim %u, %s)", name, dim,
 	     es_metric_name(metric));
 	return 0;
 }
@@ -468,7 +440,7 @@ int es_engine_collection_drop(struct es_engine *e, const char *name)
 	free(dir);
 	free(ce);
 	if (rc == 0)
-		elog(e, ES_LOG_INFO, "collection %s dropped", name);
+		engine_log(e, ES_LOG_INFO, "collection %s dropped", name);
 	return rc;
 }
 
@@ -498,12 +470,24 @@ static void info_of(struct coll_entry *ce, struct es_collection_info *info)
 int es_engine_collection_info(struct es_engine *e, const char *name,
 			      struct es_collection_info *info)
 {
-	struct coll_entry *ce = coll_ref(e, name);
+	struct coll_entry *ce = engine_coll_ref(e, name);
 
 	if (!ce)
 		return ES_E_ENGINE_NOCOLL;
 	info_of(ce, info);
-	coll_unref(ce);
+	engine_coll_unref(ce);
+	return 0;
+}
+
+int es_engine_collection_dim(struct es_engine *e, const char *name,
+			     uint32_t *dim)
+{
+	struct coll_entry *ce = engine_coll_ref(e, name);
+
+	if (!ce)
+		return ES_E_ENGINE_NOCOLL;
+	*dim = ce->row.dim;
+	engine_coll_unref(ce);
 	return 0;
 }
 
@@ -538,7 +522,7 @@ int es_engine_collection_list(struct es_engine *e,
 	}
 	for (size_t i = 0; i < count; i++) {
 		info_of(refs[i], &(*out)[i]);
-		coll_unref(refs[i]);
+		engine_coll_unref(refs[i]);
 	}
 	free(refs);
 	qsort(*out, count, sizeof(**out), name_cmp);
@@ -549,15 +533,18 @@ int es_engine_collection_list(struct es_engine *e,
 /* ---- data ------------------------------------------------------------- */
 
 int es_engine_insert(struct es_engine *e, const char *name,
-		     const uint64_t *ids, const float *vectors, size_t n)
+		     const uint64_t *ids, const float *vectors, size_t n,
+		     uint32_t dim)
 {
-	struct coll_entry *ce = coll_ref(e, name);
+	struct coll_entry *ce = engine_coll_ref(e, name);
 	int rc;
 
 	if (!ce)
 		return ES_E_ENGINE_NOCOLL;
-	rc = es_collection_insert(ce->c, ids, vectors, n);
-	coll_unref(ce);
+	/* the row's dim is fixed while we hold ce (a drop waits for us) */
+	rc = dim == ce->row.dim ? es_collection_insert(ce->c, ids, vectors, n)
+				: ES_E_ENGINE_DIM;
+	engine_coll_unref(ce);
 	if (rc == ES_E_VECS_NONFINITE)
 		return ES_E_ENGINE_VALUE;
 	if (rc == 0)
@@ -568,31 +555,32 @@ int es_engine_insert(struct es_engine *e, const char *name,
 int es_engine_delete(struct es_engine *e, const char *name,
 		     const uint64_t *ids, size_t n)
 {
-	struct coll_entry *ce = coll_ref(e, name);
+	struct coll_entry *ce = engine_coll_ref(e, name);
 	int rc;
 
 	if (!ce)
 		return ES_E_ENGINE_NOCOLL;
 	rc = es_collection_delete(ce->c, ids, n);
-	coll_unref(ce);
+	engine_coll_unref(ce);
 	return rc;
 }
 
 int es_engine_get(struct es_engine *e, const char *name, uint64_t id,
-		  float *out)
+		  float *out, uint32_t dim)
 {
-	struct coll_entry *ce = coll_ref(e, name);
+	struct coll_entry *ce = engine_coll_ref(e, name);
 	int rc;
 
 	if (!ce)
 		return ES_E_ENGINE_NOCOLL;
-	rc = es_collection_get(ce->c, id, out);
-	coll_unref(ce);
+	rc = dim == ce->row.dim ? es_collection_get(ce->c, id, out)
+				: ES_E_ENGINE_DIM;
+	engine_coll_unref(ce);
 	return rc == -ENOENT ? ES_E_ENGINE_NOTFOUND : rc;
 }
 
 int es_engine_search(struct es_engine *e, const char *name,
-		     const float *query, uint32_t k, uint32_t L,
+		     const float *query, uint32_t dim, uint32_t k, uint32_t L,
 		     struct es_engine_hit *hits)
 {
 	struct coll_entry *ce;
@@ -600,15 +588,17 @@ int es_engine_search(struct es_engine *e, const char *name,
 
 	if (k == 0 || k > ES_VAMANA_MAX_K || L > ES_VAMANA_MAX_L)
 		return ES_E_ENGINE_ARG;
-	ce = coll_ref(e, name);
+	ce = engine_coll_ref(e, name);
 	if (!ce)
 		return ES_E_ENGINE_NOCOLL;
 	_Static_assert(sizeof(struct es_engine_hit) ==
 			       sizeof(struct es_collection_hit),
 		       "hit layouts agree");
-	rc = es_collection_search(ce->c, query, k, L,
-				  (struct es_collection_hit *)hits);
-	coll_unref(ce);
+	rc = dim == ce->row.dim
+		 ? es_collection_search(ce->c, query, k, L,
+					(struct es_collection_hit *)hits)
+		 : ES_E_ENGINE_DIM;
+	engine_coll_unref(ce);
 	if (rc >= 0)
 		atomic_fetch_add(&e->searches, 1);
 	return rc;
@@ -616,13 +606,13 @@ int es_engine_search(struct es_engine *e, const char *name,
 
 int es_engine_flush(struct es_engine *e, const char *name)
 {
-	struct coll_entry *ce = coll_ref(e, name);
+	struct coll_entry *ce = engine_coll_ref(e, name);
 	int rc;
 
 	if (!ce)
 		return ES_E_ENGINE_NOCOLL;
 	rc = es_collection_seal(ce->c, 1);
-	coll_unref(ce);
+	engine_coll_unref(ce);
 	if (rc == 0)
 		engine_wake(e); /* build the new segment's index */
 	return rc;
@@ -631,14 +621,14 @@ int es_engine_flush(struct es_engine *e, const char *name)
 int es_engine_segments(struct es_engine *e, const char *name,
 		       struct es_segment_info **out, size_t *n)
 {
-	struct coll_entry *ce = coll_ref(e, name);
+	struct coll_entry *ce = engine_coll_ref(e, name);
 	struct es_segment_meta *segs;
 	int rc;
 
 	if (!ce)
 		return ES_E_ENGINE_NOCOLL;
 	rc = es_collection_segments(ce->c, &segs, n);
-	coll_unref(ce);
+	engine_coll_unref(ce);
 	if (rc < 0)
 		return rc;
 	*out = calloc(*n + 1, sizeof(**out));
@@ -704,12 +694,12 @@ static int maintain_all(struct es_engine *e)
 			break;
 		rc = es_collection_maintain(ce->c, &more);
 		if (rc < 0)
-			elog(e, ES_LOG_ERROR,
+			engine_log(e, ES_LOG_ERROR,
 			     "collection %s: background seal or index build "
 			     "failed: %s (will retry)",
 			     ce->row.name, es_engine_strerror(rc));
 		any_more |= more && rc == 0;
-		coll_unref(ce);
+		engine_coll_unref(ce);
 	}
 	return any_more;
 }
@@ -758,7 +748,7 @@ static void remove_orphans(struct es_engine *e, const char *root)
 			known |= e->colls[i]->row.id == id;
 		if (known || asprintf(&path, "%s/%s", root, ent->d_name) < 0)
 			continue;
-		elog(e, ES_LOG_WARN, "removing %s: no collection owns it", path);
+		engine_log(e, ES_LOG_WARN, "removing %s: no collection owns it", path);
 		remove_tree(path);
 		free(path);
 	}
@@ -842,7 +832,7 @@ int es_engine_open(struct es_engine **ep, const struct es_engine_config *c)
 		goto err;
 	e->maint_started = 1;
 	free(db);
-	elog(e, ES_LOG_INFO, "data directory %s: %zu collections, device %s",
+	engine_log(e, ES_LOG_INFO, "data directory %s: %zu collections, device %s",
 	     c->data_dir, e->n_colls, e->device_id);
 	*ep = e;
 	return 0;
@@ -850,6 +840,27 @@ err:
 	free(db);
 	es_engine_close(e);
 	return rc;
+}
+
+void es_engine_attach_sync(struct es_engine *e, struct es_sync *s)
+{
+	e->sync = s;
+}
+
+int es_engine_peers(struct es_engine *e, struct es_sync_peer_status **out,
+		    size_t *n)
+{
+	if (!e->sync)
+		return ES_E_ENGINE_NOSYNC;
+	return es_sync_status(e->sync, out, n);
+}
+
+int es_engine_sync_now(struct es_engine *e)
+{
+	if (!e->sync)
+		return ES_E_ENGINE_NOSYNC;
+	es_sync_now(e->sync);
+	return 0;
 }
 
 void es_engine_close(struct es_engine *e)

@@ -27,6 +27,7 @@ enum es_engine_err {
 	ES_E_ENGINE_NOTFOUND = -5305, /* no such vector id */
 	ES_E_ENGINE_ARG = -5306,      /* an argument out of range */
 	ES_E_ENGINE_CLOSING = -5307,  /* the agent is shutting down */
+	ES_E_ENGINE_NOSYNC = -5308,   /* no sync role configured */
 };
 
 const char *es_engine_strerror(int err);
@@ -42,6 +43,8 @@ struct es_engine_config {
 	float index_alpha;         /* default 1.2 */
 	unsigned build_threads;    /* 0: every core */
 	uint32_t open_segments;    /* segments kept open when idle */
+	uint32_t default_flags;    /* sync flags of a collection created
+				      with ES_ENGINE_FLAGS_DEFAULT */
 	/* Called from any thread, one line, no newline. */
 	void (*log)(void *arg, enum es_log_level level, const char *msg);
 	void *log_arg;
@@ -77,12 +80,21 @@ struct es_collection_info {
 	uint64_t bytes;        /* segment and index bytes on disk */
 };
 
+/* Create with the agent's default sync flags (edge: upload). */
+#define ES_ENGINE_FLAGS_DEFAULT 0xFFFFFFFFu
+
 int es_engine_collection_create(struct es_engine *e, const char *name,
 				uint32_t dim, enum es_metric metric,
 				uint32_t flags);
 int es_engine_collection_drop(struct es_engine *e, const char *name);
 int es_engine_collection_info(struct es_engine *e, const char *name,
 			      struct es_collection_info *info);
+/*
+ * es_engine_collection_dim answers the collection's dim from memory (no
+ * manifest query), for sizing the vectors of a request.
+ */
+int es_engine_collection_dim(struct es_engine *e, const char *name,
+			     uint32_t *dim);
 /* *out malloc'ed (free() it), *n entries, ordered by name. */
 int es_engine_collection_list(struct es_engine *e,
 			      struct es_collection_info **out, size_t *n);
@@ -90,12 +102,20 @@ int es_engine_collection_list(struct es_engine *e,
 /* ---- data ------------------------------------------------------------- */
 
 /*
+ * The calls that take or fill vectors take the dim the caller sized them
+ * with; it must be the collection's (ES_E_ENGINE_DIM if not), checked
+ * while the collection is held, so a collection dropped and created again
+ * with another dim meanwhile is refused, never read or written past.
+ */
+
+/*
  * es_engine_insert stores n vectors (n x dim floats) with their ids; an id
  * that exists is replaced. Returns 0 once every vector is durable and
  * visible to searches, never before.
  */
 int es_engine_insert(struct es_engine *e, const char *name,
-		     const uint64_t *ids, const float *vectors, size_t n);
+		     const uint64_t *ids, const float *vectors, size_t n,
+		     uint32_t dim);
 
 /* es_engine_delete removes n ids (absent ones are not an error). */
 int es_engine_delete(struct es_engine *e, const char *name,
@@ -103,7 +123,7 @@ int es_engine_delete(struct es_engine *e, const char *name,
 
 /* es_engine_get copies the vector of id to out (dim floats). */
 int es_engine_get(struct es_engine *e, const char *name, uint64_t id,
-		  float *out);
+		  float *out, uint32_t dim);
 
 struct es_engine_hit {
 	uint64_t id;
@@ -111,12 +131,12 @@ struct es_engine_hit {
 };
 
 /*
- * es_engine_search writes the k nearest live vectors to query, nearest
- * first, to hits (k entries), returning how many. L is the search list
- * of the Vamana segments (0: max(k, 64)).
+ * es_engine_search writes the k nearest live vectors to query (dim
+ * floats), nearest first, to hits (k entries), returning how many. L is
+ * the search list of the Vamana segments (0: max(k, 64)).
  */
 int es_engine_search(struct es_engine *e, const char *name,
-		     const float *query, uint32_t k, uint32_t L,
+		     const float *query, uint32_t dim, uint32_t k, uint32_t L,
 		     struct es_engine_hit *hits);
 
 /* es_engine_flush seals what is growing; returns once it is durable. */
@@ -150,5 +170,24 @@ struct es_engine_stats {
 };
 
 int es_engine_stats(struct es_engine *e, struct es_engine_stats *s);
+
+/* ---- sync ------------------------------------------------------------- */
+
+struct es_sync;
+struct es_sync_host;
+struct es_sync_peer_status;
+
+/* es_engine_sync_host fills h with the engine as sync's host (sync.h). */
+void es_engine_sync_host(struct es_engine *e, struct es_sync_host *h);
+
+/*
+ * es_engine_attach_sync hands the engine the running sync (or NULL before
+ * it stops), for es_engine_peers and es_engine_sync_now, which answer
+ * ES_E_ENGINE_NOSYNC without one.
+ */
+void es_engine_attach_sync(struct es_engine *e, struct es_sync *s);
+int es_engine_peers(struct es_engine *e, struct es_sync_peer_status **out,
+		    size_t *n);
+int es_engine_sync_now(struct es_engine *e);
 
 #endif

@@ -5,9 +5,9 @@
 # and with --scale a generated 1,000,000 x 128 clustered set searched in
 # the disk regime, warm and cold, with the search process's peak RSS.
 #
-#   bash deploy/bench-search.sh            # about 15 minutes on 2 cores
-#   bash deploy/bench-search.sh --scale    # plus the 1M set (much longer)
-#   bash deploy/bench-search.sh --quick    # a trial of the plumbing
+#   bash deploy/bench-search.sh            # about 20 minutes on 2 cores
+#   bash deploy/bench-search.sh --scale    # plus the 1M set (8 more)
+#   bash deploy/bench-search.sh --quick    # a trial of the plumbing (2)
 #
 # Other options go to tests/bench/bench.py (--help lists them), e.g.
 # --sets mnist, --systems hnswlib,faiss, --L 10,20,40, --build-threads N.
@@ -54,10 +54,12 @@ fi
 # (BENCH_EDGESYNC=PATH measures that binary instead, without building).
 mkdir -p "$out"
 es=${BENCH_EDGESYNC:-$out/build/agent/edgesync}
-if [ -z "${BENCH_EDGESYNC:-}" ] && ! { cmake -S . -B "$out/build" -DCMAKE_BUILD_TYPE=Release \
-	-DES_BUILD_TESTS=OFF &&
-	cmake --build "$out/build" -j"$(nproc)" --target edgesync; } \
-	>"$out/build.log" 2>&1; then
+build() {
+	cmake -S . -B "$out/build" -DCMAKE_BUILD_TYPE=Release \
+		-DES_BUILD_TESTS=OFF &&
+		cmake --build "$out/build" -j"$(nproc)" --target edgesync
+}
+if [ -z "${BENCH_EDGESYNC:-}" ] && ! build >"$out/build.log" 2>&1; then
 	tail -n 30 "$out/build.log"
 	echo "bench-search: the build failed (all of it in $out/build.log)"
 	exit 1

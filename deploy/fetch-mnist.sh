@@ -31,7 +31,9 @@ for idx, name in (("train-images-idx3-ubyte", "mnist_base"),
     with open(f"{dst}/{name}.fvecs.tmp", "wb") as out:
         for i in range(n):
             px = raw[16 + i * dim:16 + (i + 1) * dim]
-            out.write(head + array.array("f", px).tobytes())
+            # one float32 per pixel byte (array("f", bytes) would
+            # reinterpret the bytes themselves as floats)
+            out.write(head + array.array("f", list(px)).tobytes())
     print(f"{dst}/{name}.fvecs: {n} x {dim}")
 PY
 mv "$dir/mnist_base.fvecs.tmp" "$dir/mnist_base.fvecs"

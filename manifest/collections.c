@@ -7,8 +7,9 @@
  *      0..2; a row that does not is reported as corruption.
  *   2. version starts at 0 and only manifest_coll_bump changes it, by
  *      one, inside the transaction of the change it counts.
- *   3. Dropping a collection deletes its segment and tombstone rows in
- *      the same statement (ON DELETE CASCADE), hence the same transaction.
+ *   3. Dropping a collection deletes its segment, tombstone, ack and
+ *      transfer rows in the same statement (ON DELETE CASCADE), hence the
+ *      same transaction.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -44,6 +44,11 @@ void manifest_set_clock(struct es_manifest *m, uint64_t (*now_ms)(void *),
 	m->clock_arg = now_ms ? arg : NULL;
 }
 
+uint64_t manifest_now_ms(struct es_manifest *m)
+{
+	return m->clock_ms(m->clock_arg);
+}
+
 static int ceiling_store(struct es_manifest *m, uint64_t ceiling)
 {
 	int rc = manifest_begin(m);
@@ -80,7 +85,7 @@ static int advance(struct es_manifest *m, uint64_t next)
 
 int es_manifest_hlc_now(struct es_manifest *m, uint64_t *hlc)
 {
-	uint64_t wall = m->clock_ms(m->clock_arg);
+	uint64_t wall = manifest_now_ms(m);
 	uint64_t next;
 	int rc;
 

@@ -11,16 +11,21 @@
 
 #define DEVICE_ID_BYTES 16 /* 32 hex digits */
 
-int manifest_device_valid(const char *s)
+int manifest_token_valid(const char *s, size_t max)
 {
-	size_t len = strnlen(s, ES_MANIFEST_DEVICE_MAX + 1);
+	size_t len = strnlen(s, max + 1);
 
-	if (len == 0 || len > ES_MANIFEST_DEVICE_MAX)
+	if (len == 0 || len > max)
 		return -EINVAL;
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
 			return -EINVAL;
 	return 0;
+}
+
+int manifest_device_valid(const char *s)
+{
+	return manifest_token_valid(s, ES_MANIFEST_DEVICE_MAX);
 }
 
 static int random_bytes(unsigned char *buf, size_t len)

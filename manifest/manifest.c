@@ -12,14 +12,21 @@
  *   segments.c     segment rows: add, read, list, ids
  *   segment_state.c  the transitions after add
  *   tombstones.c   tombstones
+ *   peers.c        peers seen, their approval
+ *   acks.c         acknowledgements, their minimum
+ *   transfers.c    transfers in progress
  *   error.c        es_manifest_strerror
  *
  * Tables (schema.c): meta(key, value); collection(id, name, dim, metric,
  * flags, version, created_hlc); segment(id, collection_id, files' sizes
  * and checksums, count, dim, state, origin, origin_seq, seal_hlc, wal_gen,
  * superseded_by, add_version, change_version); tombstone(collection_id,
- * id, hlc, origin, add_version). Segments and tombstones belong to their
- * collection (ON DELETE CASCADE).
+ * id, hlc, origin, add_version); since schema 3, for sync: peer(device,
+ * role, address, identity, approved, first_seen, last_seen);
+ * ack(collection_id, direction, peer, version); transfer(collection_id,
+ * origin, origin_seq, peer, direction, byte_offset, staged, updated).
+ * Segments, tombstones, acks and transfers belong to their collection
+ * (ON DELETE CASCADE); peers stand alone.
  *
  * Segment states and the function for each transition (segments.c):
  *

@@ -6,12 +6,13 @@
 #define EDGESYNC_MANIFEST_IMPL_H
 
 #include <sqlite3.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "edgesync/manifest.h"
 
 /* The schema this edgesync writes (schema.c holds one migration each). */
-#define MANIFEST_SCHEMA 2
+#define MANIFEST_SCHEMA 3
 
 /* PRAGMA application_id of a manifest: "ESMF". */
 #define MANIFEST_APP_ID 0x45534d46
@@ -40,6 +41,19 @@ enum manifest_sql {
 	MS_SEG_WAL_GEN,
 	MS_TOMB_PUT,
 	MS_TOMB_LIST,
+	MS_TOMB_AT,
+	MS_PEER_UPSERT,
+	MS_PEER_GET,
+	MS_PEER_LIST,
+	MS_PEER_APPROVE,
+	MS_ACK_GET,
+	MS_ACK_PUT,
+	MS_ACK_MIN,
+	MS_ACK_FORGET,
+	MS_XFER_PUT,
+	MS_XFER_GET,
+	MS_XFER_DELETE,
+	MS_XFER_LIST,
 	MS_COUNT
 };
 
@@ -106,8 +120,12 @@ int manifest_migrate(struct es_manifest *m, int target);
 
 /* Loads (or creates) the device id and the clock's persisted ceiling. */
 int manifest_identity_load(struct es_manifest *m);
+/* 0 if s is 1..max characters of 0x21..0x7e, else -EINVAL. */
+int manifest_token_valid(const char *s, size_t max);
 /* 0 if s is a device id: 1..ES_MANIFEST_DEVICE_MAX of 0x21..0x7e. */
 int manifest_device_valid(const char *s);
+/* Unix milliseconds of the wall clock (or the test hook's clock). */
+uint64_t manifest_now_ms(struct es_manifest *m);
 
 /* ---- collections.c ------------------------------------------------------ */
 
@@ -129,5 +147,13 @@ int manifest_tombs_check(struct es_manifest *m,
 int manifest_tombs_put(struct es_manifest *m, int64_t collection_id,
 		       const struct es_manifest_tombstone *tombs, size_t n,
 		       uint64_t version);
+
+/* ---- peers.c, acks.c, transfers.c --------------------------------------- */
+
+/* Checks a direction from a caller: 0 or -EINVAL. */
+int manifest_direction_valid(struct es_manifest *m,
+			     enum es_manifest_direction dir);
+/* Checks a peer key (acks, transfers): 0 or -EINVAL. */
+int manifest_peer_key_valid(struct es_manifest *m, const char *peer);
 
 #endif

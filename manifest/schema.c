@@ -77,6 +77,38 @@ static const char *const migrations[MANIFEST_SCHEMA] = {
     "CREATE INDEX tombstone_changes ON tombstone (collection_id, "
     "  add_version);"
     "PRAGMA user_version = 2;",
+
+    /* 3: sync's peers, acknowledgements and transfers in progress. */
+    "CREATE TABLE peer ("
+    "  device TEXT PRIMARY KEY NOT NULL,"
+    "  role INTEGER NOT NULL CHECK (role BETWEEN 1 AND 2),"
+    "  address TEXT NOT NULL DEFAULT '',"
+    "  identity TEXT NOT NULL DEFAULT '',"
+    "  approved INTEGER NOT NULL DEFAULT 0 CHECK (approved IN (0, 1)),"
+    "  first_seen INTEGER NOT NULL,"
+    "  last_seen INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE ack ("
+    "  collection_id INTEGER NOT NULL"
+    "    REFERENCES collection (id) ON DELETE CASCADE,"
+    "  direction INTEGER NOT NULL CHECK (direction BETWEEN 1 AND 2),"
+    "  peer TEXT NOT NULL,"
+    "  version INTEGER NOT NULL CHECK (version >= 0),"
+    "  PRIMARY KEY (collection_id, direction, peer)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE transfer ("
+    "  collection_id INTEGER NOT NULL"
+    "    REFERENCES collection (id) ON DELETE CASCADE,"
+    "  origin TEXT NOT NULL,"
+    "  origin_seq INTEGER NOT NULL,"
+    "  peer TEXT NOT NULL,"
+    "  direction INTEGER NOT NULL CHECK (direction BETWEEN 1 AND 2),"
+    "  byte_offset INTEGER NOT NULL CHECK (byte_offset >= 0),"
+    "  staged TEXT NOT NULL DEFAULT '',"
+    "  updated INTEGER NOT NULL,"
+    "  PRIMARY KEY (collection_id, origin, origin_seq, peer, direction)"
+    ") WITHOUT ROWID;"
+    "PRAGMA user_version = 3;",
 };
 
 int es_manifest_schema_version(void)

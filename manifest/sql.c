@@ -26,6 +26,14 @@
 	"id, collection_id, size, checksum, count, dim, index_size, "          \
 	"index_checksum, state, origin, origin_seq, seal_hlc, wal_gen, "       \
 	"superseded_by, add_version, change_version"
+#define PEER_COLS                                                              \
+	"device, role, address, identity, approved, first_seen, last_seen"
+#define XFER_COLS                                                              \
+	"collection_id, origin, origin_seq, peer, direction, byte_offset, "    \
+	"staged, updated"
+#define XFER_KEY                                                               \
+	"collection_id = ?1 AND origin = ?2 AND origin_seq = ?3 AND "          \
+	"peer = ?4 AND direction = ?5"
 
 static const char *const sql_text[MS_COUNT] = {
     [MS_BEGIN] = "BEGIN IMMEDIATE",
@@ -73,6 +81,40 @@ static const char *const sql_text[MS_COUNT] = {
     [MS_TOMB_LIST] = "SELECT id, hlc, origin, add_version FROM tombstone "
 		     "WHERE collection_id = ?1 AND add_version > ?2 "
 		     "ORDER BY add_version, id",
+    [MS_TOMB_AT] = "SELECT id, hlc, origin, add_version FROM tombstone "
+		   "WHERE collection_id = ?1 AND add_version = ?2 ORDER BY id",
+    /* A known peer keeps what "" would erase; last_seen only grows. */
+    [MS_PEER_UPSERT] = "INSERT INTO peer (" PEER_COLS ") VALUES (?1, ?2, "
+		       "?3, ?4, 0, ?5, ?5) ON CONFLICT (device) DO UPDATE "
+		       "SET role = excluded.role, "
+		       "address = CASE WHEN excluded.address = '' THEN "
+		       "peer.address ELSE excluded.address END, "
+		       "identity = CASE WHEN excluded.identity = '' THEN "
+		       "peer.identity ELSE excluded.identity END, "
+		       "last_seen = max(peer.last_seen, excluded.last_seen)",
+    [MS_PEER_GET] = "SELECT " PEER_COLS " FROM peer WHERE device = ?1",
+    [MS_PEER_LIST] = "SELECT " PEER_COLS " FROM peer ORDER BY device",
+    [MS_PEER_APPROVE] = "UPDATE peer SET approved = ?2 WHERE device = ?1",
+    [MS_ACK_GET] = "SELECT version FROM ack WHERE collection_id = ?1 AND "
+		   "direction = ?2 AND peer = ?3",
+    [MS_ACK_PUT] = "INSERT INTO ack (collection_id, direction, peer, "
+		   "version) VALUES (?1, ?2, ?3, ?4) ON CONFLICT "
+		   "(collection_id, direction, peer) DO UPDATE SET "
+		   "version = excluded.version "
+		   "WHERE excluded.version > ack.version",
+    [MS_ACK_MIN] = "SELECT count(*), min(version) FROM ack WHERE "
+		   "collection_id = ?1 AND direction = ?2",
+    [MS_ACK_FORGET] = "DELETE FROM ack WHERE peer = ?1",
+    [MS_XFER_PUT] = "INSERT INTO transfer (" XFER_COLS ") VALUES (?1, ?2, "
+		    "?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (collection_id, "
+		    "origin, origin_seq, peer, direction) DO UPDATE SET "
+		    "byte_offset = excluded.byte_offset, "
+		    "staged = excluded.staged, updated = excluded.updated",
+    [MS_XFER_GET] = "SELECT " XFER_COLS " FROM transfer WHERE " XFER_KEY,
+    [MS_XFER_DELETE] = "DELETE FROM transfer WHERE " XFER_KEY,
+    [MS_XFER_LIST] = "SELECT " XFER_COLS " FROM transfer WHERE ?1 IS NULL "
+		     "OR peer = ?1 ORDER BY peer, collection_id, origin, "
+		     "origin_seq, direction",
 };
 
 int manifest_fail(struct es_manifest *m, int code, const char *fmt, ...)
@@ -199,7 +241,7 @@ int manifest_exec(struct es_manifest *m, sqlite3_stmt *st)
 
 static int run(struct es_manifest *m, enum manifest_sql id)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int rc = manifest_stmt(m, id, &st);
 
 	return rc ? rc : manifest_exec(m, st);

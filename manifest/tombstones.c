@@ -7,7 +7,9 @@
  *      (hlc, origin), the rule every conflict follows; a loser changes
  *      nothing (not even add_version).
  *   2. A row written or replaced carries the version of the transaction
- *      that wrote it, so tombstone_list(since) is "add_version > since".
+ *      that wrote it, so tombstone_list(since) is "add_version > since"
+ *      and segment_tombstones(v) is "add_version = v": the tombstones
+ *      that the segment added at v brought and that still win.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -109,26 +111,14 @@ static int tomb_read(struct es_manifest *m, sqlite3_stmt *st,
 	return 0;
 }
 
-int es_manifest_tombstone_list(struct es_manifest *m, int64_t collection_id,
-			       uint64_t since,
-			       struct es_manifest_tombstone **out, size_t *n)
+/* Reads every row of st (bound by the caller) into a malloc'ed array. */
+static int tomb_rows(struct es_manifest *m, sqlite3_stmt *st,
+		     struct es_manifest_tombstone **out, size_t *n)
 {
 	struct es_manifest_tombstone *arr = NULL;
-	struct es_manifest_collection c;
 	size_t cap = 0, count = 0;
-	sqlite3_stmt *st = NULL;
 	int rc;
 
-	*out = NULL;
-	*n = 0;
-	rc = es_manifest_collection_get_id(m, collection_id, &c);
-	if (rc == 0)
-		rc = manifest_stmt(m, MS_TOMB_LIST, &st);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(st, 1, collection_id);
-	sqlite3_bind_int64(
-	    st, 2, since > INT64_MAX ? INT64_MAX : (sqlite3_int64)since);
 	while ((rc = manifest_step(m, st)) == 1) {
 		rc = manifest_grow((void **)&arr, &cap, count, sizeof(*arr));
 		if (rc == 0)
@@ -144,4 +134,52 @@ int es_manifest_tombstone_list(struct es_manifest *m, int64_t collection_id,
 	*out = arr;
 	*n = count;
 	return 0;
+}
+
+/* Prepares statement id for collection_id and version v (as ?1, ?2). */
+static int tomb_query(struct es_manifest *m, enum manifest_sql id,
+		      int64_t collection_id, uint64_t v, sqlite3_stmt **st)
+{
+	struct es_manifest_collection c;
+	int rc;
+
+	rc = es_manifest_collection_get_id(m, collection_id, &c);
+	if (rc == 0)
+		rc = manifest_stmt(m, id, st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(*st, 1, collection_id);
+	sqlite3_bind_int64(*st, 2,
+			   v > INT64_MAX ? INT64_MAX : (sqlite3_int64)v);
+	return 0;
+}
+
+int es_manifest_tombstone_list(struct es_manifest *m, int64_t collection_id,
+			       uint64_t since,
+			       struct es_manifest_tombstone **out, size_t *n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = tomb_query(m, MS_TOMB_LIST, collection_id, since, &st);
+	return rc ? rc : tomb_rows(m, st, out, n);
+}
+
+int es_manifest_segment_tombstones(struct es_manifest *m, int64_t collection_id,
+				   uint64_t add_version,
+				   struct es_manifest_tombstone **out,
+				   size_t *n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	/* No version above 2^63 - 1 is ever stamped. */
+	if (add_version > INT64_MAX)
+		add_version = 0;
+	rc = tomb_query(m, MS_TOMB_AT, collection_id, add_version, &st);
+	return rc ? rc : tomb_rows(m, st, out, n);
 }

@@ -71,7 +71,7 @@ int coll_wins(const struct es_collection *c, uint64_t id, uint64_t hlc,
 }
 
 /* The copy at loc stops being live. */
-static void coll_kill(struct es_collection *c, uint64_t loc)
+void coll_kill(struct es_collection *c, uint64_t loc)
 {
 	struct part *pt = c->parts[loc_part(loc)];
 
@@ -105,13 +105,10 @@ static int apply_insert(struct es_collection *c, uint64_t id, uint64_t hlc,
 	return rc;
 }
 
-/* Applies one delete (state held). */
-static int apply_delete(struct es_collection *c, uint64_t id, uint64_t hlc)
+int coll_apply_tombstone(struct es_collection *c, uint64_t id, uint64_t hlc)
 {
-	struct es_tombstone t = {.id = id, .hlc = hlc};
 	uint64_t cur = idmap_get(&c->live, id), cur_hlc, tomb;
 	const char *cur_origin;
-	int rc;
 
 	if (cur != ES_IDMAP_NONE) {
 		version_of(c, cur, &cur_hlc, &cur_origin);
@@ -121,11 +118,19 @@ static int apply_delete(struct es_collection *c, uint64_t id, uint64_t hlc)
 		idmap_del(&c->live, id);
 	}
 	tomb = idmap_get(&c->tombs, id);
-	if (tomb == ES_IDMAP_NONE || tomb < hlc) {
-		rc = idmap_put(&c->tombs, id, hlc);
-		if (rc < 0)
-			return rc;
-	}
+	if (tomb == ES_IDMAP_NONE || tomb < hlc)
+		return idmap_put(&c->tombs, id, hlc);
+	return 0;
+}
+
+/* Applies one local delete, kept to be sealed with the buffer. */
+static int apply_delete(struct es_collection *c, uint64_t id, uint64_t hlc)
+{
+	struct es_tombstone t = {.id = id, .hlc = hlc};
+	int rc = coll_apply_tombstone(c, id, hlc);
+
+	if (rc < 0)
+		return rc;
 	memcpy(t.origin, c->origin, sizeof(t.origin));
 	return membuf_add_tomb(&c->parts[c->growing]->buf, &t);
 }
@@ -359,45 +364,67 @@ struct part *coll_segment_part(struct es_collection *c,
 
 /* ---- open and recovery ----------------------------------------------- */
 
+int coll_read_ids(const char *path, const struct es_segment_meta *m,
+		  uint32_t dim, uint64_t **ids)
+{
+	struct es_ndvs_info info;
+	struct es_ndvs *seg = NULL;
+	int rc = es_ndvs_open(&seg, path, ES_NDVS_OPEN_PREAD, &info);
+
+	*ids = NULL;
+	if (rc == 0 && (info.file_size != m->size ||
+			info.checksum != m->checksum ||
+			info.count != m->count || info.dim != dim))
+		rc = ES_E_NDVS_SIZE; /* not the file the record describes */
+	if (rc == 0 && !(*ids = malloc((m->count + 1) * sizeof(uint64_t))))
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = es_ndvs_read_ids(seg, 0, m->count, *ids);
+	es_ndvs_close(seg);
+	if (rc < 0) {
+		free(*ids);
+		*ids = NULL;
+	}
+	return rc;
+}
+
+int coll_rows_live(struct es_collection *c, uint32_t h, const uint64_t *ids)
+{
+	struct part *pt = c->parts[h];
+	int rc = 0;
+
+	for (uint64_t r = 0; rc == 0 && r < pt->meta.count; r++) {
+		uint64_t cur;
+
+		if (coll_wins(c, ids[r], pt->meta.seal_hlc, pt->meta.origin,
+			      &cur))
+			rc = coll_set_live(c, ids[r], loc_pack(h, r), cur);
+		else
+			atomic_fetch_add(&pt->dead, 1);
+	}
+	return rc;
+}
+
 /* Loads a recorded segment: its file must be there, whole; its ids go live. */
 static int load_segment(struct es_collection *c,
 			const struct es_segment_meta *m)
 {
 	struct part *pt = coll_segment_part(c, m);
-	struct es_ndvs_info info;
-	struct es_ndvs *seg = NULL;
 	uint64_t *ids = NULL;
 	uint32_t h;
 	int rc;
 
 	if (!pt)
 		return -ENOMEM;
-	rc = es_ndvs_open(&seg, pt->path, ES_NDVS_OPEN_PREAD, &info);
-	if (rc == 0 && (info.file_size != m->size ||
-			info.checksum != m->checksum ||
-			info.count != m->count || info.dim != c->p.dim))
-		rc = ES_E_NDVS_SIZE; /* not the file the catalog recorded */
-	if (rc == 0 && m->count &&
-	    !(ids = malloc(m->count * sizeof(uint64_t))))
-		rc = -ENOMEM;
-	if (rc == 0)
-		rc = es_ndvs_read_ids(seg, 0, m->count, ids);
+	rc = coll_read_ids(pt->path, m, c->p.dim, &ids);
 	if (rc == 0)
 		rc = coll_part_add(c, pt, &h);
-	es_ndvs_close(seg);
 	if (rc < 0) {
 		free(ids);
 		coll_part_free(pt);
 		return rc;
 	}
-	for (uint64_t r = 0; rc == 0 && r < m->count; r++) {
-		uint64_t cur;
-
-		if (coll_wins(c, ids[r], m->seal_hlc, m->origin, &cur))
-			rc = coll_set_live(c, ids[r], loc_pack(h, r), cur);
-		else
-			atomic_fetch_add(&pt->dead, 1);
-	}
+	rc = coll_rows_live(c, h, ids);
 	free(ids);
 	return rc;
 }

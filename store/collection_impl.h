@@ -109,6 +109,15 @@ int coll_wins(const struct es_collection *c, uint64_t id, uint64_t hlc,
 	      const char *origin, uint64_t *cur);
 int coll_set_live(struct es_collection *c, uint64_t id, uint64_t loc,
 		  uint64_t cur);
+/* coll_kill: the copy at loc stops being live (buffer row or segment). */
+void coll_kill(struct es_collection *c, uint64_t loc);
+/* A delete at hlc: removes an older live copy, remembers the tombstone. */
+int coll_apply_tombstone(struct es_collection *c, uint64_t id, uint64_t hlc);
+/* The ids of the segment file at path, checked against its record. */
+int coll_read_ids(const char *path, const struct es_segment_meta *m,
+		  uint32_t dim, uint64_t **ids);
+/* Rows of segment part h go live where their version wins (state held). */
+int coll_rows_live(struct es_collection *c, uint32_t h, const uint64_t *ids);
 
 /* collection_seal.c: segment handles */
 int coll_part_acquire(struct es_collection *c, struct part *pt);

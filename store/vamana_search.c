@@ -4,9 +4,10 @@
  *   es_vamana_open       header, footer (each failure its own code);
  *                        VERIFY: checksum, graph. Then either
  *     memory regime      map the whole file (MAP_POPULATE, MADV_RANDOM)
- *     disk regime        ids, PQ codebook and codes into memory, the
- *                        cache_nodes nodes nearest the entry (BFS) too;
- *                        a second descriptor with O_DIRECT on request
+ *     disk regime        ids, PQ codebook and codes into memory; a second
+ *                        descriptor with O_DIRECT on request; then the
+ *                        cache_nodes nodes nearest the entry (BFS), read
+ *                        FILL_BATCH at a time through that descriptor
  *   es_vamana_searcher_create   one thread's scratch (and ring)
  *   es_vamana_search     search_memory() or search_disk()
  *
@@ -19,12 +20,27 @@
  *   3. A searcher's visited stamps equal s->gen only for rows seen by the
  *      current query; bumping gen clears them all in O(1) (a memset when
  *      it wraps).
- *   4. Disk regime: a round selects the W best unexpanded candidates and
- *      marks them expanded before any is read; every read started in a
- *      round is reaped (or drained on error) before the search moves on
- *      or returns, so no buffer is in the kernel's hands between calls.
+ *   4. Disk regime: a round selects its candidates and marks them
+ *      expanded before any is read; every read started in a round is
+ *      reaped (or drained on error) before the search moves on or
+ *      returns, so no buffer is in the kernel's hands between calls.
  *      With the (dist, row) order of the lists the result does not depend
  *      on the order completions arrive in.
+ *   5. Disk regime, the walk (DiskANN's beam search): s->cand holds the
+ *      best L candidates by PQ distance, each expanded at most once (the
+ *      stamps admit a row once per query), so a query reads at most one
+ *      sector per hop and never a row twice; s->res holds the best L
+ *      expanded rows by exact distance (the vector came with the read),
+ *      and the hits are its first k. The walk stops when the L best
+ *      candidates are all expanded. A round reads the W best unexpanded
+ *      candidates, except while the best candidate of all is unexpanded:
+ *      the last round found a row nearer than every row expanded, the
+ *      walk is still descending one hop at a time, and reads beside that
+ *      one would mostly be wasted, so the round reads it alone. The rule
+ *      looks at the list only, so the cache changes reads, never results.
+ *   6. The cache is filled in breadth-first order, a batch of queued rows
+ *      read together and their neighbours queued in queue order, so which
+ *      rows it holds depends on the file and cache_nodes only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +60,7 @@
 #define CACHE_EMPTY  0xFFFFFFFFu
 #define CACHE_MAX    (1u << 30) /* nodes; keeps the table size in 32 bits */
 #define PREFETCH_MAX 512	/* bytes of a vector prefetched ahead */
+#define FILL_BATCH   64		/* cache rows read together at open */
 
 struct es_vamana {
 	struct vamana_layout lay;
@@ -172,31 +189,71 @@ static int cache_add(struct es_vamana *v, uint32_t row, uint32_t idx)
 	return 1;
 }
 
-/* The sector(s) of row, then its record copied to rec and checked. */
-static int read_record(const struct es_vamana *v, uint32_t row,
-		       unsigned char *sec, unsigned char *rec)
+/*
+ * Reads the records of queue[first, first + cnt) together into cache
+ * records first.. and checks them (cnt <= FILL_BATCH slots of f).
+ */
+static int fill_batch(struct es_vamana *v, struct uring_fetch *f,
+		      const uint32_t *queue, uint32_t first, uint32_t cnt)
 {
 	const struct vamana_layout *l = &v->lay;
-	uint64_t at = vamana_node_read_offset(l, row);
-	int rc = io_pread_all(v->fd, sec, vamana_node_read_len(l), (off_t)at);
+	uint32_t started = 0, slot, row;
+	unsigned char *rec;
+	int rc = 0;
 
+	for (uint32_t j = 0; rc == 0 && j < cnt; j++) {
+		row = queue[first + j];
+		rc = uring_fetch_start(f, j, vamana_node_read_offset(l, row));
+		started += rc == 0;
+	}
+	uring_fetch_submit(f);
+	for (uint32_t j = 0; rc == 0 && j < started; j++) {
+		rc = uring_fetch_reap(f, &slot);
+		if (rc < 0)
+			break;
+		row = queue[first + slot];
+		rec = v->cache_rec + (size_t)(first + slot) * l->node_size;
+		memcpy(rec,
+		       uring_fetch_buf(f, slot) +
+			   (vamana_node_offset(l, row) -
+			    vamana_node_read_offset(l, row)),
+		       l->node_size);
+		uring_fetch_release(f, slot);
+		rc = vamana_check_record(l, rec, 0);
+	}
 	if (rc < 0)
-		return rc;
-	memcpy(rec, sec + (vamana_node_offset(l, row) - at), l->node_size);
-	return vamana_check_record(l, rec, 0);
+		uring_fetch_drain(f);
+	return rc;
+}
+
+/* Queues the unqueued neighbours of cache record i, up to want rows. */
+static void fill_queue(struct es_vamana *v, uint32_t *queue, uint32_t *queued,
+		       uint32_t want, uint32_t i)
+{
+	const struct vamana_layout *l = &v->lay;
+	const unsigned char *nb =
+	    v->cache_rec + (size_t)i * l->node_size + 4 * (size_t)l->info.dim;
+	uint32_t deg = le32_load(nb); /* checked: at most R */
+
+	for (uint32_t j = 0; j < deg && *queued < want; j++) {
+		uint32_t u = le32_load(nb + 4 + 4 * (size_t)j);
+
+		if (cache_add(v, u, *queued))
+			queue[(*queued)++] = u;
+	}
 }
 
 /*
  * Breadth-first from the entry: queue[i] is the i-th node the walk
  * reaches and record i of the cache; a row enters the table when it is
- * queued, so it is queued once.
+ * queued, so it is queued once (invariant 6).
  */
 static int cache_fill(struct es_vamana *v, uint32_t want)
 {
 	const struct vamana_layout *l = &v->lay;
-	uint32_t queued = 1, size = 2, dim = l->info.dim;
-	unsigned char *sec = malloc(vamana_node_read_len(l));
+	uint32_t queued = 1, size = 2, cnt;
 	uint32_t *queue = malloc((size_t)want * sizeof(uint32_t));
+	struct uring_fetch f;
 	int rc = -ENOMEM;
 
 	while (size < 2 * (uint64_t)want)
@@ -205,30 +262,25 @@ static int cache_fill(struct es_vamana *v, uint32_t want)
 	v->cache_key = malloc(size * sizeof(uint32_t));
 	v->cache_idx = malloc(size * sizeof(uint32_t));
 	v->cache_rec = malloc((size_t)want * l->node_size);
-	if (!sec || !queue || !v->cache_key || !v->cache_idx || !v->cache_rec)
+	if (!queue || !v->cache_key || !v->cache_idx || !v->cache_rec)
+		goto out;
+	rc = uring_fetch_init(&f, v->dfd, FILL_BATCH, vamana_node_read_len(l),
+			      v->uring);
+	if (rc < 0)
 		goto out;
 	memset(v->cache_key, 0xFF, size * sizeof(uint32_t));
 	queue[0] = (uint32_t)l->info.entry;
 	cache_add(v, queue[0], 0);
-	rc = 0;
-	for (uint32_t i = 0; rc == 0 && i < queued; i++) {
-		unsigned char *rec = v->cache_rec + (size_t)i * l->node_size;
-		uint32_t deg;
-
-		rc = read_record(v, queue[i], sec, rec);
-		deg = rc == 0 ? le32_load(rec + 4 * (size_t)dim) : 0;
-		for (uint32_t j = 0; j < deg && queued < want; j++) {
-			uint32_t u = le32_load(rec + 4 * (size_t)dim + 4 +
-					       4 * (size_t)j);
-
-			if (cache_add(v, u, queued))
-				queue[queued++] = u;
-		}
+	for (uint32_t i = 0; rc == 0 && i < queued; i += cnt) {
+		cnt = queued - i < FILL_BATCH ? queued - i : FILL_BATCH;
+		rc = fill_batch(v, &f, queue, i, cnt);
+		for (uint32_t j = i; rc == 0 && j < i + cnt; j++)
+			fill_queue(v, queue, &queued, want, j);
 	}
 	v->cache_n = queued; /* the graph may reach fewer than want */
+	uring_fetch_fini(&f);
 out:
 	free(queue);
-	free(sec);
 	return rc;
 }
 
@@ -262,12 +314,6 @@ static int open_disk(struct es_vamana *v, const char *path,
 	uint64_t n = v->lay.info.num_nodes, want = cache_nodes;
 	int rc = load_compressed(v);
 
-	if (want > n)
-		want = n;
-	if (want > CACHE_MAX)
-		want = CACHE_MAX;
-	if (rc == 0 && want)
-		rc = cache_fill(v, (uint32_t)want);
 	if (rc < 0)
 		return rc;
 	if (v->flags & ES_VAMANA_OPEN_DIRECT) {
@@ -278,7 +324,11 @@ static int open_disk(struct es_vamana *v, const char *path,
 		v->dfd = v->fd;
 	}
 	v->uring = !(v->flags & ES_VAMANA_OPEN_PREAD) && probe_uring();
-	return 0;
+	if (want > n)
+		want = n;
+	if (want > CACHE_MAX)
+		want = CACHE_MAX;
+	return want ? cache_fill(v, (uint32_t)want) : 0;
 }
 
 static int check_flags(unsigned flags)
@@ -567,14 +617,19 @@ static int expand(struct es_vamana_searcher *s, uint32_t row,
 	return 0;
 }
 
-/* Takes up to W best unexpanded candidates, marked expanded. */
+/*
+ * Takes the W best unexpanded candidates, or only the best while it leads
+ * the list (invariant 5), marked expanded.
+ */
 static uint32_t select_round(struct es_vamana_searcher *s, uint32_t W,
 			     uint32_t *sel)
 {
 	struct vamana_list *cand = &s->cand;
-	uint32_t n = 0;
+	uint32_t n = 0, i = vamana_list_next(cand);
 
-	for (uint32_t i = vamana_list_next(cand); i < cand->n && n < W; i++) {
+	if (i == 0)
+		W = 1; /* still descending */
+	for (; i < cand->n && n < W; i++) {
 		if (!cand->c[i].done) {
 			cand->c[i].done = 1;
 			sel[n++] = cand->c[i].row;

@@ -23,6 +23,8 @@ struct es_engine {
 	unsigned slow_entered;
 	int released;
 	int fail;
+	char redim_name[ES_ENGINE_NAME_MAX + 1];
+	uint32_t redim;
 	uint64_t inserts, searches;
 };
 
@@ -35,6 +37,8 @@ const char *es_engine_strerror(int err)
 		return "collection exists already";
 	case ES_E_ENGINE_NOTFOUND:
 		return "no vector with that id";
+	case ES_E_ENGINE_DIM:
+		return "vector has the wrong dimension";
 	case -EIO:
 		return "Input/output error";
 	}
@@ -99,6 +103,15 @@ void fake_engine_fail(struct es_engine *e, int err)
 {
 	pthread_mutex_lock(&e->mu);
 	e->fail = err;
+	pthread_mutex_unlock(&e->mu);
+}
+
+void fake_engine_redim_after_dim(struct es_engine *e, const char *name,
+				 uint32_t dim)
+{
+	pthread_mutex_lock(&e->mu);
+	strcpy(e->redim_name, name);
+	e->redim = dim;
 	pthread_mutex_unlock(&e->mu);
 }
 
@@ -177,6 +190,33 @@ int es_engine_collection_info(struct es_engine *e, const char *name,
 	return rc;
 }
 
+int es_engine_collection_dim(struct es_engine *e, const char *name,
+			     uint32_t *dim)
+{
+	struct fcoll *c;
+	int rc = ES_E_ENGINE_NOCOLL;
+
+	pthread_mutex_lock(&e->mu);
+	c = e->fail ? NULL : find(e, name);
+	if (e->fail)
+		rc = e->fail;
+	if (c) {
+		*dim = c->info.dim;
+		rc = 0;
+	}
+	if (c && e->redim && !strcmp(e->redim_name, name)) {
+		free(c->ids);
+		free(c->vecs);
+		c->ids = NULL;
+		c->vecs = NULL;
+		c->n = c->cap = 0;
+		c->info.dim = e->redim;
+		e->redim = 0;
+	}
+	pthread_mutex_unlock(&e->mu);
+	return rc;
+}
+
 int es_engine_collection_list(struct es_engine *e,
 			      struct es_collection_info **out, size_t *n)
 {
@@ -206,7 +246,7 @@ static long slot_of(struct fcoll *c, uint64_t id)
 }
 
 int es_engine_insert(struct es_engine *e, const char *name, const uint64_t *ids,
-		     const float *vectors, size_t n)
+		     const float *vectors, size_t n, uint32_t dim)
 {
 	struct fcoll *c;
 	int rc = 0;
@@ -215,6 +255,8 @@ int es_engine_insert(struct es_engine *e, const char *name, const uint64_t *ids,
 	c = find(e, name);
 	if (!c)
 		rc = ES_E_ENGINE_NOCOLL;
+	else if (c->info.dim != dim)
+		rc = ES_E_ENGINE_DIM;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		uint32_t d = c->info.dim;
 		long s = slot_of(c, ids[i]);
@@ -264,7 +306,7 @@ int es_engine_delete(struct es_engine *e, const char *name, const uint64_t *ids,
 }
 
 int es_engine_get(struct es_engine *e, const char *name, uint64_t id,
-		  float *out)
+		  float *out, uint32_t dim)
 {
 	struct fcoll *c;
 	long s;
@@ -272,7 +314,9 @@ int es_engine_get(struct es_engine *e, const char *name, uint64_t id,
 
 	pthread_mutex_lock(&e->mu);
 	c = find(e, name);
-	if (c) {
+	if (c && c->info.dim != dim) {
+		rc = ES_E_ENGINE_DIM;
+	} else if (c) {
 		s = slot_of(c, id);
 		rc = s < 0 ? ES_E_ENGINE_NOTFOUND : 0;
 		if (s >= 0)
@@ -284,7 +328,8 @@ int es_engine_get(struct es_engine *e, const char *name, uint64_t id,
 }
 
 int es_engine_search(struct es_engine *e, const char *name, const float *query,
-		     uint32_t k, uint32_t L, struct es_engine_hit *hits)
+		     uint32_t dim, uint32_t k, uint32_t L,
+		     struct es_engine_hit *hits)
 {
 	es_distance_fn dist;
 	struct fcoll *c;
@@ -298,9 +343,9 @@ int es_engine_search(struct es_engine *e, const char *name, const float *query,
 			pthread_cond_wait(&e->cv, &e->mu);
 	}
 	c = find(e, name);
-	if (!c) {
+	if (!c || c->info.dim != dim) {
 		pthread_mutex_unlock(&e->mu);
-		return ES_E_ENGINE_NOCOLL;
+		return c ? ES_E_ENGINE_DIM : ES_E_ENGINE_NOCOLL;
 	}
 	dist = es_distance_get(c->info.metric);
 	/* insertion sort into hits, nearest first */

@@ -16,5 +16,12 @@ void fake_engine_wait_slow(struct es_engine *e, unsigned n);
 void fake_engine_release(struct es_engine *e);
 /* Makes every call fail with err from now on (0: stop failing). */
 void fake_engine_fail(struct es_engine *e, int err);
+/*
+ * Right after the next es_engine_collection_dim on name has answered, the
+ * collection is dropped and created again, empty, with dim: the race of a
+ * request with a drop and create, made to happen.
+ */
+void fake_engine_redim_after_dim(struct es_engine *e, const char *name,
+				 uint32_t dim);
 
 #endif

@@ -101,7 +101,8 @@ static void *writer_main(void *p)
 		if (write(msg_fd, &m, sizeof(m)) != sizeof(m))
 			_exit(4);
 		rc = m.deleted ? es_engine_delete(e, "crash", ids, BATCH)
-			       : es_engine_insert(e, "crash", ids, vec, BATCH);
+			       : es_engine_insert(e, "crash", ids, vec, BATCH,
+						  DIM);
 		if (rc != 0)
 			_exit(3);
 		m.ack = 1;
@@ -183,7 +184,7 @@ static void read_msgs(int fd)
 static uint32_t seen(struct es_engine *e, uint32_t id)
 {
 	float v[DIM], w[DIM];
-	int rc = es_engine_get(e, "crash", id, v);
+	int rc = es_engine_get(e, "crash", id, v, DIM);
 
 	if (rc == ES_E_ENGINE_NOTFOUND)
 		return 0;

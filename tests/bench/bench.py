@@ -6,11 +6,11 @@ For each data set: every system builds its index on --build-threads
 threads (timed), then answers every query on one thread, one query at a
 time, for each search list size L (hnswlib and faiss: ef), giving recall@k
 against exact ground truth, QPS, mean and p99 latency. Each system sweeps
-the L values --runs times (default 3) and keeps the fastest run of each L,
-so a burst of other work on a shared machine costs a run, not a figure. edgesync runs as a
-user runs it: `edgesync segment create`, `edgesync index build`,
-`edgesync index search --memory --json`. Its QPS is divided by each peer's
-QPS at the same recall (interpolated on the peer's curve).
+the L values --runs times (default 2) and keeps the fastest run of each L,
+so a burst of other work on a shared machine costs a run, not a figure.
+edgesync runs as a user runs it: `edgesync segment create`, `edgesync
+index build`, `edgesync index search --memory --json`. Its QPS is divided
+by each peer's QPS at the same recall (interpolated on the peer's curve).
 
 With --scale: a generated clustered set (default 1,000,000 x 128), built
 by edgesync, searched in the disk regime warm and cold (O_DIRECT, page
@@ -18,7 +18,8 @@ cache dropped) and in the memory regime, with the peak RSS of each search
 process (/usr/bin/time -v) beside the index file size.
 
 Everything printed is measured in this run; results go to --out as
-results.json, one CSV per set, builds.csv and NAME.png (gnuplot).
+results.json (sets measured by earlier runs and not by this one are kept,
+each with its date), one CSV per set, builds.csv, scale.csv and mnist.png.
 """
 
 import argparse
@@ -39,7 +40,7 @@ import peers  # noqa: E402
 import report  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-DEFAULT_L = "10,15,20,30,40,50,60,80,100,120,160,200,300,400"
+DEFAULT_L = "10,15,20,30,40,60,80,100,160,240,400"
 
 
 def log(msg):
@@ -142,7 +143,7 @@ def run_set(a, name, paths, Ls):
 
 def run_scale(a):
     t0 = time.time()
-    paths = datasets.clustered(os.path.join(a.out, "cache"), log,
+    paths = datasets.clustered(a.cache, log,
                                n=a.scale_n, nq=a.scale_queries)
     gen_s = time.time() - t0
     work = os.path.join(a.out, "work", f"scale{a.scale_n}")
@@ -182,6 +183,31 @@ def run_scale(a):
     return sc
 
 
+def merge_saved(path, results):
+    """Saves results over the sets (and scale) of an earlier results.json
+    in path, keeping the ones this run did not measure; returns the whole.
+    """
+    when = results["machine"]["date"]
+    for r in results["sets"].values():
+        r["date"] = when
+    if "scale" in results:
+        results["scale"]["date"] = when
+    merged = dict(results)
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        merged["sets"] = {**old.get("sets", {}), **results["sets"]}
+        if "scale" not in results and "scale" in old:
+            merged["scale"] = old["scale"]
+    except (OSError, ValueError):
+        pass
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(merged, f, indent=1)
+    os.replace(tmp, path)
+    return merged
+
+
 def machine():
     cpu = ""
     with open("/proc/cpuinfo") as f:
@@ -201,19 +227,24 @@ def machine():
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--edgesync", help="the edgesync binary")
-    p.add_argument("--out", default=os.path.join(ROOT, "out", "bench"))
+    p.add_argument("--out", default=os.path.join(ROOT, "out", "bench"),
+                   help="results, work files and the data cache")
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared",
                                                   "data"),
                    help="directory of sift5k_* and yfcc10k_*")
-    p.add_argument("--sets", default="mnist,sift5k,yfcc10k")
+    p.add_argument("--sets", default="mnist,sift5k,yfcc10k",
+                   help="comma-separated, of mnist, sift5k, yfcc10k")
     p.add_argument("--systems",
-                   default="edgesync,hnswlib,hnswlib-native,faiss")
+                   default="edgesync,hnswlib,hnswlib-native,faiss",
+                   help="comma-separated, of the default ones")
     p.add_argument("--L", default=DEFAULT_L,
                    help="search list sizes (edgesync L, peers' ef)")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--W", type=int, default=4)
-    p.add_argument("--build-threads", type=int, default=2)
-    p.add_argument("--runs", type=int, default=3,
+    p.add_argument("--k", type=int, default=10, help="recall@k, k found")
+    p.add_argument("--W", type=int, default=4,
+                   help="edgesync reads in flight (disk regime, --scale)")
+    p.add_argument("--build-threads", type=int, default=2,
+                   help="threads of every system's build")
+    p.add_argument("--runs", type=int, default=2,
                    help="sweeps over L per system; the fastest of each L "
                    "is kept (the machine may be shared)")
     p.add_argument("--min-queries", type=int, default=1000,
@@ -223,17 +254,25 @@ def parse_args():
                    "trial of the plumbing, not a result")
     p.add_argument("--scale", action="store_true",
                    help="also the generated 1M x 128 set (slow)")
-    p.add_argument("--scale-n", type=int, default=1_000_000)
+    p.add_argument("--scale-n", type=int, default=1_000_000,
+                   help="rows of the generated set (128 dims)")
     p.add_argument("--scale-queries", type=int, default=1000)
-    p.add_argument("--scale-L", default="10,20,40,80,160")
+    p.add_argument("--scale-L", default="10,20,40,80,160",
+                   help="search list sizes of the scale runs")
     a = p.parse_args()
     a.systems = [s for s in a.systems.split(",") if s]
     a.sets = [s for s in a.sets.split(",") if s]
     for s in a.systems:
         if s not in report.SYSTEMS:
             p.error(f"--systems: unknown system {s}")
+    for s in a.sets:
+        if s not in ("mnist", "sift5k", "yfcc10k"):
+            p.error(f"--sets: unknown set {s}")
     if ("edgesync" in a.systems or a.scale) and not a.edgesync:
         p.error("--edgesync is needed")
+    a.cache = os.path.join(a.out, "cache")
+    if a.quick:  # never mixed with real results
+        a.out = os.path.join(a.out, "quick")
     if a.quick and a.L == DEFAULT_L:
         a.L = "10,20,40,80,160"
     if a.runs < 1:
@@ -244,7 +283,7 @@ def parse_args():
 def main():
     a = parse_args()
     os.makedirs(a.out, exist_ok=True)
-    cache = os.path.join(a.out, "cache")
+    cache = a.cache
     Ls = [int(x) for x in a.L.split(",")]
     started = time.time()
     results = {"machine": machine(), "k": a.k, "sets": {}, "phase_s": {}}
@@ -252,9 +291,11 @@ def main():
         results["binding_call_overhead_us"] = peers.call_overhead_us(784)
     for name in a.sets:
         t = time.time()
-        if name == "mnist":
-            paths = (datasets.mnist(cache, log, 10000, 1000) if a.quick
-                     else datasets.mnist(cache, log))
+        if name == "mnist" and a.quick:
+            name = "mnist10000x1000"
+            paths = datasets.mnist(cache, log, 10000, 1000)
+        elif name == "mnist":
+            paths = datasets.mnist(cache, log)
         else:
             paths = datasets.shared(a.data, name)
         results["phase_s"][f"{name} data"] = time.time() - t
@@ -269,13 +310,12 @@ def main():
         report.write_scale_csv(os.path.join(a.out, "scale.csv"),
                                results["scale"])
     results["total_s"] = time.time() - started
-    with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    merged = merge_saved(os.path.join(a.out, "results.json"), results)
     report.write_builds_csv(os.path.join(a.out, "builds.csv"),
-                            results["sets"])
+                            merged["sets"])
     for name, r in results["sets"].items():
         report.print_set(name, r)
-        if name == "mnist":
+        if name.startswith("mnist"):
             png = report.plot(a.out, name, r, log)
             if png:
                 print(f"plot: {png}")

@@ -77,15 +77,16 @@ def print_set(name, result):
     for sy in SYSTEMS:
         if sy in s and "error" in s[sy]:
             print(f"{sy}: FAILED: {s[sy]['error']}")
+    peers = [p for p in PEERS if s.get(p, {}).get("points")]
     print(f"{'system':14} {'L/ef':>5} {'recall@' + str(result['k']):>10} "
           f"{'QPS':>10} {'mean us':>9} {'p99 us':>9}"
-          + "".join(f" {'x ' + peer:>16}" for peer in PEERS))
+          + "".join(f" {'x ' + peer:>16}" for peer in peers))
     for sy in SYSTEMS:
         for p in s.get(sy, {}).get("points", []):
             ratios = "".join(
                 f" {_fmt(p.get('x_' + peer), '.2f'):>15}"
                 f"{'x' if p.get('x_' + peer) else ' '}"
-                if sy == "edgesync" else f" {'':>16}" for peer in PEERS)
+                if sy == "edgesync" else f" {'':>16}" for peer in peers)
             print(f"{sy:14} {p['L']:>5} {p['recall']:>10.4f} "
                   f"{p['qps']:>10.1f} {p['mean_us']:>9.1f} "
                   f"{p['p99_us']:>9.1f}{ratios.rstrip()}")

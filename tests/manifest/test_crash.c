@@ -1,9 +1,10 @@
 /*
- * Crash safety: a child process commits segments (with a tombstone each)
- * and clock readings in a loop, reporting each through a pipe once its
- * call returned; the parent SIGKILLs it at a pseudo-random moment,
- * reopens the manifest and checks that every reported commit is there,
- * that the database is consistent, and that the clock did not go back.
+ * Crash safety: a child process commits segments (with a tombstone each),
+ * acknowledgements of them and clock readings in a loop, reporting each
+ * through a pipe once its call returned; the parent SIGKILLs it at a
+ * pseudo-random moment, reopens the manifest and checks that every
+ * reported commit is there, that the database is consistent, and that
+ * the clock did not go back.
  * Several rounds on the same file, so recovery follows recovery.
  */
 #include <errno.h>
@@ -23,10 +24,15 @@
 
 #define ROUNDS 6
 #define DIM    8
+#define PEER   "tcp://cloud:7447"
 
-/* One report: a segment id whose add returned, the HLC read after it. */
+/*
+ * One report: a segment id whose add returned, the version acknowledged
+ * after it, the HLC read after that.
+ */
 struct report {
 	uint64_t id;
+	uint64_t ack;
 	uint64_t hlc;
 };
 
@@ -67,6 +73,9 @@ static void child(const char *path, int64_t coll, int fd)
 		if (es_manifest_segment_add(m, &s, &t, 1))
 			_exit(5);
 		r.id = (uint64_t)id;
+		r.ack = s.add_version;
+		if (es_manifest_ack_put(m, PEER, coll, ES_MANIFEST_UP, r.ack))
+			_exit(8);
 		if (es_manifest_hlc_now(m, &r.hlc))
 			_exit(6);
 		if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
@@ -156,7 +165,7 @@ static void test_kill_during_commits(void **state)
 	struct es_manifest_segment s;
 	struct report got[4096];
 	struct es_manifest *m;
-	uint64_t max_hlc = 0, h;
+	uint64_t max_hlc = 0, max_ack = 0, h, v;
 	size_t total = 0;
 
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
@@ -175,7 +184,13 @@ static void test_kill_during_commits(void **state)
 			    0);
 			if (got[i].hlc > max_hlc)
 				max_hlc = got[i].hlc;
+			if (got[i].ack > max_ack)
+				max_ack = got[i].ack;
 		}
+		/* Every reported ack is durable; none is ahead of a commit. */
+		assert_int_equal(
+		    es_manifest_ack_get(m, PEER, c.id, ES_MANIFEST_UP, &v), 0);
+		assert_true(v >= max_ack && v <= rows);
 		/* The clock resumes above anything handed out before. */
 		assert_int_equal(es_manifest_hlc_now(m, &h), 0);
 		assert_true(h > max_hlc);

@@ -76,13 +76,14 @@ static void assert_hex32(const char *id)
 
 static void test_create_reopen(void **state)
 {
-	static const char *const tables[] = {"meta", "collection", "segment",
-					     "tombstone"};
+	static const char *const tables[] = {
+	    "meta", "collection", "segment", "tombstone",
+	    "peer", "ack",	  "transfer"};
 	struct tdir *t = *state;
 	char device[ES_MANIFEST_DEVICE_MAX + 1];
 	struct es_manifest *m;
 
-	assert_int_equal(es_manifest_schema_version(), 2);
+	assert_int_equal(es_manifest_schema_version(), 3);
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
 	assert_hex32(es_manifest_device_id(m));
 	strcpy(device, es_manifest_device_id(m));
@@ -90,7 +91,7 @@ static void test_create_reopen(void **state)
 	assert_int_equal(es_manifest_check(m), 0);
 	es_manifest_close(m);
 
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 2);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
 	assert_int_equal(raw_int(t->db, "PRAGMA application_id"), 0x45534d46);
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
 		assert_int_equal(table_count(t->db, tables[i]), 1);
@@ -102,7 +103,7 @@ static void test_create_reopen(void **state)
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
 	assert_string_equal(es_manifest_device_id(m), device);
 	es_manifest_close(m);
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 2);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
 }
 
 static void test_device_ids_differ(void **state)
@@ -143,7 +144,8 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(table_count(t->db, "segment"), 0);
 
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 2);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+	assert_int_equal(table_count(t->db, "ack"), 1);
 	assert_string_equal(es_manifest_device_id(m), device);
 	assert_int_equal(es_manifest_collection_get(m, "old", &got), 0);
 	assert_int_equal(got.id, c.id);
@@ -156,6 +158,102 @@ static void test_migrate_from_v1(void **state)
 	es_manifest_close(m);
 }
 
+/* Version 2, as the edgesync before sync wrote it, with rows in it. */
+static void make_v2(const char *path, struct es_manifest_collection *c,
+		    struct es_manifest_segment *s, char *device)
+{
+	struct es_manifest_tombstone tomb = {.id = 77, .hlc = 5};
+	struct es_manifest *m;
+
+	assert_int_equal(manifest_open_version(&m, path, 2), 0);
+	assert_int_equal(es_manifest_collection_create(m, c), 0);
+	s->collection_id = c->id;
+	assert_int_equal(es_manifest_segment_add(m, s, &tomb, 1), 0);
+	strcpy(device, es_manifest_device_id(m));
+	es_manifest_close(m);
+	assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
+	assert_int_equal(table_count(path, "segment"), 1);
+	assert_int_equal(table_count(path, "peer"), 0);
+	assert_int_equal(table_count(path, "ack"), 0);
+	assert_int_equal(table_count(path, "transfer"), 0);
+}
+
+static void test_migrate_from_v2(void **state)
+{
+	struct tdir *t = *state;
+	struct es_manifest_collection c = {.name = "old", .dim = 8}, got;
+	struct es_manifest_segment s = {.size = 100, .dim = 8}, sg;
+	struct es_manifest_peer p = {.device = "edge-1", .role = 1};
+	char device[ES_MANIFEST_DEVICE_MAX + 1];
+	struct es_manifest_tombstone *tombs;
+	struct es_manifest *m;
+	uint64_t v;
+	size_t n;
+
+	make_v2(t->db, &c, &s, device);
+	assert_int_equal(es_manifest_open(&m, t->db), 0);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+	assert_int_equal(table_count(t->db, "peer"), 1);
+	assert_int_equal(table_count(t->db, "ack"), 1);
+	assert_int_equal(table_count(t->db, "transfer"), 1);
+
+	/* What version 2 held is all there. */
+	assert_string_equal(es_manifest_device_id(m), device);
+	assert_int_equal(es_manifest_collection_get(m, "old", &got), 0);
+	assert_int_equal(got.id, c.id);
+	assert_int_equal(got.version, 1);
+	assert_int_equal(es_manifest_segment_get(m, s.id, &sg), 0);
+	assert_int_equal(sg.add_version, 1);
+	assert_int_equal(es_manifest_segment_tombstones(m, c.id, 1, &tombs, &n),
+			 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(tombs[0].id, 77);
+	free(tombs);
+
+	/* And the new tables work. */
+	assert_int_equal(es_manifest_peer_upsert(m, &p), 0);
+	assert_int_equal(
+	    es_manifest_ack_put(m, "edge-1", c.id, ES_MANIFEST_DOWN, 1), 0);
+	assert_int_equal(
+	    es_manifest_ack_get(m, "edge-1", c.id, ES_MANIFEST_DOWN, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(es_manifest_check(m), 0);
+	es_manifest_close(m);
+
+	/* Reopen: nothing left to migrate. */
+	assert_int_equal(es_manifest_open(&m, t->db), 0);
+	assert_int_equal(es_manifest_peer_get(m, "edge-1", &p), 0);
+	es_manifest_close(m);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+}
+
+/* A migration that fails leaves the file at the version before it. */
+static void test_migration_rolled_back(void **state)
+{
+	struct tdir *t = *state;
+	struct es_manifest_collection c = {.name = "old", .dim = 8};
+	struct es_manifest_segment s = {.size = 100, .dim = 8};
+	char device[ES_MANIFEST_DEVICE_MAX + 1];
+	struct es_manifest *m;
+
+	make_v2(t->db, &c, &s, device);
+	/* A table in the way of migration 3's last CREATE. */
+	raw_exec(t->db, "CREATE TABLE transfer (x INTEGER)");
+	m = (struct es_manifest *)&m;
+	assert_int_equal(es_manifest_open(&m, t->db), ES_E_MANIFEST_SQL);
+	assert_null(m);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 2);
+	assert_int_equal(table_count(t->db, "peer"), 0);
+	assert_int_equal(table_count(t->db, "ack"), 0);
+
+	/* Out of the way, the same file migrates. */
+	raw_exec(t->db, "DROP TABLE transfer");
+	assert_int_equal(es_manifest_open(&m, t->db), 0);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+	assert_int_equal(es_manifest_check(m), 0);
+	es_manifest_close(m);
+}
+
 static void test_newer_refused(void **state)
 {
 	struct tdir *t = *state;
@@ -163,12 +261,15 @@ static void test_newer_refused(void **state)
 
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
 	es_manifest_close(m);
-	raw_exec(t->db, "PRAGMA user_version = 3");
+	raw_exec(t->db, "PRAGMA user_version = 4");
 	m = (struct es_manifest *)&m;
 	assert_int_equal(es_manifest_open(&m, t->db), ES_E_MANIFEST_NEWER);
 	assert_null(m);
 	/* Refused before anything was written. */
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 4);
+	/* The test hook cannot ask for a version this edgesync lacks. */
+	assert_int_equal(manifest_open_version(&m, t->db, 4), -EINVAL);
+	assert_null(m);
 }
 
 static void test_foreign_refused(void **state)
@@ -322,6 +423,10 @@ int main(void)
 					    tdir_teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_from_v1, tdir_setup,
 					    tdir_teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_from_v2, tdir_setup,
+					    tdir_teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_rolled_back,
+					    tdir_setup, tdir_teardown),
 	    cmocka_unit_test_setup_teardown(test_newer_refused, tdir_setup,
 					    tdir_teardown),
 	    cmocka_unit_test_setup_teardown(test_foreign_refused, tdir_setup,

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "edgesync/collection.h"
+#include "edgesync/ndvs.h"
 
 #define DIM 8
 
@@ -282,6 +283,61 @@ static void test_threshold(void **state)
 	es_collection_close(c);
 }
 
+/* A peer's segment: its rows and tombstones win or lose by version. */
+static void test_install(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	struct es_segment_meta m = {0};
+	struct es_tombstone t = {.id = 20, .origin = "dev-b"};
+	struct es_ndvs_info info;
+	struct es_collection_stats s;
+	char staged[128];
+	uint64_t ids[3] = {10, 11, 500};
+	float v[3 * DIM], got[DIM];
+
+	insert_range(c, 0, 30, 0); /* local writes at clock 1 */
+	for (int i = 0; i < 3; i++)
+		vec_of(ids[i], 9000, v + i * DIM);
+	snprintf(staged, sizeof(staged), "%s/staged.ndvs", dir);
+	assert_int_equal(es_ndvs_write(staged, DIM, 3, v, ids, &info), 0);
+	m.count = 3;
+	m.dim = DIM;
+	m.size = info.file_size;
+	m.checksum = info.checksum;
+	snprintf(m.origin, sizeof(m.origin), "dev-b");
+	m.origin_seq = 7;
+	m.seal_hlc = cat.clock + 100; /* newer than every local write */
+	t.hlc = cat.clock + 50;
+	assert_int_equal(es_collection_install(c, staged, &m, &t, 1), 0);
+	unlink(staged);
+	assert_int_equal(cat.segs[cat.n_segs - 1].origin_seq, 7);
+	assert_int_equal(nearest(c, 10, 9000), 10);
+	assert_int_not_equal(nearest(c, 10, 0), 10);
+	assert_int_equal(es_collection_get(c, 500, got), 0);
+	assert_int_equal(es_collection_get(c, 20, got), -ENOENT);
+	/* an older copy from another peer loses */
+	vec_of(11, -9000, v);
+	assert_int_equal(es_ndvs_write(staged, DIM, 1, v, &ids[1], &info), 0);
+	m.count = 1;
+	m.size = info.file_size;
+	m.checksum = info.checksum;
+	m.origin_seq = 8;
+	m.seal_hlc = 1;
+	assert_int_equal(es_collection_install(c, staged, &m, NULL, 0), 0);
+	unlink(staged);
+	assert_int_equal(nearest(c, 11, 9000), 11);
+	es_collection_stats(c, &s);
+	assert_int_equal(s.vectors, 30);
+	es_collection_close(c);
+	/* the same after a restart */
+	c = open_coll(100000);
+	es_collection_stats(c, &s);
+	assert_int_equal(s.vectors, 30);
+	assert_int_equal(nearest(c, 11, 9000), 11);
+	assert_int_equal(es_collection_get(c, 20, got), -ENOENT);
+	es_collection_close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -295,6 +351,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_threshold, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_install, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

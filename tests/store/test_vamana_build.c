@@ -456,7 +456,7 @@ static void check_file(const char *path, const char *seg_path, const float *v,
 	assert_int_equal(l.info.segment_checksum, si.checksum);
 	assert_int_equal(l.info.segment_size, si.file_size);
 	assert_int_equal(l.info.pq_m,
-			 p->pq_m ? p->pq_m : (dim < 32 ? dim : 32));
+			 p->pq_m ? p->pq_m : (dim < 64 ? dim : 64));
 	assert_int_equal(vamana_graph_build(&g, v, n, dim, p), 0);
 	assert_int_equal(l.info.entry, g.entry);
 	for (uint32_t i = 0; i < n; i++) {

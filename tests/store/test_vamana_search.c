@@ -389,6 +389,83 @@ static void test_cache_and_direct(void **state)
 	(void)state;
 }
 
+/*
+ * Which rows the cache holds does not depend on how they were read:
+ * io_uring and pread fills give the same reads per query, and so does
+ * O_DIRECT. A cache of every node (or more) reads nothing and answers as
+ * no cache does.
+ */
+static void test_cache_fill(void **state)
+{
+	struct es_vamana *v[5];
+	struct es_vamana_searcher *s[5];
+	struct es_vamana_stats st;
+	int rc;
+
+	assert_int_equal(es_vamana_open(&v[0], idx_path, 0, 0, NULL), 0);
+	assert_int_equal(es_vamana_open(&v[1], idx_path, 0, 300, NULL), 0);
+	assert_int_equal(
+	    es_vamana_open(&v[2], idx_path, ES_VAMANA_OPEN_PREAD, 300, NULL),
+	    0);
+	assert_int_equal(es_vamana_open(&v[3], idx_path, 0, N + 100, NULL), 0);
+	rc = es_vamana_open(&v[4], idx_path, ES_VAMANA_OPEN_DIRECT, 300, NULL);
+	if (rc == -EINVAL)
+		v[4] = NULL; /* O_DIRECT refused by this file system */
+	else
+		assert_int_equal(rc, 0);
+	for (int i = 0; i < 5; i++)
+		if (v[i])
+			assert_int_equal(es_vamana_searcher_create(v[i], &s[i]),
+					 0);
+	same_results(s[1], s[2], 50, 8, 1);
+	if (v[4])
+		same_results(s[1], s[4], 50, 8, 1);
+	same_results(s[0], s[3], 50, 8, 0);
+	run_queries(s[3], 50, 8, &st);
+	assert_int_equal(st.reads, 0);
+	run_queries(s[1], 50, 8, &st);
+	assert_true(st.reads > 0 && st.reads < st.hops);
+	for (int i = 4; i >= 0; i--) {
+		if (!v[i])
+			continue;
+		es_vamana_searcher_destroy(s[i]);
+		es_vamana_close(v[i]);
+	}
+	(void)state;
+}
+
+/*
+ * The beam reads beside the best candidate only once the walk has
+ * stopped descending, so a wide beam reads about what W = 1 reads, and
+ * finds as much.
+ */
+static void test_reads_per_width(void **state)
+{
+	static const uint32_t ws[] = {1, 2, 4, 8};
+	struct es_vamana *v;
+	struct es_vamana_searcher *s;
+	struct es_vamana_stats st;
+	uint32_t hops[4];
+	double recall[4];
+
+	assert_int_equal(es_vamana_open(&v, idx_path, 0, 0, NULL), 0);
+	assert_int_equal(es_vamana_searcher_create(v, &s), 0);
+	for (int i = 0; i < 4; i++) {
+		recall[i] = run_queries(s, 20, ws[i], &st);
+		hops[i] = st.hops;
+		assert_int_equal(st.reads, st.hops);
+		print_message("disk L=20 W=%u recall %.3f reads %.1f\n", ws[i],
+			      recall[i], (double)st.reads / NQ);
+	}
+	for (int i = 1; i < 4; i++) {
+		assert_true(hops[i] <= hops[0] + hops[0] / 4);
+		assert_true(recall[i] >= recall[0] - 0.02);
+	}
+	es_vamana_searcher_destroy(s);
+	es_vamana_close(v);
+	(void)state;
+}
+
 struct worker {
 	struct es_vamana *v;
 	const struct es_vamana_hit *want; /* NQ x K, from one thread */
@@ -711,6 +788,11 @@ static void test_corrupt_graph(void **state)
 	reseal(b, len);
 	assert_int_equal(open_code(b, len, ES_VAMANA_OPEN_VERIFY),
 			 ES_E_VAMANA_GRAPH);
+	/* The cache's second batch fails with reads in flight. */
+	for (int i = 0; i < 3; i += 2)
+		assert_int_equal(es_vamana_open(&(struct es_vamana *){NULL},
+						path, flags[i], 10, NULL),
+				 ES_E_VAMANA_GRAPH);
 	for (int i = 0; i < 3; i++) {
 		struct es_vamana *v;
 		struct es_vamana_searcher *s;
@@ -725,6 +807,13 @@ static void test_corrupt_graph(void **state)
 			    es_vamana_search(s, queries, K, 64, 64, hits, &st),
 			    ES_E_VAMANA_GRAPH);
 			assert_true(st.hops >= 1);
+			/* From the entry, no descent: a whole beam is read. */
+			assert_int_equal(
+			    es_vamana_search(s, data + (size_t)entry * DIM, K,
+					     64, 64, hits, &st),
+			    ES_E_VAMANA_GRAPH);
+			if (!(flags[i] & ES_VAMANA_OPEN_MEMORY))
+				assert_true(st.reads > 2);
 		}
 		es_vamana_searcher_destroy(s);
 		es_vamana_close(v);
@@ -1086,6 +1175,8 @@ int main(void)
 	    cmocka_unit_test(test_recall_disk),
 	    cmocka_unit_test(test_pread_uring_identical),
 	    cmocka_unit_test(test_cache_and_direct),
+	    cmocka_unit_test(test_cache_fill),
+	    cmocka_unit_test(test_reads_per_width),
 	    cmocka_unit_test(test_threads),
 	    cmocka_unit_test(test_threads_disk),
 	    cmocka_unit_test(test_corrupt_header_footer),

@@ -35,7 +35,8 @@
  *      version of its last change (change_version).
  *   4. A SUPERSEDED row is removed only when no snapshot uses its files
  *      and every peer has acknowledged a version >= its change_version
- *      (otherwise that peer never learns it was superseded).
+ *      (otherwise that peer never learns it was superseded). The caller
+ *      enforces it with es_manifest_min_ack.
  *
  * Clocks: a hybrid logical clock (HLC) is 48 bits of Unix milliseconds
  * above 16 bits of counter. The manifest keeps every HLC it stores below
@@ -49,8 +50,10 @@
  * Thread safety: one es_manifest is one SQLite connection; callers
  * serialize (the agent owns one behind a mutex).
  *
- * Peers, what each has acknowledged and transfers in progress join with
- * sync, as a schema migration.
+ * For sync (schema 3): the peers this agent has seen, what each peer has
+ * acknowledged of each collection in each direction, and transfers in
+ * progress. Acknowledgements and transfers belong to their collection
+ * (dropping it drops them); peers do not.
  */
 #ifndef EDGESYNC_MANIFEST_H
 #define EDGESYNC_MANIFEST_H
@@ -61,6 +64,16 @@
 #define ES_MANIFEST_NAME_MAX   64 /* collection names: [a-z0-9_-]{1,64} */
 #define ES_MANIFEST_DEVICE_MAX 64 /* device ids: 1..64 of ASCII 0x21..0x7e */
 #define ES_MANIFEST_DIM_MAX    4096
+/* Peer keys of acks and transfers (a URL or a device id): 1..255 of
+ * ASCII 0x21..0x7e. */
+#define ES_MANIFEST_PEER_MAX 255
+/* A peer's address (URL, or host:port it came from): 0..255 of 0x21..0x7e. */
+#define ES_MANIFEST_ADDRESS_MAX 255
+/* A peer's identity (certificate CN): 0..255 bytes, no control characters
+ * (0x00..0x1f, 0x7f); other bytes (UTF-8) pass as they are. */
+#define ES_MANIFEST_IDENTITY_MAX 255
+/* A staged file name: 0..128 of [A-Za-z0-9._-], not starting with '.'. */
+#define ES_MANIFEST_STAGED_MAX 128
 
 /* Largest HLC the manifest stores; its milliseconds part. */
 #define ES_MANIFEST_HLC_MAX	INT64_MAX
@@ -246,7 +259,8 @@ int es_manifest_segment_supersede(struct es_manifest *m, int64_t new_segment,
 				  const int64_t *old, size_t n);
 /*
  * Removes the row of a SUPERSEDED segment no snapshot uses any more
- * (invariant 4 above), bumping the version. ES_E_MANIFEST_STATE otherwise.
+ * (invariant 4 above, checked by the caller: es_manifest_min_ack), bumping
+ * the version. ES_E_MANIFEST_STATE otherwise.
  */
 int es_manifest_segment_remove(struct es_manifest *m, int64_t segment_id);
 
@@ -282,5 +296,166 @@ int es_manifest_tombstone_add(struct es_manifest *m, int64_t collection_id,
 int es_manifest_tombstone_list(struct es_manifest *m, int64_t collection_id,
 			       uint64_t since,
 			       struct es_manifest_tombstone **out, size_t *n);
+
+/*
+ * es_manifest_segment_tombstones returns the tombstones stamped with
+ * add_version in the collection, ordered by id (as SQLite's signed
+ * integer): called with a segment's add_version, the tombstones recorded
+ * with that segment, as segment_add stored them.
+ *
+ * A tombstone table row holds only the winning (largest (hlc, origin))
+ * tombstone of each vector id. So a tombstone sealed with a segment that
+ * lost to a row already there, or was later replaced by a larger one, is
+ * not returned with that segment: the winner travels with the segment (or
+ * tombstone_add call) that brought it, whose version it carries. Sync that
+ * ships every segment with these tombstones, in add_version order, thus
+ * ships every winning tombstone that came with a segment. Tombstones
+ * recorded by es_manifest_tombstone_add belong to no segment; they are
+ * returned only for the version of that call (no segment has it), and
+ * es_manifest_tombstone_list is the way to find them.
+ * *out malloc'ed (NULL when *n is 0); ES_E_MANIFEST_NOTFOUND if the
+ * collection is not recorded.
+ */
+int es_manifest_segment_tombstones(struct es_manifest *m, int64_t collection_id,
+				   uint64_t add_version,
+				   struct es_manifest_tombstone **out,
+				   size_t *n);
+
+/* ---- peers (schema 3) ------------------------------------------------- */
+
+/* The values are those of enum es_sync_role and es_sync_direction. */
+enum es_manifest_role {
+	ES_MANIFEST_EDGE = 1,
+	ES_MANIFEST_CLOUD = 2,
+};
+
+enum es_manifest_direction {
+	ES_MANIFEST_UP = 1,   /* edge -> cloud */
+	ES_MANIFEST_DOWN = 2, /* cloud -> edge */
+};
+
+struct es_manifest_peer {
+	char device[ES_MANIFEST_DEVICE_MAX + 1]; /* the peer's device id */
+	enum es_manifest_role role;
+	/* URL it is dialled at, or the remote address it last came from */
+	char address[ES_MANIFEST_ADDRESS_MAX + 1];
+	/* certificate CN it presented, "" without TLS */
+	char identity[ES_MANIFEST_IDENTITY_MAX + 1];
+	int approved;		/* 0 or 1; only peer_approve changes it */
+	uint64_t first_seen_ms; /* Unix ms */
+	uint64_t last_seen_ms;	/* Unix ms */
+};
+
+/*
+ * es_manifest_peer_upsert records that the peer p->device was seen: a new
+ * device is inserted (approved 0, first_seen = last_seen); a known one
+ * gets p's role, p's address and identity unless they are "", and
+ * last_seen = max(stored, p's). p->last_seen_ms 0 means now;
+ * p->approved and p->first_seen_ms are ignored. On return *p is the
+ * stored row (so the caller reads approved from it). One transaction.
+ * -EINVAL for a bad device id, role, address or identity.
+ */
+int es_manifest_peer_upsert(struct es_manifest *m, struct es_manifest_peer *p);
+/* The row of device; ES_E_MANIFEST_NOTFOUND. */
+int es_manifest_peer_get(struct es_manifest *m, const char *device,
+			 struct es_manifest_peer *p);
+/* Every peer, ordered by device id; *out malloc'ed (NULL when *n is 0). */
+int es_manifest_peer_list(struct es_manifest *m, struct es_manifest_peer **out,
+			  size_t *n);
+/*
+ * es_manifest_peer_approve sets (approved 1) or revokes (0) the approval
+ * of a device already seen (`edgesync peers approve DEVICE`);
+ * ES_E_MANIFEST_NOTFOUND if it never was.
+ */
+int es_manifest_peer_approve(struct es_manifest *m, const char *device,
+			     int approved);
+
+/* ---- acknowledgements (schema 3) -------------------------------------- */
+
+/*
+ * An acknowledgement is the collection version a peer has acknowledged in
+ * one direction. peer is a key the caller chooses, 1..ES_MANIFEST_PEER_MAX
+ * printable characters: an edge keys a cloud by its URL (it may not know
+ * its device id), a cloud keys an edge by device id. The version is in
+ * the numbering of the collection's sender: on the side that sends, it
+ * is its own collection version.
+ *
+ * es_manifest_ack_get: *version is 0 if none was recorded.
+ * es_manifest_ack_put records version if it is larger than the one
+ * recorded (a smaller or equal one is ignored, returning 0); the first
+ * put, even of 0, creates the row, and from then on the peer counts in
+ * es_manifest_min_ack. -ERANGE above 2^63 - 1.
+ * Both: ES_E_MANIFEST_NOTFOUND if the collection is not recorded, -EINVAL
+ * for a bad peer key or direction. Dropping the collection drops its
+ * acknowledgements.
+ */
+int es_manifest_ack_get(struct es_manifest *m, const char *peer,
+			int64_t collection_id, enum es_manifest_direction dir,
+			uint64_t *version);
+int es_manifest_ack_put(struct es_manifest *m, const char *peer,
+			int64_t collection_id, enum es_manifest_direction dir,
+			uint64_t version);
+/*
+ * es_manifest_min_ack: the smallest version acknowledged in direction dir
+ * of the collection over the peers that sync it (those with an ack row,
+ * see ack_put). Returns their number (>= 0) or a negative code; *version
+ * is the minimum, or UINT64_MAX when no peer syncs the collection.
+ * For invariant 4: a SUPERSEDED row may go (es_manifest_segment_remove)
+ * once its change_version <= *version of the direction the collection is
+ * sent in. A peer that holds nothing of the collection needs no record of
+ * what was superseded, as it will be sent the live segments only; sync
+ * registers a peer with ack_put(..., 0) before it sends it anything, so
+ * that a crash between a peer's commit and its ack_put is covered.
+ */
+int es_manifest_min_ack(struct es_manifest *m, int64_t collection_id,
+			enum es_manifest_direction dir, uint64_t *version);
+/*
+ * es_manifest_ack_forget drops every acknowledgement of peer (all
+ * collections, both directions), so a peer gone for good no longer holds
+ * back removals. Returns the number of rows dropped.
+ */
+int es_manifest_ack_forget(struct es_manifest *m, const char *peer);
+
+/* ---- transfers in progress (schema 3) --------------------------------- */
+
+/*
+ * A transfer in progress: one segment (collection, origin, origin_seq)
+ * going to or coming from one peer in one direction; these five fields
+ * are its key. offset is the number of bytes the receiver holds durably;
+ * staged the name of the partial file in sync's staging directory ("" if
+ * this side keeps none).
+ */
+struct es_manifest_transfer {
+	int64_t collection_id;
+	char origin[ES_MANIFEST_DEVICE_MAX + 1];
+	uint64_t origin_seq; /* 1..2^63 - 1 */
+	char peer[ES_MANIFEST_PEER_MAX + 1];
+	enum es_manifest_direction direction;
+	uint64_t offset; /* <= 2^63 - 1 */
+	char staged[ES_MANIFEST_STAGED_MAX + 1];
+	uint64_t updated_ms; /* Unix ms; put: 0 means now */
+};
+
+/*
+ * es_manifest_transfer_put inserts or replaces the transfer of t's key
+ * (the offset may go down: a transfer may restart); fills updated_ms if
+ * 0. ES_E_MANIFEST_NOTFOUND if the collection is not recorded, -EINVAL
+ * for a bad field, -ERANGE for origin_seq or offset above 2^63 - 1.
+ */
+int es_manifest_transfer_put(struct es_manifest *m,
+			     struct es_manifest_transfer *t);
+/* Key fields of t in, the rest out; ES_E_MANIFEST_NOTFOUND. */
+int es_manifest_transfer_get(struct es_manifest *m,
+			     struct es_manifest_transfer *t);
+/* Deletes the transfer of t's key; ES_E_MANIFEST_NOTFOUND if none. */
+int es_manifest_transfer_delete(struct es_manifest *m,
+				const struct es_manifest_transfer *t);
+/*
+ * The transfers with peer (NULL: all), ordered by peer, collection,
+ * origin, origin_seq, direction; *out malloc'ed (NULL when *n is 0).
+ * Dropping a collection drops its transfers.
+ */
+int es_manifest_transfer_list(struct es_manifest *m, const char *peer,
+			      struct es_manifest_transfer **out, size_t *n);
 
 #endif

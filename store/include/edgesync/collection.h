@@ -41,6 +41,7 @@ struct es_segment_meta {
 	uint32_t checksum;      /* NDVS footer CRC32C */
 	uint64_t seal_hlc;
 	char origin[ES_ORIGIN_MAX + 1];
+	uint64_t origin_seq;    /* the origin's sequence; 0 for local: id */
 	uint64_t wal_gen;       /* local log generation it holds; 0 if none */
 	int indexed;            /* its index file is durable */
 	uint64_t index_size;
@@ -134,6 +135,20 @@ int es_collection_search(struct es_collection *c, const float *query,
  * With force 0 it seals only at the threshold. Returns once durable.
  */
 int es_collection_seal(struct es_collection *c, int force);
+
+/*
+ * es_collection_install adds a segment that came from a peer. The caller
+ * has verified the file at staged_path against meta (whole-file checksum,
+ * dim, count). It is linked into the collection under a fresh id,
+ * recorded through catalog->sealed with meta's origin, origin_seq and
+ * seal_hlc and the tombstones, and made visible: each row goes live where
+ * its version wins, each tombstone removes older copies. staged_path is
+ * left in place for the caller to remove once this returns 0; a crash
+ * before the record leaves it whole, so the install can be retried.
+ */
+int es_collection_install(struct es_collection *c, const char *staged_path,
+			  const struct es_segment_meta *meta,
+			  const struct es_tombstone *tombs, size_t n_tombs);
 
 /*
  * es_collection_maintain does the background work one step at a time:

@@ -12,11 +12,13 @@
  *   memory  the file is mapped; the walk scores neighbours with their full
  *           vectors, as an in-memory graph does. For indexes that fit.
  *   disk    only ids and PQ codes are in memory; the walk scores
- *           neighbours from their codes, reads the W best unexpanded
- *           nodes per round through io_uring (one aligned read each,
- *           bringing vector and neighbours), and re-ranks the candidates
- *           with the full vectors those reads brought. pread replaces
- *           io_uring where the kernel refuses it; O_DIRECT on request.
+ *           neighbours from their codes and reads nodes through io_uring
+ *           (one aligned read each, bringing vector and neighbours): the
+ *           best candidate alone while the walk descends, the W best
+ *           unexpanded ones once it has arrived; it re-ranks the
+ *           candidates with the full vectors those reads brought. pread
+ *           replaces io_uring where the kernel refuses it; O_DIRECT on
+ *           request; an optional cache keeps the nodes nearest the entry.
  */
 #ifndef EDGESYNC_VAMANA_H
 #define EDGESYNC_VAMANA_H
@@ -59,7 +61,7 @@ struct es_vamana_build_params {
 	unsigned threads;    /* 0: every core */
 	enum es_metric metric;
 	uint64_t seed;       /* default 1 */
-	uint32_t pq_m;       /* PQ bytes per vector; 0: min(dim, 32) */
+	uint32_t pq_m;       /* PQ bytes per vector; 0: min(dim, 64) */
 	uint64_t segment_id; /* recorded in the header; 0 offline */
 	/* Called from the building thread with work done out of total. */
 	void (*progress)(void *arg, uint64_t done, uint64_t total);

@@ -1,0 +1,74 @@
+/*
+ * Installing a segment that came from a peer.
+ *
+ *   link     staged file -> seg-<id>.ndvs (a fresh id), directory fsync
+ *   record   catalog->sealed(meta with the peer's origin, origin_seq and
+ *            seal_hlc, its tombstones): durable in the manifest
+ *   publish  state exclusive: the segment becomes a part; its rows go
+ *            live where their version wins, its tombstones remove older
+ *            copies (the same rule as recovery, so the result does not
+ *            depend on arrival order)
+ * A crash before "record" leaves a stray seg file (removed at open) and
+ * the staged file whole, so the caller can install again; after it, the
+ * segment is there at the next open and the caller finds it recorded.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "collection_impl.h"
+#include "io_util.h"
+
+int es_collection_install(struct es_collection *c, const char *staged_path,
+			  const struct es_segment_meta *meta,
+			  const struct es_tombstone *tombs, size_t n_tombs)
+{
+	struct es_segment_meta m = *meta;
+	struct part *pt = NULL;
+	uint64_t *ids = NULL;
+	uint32_t h;
+	int rc;
+
+	if (m.dim != c->p.dim)
+		return -EINVAL;
+	m.wal_gen = 0;
+	m.indexed = 0;
+	m.index_size = 0;
+	m.index_checksum = 0;
+	pthread_mutex_lock(&c->seal_mu); /* one new segment at a time */
+	rc = c->cat.reserve_id(c->cat.arg, &m.id);
+	if (rc == 0 && !(pt = coll_segment_part(c, &m)))
+		rc = -ENOMEM;
+	if (rc == 0 && link(staged_path, pt->path) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = io_fsync_parent(pt->path);
+	if (rc == 0)
+		rc = coll_read_ids(pt->path, &m, c->p.dim, &ids);
+	if (rc == 0)
+		rc = c->cat.sealed(c->cat.arg, &m, tombs, n_tombs);
+	if (rc < 0) {
+		if (pt)
+			unlink(pt->path);
+		goto out;
+	}
+	pthread_rwlock_wrlock(&c->state);
+	rc = coll_part_add(c, pt, &h);
+	if (rc == 0) {
+		pt = NULL;
+		for (size_t i = 0; rc == 0 && i < n_tombs; i++)
+			rc = coll_apply_tombstone(c, tombs[i].id, tombs[i].hlc);
+		if (rc == 0)
+			rc = coll_rows_live(c, h, ids);
+	}
+	pthread_rwlock_unlock(&c->state);
+	/* recorded either way: a failure here is repaired at the next open */
+	if (c->cat.wake)
+		c->cat.wake(c->cat.arg); /* its index */
+out:
+	pthread_mutex_unlock(&c->seal_mu);
+	coll_part_free(pt);
+	free(ids);
+	return rc;
+}

@@ -1,0 +1,163 @@
+/*
+ * Private to sync: the cloud's state, shared by cloud.c (socket,
+ * contexts, workers, watchdog), cloud_session.c (sessions and device
+ * counters) and cloud_ops.c (the handlers).
+ *
+ * A session is one connection (an nng pipe): created when the pipe is
+ * added, before it can deliver a message (NNG_PIPE_EV_ADD_PRE), removed
+ * when it goes (REM_POST). What a connection has proven (hello) and the
+ * transfer it is in the middle of live in its session, so a request on
+ * another connection can never use them. A session is reference-counted:
+ * a worker holds it (and its lock) while it handles a request, and the
+ * last holder frees it.
+ */
+#ifndef EDGESYNC_SYNC_CLOUD_H
+#define EDGESYNC_SYNC_CLOUD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
+
+#include "edgesync/cbor.h"
+#include "staging.h"
+#include "sync_impl.h"
+#include "wire.h"
+
+#define CLOUD_CTXS	   8
+#define CLOUD_WORKERS	   4
+#define CLOUD_SESSIONS_MAX 4096
+#define CLOUD_DEVICES_MAX  4096
+#define CLOUD_BUCKETS	   256
+
+/* Counters of one device, across its connections (under s->stat_lock). */
+struct cloud_device {
+	int sessions; /* authenticated connections now */
+	struct es_sync_peer_status st;
+	struct cloud_device *next;
+};
+
+/* The upload a connection is in the middle of (begin .. commit). */
+struct cloud_upload {
+	int active;
+	struct es_sync_collection coll;
+	struct es_sync_segment seg;
+	struct es_sync_tombstone *tombs; /* malloc'ed, total entries */
+	size_t n_tombs;
+	uint64_t total;
+	char key[SYNC_KEY_LEN + 1];
+};
+
+/* The segment a connection is downloading, kept open between fetches. */
+struct cloud_fetch {
+	int fd; /* -1: none */
+	char coll[ES_SYNC_NAME_MAX + 1];
+	char origin[ES_SYNC_DEVICE_MAX + 1];
+	uint64_t seq;
+	uint64_t size;
+};
+
+/* The tombstones of the segment a connection is downloading. */
+struct cloud_tcache {
+	int valid;
+	char coll[ES_SYNC_NAME_MAX + 1];
+	uint64_t add_version;
+	struct es_sync_tombstone *t;
+	size_t n;
+};
+
+struct cloud_session {
+	uint32_t pipe;
+	int refs; /* under c->sess_lock */
+	struct cloud_session *next;
+	pthread_mutex_t lock; /* everything below */
+	int authed;
+	char device[ES_SYNC_DEVICE_MAX + 1];
+	unsigned char nonce[SYNC_NONCE_LEN];
+	int has_nonce;
+	struct cloud_device *dev; /* once authed */
+	struct cloud_upload up;
+	struct cloud_fetch fetch;
+	struct cloud_tcache tc;
+};
+
+enum cloud_ctx_state { CTX_IDLE, CTX_RECV, CTX_WORK, CTX_SEND };
+
+/* One request in flight: nng context + aio, state machine in cloud.c. */
+struct cloud_ctx {
+	struct sync_cloud *c;
+	nng_ctx ctx;
+	nng_aio *aio;
+	enum cloud_ctx_state state;
+	nng_msg *msg;
+	struct cloud_ctx *next; /* work queue */
+};
+
+struct sync_cloud {
+	struct es_sync *s;
+	struct sync_url url;
+	char listen_url[320]; /* with the bound port */
+	char probe_url[320];
+	nng_socket sock;
+	int sock_open;
+	nng_listener listener;
+	nng_tls_config *tls;	   /* server */
+	nng_tls_config *probe_tls; /* client, for the watchdog */
+	size_t recv_max;
+
+	struct cloud_ctx ctxs[CLOUD_CTXS];
+	pthread_t workers[CLOUD_WORKERS];
+	size_t n_workers;
+	pthread_t watchdog;
+	int watchdog_on;
+
+	pthread_mutex_t qlock; /* the work queue */
+	pthread_cond_t qcond;
+	struct cloud_ctx *qhead, *qtail;
+	int qstop;
+
+	pthread_mutex_t sess_lock;
+	struct cloud_session *sess[CLOUD_BUCKETS];
+	size_t n_sess;
+
+	struct cloud_device *devices; /* under s->stat_lock */
+	size_t n_devices;
+
+	atomic_uint accepted; /* connections our socket accepted */
+	uint64_t recoveries;
+};
+
+/* cloud_session.c */
+void cloud_sessions_init(struct sync_cloud *c);
+void cloud_sessions_fini(struct sync_cloud *c);
+void cloud_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg);
+struct cloud_session *cloud_session_get(struct sync_cloud *c, uint32_t pipe);
+void cloud_session_put(struct sync_cloud *c, struct cloud_session *ss);
+void cloud_session_end_upload(struct cloud_session *ss);
+/* Marks ss authenticated as device (device counters created if new). */
+int cloud_session_auth(struct sync_cloud *c, struct cloud_session *ss,
+		       const char *device);
+
+/*
+ * The handlers: 0 with the ok reply in out, or -1 with f filled in.
+ * Called with the session's lock held.
+ */
+typedef int cloud_handler(struct sync_cloud *c, struct cloud_session *ss,
+			  const struct sync_req *rq, struct es_cbor_enc *out,
+			  struct sync_fail *f);
+/* cloud_upload.c */
+cloud_handler cloud_begin, cloud_more_tombstones, cloud_chunk, cloud_commit;
+/* cloud_ops.c */
+cloud_handler cloud_collections, cloud_changes, cloud_tombstones, cloud_fetch;
+/* Adds to the device's counters (st fields chosen by the caller). */
+void cloud_count(struct sync_cloud *c, struct cloud_session *ss,
+		 uint64_t checksum_failures, uint64_t segments_received,
+		 uint64_t segments_sent);
+
+/* cloud_ops.c: handles one request; the reply is left in out. */
+void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
+		  size_t len, struct es_cbor_enc *out);
+
+#endif

@@ -1,0 +1,510 @@
+/*
+ * The cloud's request handling: dispatch by type, the session messages
+ * (challenge, hello) and the download side (collections, changes,
+ * tombstones, fetch). Uploads are in cloud_upload.c. Every request was
+ * parsed and range-checked by sync_req_parse before it gets here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include "cloud.h"
+#include "edgesync/crc32c.h"
+#include "ident.h"
+
+static int internal(struct sync_fail *f, const char *what, int rc)
+{
+	return sync_failf(f, SYNC_C_INTERNAL, "%s: %s", what,
+			  es_sync_strerror(rc));
+}
+
+void cloud_count(struct sync_cloud *c, struct cloud_session *ss,
+		 uint64_t checksum_failures, uint64_t segments_received,
+		 uint64_t segments_sent)
+{
+	if (!ss->dev)
+		return;
+	pthread_mutex_lock(&c->s->stat_lock);
+	ss->dev->st.checksum_failures += checksum_failures;
+	ss->dev->st.segments_received += segments_received;
+	ss->dev->st.segments_sent += segments_sent;
+	pthread_mutex_unlock(&c->s->stat_lock);
+}
+
+/* ---- session ---------------------------------------------------------- */
+
+static int challenge(struct sync_cloud *c, struct cloud_session *ss,
+		     const struct sync_req *rq, struct es_cbor_enc *out,
+		     struct sync_fail *f)
+{
+	int rc = sync_random(ss->nonce, SYNC_NONCE_LEN);
+
+	if (rc)
+		return internal(f, "random", rc);
+	ss->has_nonce = 1;
+	sync_enc_ok(out, 2);
+	es_cbor_enc_kv_bytes(out, "nonce", ss->nonce, SYNC_NONCE_LEN);
+	es_cbor_enc_kv_text(out, "device", c->s->cfg.device_id);
+	return 0;
+}
+
+static int allowed(const struct es_sync_config *cfg, const char *device)
+{
+	if (cfg->n_allow_devices == 0)
+		return 1;
+	for (size_t i = 0; i < cfg->n_allow_devices; i++)
+		if (!strcmp(cfg->allow_devices[i], device))
+			return 1;
+	return 0;
+}
+
+#ifdef NNG_OPT_TLS_PEER_CN
+/* Newer nng names the certificate of a connection: it must agree too. */
+static int peer_cn_is(uint32_t pipe, const char *device)
+{
+	nng_pipe p = NNG_PIPE_INITIALIZER;
+	char *cn = NULL;
+	int same;
+
+	p.id = pipe;
+	if (nng_pipe_get_string(p, NNG_OPT_TLS_PEER_CN, &cn) != 0)
+		return 0;
+	same = !strcmp(cn, device);
+	nng_strfree(cn);
+	return same;
+}
+#endif
+
+static int check_identity(struct sync_cloud *c, struct cloud_session *ss,
+			  const struct sync_req *rq, struct sync_fail *f)
+{
+	const struct es_sync_config *cfg = &c->s->cfg;
+	char why[180];
+	int had_nonce = ss->has_nonce;
+
+	ss->has_nonce = 0; /* a nonce serves one hello, good or bad */
+	if (cfg->token && *cfg->token &&
+	    (!rq->token ||
+	     !sync_token_equal(cfg->token, rq->token, rq->token_len)))
+		return sync_failf(f, SYNC_C_AUTH, "wrong or missing token");
+	if (c->s->verifier) {
+		if (!had_nonce)
+			return sync_failf(f, SYNC_C_AUTH,
+					  "TLS: send challenge before hello");
+		if (!rq->cert || !rq->sig)
+			return sync_failf(f, SYNC_C_AUTH,
+					  "TLS: hello needs cert and sig");
+		if (sync_verifier_check(c->s->verifier, rq->cert, rq->cert_len,
+					ss->nonce, rq->device, cfg->device_id,
+					rq->sig, rq->sig_len, why, sizeof(why)))
+			return sync_failf(f, SYNC_C_AUTH, "TLS: %s", why);
+#ifdef NNG_OPT_TLS_PEER_CN
+		if (!peer_cn_is(ss->pipe, rq->device))
+			return sync_failf(f, SYNC_C_AUTH,
+					  "TLS: the connection's certificate "
+					  "is not that of '%s'",
+					  rq->device);
+#endif
+	}
+	if (!allowed(cfg, rq->device))
+		return sync_failf(f, SYNC_C_AUTH,
+				  "device '%s' is not in allow_devices",
+				  rq->device);
+	return 0;
+}
+
+static int hello(struct sync_cloud *c, struct cloud_session *ss,
+		 const struct sync_req *rq, struct es_cbor_enc *out,
+		 struct sync_fail *f)
+{
+	int rc;
+
+	ss->authed = 0;
+	if (check_identity(c, ss, rq, f))
+		return -1;
+	rc = cloud_session_auth(c, ss, rq->device);
+	if (rc)
+		return internal(f, "too many devices", rc);
+	sync_observe_hlc(c->s, rq->hlc, rq->device);
+	sync_log(c->s, SYNC_LOG_DEBUG, "sync: device %s said hello",
+		 rq->device);
+	sync_enc_ok(out, 3);
+	es_cbor_enc_kv_text(out, "device", c->s->cfg.device_id);
+	es_cbor_enc_kv_uint(out, "hlc", sync_wall_hlc());
+	es_cbor_enc_kv_uint(out, "chunk_max", c->s->cfg.chunk_size);
+	return 0;
+}
+
+/* ---- download --------------------------------------------------------- */
+
+/* The published collection name, into *col. */
+static int published(struct sync_cloud *c, const char *name,
+		     struct es_sync_collection *col, struct sync_fail *f)
+{
+	const struct es_sync_host *h = &c->s->host;
+	struct es_sync_collection *v = NULL;
+	size_t n = 0, i;
+	int rc = h->list_collections(h->arg, &v, &n);
+
+	if (rc < 0)
+		return internal(f, "list_collections", rc);
+	for (i = 0; i < n; i++)
+		if (!strcmp(v[i].name, name) &&
+		    (v[i].flags & ES_SYNC_FLAG_DOWNLOAD))
+			break;
+	if (i < n)
+		*col = v[i];
+	free(v);
+	if (i == n)
+		return sync_failf(f, SYNC_C_NOT_FOUND,
+				  "no published collection '%s'", name);
+	return 0;
+}
+
+int cloud_collections(struct sync_cloud *c, struct cloud_session *ss,
+		      const struct sync_req *rq, struct es_cbor_enc *out,
+		      struct sync_fail *f)
+{
+	const struct es_sync_host *h = &c->s->host;
+	struct es_sync_collection *v = NULL;
+	size_t n = 0, k = 0;
+	int rc = h->list_collections(h->arg, &v, &n);
+
+	if (rc < 0)
+		return internal(f, "list_collections", rc);
+	for (size_t i = 0; i < n; i++)
+		if ((v[i].flags & ES_SYNC_FLAG_DOWNLOAD) &&
+		    sync_name_valid(v[i].name) && k < SYNC_COLLECTIONS_MAX)
+			k++;
+	sync_enc_ok(out, 1);
+	es_cbor_enc_text(out, "collections");
+	es_cbor_enc_array(out, k);
+	for (size_t i = 0, j = 0; i < n && j < k; i++) {
+		if (!(v[i].flags & ES_SYNC_FLAG_DOWNLOAD) ||
+		    !sync_name_valid(v[i].name))
+			continue;
+		sync_enc_collection(out, &v[i], 1);
+		j++;
+	}
+	free(v);
+	return 0;
+}
+
+static void fill_origin(struct sync_cloud *c, struct es_sync_segment *s)
+{
+	if (!s->origin[0])
+		snprintf(s->origin, sizeof(s->origin), "%s",
+			 c->s->cfg.device_id);
+}
+
+int cloud_changes(struct sync_cloud *c, struct cloud_session *ss,
+		  const struct sync_req *rq, struct es_cbor_enc *out,
+		  struct sync_fail *f)
+{
+	const struct es_sync_host *h = &c->s->host;
+	struct es_sync_segment *v = NULL;
+	struct es_sync_collection col;
+	size_t n = 0, take, k = 0;
+	uint64_t version;
+	int rc, more;
+
+	if (published(c, rq->coll.name, &col, f))
+		return -1;
+	rc = h->list_segments(h->arg, col.name, rq->since, &v, &n);
+	if (rc < 0)
+		return internal(f, "list_segments", rc);
+	take = n < SYNC_SEGMENTS_PER_MSG ? n : SYNC_SEGMENTS_PER_MSG;
+	more = n > take;
+	version = col.version;
+	if (take && (more || v[take - 1].add_version > version))
+		version = v[take - 1].add_version;
+	for (size_t i = 0; i < take; i++) {
+		fill_origin(c, &v[i]);
+		k += strcmp(v[i].origin, ss->device) != 0;
+	}
+	sync_enc_ok(out, 3);
+	es_cbor_enc_kv_uint(out, "version", version);
+	es_cbor_enc_kv_bool(out, "more", more);
+	es_cbor_enc_text(out, "segments");
+	es_cbor_enc_array(out, k);
+	for (size_t i = 0; i < take; i++)
+		if (strcmp(v[i].origin, ss->device) != 0)
+			sync_enc_segment(out, &v[i], 1);
+	free(v);
+	return 0;
+}
+
+int cloud_tombstones(struct sync_cloud *c, struct cloud_session *ss,
+		     const struct sync_req *rq, struct es_cbor_enc *out,
+		     struct sync_fail *f)
+{
+	const struct es_sync_host *h = &c->s->host;
+	struct cloud_tcache *tc = &ss->tc;
+	struct es_sync_collection col;
+	size_t k;
+	int rc;
+
+	if (published(c, rq->coll.name, &col, f))
+		return -1;
+	if (!tc->valid || strcmp(tc->coll, col.name) ||
+	    tc->add_version != rq->add_version) {
+		free(tc->t);
+		memset(tc, 0, sizeof(*tc));
+		rc = h->segment_tombstones(h->arg, col.name, rq->add_version,
+					   &tc->t, &tc->n);
+		if (rc < 0)
+			return internal(f, "segment_tombstones", rc);
+		tc->valid = 1;
+		snprintf(tc->coll, sizeof(tc->coll), "%s", col.name);
+		tc->add_version = rq->add_version;
+	}
+	if (rq->first > tc->n)
+		return sync_failf(f, SYNC_C_INVALID,
+				  "first %" PRIu64 " is beyond the %zu "
+				  "tombstones",
+				  rq->first, tc->n);
+	k = tc->n - rq->first;
+	k = k < SYNC_TOMBS_PER_MSG ? k : SYNC_TOMBS_PER_MSG;
+	for (size_t i = 0; i < k; i++)
+		if (!tc->t[rq->first + i].origin[0])
+			snprintf(tc->t[rq->first + i].origin,
+				 sizeof(tc->t[0].origin), "%s",
+				 c->s->cfg.device_id);
+	sync_enc_ok(out, 2);
+	es_cbor_enc_kv_uint(out, "total", tc->n);
+	es_cbor_enc_text(out, "tombstones");
+	sync_enc_tombstones(out, tc->t + rq->first, k);
+	return 0;
+}
+
+/* Opens (or keeps open) the segment rq names, for fetches. */
+static int fetch_open(struct sync_cloud *c, struct cloud_session *ss,
+		      const struct sync_req *rq, struct sync_fail *f)
+{
+	const struct es_sync_host *h = &c->s->host;
+	struct cloud_fetch *fe = &ss->fetch;
+	struct es_sync_segment *v = NULL, seg = {0};
+	struct es_sync_collection col;
+	struct stat sb;
+	char *path = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	if (fe->fd >= 0 && !strcmp(fe->coll, rq->coll.name) &&
+	    !strcmp(fe->origin, rq->seg.origin) &&
+	    fe->seq == rq->seg.origin_seq)
+		return 0;
+	if (fe->fd >= 0)
+		close(fe->fd);
+	fe->fd = -1;
+	if (published(c, rq->coll.name, &col, f))
+		return -1;
+	rc = h->list_segments(h->arg, col.name, 0, &v, &n);
+	if (rc < 0)
+		return internal(f, "list_segments", rc);
+	for (i = 0; i < n; i++) {
+		fill_origin(c, &v[i]);
+		if (!strcmp(v[i].origin, rq->seg.origin) &&
+		    v[i].origin_seq == rq->seg.origin_seq)
+			break;
+	}
+	if (i < n)
+		seg = v[i];
+	free(v);
+	if (i == n)
+		return sync_failf(f, SYNC_C_NOT_FOUND,
+				  "no segment %s/%" PRIu64 " in '%s'",
+				  rq->seg.origin, rq->seg.origin_seq, col.name);
+	rc = h->segment_path(h->arg, col.name, seg.id, &path);
+	if (rc < 0)
+		return internal(f, "segment_path", rc);
+	fe->fd = open(path, O_RDONLY | O_CLOEXEC);
+	rc = fe->fd < 0 ? -errno : 0;
+	free(path);
+	if (rc)
+		return internal(f, "open segment", rc);
+	if (fstat(fe->fd, &sb) != 0 || (uint64_t)sb.st_size != seg.size) {
+		close(fe->fd);
+		fe->fd = -1;
+		return sync_failf(f, SYNC_C_INTERNAL,
+				  "segment %s/%" PRIu64
+				  " has not the size its record says",
+				  rq->seg.origin, rq->seg.origin_seq);
+	}
+	snprintf(fe->coll, sizeof(fe->coll), "%s", col.name);
+	snprintf(fe->origin, sizeof(fe->origin), "%s", rq->seg.origin);
+	fe->seq = rq->seg.origin_seq;
+	fe->size = seg.size;
+	return 0;
+}
+
+int cloud_fetch(struct sync_cloud *c, struct cloud_session *ss,
+		const struct sync_req *rq, struct es_cbor_enc *out,
+		struct sync_fail *f)
+{
+	struct cloud_fetch *fe = &ss->fetch;
+	unsigned char *p;
+	int rc;
+
+	if (fetch_open(c, ss, rq, f))
+		return -1;
+	if (rq->length == 0 || rq->length > c->s->cfg.chunk_size)
+		return sync_failf(f, SYNC_C_INVALID,
+				  "fetch length must be 1 to %" PRIu32
+				  " bytes, not %" PRIu64,
+				  c->s->cfg.chunk_size, rq->length);
+	if (rq->offset > fe->size || rq->length > fe->size - rq->offset)
+		return sync_failf(f, SYNC_C_INVALID,
+				  "[%" PRIu64 ", +%" PRIu64
+				  ") lies beyond the segment's %" PRIu64
+				  " bytes",
+				  rq->offset, rq->length, fe->size);
+	sync_enc_ok(out, 2);
+	es_cbor_enc_text(out, "data");
+	p = es_cbor_enc_bytes_reserve(out, (size_t)rq->length);
+	if (!p)
+		return internal(f, "reply", -ENOMEM);
+	rc = sync_pread_all(fe->fd, p, (size_t)rq->length, (off_t)rq->offset);
+	if (rc)
+		return internal(f, "read segment", rc);
+	es_cbor_enc_kv_uint(out, "crc", es_crc32c(0, p, (size_t)rq->length));
+	if (rq->offset + rq->length == fe->size)
+		cloud_count(c, ss, 0, 0, 1);
+	return 0;
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+static cloud_handler *const handlers[SYNC_T_COUNT] = {
+    [SYNC_T_CHALLENGE] = challenge,
+    [SYNC_T_HELLO] = hello,
+    [SYNC_T_COLLECTIONS] = cloud_collections,
+    [SYNC_T_BEGIN] = cloud_begin,
+    [SYNC_T_MORE_TOMBSTONES] = cloud_more_tombstones,
+    [SYNC_T_CHUNK] = cloud_chunk,
+    [SYNC_T_COMMIT] = cloud_commit,
+    [SYNC_T_CHANGES] = cloud_changes,
+    [SYNC_T_TOMBSTONES] = cloud_tombstones,
+    [SYNC_T_FETCH] = cloud_fetch,
+};
+
+static int dispatch(struct sync_cloud *c, struct cloud_session *ss,
+		    const struct sync_req *rq, struct es_cbor_enc *out,
+		    struct sync_fail *f)
+{
+	if (!ss->authed && rq->type != SYNC_T_CHALLENGE &&
+	    rq->type != SYNC_T_HELLO)
+		return sync_failf(f, SYNC_C_SESSION,
+				  "this connection has not said hello");
+	return handlers[rq->type](c, ss, rq, out, f);
+}
+
+/* "dev-a", or for a connection that has not said hello, its address. */
+static void who(struct cloud_session *ss, uint32_t pipe,
+		const struct sync_req *rq, int parsed, char *buf, size_t size)
+{
+	nng_pipe p = NNG_PIPE_INITIALIZER;
+	nng_sockaddr sa;
+	char addr[96] = "an unknown address";
+
+	if (ss && ss->authed) {
+		snprintf(buf, size, "%s", ss->device);
+		return;
+	}
+	p.id = pipe;
+	if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0) {
+		if (sa.s_family == NNG_AF_INET) {
+			const unsigned char *a =
+			    (const unsigned char *)&sa.s_in.sa_addr;
+
+			snprintf(addr, sizeof(addr), "%u.%u.%u.%u:%u", a[0],
+				 a[1], a[2], a[3],
+				 (unsigned)ntohs(sa.s_in.sa_port));
+		} else if (sa.s_family == NNG_AF_IPC) {
+			snprintf(addr, sizeof(addr), "ipc");
+		} else if (sa.s_family == NNG_AF_INET6) {
+			snprintf(addr, sizeof(addr), "[ipv6]:%u",
+				 (unsigned)ntohs(sa.s_in6.sa_port));
+		}
+	}
+	if (parsed && rq->type == SYNC_T_HELLO)
+		snprintf(buf, size, "%s (claiming to be '%s')", addr,
+			 rq->device);
+	else
+		snprintf(buf, size, "%s", addr);
+}
+
+/* Counts the exchange and, on a refusal, remembers and logs it. */
+static void account(struct sync_cloud *c, struct cloud_session *ss,
+		    uint32_t pipe, const struct sync_req *rq, int parsed,
+		    size_t in, size_t out, const struct sync_fail *f)
+{
+	int quiet = f->code == SYNC_C_OFFSET || f->code == SYNC_C_SESSION ||
+		    f->code == SYNC_C_STATE;
+	const char *t = parsed ? sync_type_name(rq->type) : NULL;
+	char from[200];
+
+	if (ss && ss->dev) {
+		pthread_mutex_lock(&c->s->stat_lock);
+		ss->dev->st.bytes_received += in;
+		ss->dev->st.bytes_sent += out;
+		if (f->code == SYNC_C_NONE)
+			ss->dev->st.last_success_ms = sync_wall_ms();
+		else
+			snprintf(ss->dev->st.last_error,
+				 sizeof(ss->dev->st.last_error),
+				 "%.14s: %.140s", sync_code_name(f->code),
+				 f->msg);
+		pthread_mutex_unlock(&c->s->stat_lock);
+	}
+	if (f->code == SYNC_C_NONE)
+		return;
+	who(ss, pipe, rq, parsed, from, sizeof(from));
+	sync_log_peer(c->s, quiet ? SYNC_LOG_DEBUG : SYNC_LOG_WARN,
+		      "sync: refused %s from %s: %s: %s", t ? t : "a request",
+		      from, sync_code_name(f->code), f->msg);
+}
+
+void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
+		  size_t len, struct es_cbor_enc *out)
+{
+	struct cloud_session *ss = NULL;
+	struct sync_fail f;
+	struct sync_req rq;
+	int rc, parsed;
+
+	es_cbor_enc_reset(out, (size_t)c->s->cfg.chunk_size * 2);
+	rc = sync_req_parse(&rq, buf, len, &f);
+	parsed = rc == 0;
+	if (rc == 0 && rq.type == SYNC_T_PING) {
+		sync_enc_ok(out, 0);
+		goto out;
+	}
+	if (rc == 0 && !(ss = cloud_session_get(c, pipe)))
+		rc = sync_failf(&f, SYNC_C_SESSION,
+				"this connection is closing");
+	if (ss) {
+		pthread_mutex_lock(&ss->lock);
+		rc = dispatch(c, ss, &rq, out, &f);
+	}
+	if (rc || es_cbor_enc_error(out)) {
+		if (rc == 0)
+			sync_failf(&f, SYNC_C_INTERNAL, "out of memory");
+		es_cbor_enc_reset(out, (size_t)c->s->cfg.chunk_size * 2);
+		sync_enc_fail(out, &f);
+	}
+	account(c, ss, pipe, &rq, parsed, len, out->len, &f);
+	if (ss) {
+		pthread_mutex_unlock(&ss->lock);
+		cloud_session_put(c, ss);
+	}
+out:
+	sync_req_fini(&rq);
+}

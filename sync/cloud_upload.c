@@ -1,0 +1,301 @@
+/*
+ * The cloud's side of an upload (PROTOCOL.md, "Upload"):
+ *
+ *   begin ----------> duplicate (has_segment)          [done]
+ *     |
+ *     +-------------> resume at the staged length      [UPLOADING]
+ *   more_tombstones   appends to the session's list    [UPLOADING]
+ *   chunk             CRC32C, then appended at the durable offset and
+ *                     fdatasync'ed before the reply    [UPLOADING]
+ *   commit            whole-file check -> host install -> installed
+ *                                                      [done]
+ *
+ * The transfer state (metadata, tombstones) lives in the connection's
+ * session; the bytes live in the staging directory, so a new connection
+ * (after a cut, or after either side restarted) begins again and resumes
+ * at the staged length. Any failed check of the whole file deletes the
+ * staged bytes: the sender starts over.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cloud.h"
+#include "edgesync/crc32c.h"
+
+static int internal(struct sync_fail *f, const char *what, int rc)
+{
+	return sync_failf(f, SYNC_C_INTERNAL, "%s: %s", what,
+			  es_sync_strerror(rc));
+}
+
+/* The session's upload, if rq names it. */
+static int upload_match(struct cloud_session *ss, const struct sync_req *rq,
+			struct sync_fail *f)
+{
+	struct cloud_upload *up = &ss->up;
+
+	if (up->active && !strcmp(up->coll.name, rq->coll.name) &&
+	    !strcmp(up->seg.origin, rq->seg.origin) &&
+	    up->seg.origin_seq == rq->seg.origin_seq)
+		return 0;
+	return sync_failf(f, SYNC_C_STATE,
+			  "no upload of segment %s/%" PRIu64
+			  " of '%s' is open on this connection: send begin",
+			  rq->seg.origin, rq->seg.origin_seq, rq->coll.name);
+}
+
+static int add_tombs(struct cloud_upload *up, const struct es_sync_tombstone *t,
+		     size_t n)
+{
+	struct es_sync_tombstone *p;
+
+	if (n == 0)
+		return 0;
+	p = realloc(up->tombs, (up->n_tombs + n) * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	memcpy(p + up->n_tombs, t, n * sizeof(*p));
+	up->tombs = p;
+	up->n_tombs += n;
+	return 0;
+}
+
+static int duplicate(struct sync_cloud *c, const struct sync_req *rq,
+		     struct es_cbor_enc *out)
+{
+	char key[SYNC_KEY_LEN + 1];
+	pthread_mutex_t *lk;
+
+	sync_staging_key(rq->coll.name, rq->seg.origin, rq->seg.origin_seq,
+			 key);
+	lk = sync_staging_lock(&c->s->staging, key);
+	pthread_mutex_lock(lk);
+	sync_staging_remove(&c->s->staging, key);
+	pthread_mutex_unlock(lk);
+	sync_enc_ok(out, 1);
+	es_cbor_enc_kv_text(out, "state", "duplicate");
+	return 0;
+}
+
+int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
+		const struct sync_req *rq, struct es_cbor_enc *out,
+		struct sync_fail *f)
+{
+	const struct es_sync_host *h = &c->s->host;
+	struct cloud_upload *up = &ss->up;
+	struct es_sync_collection col = rq->coll;
+	struct sync_stage_meta m;
+	pthread_mutex_t *lk;
+	uint64_t off;
+	int rc;
+
+	cloud_session_end_upload(ss);
+	if (strcmp(rq->seg.origin, ss->device) != 0)
+		return sync_failf(f, SYNC_C_FORBIDDEN,
+				  "segment origin '%s' is not your device id "
+				  "'%s': devices upload their own segments",
+				  rq->seg.origin, ss->device);
+	rc = h->has_segment(h->arg, col.name, rq->seg.origin,
+			    rq->seg.origin_seq);
+	if (rc < 0 && rc != -ENOENT)
+		return internal(f, "has_segment", rc);
+	if (rc == 1)
+		return duplicate(c, rq, out);
+	col.flags = 0;
+	col.version = 0;
+	rc = h->ensure_collection(h->arg, &col);
+	if (rc == ES_E_SYNC_MISMATCH)
+		return sync_failf(f, SYNC_C_MISMATCH,
+				  "collection '%s' exists here with another "
+				  "dim or metric",
+				  col.name);
+	if (rc < 0)
+		return internal(f, "ensure_collection", rc);
+	sync_staging_key(col.name, rq->seg.origin, rq->seg.origin_seq, up->key);
+	sync_stage_meta_from(&m, col.name, &rq->seg);
+	lk = sync_staging_lock(&c->s->staging, up->key);
+	pthread_mutex_lock(lk);
+	rc = sync_staging_open(&c->s->staging, up->key, &m, &off);
+	pthread_mutex_unlock(lk);
+	if (rc)
+		return internal(f, "staging", rc);
+	up->coll = col;
+	up->seg = rq->seg;
+	up->total = rq->tombs_total;
+	if (add_tombs(up, rq->tombs, rq->n_tombs))
+		return internal(f, "tombstones", -ENOMEM);
+	up->active = 1;
+	sync_enc_ok(out, 2);
+	es_cbor_enc_kv_text(out, "state", "resume");
+	es_cbor_enc_kv_uint(out, "offset", off);
+	return 0;
+}
+
+int cloud_more_tombstones(struct sync_cloud *c, struct cloud_session *ss,
+			  const struct sync_req *rq, struct es_cbor_enc *out,
+			  struct sync_fail *f)
+{
+	struct cloud_upload *up = &ss->up;
+
+	if (upload_match(ss, rq, f))
+		return -1;
+	if (rq->first != up->n_tombs) {
+		f->has_offset = 1;
+		f->offset = up->n_tombs;
+		return sync_failf(f, SYNC_C_OFFSET,
+				  "tombstones from %" PRIu64
+				  " sent; %zu are here",
+				  rq->first, up->n_tombs);
+	}
+	if (rq->n_tombs > up->total - up->n_tombs)
+		return sync_failf(f, SYNC_C_INVALID,
+				  "more tombstones than the %" PRIu64
+				  " announced",
+				  up->total);
+	if (add_tombs(up, rq->tombs, rq->n_tombs))
+		return internal(f, "tombstones", -ENOMEM);
+	sync_enc_ok(out, 1);
+	es_cbor_enc_kv_uint(out, "offset", up->n_tombs);
+	return 0;
+}
+
+int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
+		const struct sync_req *rq, struct es_cbor_enc *out,
+		struct sync_fail *f)
+{
+	struct cloud_upload *up = &ss->up;
+	pthread_mutex_t *lk;
+	uint64_t now = 0;
+	int rc;
+
+	if (upload_match(ss, rq, f))
+		return -1;
+	if (rq->data_len == 0 || rq->data_len > c->s->cfg.chunk_size)
+		return sync_failf(f, SYNC_C_INVALID,
+				  "a chunk carries 1 to %" PRIu32
+				  " bytes, not %zu",
+				  c->s->cfg.chunk_size, rq->data_len);
+	if (rq->offset > up->seg.size ||
+	    rq->data_len > up->seg.size - rq->offset)
+		return sync_failf(f, SYNC_C_INVALID,
+				  "chunk [%" PRIu64 ", +%zu) lies beyond the "
+				  "segment's %" PRIu64 " bytes",
+				  rq->offset, rq->data_len, up->seg.size);
+	if (es_crc32c(0, rq->data, rq->data_len) != rq->crc) {
+		cloud_count(c, ss, 1, 0, 0);
+		return sync_failf(f, SYNC_C_CHECKSUM,
+				  "the chunk at offset %" PRIu64
+				  " fails its CRC32C; discarded",
+				  rq->offset);
+	}
+	lk = sync_staging_lock(&c->s->staging, up->key);
+	pthread_mutex_lock(lk);
+	rc = sync_staging_append(&c->s->staging, up->key, rq->offset, rq->data,
+				 rq->data_len, &now);
+	pthread_mutex_unlock(lk);
+	if (rc == SYNC_E_OFFSET) {
+		f->has_offset = 1;
+		f->offset = now;
+		return sync_failf(f, SYNC_C_OFFSET,
+				  "chunk at offset %" PRIu64
+				  "; the receiver holds %" PRIu64 " bytes",
+				  rq->offset, now);
+	}
+	if (rc == -ENOENT) {
+		cloud_session_end_upload(ss);
+		return sync_failf(f, SYNC_C_STATE,
+				  "the staged transfer is gone: send begin");
+	}
+	if (rc)
+		return internal(f, "staging", rc);
+	sync_enc_ok(out, 1);
+	es_cbor_enc_kv_uint(out, "offset", now);
+	return 0;
+}
+
+static uint64_t newest_clock(const struct cloud_upload *up)
+{
+	uint64_t h = up->seg.seal_hlc;
+
+	for (size_t i = 0; i < up->n_tombs; i++)
+		if (up->tombs[i].hlc > h)
+			h = up->tombs[i].hlc;
+	return h;
+}
+
+/* Checks and installs the staged file; under the key's lock. */
+static int install(struct sync_cloud *c, struct cloud_session *ss,
+		   struct sync_fail *f)
+{
+	const struct es_sync_host *h = &c->s->host;
+	struct cloud_upload *up = &ss->up;
+	struct sync_stage_meta m;
+	char why[ES_CBOR_ERR_MAX - 32], *path = NULL;
+	int rc;
+
+	sync_stage_meta_from(&m, up->coll.name, &up->seg);
+	rc = sync_staging_check(&c->s->staging, up->key, &m, why, sizeof(why));
+	if (rc == ES_E_SYNC_CHECKSUM) {
+		sync_staging_remove(&c->s->staging, up->key);
+		return sync_failf(f, SYNC_C_VERIFY, "%s; start over", why);
+	}
+	if (rc)
+		return internal(f, "staging", rc);
+	sync_observe_hlc(c->s, newest_clock(up), ss->device);
+	rc = sync_staging_path(&c->s->staging, up->key, &path);
+	if (rc == 0)
+		rc = h->install(h->arg, up->coll.name, path, &up->seg,
+				up->tombs, up->n_tombs);
+	free(path);
+	if (rc == ES_E_SYNC_MISMATCH)
+		return sync_failf(f, SYNC_C_MISMATCH,
+				  "collection '%s' exists here with another "
+				  "dim or metric",
+				  up->coll.name);
+	if (rc)
+		return internal(f, "install", rc);
+	sync_staging_remove(&c->s->staging, up->key);
+	return 0;
+}
+
+int cloud_commit(struct sync_cloud *c, struct cloud_session *ss,
+		 const struct sync_req *rq, struct es_cbor_enc *out,
+		 struct sync_fail *f)
+{
+	struct cloud_upload *up = &ss->up;
+	pthread_mutex_t *lk;
+	int rc;
+
+	if (upload_match(ss, rq, f))
+		return -1;
+	if (up->n_tombs != up->total)
+		return sync_failf(f, SYNC_C_STATE,
+				  "%zu of %" PRIu64
+				  " tombstones received: send the rest",
+				  up->n_tombs, up->total);
+	up->seg.id = 0;
+	up->seg.add_version = 0;
+	lk = sync_staging_lock(&c->s->staging, up->key);
+	pthread_mutex_lock(lk);
+	rc = install(c, ss, f);
+	pthread_mutex_unlock(lk);
+	if (rc == 0) {
+		cloud_count(c, ss, 0, 1, 0);
+		sync_log(c->s, SYNC_LOG_INFO,
+			 "sync: installed segment %s/%" PRIu64
+			 " of '%s' from %s (%" PRIu64 " bytes, %zu "
+			 "tombstones)",
+			 up->seg.origin, up->seg.origin_seq, up->coll.name,
+			 ss->device, up->seg.size, up->n_tombs);
+	}
+	if (rc == 0 || f->code == SYNC_C_VERIFY)
+		cloud_session_end_upload(ss);
+	if (rc)
+		return -1;
+	sync_enc_ok(out, 1);
+	es_cbor_enc_kv_text(out, "state", "installed");
+	return 0;
+}

@@ -1,0 +1,487 @@
+/*
+ * The edge: one thread per configured peer. Each dials its cloud with an
+ * nng req0 socket (the dialer reconnects by itself), and runs a round
+ * every interval_ms or when es_sync_now is called:
+ *
+ *   round:  connect -> hello (challenge first with TLS) -> upload every
+ *           upload collection -> download every published collection
+ *   ok:     wait interval_ms (or es_sync_now)
+ *   failed: wait a random time in [b/2, b], b doubling from 1 s up to
+ *           backoff_max_ms, reset by a good round (or es_sync_now)
+ *
+ * A connection is a session on the cloud: every new pipe is counted
+ * (pipe_gen), and a request on a pipe that has not said hello says it
+ * first. Transfers resume from what the receiver staged durably, so a
+ * failed round costs at most the chunk in flight.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "edge.h"
+#include "ident.h"
+#include "sync_test.h"
+
+/* ---- requests --------------------------------------------------------- */
+
+static int call(struct sync_peer *p, const struct es_cbor_enc *e,
+		enum sync_type t, int timeout_ms)
+{
+	char err[ES_CBOR_ERR_MAX];
+	nng_msg *m;
+	int rv, rc;
+
+	sync_reply_fini(&p->rp);
+	if (p->reply_msg)
+		nng_msg_free(p->reply_msg);
+	p->reply_msg = NULL;
+	if (es_cbor_enc_error(e))
+		return -ENOMEM;
+	rv = nng_msg_alloc(&m, e->len);
+	if (rv)
+		return -ENOMEM;
+	memcpy(nng_msg_body(m), e->buf, e->len);
+	nng_socket_set_ms(p->sock, NNG_OPT_RECVTIMEO, timeout_ms);
+	rv = nng_sendmsg(p->sock, m, 0);
+	if (rv) {
+		nng_msg_free(m);
+	} else {
+		rv = nng_recvmsg(p->sock, &p->reply_msg, 0);
+	}
+	if (rv) {
+		if (sync_is_stopping(p->s))
+			return SYNC_E_STOPPED;
+		return peer_errf(p, sync_nng_err(rv), "%s to %s: %s%s",
+				 sync_type_name(t), p->url, nng_strerror(rv),
+				 atomic_load(&p->pipes) ? ""
+							: " (not connected)");
+	}
+	pthread_mutex_lock(&p->s->stat_lock);
+	p->st.bytes_sent += e->len;
+	p->st.bytes_received += nng_msg_len(p->reply_msg);
+	pthread_mutex_unlock(&p->s->stat_lock);
+	rc = sync_reply_parse(&p->rp, t, nng_msg_body(p->reply_msg),
+			      nng_msg_len(p->reply_msg), err);
+	if (rc)
+		return peer_errf(p, rc, "bad reply to %s from %s: %s",
+				 sync_type_name(t), p->url, err);
+	return p->rp.ok ? 0 : ES_E_SYNC_REFUSED;
+}
+
+int peer_refusal(struct sync_peer *p, const char *what)
+{
+	enum sync_code c = p->rp.code;
+
+	if (c == SYNC_C_STATE || c == SYNC_C_SESSION) {
+		if (c == SYNC_C_SESSION)
+			p->hello_ok = 0;
+		return SYNC_E_RESTART;
+	}
+	return peer_errf(p, sync_code_err(c), "%s refused by %s: %s: %s", what,
+			 p->url, sync_code_name(c), p->rp.message);
+}
+
+/* hello, after a challenge with TLS; its own encoder keeps p->enc. */
+static int hello(struct sync_peer *p)
+{
+	const struct es_sync_config *cfg = &p->s->cfg;
+	unsigned char sig[SYNC_SIG_MAX];
+	const unsigned char *cert = NULL;
+	size_t sig_len = 0, cert_len = 0;
+	int tls = p->u.scheme == SYNC_URL_TLS,
+	    token = cfg->token && *cfg->token;
+	struct es_cbor_enc e;
+	int rc;
+
+	es_cbor_enc_init(&e);
+	if (tls) {
+		sync_enc_request(&e, SYNC_T_CHALLENGE, 0);
+		rc = call(p, &e, SYNC_T_CHALLENGE, PEER_TIMEOUT_MS);
+		if (rc == 0 &&
+		    sync_signer_sign(p->s->signer, p->rp.nonce, cfg->device_id,
+				     p->rp.device, sig, &sig_len))
+			rc = peer_errf(p, ES_E_SYNC_AUTH,
+				       "cannot sign the hello with %s",
+				       cfg->tls_key);
+		if (rc == ES_E_SYNC_REFUSED)
+			rc = peer_refusal(p, "challenge");
+		if (rc)
+			goto out;
+		cert = sync_signer_cert(p->s->signer, &cert_len);
+		es_cbor_enc_reset(&e, 0);
+	}
+	sync_enc_request(&e, SYNC_T_HELLO, 3 + token + 2 * tls);
+	es_cbor_enc_kv_text(&e, "device", cfg->device_id);
+	es_cbor_enc_kv_text(&e, "role", "edge");
+	es_cbor_enc_kv_uint(&e, "hlc", sync_wall_hlc());
+	if (token)
+		es_cbor_enc_kv_bytes(&e, "token", cfg->token,
+				     strlen(cfg->token));
+	if (tls) {
+		es_cbor_enc_kv_bytes(&e, "cert", cert, cert_len);
+		es_cbor_enc_kv_bytes(&e, "sig", sig, sig_len);
+	}
+	rc = call(p, &e, SYNC_T_HELLO, PEER_TIMEOUT_MS);
+	if (rc == ES_E_SYNC_REFUSED)
+		rc = peer_refusal(p, "hello");
+	if (rc)
+		goto out;
+	snprintf(p->cloud, sizeof(p->cloud), "%s", p->rp.device);
+	p->chunk = cfg->chunk_size < p->rp.chunk_max
+		       ? cfg->chunk_size
+		       : (uint32_t)p->rp.chunk_max;
+	sync_observe_hlc(p->s, p->rp.hlc, p->cloud);
+	/* Read after the reply: the connection that carried it is counted
+	 * by now. A newer one makes the next request say hello again (or
+	 * the cloud refuses it with "session", which does the same). */
+	p->hello_ok = 1;
+	p->hello_gen = atomic_load(&p->pipe_gen);
+	pthread_mutex_lock(&p->s->stat_lock);
+	snprintf(p->st.device, sizeof(p->st.device), "%s", p->cloud);
+	pthread_mutex_unlock(&p->s->stat_lock);
+out:
+	es_cbor_enc_fini(&e);
+	return rc == SYNC_E_RESTART ? ES_E_SYNC_AUTH : rc;
+}
+
+static int session(struct sync_peer *p)
+{
+	if (p->hello_ok && p->hello_gen == atomic_load(&p->pipe_gen))
+		return 0;
+	p->hello_ok = 0;
+	return hello(p);
+}
+
+int peer_request(struct sync_peer *p, enum sync_type t, int timeout_ms)
+{
+	int rc = 0;
+
+	for (int i = 0; i < 2; i++) {
+		rc = session(p);
+		if (rc)
+			return rc;
+		rc = call(p, &p->enc, t, timeout_ms);
+		if (rc != ES_E_SYNC_REFUSED || p->rp.code != SYNC_C_SESSION)
+			return rc;
+		p->hello_ok = 0; /* a new connection: hello, send again */
+	}
+	return rc;
+}
+
+int peer_errf(struct sync_peer *p, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->err, sizeof(p->err), fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* ---- bandwidth and status --------------------------------------------- */
+
+int peer_throttle(struct sync_peer *p, size_t n)
+{
+	uint64_t bw = p->s->cfg.bandwidth, now = sync_mono_ms();
+	int64_t cap = (int64_t)(bw > p->chunk ? bw : p->chunk);
+
+	if (!bw)
+		return 0;
+	p->tokens += (int64_t)((now - p->tokens_ms) * bw / 1000);
+	p->tokens_ms = now;
+	if (p->tokens > cap)
+		p->tokens = cap;
+	p->tokens -= (int64_t)n;
+	if (p->tokens >= 0)
+		return 0;
+	return sync_sleep(p->s, (uint64_t)(-p->tokens) * 1000 / bw, NULL);
+}
+
+void peer_count(struct sync_peer *p, uint64_t checksum_failures,
+		uint64_t segments_sent, uint64_t segments_received)
+{
+	pthread_mutex_lock(&p->s->stat_lock);
+	p->st.checksum_failures += checksum_failures;
+	p->st.segments_sent += segments_sent;
+	p->st.segments_received += segments_received;
+	pthread_mutex_unlock(&p->s->stat_lock);
+}
+
+void peer_pending(struct sync_peer *p, uint64_t segments, uint64_t bytes,
+		  uint64_t oldest_seal_hlc)
+{
+	uint64_t now = sync_wall_ms(), seal = oldest_seal_hlc >> 16;
+
+	pthread_mutex_lock(&p->s->stat_lock);
+	p->st.segments_pending = segments;
+	p->st.bytes_pending = bytes;
+	p->st.lag_s = segments && now > seal ? (now - seal) / 1000 : 0;
+	pthread_mutex_unlock(&p->s->stat_lock);
+}
+
+int sync_edge_status(struct es_sync *s, struct es_sync_peer_status **out,
+		     size_t *n)
+{
+	*out = calloc(s->n_peers, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->stat_lock);
+	for (size_t i = 0; i < s->n_peers; i++) {
+		(*out)[i] = s->peers[i].st;
+		(*out)[i].connected = atomic_load(&s->peers[i].pipes) > 0;
+	}
+	pthread_mutex_unlock(&s->stat_lock);
+	*n = s->n_peers;
+	return 0;
+}
+
+/* ---- connection ------------------------------------------------------- */
+
+static void pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+	struct sync_peer *p = arg;
+
+	if (ev == NNG_PIPE_EV_ADD_POST) {
+		atomic_fetch_add(&p->pipe_gen, 1);
+		atomic_fetch_add(&p->pipes, 1);
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		atomic_fetch_sub(&p->pipes, 1);
+	}
+}
+
+static int dial(struct sync_peer *p)
+{
+	nng_dialer d;
+	int rv;
+
+	rv = nng_dialer_create(&d, p->sock, p->url);
+	if (rv == 0 && p->tls)
+		rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, p->tls);
+	if (rv == 0)
+		rv = nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, p->recv_max);
+	if (rv == 0)
+		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+	return rv;
+}
+
+static int peer_connect(struct sync_peer *p)
+{
+	nng_duration backoff = (nng_duration)p->s->cfg.backoff_max_ms;
+	int rv;
+
+	pthread_mutex_lock(&p->sock_lock);
+	if (p->sock_open || sync_is_stopping(p->s)) {
+		pthread_mutex_unlock(&p->sock_lock);
+		return sync_is_stopping(p->s) ? SYNC_E_STOPPED : 0;
+	}
+	rv = nng_req0_open(&p->sock);
+	if (rv == 0) {
+		p->sock_open = 1;
+		nng_socket_set_size(p->sock, NNG_OPT_RECVMAXSZ, p->recv_max);
+		nng_socket_set_ms(p->sock, NNG_OPT_REQ_RESENDTIME,
+				  NNG_DURATION_INFINITE);
+		nng_socket_set_ms(
+		    p->sock, NNG_OPT_SENDTIMEO,
+		    sync_test_hooks.send_timeout_ms
+			? (nng_duration)sync_test_hooks.send_timeout_ms
+			: PEER_SEND_MS);
+		nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, 200);
+		nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT,
+				  backoff < 10000 ? backoff : 10000);
+		nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, p);
+		nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, pipe_cb, p);
+		rv = dial(p);
+	}
+	pthread_mutex_unlock(&p->sock_lock);
+	if (rv)
+		return peer_errf(p, sync_nng_err(rv), "cannot dial %s: %s",
+				 p->url, nng_strerror(rv));
+	return 0;
+}
+
+/* ---- rounds ----------------------------------------------------------- */
+
+static int transport(int rc)
+{
+	return rc == SYNC_E_STOPPED || rc == -ETIMEDOUT || rc == -ECONNRESET ||
+	       rc == -ESHUTDOWN || rc == -ECONNREFUSED || rc == -EIO ||
+	       rc == ES_E_SYNC_AUTH || rc == ES_E_SYNC_VERSION;
+}
+
+static int round_run(struct sync_peer *p)
+{
+	int rc, rc2;
+
+	p->err[0] = '\0';
+	rc = peer_connect(p);
+	if (rc == 0)
+		rc = session(p);
+	if (rc)
+		return rc;
+	rc = sync_upload_all(p);
+	if (transport(rc))
+		return rc;
+	rc2 = sync_download_all(p);
+	return rc ? rc : rc2;
+}
+
+static void round_done(struct sync_peer *p, int rc)
+{
+	struct es_sync_peer_status *st = &p->st;
+	int changed;
+
+	pthread_mutex_lock(&p->s->stat_lock);
+	if (rc == 0) {
+		st->last_success_ms = sync_wall_ms();
+		st->last_error[0] = '\0';
+	} else {
+		snprintf(st->last_error, sizeof(st->last_error), "%.*s",
+			 (int)sizeof(st->last_error) - 1,
+			 p->err[0] ? p->err : es_sync_strerror(rc));
+	}
+	changed = strcmp(p->logged, st->last_error) != 0;
+	if (changed)
+		snprintf(p->logged, sizeof(p->logged), "%s", st->last_error);
+	pthread_mutex_unlock(&p->s->stat_lock);
+	if (rc && changed)
+		sync_log(p->s, SYNC_LOG_WARN, "sync: round with %s failed: %s",
+			 p->url, p->logged);
+	else if (rc == 0 && changed)
+		sync_log(p->s, SYNC_LOG_INFO, "sync: %s is in sync again",
+			 p->url);
+}
+
+static uint64_t next_rand(struct sync_peer *p)
+{
+	p->rng ^= p->rng << 13;
+	p->rng ^= p->rng >> 7;
+	p->rng ^= p->rng << 17;
+	return p->rng;
+}
+
+static void *peer_main(void *arg)
+{
+	struct sync_peer *p = arg;
+	struct es_sync *s = p->s;
+	uint64_t backoff = 0, wait;
+	int rc;
+
+	while (!sync_is_stopping(s)) {
+		if (p->index == 0)
+			sync_sweep_maybe(s, 0);
+		rc = round_run(p);
+		if (rc == SYNC_E_STOPPED || sync_is_stopping(s))
+			break;
+		round_done(p, rc);
+		if (rc == 0) {
+			backoff = 0;
+			wait = s->cfg.interval_ms;
+		} else {
+			backoff = backoff ? backoff * 2 : 1000;
+			if (backoff > s->cfg.backoff_max_ms)
+				backoff = s->cfg.backoff_max_ms;
+			wait = backoff / 2 + next_rand(p) % (backoff / 2 + 1);
+		}
+		if (sync_sleep(s, wait, &p->wake_seen))
+			break;
+	}
+	return NULL;
+}
+
+/* ---- start and stop --------------------------------------------------- */
+
+static int peer_init(struct es_sync *s, struct sync_peer *p, size_t i)
+{
+	const struct es_sync_config *cfg = &s->cfg;
+	char why[320];
+	int rc;
+
+	p->s = s;
+	p->index = i;
+	p->url = cfg->peers[i];
+	pthread_mutex_init(&p->sock_lock, NULL);
+	es_cbor_enc_init(&p->enc);
+	snprintf(p->st.peer, sizeof(p->st.peer), "%s", p->url);
+	p->recv_max = (size_t)cfg->chunk_size + SYNC_HEADER_ALLOWANCE;
+	p->chunk = cfg->chunk_size;
+	p->tokens = (int64_t)cfg->bandwidth;
+	p->tokens_ms = sync_mono_ms();
+	if (sync_random(&p->rng, sizeof(p->rng)) || p->rng == 0)
+		p->rng = 0x9e3779b97f4a7c15ull ^ i;
+	rc = sync_url_parse(p->url, &p->u);
+	if (rc == 0 && p->u.scheme == SYNC_URL_TLS) {
+		rc = sync_tls_config(&p->tls, 0, cfg->tls_cert, cfg->tls_key,
+				     cfg->tls_ca, p->u.host, 1, why,
+				     sizeof(why));
+		if (rc)
+			sync_log(s, SYNC_LOG_ERROR, "sync: %s", why);
+	}
+	return rc;
+}
+
+static void peer_fini(struct sync_peer *p)
+{
+	if (p->started)
+		pthread_join(p->thread, NULL);
+	if (p->sock_open)
+		nng_close(p->sock);
+	sync_reply_fini(&p->rp);
+	if (p->reply_msg)
+		nng_msg_free(p->reply_msg);
+	es_cbor_enc_fini(&p->enc);
+	if (p->tls)
+		nng_tls_config_free(p->tls);
+	pthread_mutex_destroy(&p->sock_lock);
+}
+
+void sync_edge_stop(struct es_sync *s)
+{
+	/* Closing the sockets ends requests in flight (ECLOSED). */
+	for (size_t i = 0; i < s->n_peers; i++) {
+		struct sync_peer *p = &s->peers[i];
+
+		pthread_mutex_lock(&p->sock_lock);
+		if (p->sock_open)
+			nng_close(p->sock);
+		p->sock_open = 0;
+		pthread_mutex_unlock(&p->sock_lock);
+	}
+	for (size_t i = 0; i < s->n_peers; i++)
+		peer_fini(&s->peers[i]);
+	free(s->peers);
+	s->peers = NULL;
+	s->n_peers = 0;
+}
+
+int sync_edge_start(struct es_sync *s)
+{
+	size_t n = s->cfg.n_peers;
+	int rc = 0;
+
+	s->peers = calloc(n, sizeof(*s->peers));
+	if (!s->peers)
+		return -ENOMEM;
+	s->n_peers = n;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = peer_init(s, &s->peers[i], i);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (pthread_create(&s->peers[i].thread, NULL, peer_main,
+				   &s->peers[i]))
+			rc = -EAGAIN;
+		else
+			s->peers[i].started = 1;
+	}
+	if (rc) {
+		atomic_store(&s->stopping, 1);
+		sync_edge_stop(s);
+		return rc;
+	}
+	sync_log(s, SYNC_LOG_INFO, "sync: edge %s syncing with %zu peer%s",
+		 s->cfg.device_id, n, n == 1 ? "" : "s");
+	return 0;
+}

@@ -1,0 +1,94 @@
+/*
+ * Private to sync: one peer of an edge (a cloud it dials), shared by
+ * edge.c (thread, connection, session, requests, status), edge_up.c and
+ * edge_down.c. Everything in struct sync_peer but st is touched only by
+ * the peer's own thread; st only under s->stat_lock.
+ */
+#ifndef EDGESYNC_SYNC_EDGE_H
+#define EDGESYNC_SYNC_EDGE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
+
+#include "edgesync/cbor.h"
+#include "sync_impl.h"
+#include "wire.h"
+
+/* Reply timeouts: most requests, and a commit (+1 s per 20 MB). */
+#define PEER_TIMEOUT_MS 60000
+#define PEER_SEND_MS	10000
+#define PEER_ATTEMPTS	5     /* restarts of one segment in one round */
+#define PEER_BAD_CHUNKS 5     /* checksum failures of one chunk in a row */
+#define PEER_PAGES_MAX	10000 /* changes replies per collection per round */
+
+struct sync_peer {
+	struct es_sync *s;
+	size_t index;
+	const char *url;
+	struct sync_url u;
+	pthread_t thread;
+	int started;
+
+	pthread_mutex_t sock_lock; /* sock against es_sync_stop */
+	nng_socket sock;
+	int sock_open;
+	nng_tls_config *tls;
+	atomic_uint pipe_gen; /* bumped by every new connection */
+	atomic_int pipes;
+
+	unsigned hello_gen; /* pipe_gen when hello succeeded */
+	int hello_ok;
+	char cloud[ES_SYNC_DEVICE_MAX + 1]; /* the peer's device id */
+	uint32_t chunk;			    /* min(ours, the peer's) */
+	size_t recv_max;
+
+	struct es_cbor_enc enc; /* the request being built */
+	nng_msg *reply_msg;	/* the last reply; rp points into it */
+	struct sync_reply rp;
+	char err[ES_CBOR_ERR_MAX]; /* why the round failed */
+	char logged[sizeof(((struct es_sync_peer_status *)0)->last_error)];
+
+	int64_t tokens; /* bandwidth bucket, bytes */
+	uint64_t tokens_ms;
+	uint64_t rng;
+	uint64_t wake_seen;
+
+	struct es_sync_peer_status st;
+};
+
+/*
+ * peer_request sends the request in p->enc (saying hello first if this
+ * connection has not) and parses the reply into p->rp, valid until the
+ * next request. Returns 0 for an ok reply, ES_E_SYNC_REFUSED for a
+ * refusal (p->rp.code says which), or a transport or protocol error.
+ */
+int peer_request(struct sync_peer *p, enum sync_type t, int timeout_ms);
+
+/*
+ * peer_refusal turns p->rp's refusal of what into a return code:
+ * SYNC_E_RESTART for "state" and "session" (start the transfer over),
+ * else the ES_E_SYNC_* code, with p->err saying why.
+ */
+int peer_refusal(struct sync_peer *p, const char *what);
+
+/* Records why the round fails (p->err) and returns rc. */
+int peer_errf(struct sync_peer *p, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Waits until the bandwidth limit allows n more bytes. */
+int peer_throttle(struct sync_peer *p, size_t n);
+
+/* Adds to the status counters. */
+void peer_count(struct sync_peer *p, uint64_t checksum_failures,
+		uint64_t segments_sent, uint64_t segments_received);
+void peer_pending(struct sync_peer *p, uint64_t segments, uint64_t bytes,
+		  uint64_t oldest_seal_hlc);
+
+int sync_upload_all(struct sync_peer *p);
+int sync_download_all(struct sync_peer *p);
+
+#endif

@@ -1,0 +1,368 @@
+/*
+ * The edge's downloads (PROTOCOL.md, "Download"): the collections the
+ * peer publishes are created here (host ensure_collection, DOWNLOAD
+ * flag), then for each, the segments added since the version this edge
+ * acknowledged are fetched in chunks into the staging directory (each
+ * chunk CRC-checked, appended and fdatasync'ed), verified whole exactly
+ * as the cloud verifies uploads, installed through the host with their
+ * tombstones, and acknowledged (ack_put DOWN) one by one.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge.h"
+#include "edgesync/crc32c.h"
+
+struct down_seg {
+	const struct es_sync_collection *col;
+	struct es_sync_segment seg;
+	struct sync_stage_meta meta;
+	char key[SYNC_KEY_LEN + 1];
+	struct es_sync_tombstone *tombs;
+	size_t n_tombs;
+};
+
+static int stage_open(struct sync_peer *p, struct down_seg *d, uint64_t *off)
+{
+	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, d->key);
+	int rc;
+
+	pthread_mutex_lock(lk);
+	rc = sync_staging_open(&p->s->staging, d->key, &d->meta, off);
+	pthread_mutex_unlock(lk);
+	if (rc)
+		return peer_errf(p, rc, "staging: %s", es_sync_strerror(rc));
+	return 0;
+}
+
+static int stage_append(struct sync_peer *p, struct down_seg *d, uint64_t *off)
+{
+	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, d->key);
+	uint64_t now = 0;
+	int rc;
+
+	pthread_mutex_lock(lk);
+	rc = sync_staging_append(&p->s->staging, d->key, *off, p->rp.data,
+				 p->rp.data_len, &now);
+	pthread_mutex_unlock(lk);
+	if (rc == SYNC_E_OFFSET && now <= d->seg.size) {
+		*off = now; /* another thread staged it too; go on from there */
+		return 0;
+	}
+	if (rc == -ENOENT)
+		return SYNC_E_RESTART;
+	if (rc)
+		return peer_errf(p, rc, "staging: %s", es_sync_strerror(rc));
+	*off = now;
+	return 0;
+}
+
+static int fetch_chunk(struct sync_peer *p, struct down_seg *d, uint64_t *off,
+		       int *bad)
+{
+	const struct es_sync_segment *seg = &d->seg;
+	uint64_t n = seg->size - *off < p->chunk ? seg->size - *off : p->chunk;
+	int rc;
+
+	es_cbor_enc_reset(&p->enc, 4096);
+	sync_enc_request(&p->enc, SYNC_T_FETCH, 5);
+	es_cbor_enc_kv_text(&p->enc, "collection", d->col->name);
+	es_cbor_enc_kv_text(&p->enc, "origin", seg->origin);
+	es_cbor_enc_kv_uint(&p->enc, "origin_seq", seg->origin_seq);
+	es_cbor_enc_kv_uint(&p->enc, "offset", *off);
+	es_cbor_enc_kv_uint(&p->enc, "length", n);
+	rc = peer_request(p, SYNC_T_FETCH, PEER_TIMEOUT_MS);
+	if (rc == ES_E_SYNC_REFUSED)
+		return peer_refusal(p, "fetch");
+	if (rc)
+		return rc;
+	if (p->rp.data_len != n)
+		return peer_errf(p, ES_E_SYNC_PROTOCOL,
+				 "fetch: %s sent %zu bytes for %" PRIu64,
+				 p->url, p->rp.data_len, n);
+	if (es_crc32c(0, p->rp.data, p->rp.data_len) != p->rp.crc) {
+		peer_count(p, 1, 0, 0);
+		if (++*bad < PEER_BAD_CHUNKS)
+			return 0; /* fetch it again */
+		return peer_errf(p, ES_E_SYNC_CHECKSUM,
+				 "chunk at %" PRIu64 " from %s failed its "
+				 "CRC32C %d times in a row",
+				 *off, p->url, *bad);
+	}
+	*bad = 0;
+	rc = peer_throttle(p, p->rp.data_len);
+	return rc ? rc : stage_append(p, d, off);
+}
+
+static int fetch_tombstones(struct sync_peer *p, struct down_seg *d)
+{
+	uint64_t total = 0, first = 0;
+	int rc;
+
+	do {
+		es_cbor_enc_reset(&p->enc, 4096);
+		sync_enc_request(&p->enc, SYNC_T_TOMBSTONES, 3);
+		es_cbor_enc_kv_text(&p->enc, "collection", d->col->name);
+		es_cbor_enc_kv_uint(&p->enc, "add_version", d->seg.add_version);
+		es_cbor_enc_kv_uint(&p->enc, "first", first);
+		rc = peer_request(p, SYNC_T_TOMBSTONES, PEER_TIMEOUT_MS);
+		if (rc == ES_E_SYNC_REFUSED)
+			return peer_refusal(p, "tombstones");
+		if (rc)
+			return rc;
+		if (first == 0) {
+			total = p->rp.total;
+			if (total > SYNC_TOMBS_MAX)
+				break;
+			d->tombs = calloc(total ? total : 1, sizeof(*d->tombs));
+			if (!d->tombs)
+				return -ENOMEM;
+		}
+		if (p->rp.total != total || p->rp.n_tombs > total - first ||
+		    (p->rp.n_tombs == 0 && first < total))
+			break;
+		if (p->rp.n_tombs)
+			memcpy(d->tombs + first, p->rp.tombs,
+			       p->rp.n_tombs * sizeof(*d->tombs));
+		first += p->rp.n_tombs;
+		d->n_tombs = (size_t)first;
+	} while (first < total);
+	if (first == total)
+		return 0;
+	return peer_errf(p, ES_E_SYNC_PROTOCOL,
+			 "tombstones: %s sent an inconsistent list", p->url);
+}
+
+static uint64_t newest_clock(const struct down_seg *d)
+{
+	uint64_t h = d->seg.seal_hlc;
+
+	for (size_t i = 0; i < d->n_tombs; i++)
+		if (d->tombs[i].hlc > h)
+			h = d->tombs[i].hlc;
+	return h;
+}
+
+/* Verifies and installs the staged segment; under the key's lock. */
+static int install(struct sync_peer *p, struct down_seg *d)
+{
+	const struct es_sync_host *h = &p->s->host;
+	char why[200], *path = NULL;
+	int rc;
+
+	rc = sync_staging_check(&p->s->staging, d->key, &d->meta, why,
+				sizeof(why));
+	if (rc == ES_E_SYNC_CHECKSUM) {
+		sync_staging_remove(&p->s->staging, d->key);
+		sync_log(p->s, SYNC_LOG_WARN,
+			 "sync: segment %s/%" PRIu64 " from %s: %s; fetching "
+			 "it again",
+			 d->seg.origin, d->seg.origin_seq, p->url, why);
+		return SYNC_E_RESTART;
+	}
+	if (rc)
+		return peer_errf(p, rc, "staging: %s", es_sync_strerror(rc));
+	sync_observe_hlc(p->s, newest_clock(d), p->cloud);
+	rc = sync_staging_path(&p->s->staging, d->key, &path);
+	if (rc == 0)
+		rc = h->install(h->arg, d->col->name, path, &d->seg, d->tombs,
+				d->n_tombs);
+	free(path);
+	if (rc)
+		return peer_errf(p, rc,
+				 "installing segment %s/%" PRIu64 " of %s: %s",
+				 d->seg.origin, d->seg.origin_seq, d->col->name,
+				 es_sync_strerror(rc));
+	sync_staging_remove(&p->s->staging, d->key);
+	return 0;
+}
+
+static int download_try(struct sync_peer *p, struct down_seg *d)
+{
+	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, d->key);
+	uint64_t off = 0;
+	int bad = 0, rc;
+
+	rc = stage_open(p, d, &off);
+	while (rc == 0 && off < d->seg.size)
+		rc = fetch_chunk(p, d, &off, &bad);
+	free(d->tombs);
+	d->tombs = NULL;
+	d->n_tombs = 0;
+	if (rc == 0)
+		rc = fetch_tombstones(p, d);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(lk);
+	rc = install(p, d);
+	pthread_mutex_unlock(lk);
+	return rc;
+}
+
+static int download_segment(struct sync_peer *p,
+			    const struct es_sync_collection *col,
+			    const struct es_sync_segment *seg)
+{
+	struct down_seg d = {.col = col, .seg = *seg};
+	int rc = 0, i;
+
+	d.seg.id = 0;
+	sync_stage_meta_from(&d.meta, col->name, seg);
+	sync_staging_key(col->name, seg->origin, seg->origin_seq, d.key);
+	for (i = 0; i < PEER_ATTEMPTS; i++) {
+		rc = download_try(p, &d);
+		if (rc != SYNC_E_RESTART)
+			break;
+	}
+	if (rc == SYNC_E_RESTART)
+		rc = peer_errf(p, ES_E_SYNC_PROTOCOL,
+			       "segment %s/%" PRIu64 " restarted %d times "
+			       "from %s",
+			       seg->origin, seg->origin_seq, PEER_ATTEMPTS,
+			       p->url);
+	free(d.tombs);
+	if (rc == 0)
+		peer_count(p, 0, 0, 1);
+	return rc;
+}
+
+/* ---- collections ------------------------------------------------------ */
+
+static int ack(struct sync_peer *p, const char *coll, uint64_t v)
+{
+	const struct es_sync_host *h = &p->s->host;
+	int rc = h->ack_put(h->arg, p->cloud, coll, ES_SYNC_DOWN, v);
+
+	if (rc < 0)
+		return peer_errf(p, rc, "ack_put(%s, %s): %s", p->cloud, coll,
+				 es_sync_strerror(rc));
+	return 0;
+}
+
+/* The changes since *since, checked; *segs malloc'ed. */
+static int changes(struct sync_peer *p, const struct es_sync_collection *col,
+		   uint64_t since, struct es_sync_segment **segs, size_t *n,
+		   uint64_t *version, int *more)
+{
+	uint64_t prev = since;
+	char why[160];
+	int rc;
+
+	es_cbor_enc_reset(&p->enc, 4096);
+	sync_enc_request(&p->enc, SYNC_T_CHANGES, 2);
+	es_cbor_enc_kv_text(&p->enc, "collection", col->name);
+	es_cbor_enc_kv_uint(&p->enc, "since", since);
+	rc = peer_request(p, SYNC_T_CHANGES, PEER_TIMEOUT_MS);
+	if (rc == ES_E_SYNC_REFUSED)
+		return peer_refusal(p, "changes");
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < p->rp.n_segs; i++) {
+		const struct es_sync_segment *seg = &p->rp.segs[i];
+
+		if (seg->add_version <= prev ||
+		    seg->add_version > p->rp.version)
+			return peer_errf(p, ES_E_SYNC_PROTOCOL,
+					 "changes: %s listed versions out of "
+					 "order",
+					 p->url);
+		if (sync_segment_check(seg, col->dim, why, sizeof(why)))
+			return peer_errf(p, ES_E_SYNC_PROTOCOL,
+					 "changes: %s: %s", p->url, why);
+		prev = seg->add_version;
+	}
+	if (p->rp.more && p->rp.version <= since)
+		return peer_errf(p, ES_E_SYNC_PROTOCOL,
+				 "changes: %s says more without progress",
+				 p->url);
+	*segs = p->rp.segs; /* taken from the reply */
+	*n = p->rp.n_segs;
+	p->rp.segs = NULL;
+	p->rp.n_segs = 0;
+	*version = p->rp.version;
+	*more = p->rp.more;
+	return 0;
+}
+
+static int download_collection(struct sync_peer *p,
+			       struct es_sync_collection *col)
+{
+	const struct es_sync_host *h = &p->s->host;
+	struct es_sync_segment *segs = NULL;
+	uint64_t since = 0, version = 0;
+	size_t n = 0;
+	int rc, more = 1;
+
+	col->flags = ES_SYNC_FLAG_DOWNLOAD;
+	rc = h->ensure_collection(h->arg, col);
+	if (rc == ES_E_SYNC_MISMATCH)
+		return peer_errf(p, rc,
+				 "collection %s exists here with another dim "
+				 "or metric than %s publishes; not "
+				 "downloading it",
+				 col->name, p->url);
+	if (rc == 0)
+		rc = h->ack_get(h->arg, p->cloud, col->name, ES_SYNC_DOWN,
+				&since);
+	if (rc < 0)
+		return peer_errf(p, rc, "collection %s: %s", col->name,
+				 es_sync_strerror(rc));
+	for (int page = 0; rc == 0 && more; page++) {
+		if (page == PEER_PAGES_MAX)
+			return peer_errf(p, ES_E_SYNC_PROTOCOL,
+					 "changes: %s keeps saying more",
+					 p->url);
+		rc = changes(p, col, since, &segs, &n, &version, &more);
+		for (size_t i = 0; rc == 0 && i < n; i++) {
+			rc = h->has_segment(h->arg, col->name, segs[i].origin,
+					    segs[i].origin_seq);
+			if (rc == 0)
+				rc = download_segment(p, col, &segs[i]);
+			else if (rc == 1)
+				rc = 0;
+			if (rc == 0)
+				rc = ack(p, col->name, segs[i].add_version);
+		}
+		if (rc == 0 && version > since)
+			rc = ack(p, col->name, version);
+		if (rc == 0)
+			since = version > since ? version : since;
+		free(segs);
+		segs = NULL;
+	}
+	return rc;
+}
+
+int sync_download_all(struct sync_peer *p)
+{
+	struct es_sync_collection *cols;
+	size_t n;
+	int rc, first = 0;
+
+	es_cbor_enc_reset(&p->enc, 4096);
+	sync_enc_request(&p->enc, SYNC_T_COLLECTIONS, 0);
+	rc = peer_request(p, SYNC_T_COLLECTIONS, PEER_TIMEOUT_MS);
+	if (rc == ES_E_SYNC_REFUSED)
+		return peer_refusal(p, "collections");
+	if (rc)
+		return rc;
+	cols = p->rp.colls; /* taken from the reply */
+	n = p->rp.n_colls;
+	p->rp.colls = NULL;
+	p->rp.n_colls = 0;
+	for (size_t i = 0; i < n; i++) {
+		rc = download_collection(p, &cols[i]);
+		if (rc == SYNC_E_STOPPED || rc == -ETIMEDOUT ||
+		    rc == -ECONNRESET || rc == -ESHUTDOWN) {
+			first = rc;
+			break;
+		}
+		if (rc && !first)
+			first = rc;
+	}
+	free(cols);
+	return first;
+}

@@ -1,0 +1,430 @@
+/*
+ * The edge's uploads (PROTOCOL.md, "Upload"). Per upload collection, the
+ * segments added after what the peer acknowledged are sent in
+ * add_version order; the acknowledgement is recorded (ack_put) after each
+ * installed or duplicate reply, so a restart resumes at the first segment
+ * not acknowledged. Segments that came from other devices are not sent
+ * (their origin uploads them) but are acknowledged as they are passed.
+ *
+ * One segment:  begin -> [more_tombstones]* -> chunk* -> commit
+ *   "offset"    resume where the receiver says
+ *   "checksum"  send the chunk again (PEER_BAD_CHUNKS in a row: give up)
+ *   "state"/"session", "verify"   start the segment over with begin
+ *                                 (PEER_ATTEMPTS times per round)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "edge.h"
+#include "edgesync/crc32c.h"
+#include "sync_test.h"
+
+struct up_seg {
+	const struct es_sync_collection *col;
+	struct es_sync_tombstone *tombs;
+	size_t n_tombs;
+	int fd;
+};
+
+static void enc_ref(struct sync_peer *p, enum sync_type t, size_t extra,
+		    const char *coll, const struct es_sync_segment *seg)
+{
+	es_cbor_enc_reset(&p->enc, (size_t)p->chunk * 2);
+	sync_enc_request(&p->enc, t, 3 + extra);
+	es_cbor_enc_kv_text(&p->enc, "collection", coll);
+	es_cbor_enc_kv_text(&p->enc, "origin", seg->origin);
+	es_cbor_enc_kv_uint(&p->enc, "origin_seq", seg->origin_seq);
+}
+
+static int send_begin(struct sync_peer *p, struct up_seg *u,
+		      const struct es_sync_segment *seg, uint64_t *off)
+{
+	size_t k =
+	    u->n_tombs < SYNC_TOMBS_PER_MSG ? u->n_tombs : SYNC_TOMBS_PER_MSG;
+	int rc;
+
+	es_cbor_enc_reset(&p->enc, (size_t)p->chunk * 2);
+	sync_enc_request(&p->enc, SYNC_T_BEGIN, 4);
+	es_cbor_enc_text(&p->enc, "collection");
+	sync_enc_collection(&p->enc, u->col, 0);
+	es_cbor_enc_text(&p->enc, "segment");
+	sync_enc_segment(&p->enc, seg, 0);
+	es_cbor_enc_text(&p->enc, "tombstones");
+	sync_enc_tombstones(&p->enc, u->tombs, k);
+	es_cbor_enc_kv_uint(&p->enc, "tombstones_total", u->n_tombs);
+	rc = peer_request(p, SYNC_T_BEGIN, PEER_TIMEOUT_MS);
+	if (rc == ES_E_SYNC_REFUSED)
+		return peer_refusal(p, "begin");
+	if (rc)
+		return rc;
+	if (p->rp.state == SYNC_S_DUPLICATE)
+		return 1;
+	if (p->rp.state != SYNC_S_RESUME || p->rp.offset > seg->size)
+		return peer_errf(p, ES_E_SYNC_PROTOCOL,
+				 "begin: %s answered an impossible state",
+				 p->url);
+	*off = p->rp.offset;
+	return 0;
+}
+
+static int send_tombstones(struct sync_peer *p, struct up_seg *u,
+			   const struct es_sync_segment *seg)
+{
+	size_t i = SYNC_TOMBS_PER_MSG, k;
+	int rc;
+
+	while (i < u->n_tombs) {
+		k = u->n_tombs - i;
+		k = k < SYNC_TOMBS_PER_MSG ? k : SYNC_TOMBS_PER_MSG;
+		enc_ref(p, SYNC_T_MORE_TOMBSTONES, 2, u->col->name, seg);
+		es_cbor_enc_kv_uint(&p->enc, "first", i);
+		es_cbor_enc_text(&p->enc, "tombstones");
+		sync_enc_tombstones(&p->enc, u->tombs + i, k);
+		rc = peer_request(p, SYNC_T_MORE_TOMBSTONES, PEER_TIMEOUT_MS);
+		if (rc == ES_E_SYNC_REFUSED && p->rp.code == SYNC_C_OFFSET &&
+		    p->rp.has_offset && p->rp.offset <= u->n_tombs &&
+		    p->rp.offset != i) {
+			i = (size_t)p->rp.offset;
+			continue;
+		}
+		if (rc == ES_E_SYNC_REFUSED)
+			return peer_refusal(p, "more_tombstones");
+		if (rc)
+			return rc;
+		if (p->rp.offset != i + k)
+			return peer_errf(p, ES_E_SYNC_PROTOCOL,
+					 "more_tombstones: %s holds %" PRIu64
+					 " tombstones after %zu were sent",
+					 p->url, p->rp.offset, i + k);
+		i += k;
+	}
+	return 0;
+}
+
+/* One chunk at off; *off moves to what the receiver holds. */
+static int send_chunk(struct sync_peer *p, struct up_seg *u,
+		      const struct es_sync_segment *seg, uint64_t *off,
+		      int *bad)
+{
+	size_t n =
+	    seg->size - *off < p->chunk ? (size_t)(seg->size - *off) : p->chunk;
+	unsigned char *data;
+	uint32_t crc;
+	int rc;
+
+	enc_ref(p, SYNC_T_CHUNK, 3, u->col->name, seg);
+	es_cbor_enc_kv_uint(&p->enc, "offset", *off);
+	es_cbor_enc_text(&p->enc, "data");
+	data = es_cbor_enc_bytes_reserve(&p->enc, n);
+	if (!data)
+		return -ENOMEM;
+	rc = sync_pread_all(u->fd, data, n, (off_t)*off);
+	if (rc)
+		return peer_errf(p, rc, "reading segment %s/%" PRIu64 ": %s",
+				 seg->origin, seg->origin_seq,
+				 es_sync_strerror(rc));
+	crc = es_crc32c(0, data, n);
+	if (sync_test_hooks.chunk_out)
+		sync_test_hooks.chunk_out(sync_test_hooks.arg, *off, data, n);
+	es_cbor_enc_kv_uint(&p->enc, "crc", crc);
+	rc = peer_throttle(p, n);
+	if (rc == 0)
+		rc = peer_request(p, SYNC_T_CHUNK, PEER_TIMEOUT_MS);
+	if (rc == ES_E_SYNC_REFUSED && p->rp.code == SYNC_C_CHECKSUM) {
+		peer_count(p, 1, 0, 0);
+		if (++*bad < PEER_BAD_CHUNKS)
+			return 0;
+		return peer_errf(p, ES_E_SYNC_CHECKSUM,
+				 "chunk at %" PRIu64 " failed its CRC32C %d "
+				 "times in a row at %s",
+				 *off, *bad, p->url);
+	}
+	if (rc == ES_E_SYNC_REFUSED && p->rp.code == SYNC_C_OFFSET &&
+	    p->rp.has_offset && p->rp.offset <= seg->size &&
+	    ++*bad < PEER_BAD_CHUNKS) {
+		*off = p->rp.offset; /* resume where the receiver is */
+		return 0;
+	}
+	if (rc == ES_E_SYNC_REFUSED)
+		return peer_refusal(p, "chunk");
+	if (rc)
+		return rc;
+	if (p->rp.offset != *off + n)
+		return peer_errf(p, ES_E_SYNC_PROTOCOL,
+				 "chunk: %s holds %" PRIu64 " bytes after "
+				 "%" PRIu64 " were sent",
+				 p->url, p->rp.offset, *off + n);
+	*bad = 0;
+	*off += n;
+	if (sync_test_hooks.chunk_acked &&
+	    sync_test_hooks.chunk_acked(sync_test_hooks.arg, *off, seg->size))
+		return peer_errf(p, -ECONNABORTED, "cut by a test hook");
+	return 0;
+}
+
+static int send_commit(struct sync_peer *p, struct up_seg *u,
+		       const struct es_sync_segment *seg)
+{
+	int rc;
+
+	enc_ref(p, SYNC_T_COMMIT, 0, u->col->name, seg);
+	rc = peer_request(p, SYNC_T_COMMIT,
+			  PEER_TIMEOUT_MS + (int)(seg->size / 20000));
+	if (rc == ES_E_SYNC_REFUSED && p->rp.code == SYNC_C_VERIFY) {
+		sync_log(p->s, SYNC_LOG_WARN,
+			 "sync: %s could not verify segment %s/%" PRIu64
+			 ": %s; sending it again",
+			 p->url, seg->origin, seg->origin_seq, p->rp.message);
+		return SYNC_E_RESTART;
+	}
+	if (rc == ES_E_SYNC_REFUSED)
+		return peer_refusal(p, "commit");
+	if (rc == 0 && p->rp.state != SYNC_S_INSTALLED)
+		rc = peer_errf(p, ES_E_SYNC_PROTOCOL,
+			       "commit: %s answered an impossible state",
+			       p->url);
+	return rc;
+}
+
+static int upload_try(struct sync_peer *p, struct up_seg *u,
+		      const struct es_sync_segment *seg)
+{
+	uint64_t off = 0;
+	int bad = 0, rc;
+
+	rc = send_begin(p, u, seg, &off);
+	if (rc == 1)
+		return 0; /* duplicate: the peer has it */
+	if (rc == 0)
+		rc = send_tombstones(p, u, seg);
+	while (rc == 0 && off < seg->size)
+		rc = send_chunk(p, u, seg, &off, &bad);
+	if (rc == 0)
+		rc = send_commit(p, u, seg);
+	if (rc == 0)
+		peer_count(p, 0, 1, 0);
+	return rc;
+}
+
+static int open_segment(struct sync_peer *p, struct up_seg *u,
+			const struct es_sync_segment *seg)
+{
+	const struct es_sync_host *h = &p->s->host;
+	struct stat sb;
+	char *path = NULL;
+	int rc;
+
+	rc = h->segment_path(h->arg, u->col->name, seg->id, &path);
+	if (rc < 0)
+		return peer_errf(p, rc, "segment_path(%s, %" PRId64 "): %s",
+				 u->col->name, seg->id, es_sync_strerror(rc));
+	u->fd = open(path, O_RDONLY | O_CLOEXEC);
+	rc = u->fd < 0 ? -errno : 0;
+	if (rc == 0 && fstat(u->fd, &sb) != 0)
+		rc = -errno;
+	if (rc == 0 && (uint64_t)sb.st_size != seg->size)
+		rc = peer_errf(p, ES_E_SYNC_CHECKSUM,
+			       "segment file %s is %" PRIu64
+			       " bytes; its record says %" PRIu64,
+			       path, (uint64_t)sb.st_size, seg->size);
+	else if (rc)
+		peer_errf(p, rc, "cannot open segment file %s: %s", path,
+			  es_sync_strerror(rc));
+	free(path);
+	return rc;
+}
+
+static int load_tombstones(struct sync_peer *p, struct up_seg *u,
+			   const struct es_sync_segment *seg)
+{
+	const struct es_sync_host *h = &p->s->host;
+	int rc = h->segment_tombstones(h->arg, u->col->name, seg->add_version,
+				       &u->tombs, &u->n_tombs);
+
+	if (rc < 0)
+		return peer_errf(p, rc, "segment_tombstones(%s): %s",
+				 u->col->name, es_sync_strerror(rc));
+	if (u->n_tombs > SYNC_TOMBS_MAX)
+		return peer_errf(p, ES_E_SYNC_PROTOCOL,
+				 "segment %s/%" PRIu64
+				 " has %zu tombstones; the protocol carries "
+				 "at most %u per segment",
+				 seg->origin, seg->origin_seq, u->n_tombs,
+				 SYNC_TOMBS_MAX);
+	for (size_t i = 0; i < u->n_tombs; i++)
+		if (!u->tombs[i].origin[0])
+			snprintf(u->tombs[i].origin, sizeof(u->tombs[i].origin),
+				 "%s", p->s->cfg.device_id);
+	return 0;
+}
+
+static int upload_segment(struct sync_peer *p,
+			  const struct es_sync_collection *col,
+			  const struct es_sync_segment *seg)
+{
+	struct up_seg u = {.col = col, .fd = -1};
+	int rc, i;
+
+	rc = open_segment(p, &u, seg);
+	if (rc == 0)
+		rc = load_tombstones(p, &u, seg);
+	for (i = 0; rc == 0 && i < PEER_ATTEMPTS; i++) {
+		rc = upload_try(p, &u, seg);
+		if (rc != SYNC_E_RESTART)
+			break;
+		rc = 0;
+	}
+	if (rc == 0 && i == PEER_ATTEMPTS)
+		rc = peer_errf(
+		    p, ES_E_SYNC_PROTOCOL,
+		    "segment %s/%" PRIu64 " restarted %d times at %s",
+		    seg->origin, seg->origin_seq, PEER_ATTEMPTS, p->url);
+	if (u.fd >= 0)
+		close(u.fd);
+	free(u.tombs);
+	return rc;
+}
+
+/* ---- collections ------------------------------------------------------ */
+
+struct up_plan {
+	struct es_sync_collection col;
+	struct es_sync_segment *segs;
+	size_t n;
+	uint64_t acked;
+};
+
+static int own(const struct sync_peer *p, const struct es_sync_segment *seg)
+{
+	return !strcmp(seg->origin, p->s->cfg.device_id);
+}
+
+/* Pending = our segments from plan pi, segment si on. */
+static void pending(struct sync_peer *p, const struct up_plan *plans, size_t np,
+		    size_t pi, size_t si)
+{
+	uint64_t segs = 0, bytes = 0, oldest = 0;
+
+	for (; pi < np; pi++, si = 0) {
+		for (; si < plans[pi].n; si++) {
+			const struct es_sync_segment *seg = &plans[pi].segs[si];
+
+			if (!own(p, seg))
+				continue;
+			segs++;
+			bytes += seg->size;
+			if (!oldest || seg->seal_hlc < oldest)
+				oldest = seg->seal_hlc;
+		}
+	}
+	peer_pending(p, segs, bytes, oldest);
+}
+
+static int ack(struct sync_peer *p, const char *coll, uint64_t v)
+{
+	const struct es_sync_host *h = &p->s->host;
+	int rc = h->ack_put(h->arg, p->cloud, coll, ES_SYNC_UP, v);
+
+	if (rc < 0)
+		return peer_errf(p, rc, "ack_put(%s, %s): %s", p->cloud, coll,
+				 es_sync_strerror(rc));
+	return 0;
+}
+
+static int upload_plan(struct sync_peer *p, struct up_plan *plans, size_t np,
+		       size_t pi)
+{
+	struct up_plan *pl = &plans[pi];
+	uint64_t done = pl->acked;
+	int rc = 0;
+
+	for (size_t si = 0; si < pl->n && rc == 0; si++) {
+		struct es_sync_segment *seg = &pl->segs[si];
+
+		if (own(p, seg)) {
+			rc = upload_segment(p, &pl->col, seg);
+			if (rc == 0)
+				rc = ack(p, pl->col.name, seg->add_version);
+			if (rc == 0)
+				pl->acked = seg->add_version;
+		}
+		if (rc == 0 && seg->add_version > done)
+			done = seg->add_version;
+		if (rc == 0)
+			pending(p, plans, np, pi, si + 1);
+	}
+	if (done > pl->acked) {
+		int rc2 = ack(p, pl->col.name, done);
+
+		rc = rc ? rc : rc2;
+	}
+	return rc;
+}
+
+/* The plan of every upload collection: what the peer has not acked. */
+static int plan(struct sync_peer *p, struct up_plan **out, size_t *np)
+{
+	const struct es_sync_host *h = &p->s->host;
+	struct es_sync_collection *cols = NULL;
+	struct up_plan *pl;
+	size_t nc = 0, k = 0;
+	int rc;
+
+	*out = NULL;
+	*np = 0;
+	rc = h->list_collections(h->arg, &cols, &nc);
+	if (rc < 0)
+		return peer_errf(p, rc, "list_collections: %s",
+				 es_sync_strerror(rc));
+	pl = calloc(nc ? nc : 1, sizeof(*pl));
+	if (!pl) {
+		free(cols);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < nc && rc == 0; i++) {
+		if (!(cols[i].flags & ES_SYNC_FLAG_UPLOAD))
+			continue;
+		pl[k].col = cols[i];
+		rc = h->ack_get(h->arg, p->cloud, cols[i].name, ES_SYNC_UP,
+				&pl[k].acked);
+		if (rc == 0)
+			rc = h->list_segments(h->arg, cols[i].name, pl[k].acked,
+					      &pl[k].segs, &pl[k].n);
+		if (rc < 0)
+			rc = peer_errf(p, rc, "reading collection %s: %s",
+				       cols[i].name, es_sync_strerror(rc));
+		for (size_t j = 0; rc == 0 && j < pl[k].n; j++)
+			if (!pl[k].segs[j].origin[0])
+				snprintf(pl[k].segs[j].origin,
+					 sizeof(pl[k].segs[j].origin), "%s",
+					 p->s->cfg.device_id);
+		k++;
+	}
+	free(cols);
+	*out = pl;
+	*np = k;
+	return rc < 0 ? rc : 0;
+}
+
+int sync_upload_all(struct sync_peer *p)
+{
+	struct up_plan *plans;
+	size_t np;
+	int rc;
+
+	rc = plan(p, &plans, &np);
+	if (rc == 0)
+		pending(p, plans, np, 0, 0);
+	for (size_t i = 0; i < np && rc == 0; i++)
+		rc = upload_plan(p, plans, np, i);
+	for (size_t i = 0; i < np; i++)
+		free(plans[i].segs);
+	free(plans);
+	return rc;
+}

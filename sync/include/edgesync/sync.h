@@ -1,0 +1,202 @@
+/*
+ * edgesync sync: ships immutable, checksummed segments between edge and
+ * cloud agents over nng REQ/REP (tcp:// or tls+tcp://), chunked,
+ * resumable and verified end to end, in both directions
+ * (sync/PROTOCOL.md).
+ *
+ *   edge   dials every configured cloud peer; per round it uploads the
+ *          segments (and their tombstones) of its upload collections
+ *          that the peer has not acknowledged, then downloads what
+ *          changed in the collections the cloud publishes.
+ *   cloud  listens; serves many edges at once (one nng context per
+ *          request in flight); receives uploads into its own
+ *          collections (created on first upload) and serves downloads.
+ *
+ * Sync never touches the manifest or the collections itself: the agent
+ * hands it an es_sync_host, whose callbacks read what exists and install
+ * what arrived. Sync owns the network, the protocol, the staging
+ * directory, the checks (every chunk's CRC32C, then the whole file
+ * against the metadata and the NDVS footer) and the retries.
+ *
+ * Threads: es_sync_start starts its own threads; host callbacks are
+ * called from them, concurrently. Every function returns 0 (or a count)
+ * or a negative code (-errno or ES_E_SYNC_*).
+ */
+#ifndef EDGESYNC_SYNC_H
+#define EDGESYNC_SYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ES_SYNC_NAME_MAX   64
+#define ES_SYNC_DEVICE_MAX 64
+#define ES_SYNC_PROTOCOL   1
+
+enum es_sync_err {
+	ES_E_SYNC_PROTOCOL = -5201, /* a peer message broke the protocol */
+	ES_E_SYNC_VERSION = -5202,  /* peer speaks another protocol version */
+	ES_E_SYNC_AUTH = -5203,	    /* identity or token refused */
+	ES_E_SYNC_MISMATCH = -5204, /* collection exists with another dim */
+	ES_E_SYNC_CHECKSUM = -5205, /* a chunk or file failed its CRC32C */
+	ES_E_SYNC_REFUSED = -5206,  /* the peer answered with an error */
+	ES_E_SYNC_CONFIG = -5207,   /* configuration unusable */
+};
+
+const char *es_sync_strerror(int err);
+
+enum es_sync_role { ES_SYNC_EDGE = 1, ES_SYNC_CLOUD = 2 };
+enum es_sync_direction { ES_SYNC_UP = 1, ES_SYNC_DOWN = 2 };
+
+/* Collection flags, as the manifest stores them. */
+#define ES_SYNC_FLAG_UPLOAD   (1u << 0)
+#define ES_SYNC_FLAG_DOWNLOAD (1u << 1)
+
+struct es_sync_collection {
+	char name[ES_SYNC_NAME_MAX + 1];
+	uint32_t dim;
+	uint32_t metric;
+	uint32_t flags;
+	uint64_t version;
+};
+
+struct es_sync_segment {
+	int64_t id; /* the holder's local id */
+	char origin[ES_SYNC_DEVICE_MAX + 1];
+	uint64_t origin_seq; /* with origin: the segment's global identity */
+	uint64_t seal_hlc;
+	uint64_t count;
+	uint32_t dim;
+	uint64_t size;	   /* NDVS bytes */
+	uint32_t checksum; /* NDVS footer CRC32C */
+	uint64_t
+	    add_version; /* the holder's collection version that added it */
+};
+
+struct es_sync_tombstone {
+	uint64_t id;
+	uint64_t hlc;
+	char origin[ES_SYNC_DEVICE_MAX + 1];
+};
+
+/*
+ * What sync needs from the agent. Arrays returned through out pointers are
+ * malloc'ed; sync free()s them. Called from sync's threads, concurrently.
+ */
+struct es_sync_host {
+	/* Every collection with its flags and current version. */
+	int (*list_collections)(void *arg, struct es_sync_collection **out,
+				size_t *n);
+	/*
+	 * Creates the collection if it is missing (with c's dim, metric,
+	 * flags); ES_E_SYNC_MISMATCH if it exists with another dim or metric.
+	 */
+	int (*ensure_collection)(void *arg, const struct es_sync_collection *c);
+	/*
+	 * Segments of coll added after version since, in the order they
+	 * were added (add_version ascending). An empty origin is taken as
+	 * this device.
+	 */
+	int (*list_segments)(void *arg, const char *coll, uint64_t since,
+			     struct es_sync_segment **out, size_t *n);
+	/* The tombstones recorded with the segment added at add_version. */
+	int (*segment_tombstones)(void *arg, const char *coll,
+				  uint64_t add_version,
+				  struct es_sync_tombstone **out, size_t *n);
+	/* The path of a segment's NDVS file (malloc'ed). */
+	int (*segment_path)(void *arg, const char *coll, int64_t id,
+			    char **path);
+	/* 1 if coll holds the segment (origin, origin_seq), else 0
+	 * (-ENOENT for a missing collection counts as 0). */
+	int (*has_segment)(void *arg, const char *coll, const char *origin,
+			   uint64_t origin_seq);
+	/*
+	 * Installs a staged file that sync has verified against seg: the
+	 * host moves it into the collection, records it with its tombstones
+	 * in one manifest transaction and makes it visible, crash-safely.
+	 * The staged file is gone (or left for sync to remove) afterwards.
+	 * seg is what the sender announced: seg->id is 0 and
+	 * seg->add_version the sender's (0 from an edge); the host assigns
+	 * its own. The collection exists (ensure_collection ran before).
+	 */
+	int (*install)(void *arg, const char *coll, const char *staged_path,
+		       const struct es_sync_segment *seg,
+		       const struct es_sync_tombstone *tombs, size_t n);
+	/*
+	 * What peer has acknowledged of coll in direction dir (0 if never),
+	 * and recording a new acknowledgement (only ever larger). peer is
+	 * the peer's device id, as it said in hello. Called by the edge
+	 * only: UP is the edge's add_version the cloud has, DOWN the
+	 * cloud's version the edge has.
+	 */
+	int (*ack_get)(void *arg, const char *peer, const char *coll,
+		       enum es_sync_direction dir, uint64_t *version);
+	int (*ack_put)(void *arg, const char *peer, const char *coll,
+		       enum es_sync_direction dir, uint64_t version);
+	/* The clock: a peer's hlc observed, so ours stays ahead of it. */
+	int (*hlc_observe)(void *arg, uint64_t remote_hlc);
+	/* A log line from sync's threads. level: 0 error .. 3 debug. */
+	void (*log)(void *arg, int level, const char *msg);
+	void *arg;
+};
+
+struct es_sync_config {
+	enum es_sync_role role;
+	const char *device_id;	  /* this agent's persistent id */
+	const char *listen_url;	  /* cloud: tcp://host:port, tls+tcp://... */
+	const char *const *peers; /* edge: the clouds it dials */
+	size_t n_peers;
+	const char *token;    /* plain tcp/ipc: shared secret, 16..256 */
+	const char *tls_cert; /* PEM files; all three for TLS */
+	const char *tls_key;
+	const char *tls_ca;
+	/* cloud: admitted device ids; with TLS required unless a token is */
+	const char *const *allow_devices;
+	size_t n_allow_devices;
+	const char *staging_dir; /* partial transfers, on the data volume */
+	uint64_t bandwidth;	 /* bytes/s per peer, 0 unlimited */
+	uint32_t chunk_size;	 /* default 1 MiB */
+	uint32_t interval_ms;	 /* edge: between rounds, default 5000 */
+	uint32_t backoff_max_ms; /* edge: reconnect backoff cap, 60000 */
+};
+
+struct es_sync;
+
+/*
+ * es_sync_start checks c (ES_E_SYNC_CONFIG, with a log line naming what
+ * is wrong), copies it (the caller's strings need not outlive the call),
+ * creates the staging directory if missing, and starts the threads. URLs
+ * are tcp://host:port, tls+tcp://host:port or ipc:///path. A cloud that
+ * cannot listen returns the nng error as -errno (-EADDRINUSE...).
+ */
+int es_sync_start(struct es_sync **sp, const struct es_sync_config *c,
+		  const struct es_sync_host *host);
+/* Stops the threads; transfers in progress resume at the next start. */
+void es_sync_stop(struct es_sync *s);
+
+/* es_sync_now wakes the edge's peer threads for a round now. */
+void es_sync_now(struct es_sync *s);
+
+struct es_sync_peer_status {
+	char peer[128]; /* URL (edge) or device id (cloud) */
+	char device[ES_SYNC_DEVICE_MAX + 1];
+	int connected;
+	uint64_t last_success_ms; /* Unix ms; 0 never */
+	uint64_t segments_pending;
+	uint64_t bytes_pending;
+	uint64_t lag_s; /* age of the oldest unshipped segment */
+	uint64_t bytes_sent, bytes_received;
+	uint64_t checksum_failures;
+	uint64_t segments_sent, segments_received;
+	char last_error[160];
+};
+
+/*
+ * Status per peer; *out malloc'ed. Edge: one entry per configured peer
+ * (peer = its URL, device = the cloud's id once it said hello). Cloud:
+ * one per device that said hello since start (peer = device; pending
+ * and lag are the edge's to know, 0 here).
+ */
+int es_sync_status(struct es_sync *s, struct es_sync_peer_status **out,
+		   size_t *n);
+
+#endif

@@ -1,0 +1,454 @@
+/*
+ * The staging directory: durable, resumable reception of segments. The
+ * layout and the invariants are in staging.h.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mbedtls/sha256.h>
+
+#include "edgesync/crc32c.h"
+#include "edgesync/ndvs.h"
+#include "edgesync/store_error.h"
+#include "staging.h"
+#include "sync_impl.h"
+
+#define META_SIZE    188
+#define META_CRC_AT  184
+#define META_VERSION 1
+
+void sync_stage_meta_from(struct sync_stage_meta *m, const char *coll,
+			  const struct es_sync_segment *seg)
+{
+	memset(m, 0, sizeof(*m));
+	snprintf(m->coll, sizeof(m->coll), "%s", coll);
+	snprintf(m->origin, sizeof(m->origin), "%s", seg->origin);
+	m->origin_seq = seg->origin_seq;
+	m->seal_hlc = seg->seal_hlc;
+	m->count = seg->count;
+	m->size = seg->size;
+	m->dim = seg->dim;
+	m->checksum = seg->checksum;
+}
+
+int sync_staging_init(struct sync_staging *st, const char *dir)
+{
+	memset(st, 0, sizeof(*st));
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return -errno;
+	st->dir = strdup(dir);
+	if (!st->dir)
+		return -ENOMEM;
+	for (int i = 0; i < SYNC_STAGING_STRIPES; i++)
+		pthread_mutex_init(&st->stripes[i], NULL);
+	return 0;
+}
+
+void sync_staging_fini(struct sync_staging *st)
+{
+	if (!st->dir)
+		return;
+	for (int i = 0; i < SYNC_STAGING_STRIPES; i++)
+		pthread_mutex_destroy(&st->stripes[i]);
+	free(st->dir);
+	st->dir = NULL;
+}
+
+void sync_staging_key(const char *coll, const char *origin, uint64_t seq,
+		      char key[SYNC_KEY_LEN + 1])
+{
+	unsigned char buf[ES_SYNC_NAME_MAX + ES_SYNC_DEVICE_MAX + 16];
+	unsigned char h[32];
+	size_t n = 0, a = strlen(coll), b = strlen(origin);
+
+	/* Lengths are validated before (<= 64 each); cut defensively. */
+	a = a > ES_SYNC_NAME_MAX ? ES_SYNC_NAME_MAX : a;
+	b = b > ES_SYNC_DEVICE_MAX ? ES_SYNC_DEVICE_MAX : b;
+	memcpy(buf, coll, a);
+	n = a;
+	buf[n++] = 0;
+	memcpy(buf + n, origin, b);
+	n += b;
+	buf[n++] = 0;
+	for (int i = 0; i < 8; i++)
+		buf[n++] = (unsigned char)(seq >> (8 * i));
+	mbedtls_sha256_ret(buf, n, h, 0);
+	for (int i = 0; i < SYNC_KEY_LEN / 2; i++)
+		snprintf(key + 2 * i, 3, "%02x", h[i]);
+}
+
+pthread_mutex_t *sync_staging_lock(struct sync_staging *st, const char *key)
+{
+	unsigned v = 0;
+
+	sscanf(key, "%2x", &v);
+	return &st->stripes[v % SYNC_STAGING_STRIPES];
+}
+
+static int path_of(const struct sync_staging *st, const char *key,
+		   const char *ext, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "%s/%s%s", st->dir, key, ext);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* ---- metadata --------------------------------------------------------- */
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static void meta_pack(unsigned char *b, const struct sync_stage_meta *m)
+{
+	size_t a = strlen(m->coll), o = strlen(m->origin);
+
+	memset(b, 0, META_SIZE);
+	memcpy(b, "ESSM", 4);
+	put32(b + 4, META_VERSION);
+	put64(b + 8, m->origin_seq);
+	put64(b + 16, m->seal_hlc);
+	put64(b + 24, m->count);
+	put64(b + 32, m->size);
+	put32(b + 40, m->dim);
+	put32(b + 44, m->checksum);
+	b[48] = (unsigned char)a;
+	memcpy(b + 49, m->coll, a);
+	b[113] = (unsigned char)o;
+	memcpy(b + 114, m->origin, o);
+	put32(b + META_CRC_AT, es_crc32c(0, b, META_CRC_AT));
+}
+
+static int meta_unpack(const unsigned char *b, struct sync_stage_meta *m)
+{
+	size_t a = b[48], o = b[113];
+
+	if (memcmp(b, "ESSM", 4) || get32(b + 4) != META_VERSION ||
+	    get32(b + META_CRC_AT) != es_crc32c(0, b, META_CRC_AT) ||
+	    a > ES_SYNC_NAME_MAX || o > ES_SYNC_DEVICE_MAX)
+		return -EINVAL;
+	memset(m, 0, sizeof(*m));
+	m->origin_seq = get64(b + 8);
+	m->seal_hlc = get64(b + 16);
+	m->count = get64(b + 24);
+	m->size = get64(b + 32);
+	m->dim = get32(b + 40);
+	m->checksum = get32(b + 44);
+	memcpy(m->coll, b + 49, a);
+	memcpy(m->origin, b + 114, o);
+	return 0;
+}
+
+static int meta_read(const struct sync_staging *st, const char *key,
+		     struct sync_stage_meta *m)
+{
+	unsigned char b[META_SIZE];
+	char path[4096];
+	int fd, rc;
+
+	rc = path_of(st, key, ".meta", path, sizeof(path));
+	if (rc)
+		return rc;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = sync_pread_all(fd, b, META_SIZE, 0);
+	close(fd);
+	return rc ? rc : meta_unpack(b, m);
+}
+
+static int meta_equal(const struct sync_stage_meta *a,
+		      const struct sync_stage_meta *b)
+{
+	return !strcmp(a->coll, b->coll) && !strcmp(a->origin, b->origin) &&
+	       a->origin_seq == b->origin_seq && a->seal_hlc == b->seal_hlc &&
+	       a->count == b->count && a->size == b->size && a->dim == b->dim &&
+	       a->checksum == b->checksum;
+}
+
+static int meta_write(const struct sync_staging *st, const char *key,
+		      const struct sync_stage_meta *m)
+{
+	unsigned char b[META_SIZE];
+	char tmp[4096], path[4096];
+	int fd, rc;
+
+	if (path_of(st, key, ".meta.tmp", tmp, sizeof(tmp)) ||
+	    path_of(st, key, ".meta", path, sizeof(path)))
+		return -ENAMETOOLONG;
+	meta_pack(b, m);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	rc = sync_pwrite_all(fd, b, META_SIZE, 0);
+	if (rc == 0 && fsync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+/* ---- transfers -------------------------------------------------------- */
+
+void sync_staging_remove(struct sync_staging *st, const char *key)
+{
+	char path[4096];
+
+	if (path_of(st, key, ".part", path, sizeof(path)) == 0)
+		unlink(path);
+	if (path_of(st, key, ".meta", path, sizeof(path)) == 0)
+		unlink(path);
+}
+
+int sync_staging_path(struct sync_staging *st, const char *key, char **path)
+{
+	char buf[4096];
+	int rc = path_of(st, key, ".part", buf, sizeof(buf));
+
+	if (rc)
+		return rc;
+	*path = strdup(buf);
+	return *path ? 0 : -ENOMEM;
+}
+
+int sync_staging_open(struct sync_staging *st, const char *key,
+		      const struct sync_stage_meta *m, uint64_t *offset)
+{
+	struct sync_stage_meta old;
+	struct stat sb;
+	char part[4096];
+	int fd, rc;
+
+	rc = path_of(st, key, ".part", part, sizeof(part));
+	if (rc)
+		return rc;
+	if (meta_read(st, key, &old) == 0 && meta_equal(&old, m) &&
+	    stat(part, &sb) == 0 && (uint64_t)sb.st_size <= m->size) {
+		*offset = (uint64_t)sb.st_size;
+		return 0;
+	}
+	sync_staging_remove(st, key);
+	rc = meta_write(st, key, m);
+	if (rc)
+		return rc;
+	fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		sync_staging_remove(st, key);
+		return rc;
+	}
+	close(fd);
+	rc = sync_fsync_dir(st->dir);
+	*offset = 0;
+	return rc;
+}
+
+int sync_staging_append(struct sync_staging *st, const char *key, uint64_t off,
+			const void *p, size_t n, uint64_t *now)
+{
+	struct stat sb;
+	char part[4096];
+	int fd, rc;
+
+	rc = path_of(st, key, ".part", part, sizeof(part));
+	if (rc)
+		return rc;
+	fd = open(part, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	*now = (uint64_t)sb.st_size;
+	if (*now != off) {
+		rc = SYNC_E_OFFSET;
+		goto out;
+	}
+	rc = sync_pwrite_all(fd, p, n, (off_t)off);
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = -errno;
+	if (rc) {
+		/* Keep the length an offset that was acknowledged. */
+		if (ftruncate(fd, (off_t)off) != 0)
+			rc = -EIO;
+		goto out;
+	}
+	*now = off + n;
+out:
+	close(fd);
+	return rc;
+}
+
+int sync_staging_check(struct sync_staging *st, const char *key,
+		       const struct sync_stage_meta *m, char *why,
+		       size_t whylen)
+{
+	struct es_ndvs_info info;
+	struct es_ndvs *seg;
+	struct stat sb;
+	char part[4096];
+	int rc;
+
+	rc = path_of(st, key, ".part", part, sizeof(part));
+	if (rc)
+		return rc;
+	if (stat(part, &sb) != 0)
+		return -errno;
+	if ((uint64_t)sb.st_size != m->size) {
+		snprintf(why, whylen,
+			 "staged %" PRIu64 " bytes of a %" PRIu64
+			 "-byte segment",
+			 (uint64_t)sb.st_size, m->size);
+		return ES_E_SYNC_CHECKSUM;
+	}
+	memset(&info, 0, sizeof(info));
+	rc = es_ndvs_open(&seg, part, ES_NDVS_OPEN_PREAD | ES_NDVS_OPEN_VERIFY,
+			  &info);
+	if (rc) {
+		snprintf(why, whylen, "the staged segment fails its checks: %s",
+			 es_store_strerror(rc));
+		return rc == -ENOMEM || rc == -EMFILE ? rc : ES_E_SYNC_CHECKSUM;
+	}
+	es_ndvs_close(seg);
+	if (info.dim != m->dim || info.count != m->count ||
+	    info.checksum != m->checksum || info.file_size != m->size) {
+		snprintf(why, whylen,
+			 "the staged segment (dim %" PRIu32 ", %" PRIu64
+			 " vectors, crc %08" PRIx32
+			 ") is not the one announced (dim %" PRIu32 ", %" PRIu64
+			 " vectors, crc %08" PRIx32 ")",
+			 info.dim, info.count, info.checksum, m->dim, m->count,
+			 m->checksum);
+		return ES_E_SYNC_CHECKSUM;
+	}
+	return 0;
+}
+
+/* ---- sweep ------------------------------------------------------------ */
+
+static int is_key(const char *name, const char **ext)
+{
+	for (int i = 0; i < SYNC_KEY_LEN; i++) {
+		char c = name[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return 0;
+	}
+	*ext = name + SYNC_KEY_LEN;
+	return !strcmp(*ext, ".meta") || !strcmp(*ext, ".part") ||
+	       !strcmp(*ext, ".meta.tmp");
+}
+
+/* Newest mtime of key's files (0 if none). */
+static time_t key_mtime(const struct sync_staging *st, const char *key)
+{
+	static const char *const exts[] = {".meta", ".part", ".meta.tmp"};
+	struct stat sb;
+	char path[4096];
+	time_t t = 0;
+
+	for (size_t i = 0; i < 3; i++)
+		if (path_of(st, key, exts[i], path, sizeof(path)) == 0 &&
+		    stat(path, &sb) == 0 && sb.st_mtime > t)
+			t = sb.st_mtime;
+	return t;
+}
+
+static int sweep_key(struct sync_staging *st, const char *key, time_t now,
+		     uint64_t max_age_s,
+		     int (*installed)(void *, const struct sync_stage_meta *),
+		     void *arg)
+{
+	pthread_mutex_t *lk = sync_staging_lock(st, key);
+	struct sync_stage_meta m;
+	char tmp[4096];
+	int gone = 0, rc;
+	time_t mtime;
+
+	pthread_mutex_lock(lk);
+	mtime = key_mtime(st, key);
+	if (mtime == 0) { /* gone already (readdir lists it still) */
+		pthread_mutex_unlock(lk);
+		return 0;
+	}
+	rc = meta_read(st, key, &m);
+	if ((uint64_t)(now - mtime) > max_age_s)
+		gone = 1;
+	else if (rc)
+		gone = 1; /* no or bad .meta: left by a crash (invariant 4) */
+	else if (installed && installed(arg, &m) == 1)
+		gone = 1;
+	if (gone) {
+		sync_staging_remove(st, key);
+		if (path_of(st, key, ".meta.tmp", tmp, sizeof(tmp)) == 0)
+			unlink(tmp);
+	}
+	pthread_mutex_unlock(lk);
+	return gone;
+}
+
+int sync_staging_sweep(struct sync_staging *st, uint64_t max_age_s,
+		       int (*installed)(void *arg,
+					const struct sync_stage_meta *m),
+		       void *arg)
+{
+	char key[SYNC_KEY_LEN + 1];
+	struct dirent *de;
+	const char *ext;
+	time_t now = time(NULL);
+	int removed = 0;
+	DIR *d;
+
+	d = opendir(st->dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) != NULL) {
+		if (strlen(de->d_name) <= SYNC_KEY_LEN ||
+		    !is_key(de->d_name, &ext))
+			continue;
+		/* Each key once: by its .meta, or by an orphan file. */
+		memcpy(key, de->d_name, SYNC_KEY_LEN);
+		key[SYNC_KEY_LEN] = '\0';
+		if (strcmp(ext, ".meta") != 0) {
+			char meta[4096];
+
+			if (path_of(st, key, ".meta", meta, sizeof(meta)) ||
+			    access(meta, F_OK) == 0)
+				continue;
+		}
+		removed += sweep_key(st, key, now, max_age_s, installed, arg);
+	}
+	closedir(d);
+	return removed;
+}

@@ -1,0 +1,119 @@
+/*
+ * Private to sync: the staging directory, where a segment being received
+ * (an upload on the cloud, a download on the edge) accumulates until it
+ * is verified and handed to the host.
+ *
+ * A transfer is named by a key: 32 hex digits of SHA-256 over (collection,
+ * origin, origin_seq). Names that came from a peer never become paths.
+ * Per key, two files:
+ *
+ *   <key>.meta  what the segment should be (collection, origin, seq,
+ *               size, count, dim, checksum, seal clock): 188 bytes,
+ *               little-endian, magic "ESSM", version 1, CRC32C; written
+ *               to <key>.meta.tmp, fsynced, renamed.
+ *   <key>.part  the bytes received so far, in order. Its length IS the
+ *               durable offset: a chunk is appended with pwrite at the
+ *               current length and fdatasync'ed before it is
+ *               acknowledged, so after a cut or a restart of either side
+ *               the sender resumes at the length, re-sending at most the
+ *               chunk that was in flight.
+ *
+ * Invariants:
+ *   1. A .part exists only beside a .meta that describes it; a .meta is
+ *      written before its .part is created, and the .part is removed
+ *      before a .meta that differs replaces it.
+ *   2. A .part never grows beyond the size in its .meta.
+ *   3. Nothing staged is trusted: sync_staging_check verifies the whole
+ *      file (exact size, full CRC32C through es_ndvs_open VERIFY, dim,
+ *      count and footer checksum against the metadata) before it is
+ *      installed. A power cut during an append can at worst make that
+ *      check fail, and the transfer starts over.
+ *   4. Every operation on a key runs under that key's lock
+ *      (sync_staging_lock; one of SYNC_STAGING_STRIPES mutexes), so two
+ *      sessions receiving the same segment, and the sweep, serialize.
+ */
+#ifndef EDGESYNC_SYNC_STAGING_H
+#define EDGESYNC_SYNC_STAGING_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "edgesync/sync.h"
+
+#define SYNC_KEY_LEN	     32
+#define SYNC_STAGING_STRIPES 64
+#define SYNC_STAGE_MAX_AGE_S (24 * 3600)
+
+struct sync_staging {
+	char *dir;
+	pthread_mutex_t stripes[SYNC_STAGING_STRIPES];
+};
+
+/* What a staged segment must turn out to be. */
+struct sync_stage_meta {
+	char coll[ES_SYNC_NAME_MAX + 1];
+	char origin[ES_SYNC_DEVICE_MAX + 1];
+	uint64_t origin_seq;
+	uint64_t seal_hlc;
+	uint64_t count;
+	uint64_t size;
+	uint32_t dim;
+	uint32_t checksum;
+};
+
+void sync_stage_meta_from(struct sync_stage_meta *m, const char *coll,
+			  const struct es_sync_segment *seg);
+
+/* Creates dir (mode 0700) if it is missing; 0 or -errno. */
+int sync_staging_init(struct sync_staging *st, const char *dir);
+void sync_staging_fini(struct sync_staging *st);
+
+void sync_staging_key(const char *coll, const char *origin, uint64_t seq,
+		      char key[SYNC_KEY_LEN + 1]);
+pthread_mutex_t *sync_staging_lock(struct sync_staging *st, const char *key);
+
+/* The rest run under the key's lock. */
+
+/*
+ * sync_staging_open starts or resumes the transfer of m: if the .meta on
+ * disk describes m, *offset is the .part's length; otherwise the old
+ * files go, a new .meta is written and *offset is 0.
+ */
+int sync_staging_open(struct sync_staging *st, const char *key,
+		      const struct sync_stage_meta *m, uint64_t *offset);
+
+/*
+ * sync_staging_append writes n bytes at off and makes them durable.
+ * off must be the .part's length: otherwise SYNC_E_OFFSET with *now set
+ * to the length. -ENOENT if nothing is staged (open first). On success
+ * *now is off + n.
+ */
+int sync_staging_append(struct sync_staging *st, const char *key, uint64_t off,
+			const void *p, size_t n, uint64_t *now);
+
+/*
+ * sync_staging_check verifies the staged file against m (invariant 3):
+ * 0, or ES_E_SYNC_CHECKSUM with the reason in why, or -errno.
+ */
+int sync_staging_check(struct sync_staging *st, const char *key,
+		       const struct sync_stage_meta *m, char *why,
+		       size_t whylen);
+
+/* The .part's path (malloc'ed), for the host's install. */
+int sync_staging_path(struct sync_staging *st, const char *key, char **path);
+
+/* Removes both files of key (missing ones are fine). */
+void sync_staging_remove(struct sync_staging *st, const char *key);
+
+/*
+ * sync_staging_sweep removes what no transfer will finish: files older
+ * than max_age_s, a .part without its .meta, unreadable metadata, and
+ * transfers whose segment installed() says is already installed (1).
+ * Returns the number of transfers removed.
+ */
+int sync_staging_sweep(struct sync_staging *st, uint64_t max_age_s,
+		       int (*installed)(void *arg,
+					const struct sync_stage_meta *m),
+		       void *arg);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * Private to sync and its tests: hooks that let a test cut a transfer,
+ * damage a chunk or fail the watchdog's probe at a chosen moment, as the
+ * manifest's test hooks do. All NULL/0 in production; set them before
+ * es_sync_start and clear them after es_sync_stop.
+ */
+#ifndef EDGESYNC_SYNC_TEST_H
+#define EDGESYNC_SYNC_TEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sync_test_hooks {
+	void *arg;
+	/* Edge, upload: called with each chunk after its CRC32C was
+	 * computed, before it is sent; may change the bytes. */
+	void (*chunk_out)(void *arg, uint64_t offset, unsigned char *data,
+			  size_t n);
+	/* Edge, upload: called after each chunk is acknowledged; nonzero
+	 * aborts the round as if the connection had been cut. */
+	int (*chunk_acked)(void *arg, uint64_t offset, uint64_t size);
+	/* Cloud: nonzero makes the watchdog's probe fail. */
+	int (*probe_fail)(void *arg);
+	/* Cloud: the watchdog's period in ms (0: the default, 3000). */
+	unsigned watchdog_ms;
+	/* Edge: how long a request waits for a connection (0: 10000). */
+	unsigned send_timeout_ms;
+};
+
+extern struct sync_test_hooks sync_test_hooks;
+
+#endif

@@ -1,0 +1,388 @@
+/*
+ * The protocol's vocabulary: message types, error codes, validators and
+ * the decoders of the structures that several messages share
+ * (collections, segments, tombstones). See wire.h for what they promise.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edgesync/distance.h"
+#include "edgesync/ndvs.h"
+#include "wire.h"
+
+static const char *const type_names[SYNC_T_COUNT] = {
+    [SYNC_T_PING] = "ping",	  [SYNC_T_CHALLENGE] = "challenge",
+    [SYNC_T_HELLO] = "hello",	  [SYNC_T_COLLECTIONS] = "collections",
+    [SYNC_T_BEGIN] = "begin",	  [SYNC_T_MORE_TOMBSTONES] = "more_tombstones",
+    [SYNC_T_CHUNK] = "chunk",	  [SYNC_T_COMMIT] = "commit",
+    [SYNC_T_CHANGES] = "changes", [SYNC_T_TOMBSTONES] = "tombstones",
+    [SYNC_T_FETCH] = "fetch",
+};
+
+const char *sync_type_name(enum sync_type t)
+{
+	return (unsigned)t < SYNC_T_COUNT ? type_names[t] : NULL;
+}
+
+static const char *const code_names[SYNC_C_COUNT] = {
+    [SYNC_C_NONE] = "none",
+    [SYNC_C_MALFORMED] = "malformed",
+    [SYNC_C_INVALID] = "invalid",
+    [SYNC_C_VERSION] = "version",
+    [SYNC_C_UNKNOWN_TYPE] = "unknown_type",
+    [SYNC_C_AUTH] = "auth",
+    [SYNC_C_SESSION] = "session",
+    [SYNC_C_FORBIDDEN] = "forbidden",
+    [SYNC_C_NOT_FOUND] = "not_found",
+    [SYNC_C_MISMATCH] = "mismatch",
+    [SYNC_C_OFFSET] = "offset",
+    [SYNC_C_CHECKSUM] = "checksum",
+    [SYNC_C_VERIFY] = "verify",
+    [SYNC_C_STATE] = "state",
+    [SYNC_C_INTERNAL] = "internal",
+};
+
+const char *sync_code_name(enum sync_code c)
+{
+	return (unsigned)c < SYNC_C_COUNT ? code_names[c] : "none";
+}
+
+enum sync_code sync_code_parse(const char *s, size_t n)
+{
+	for (int c = 1; c < SYNC_C_COUNT; c++)
+		if (strlen(code_names[c]) == n && !memcmp(code_names[c], s, n))
+			return (enum sync_code)c;
+	return SYNC_C_NONE;
+}
+
+int sync_code_err(enum sync_code c)
+{
+	switch (c) {
+	case SYNC_C_MALFORMED:
+	case SYNC_C_INVALID:
+	case SYNC_C_UNKNOWN_TYPE:
+	case SYNC_C_STATE:
+	case SYNC_C_OFFSET:
+		return ES_E_SYNC_PROTOCOL;
+	case SYNC_C_VERSION:
+		return ES_E_SYNC_VERSION;
+	case SYNC_C_AUTH:
+	case SYNC_C_SESSION:
+	case SYNC_C_FORBIDDEN:
+		return ES_E_SYNC_AUTH;
+	case SYNC_C_MISMATCH:
+		return ES_E_SYNC_MISMATCH;
+	case SYNC_C_CHECKSUM:
+	case SYNC_C_VERIFY:
+		return ES_E_SYNC_CHECKSUM;
+	default:
+		return ES_E_SYNC_REFUSED;
+	}
+}
+
+int sync_failf(struct sync_fail *f, enum sync_code code, const char *fmt, ...)
+{
+	va_list ap;
+
+	f->code = code;
+	va_start(ap, fmt);
+	vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* ---- validation ------------------------------------------------------- */
+
+int sync_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > ES_SYNC_NAME_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+int sync_device_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > ES_SYNC_DEVICE_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+int sync_segment_check(const struct es_sync_segment *seg, uint32_t dim,
+		       char *why, size_t size)
+{
+	uint64_t want;
+
+	if (seg->dim != dim) {
+		snprintf(why, size,
+			 "segment dim %" PRIu32 " differs from the "
+			 "collection's %" PRIu32,
+			 seg->dim, dim);
+		return -1;
+	}
+	if (seg->dim < 1 || seg->dim > SYNC_DIM_MAX ||
+	    es_ndvs_file_size(seg->dim, seg->count, &want) != 0 ||
+	    want != seg->size) {
+		snprintf(why, size,
+			 "segment size %" PRIu64 " is not that of %" PRIu64
+			 " vectors of dim %" PRIu32,
+			 seg->size, seg->count, seg->dim);
+		return -1;
+	}
+	if (seg->size > SYNC_SEGMENT_SIZE_MAX) {
+		snprintf(why, size,
+			 "segment size %" PRIu64 " exceeds the limit of "
+			 "%" PRIu64 " bytes",
+			 seg->size, (uint64_t)SYNC_SEGMENT_SIZE_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- field decoders --------------------------------------------------- */
+
+int sync_dec_u32(struct es_cbor_reader *r, const char *what, uint32_t *v)
+{
+	uint64_t u;
+	int rc = es_cbor_get_uint(r, what, &u);
+
+	if (rc)
+		return rc;
+	if (u > UINT32_MAX)
+		return es_cbor_fail(r, ES_E_CBOR_VALUE,
+				    "%s is larger than 2^32 - 1", what);
+	*v = (uint32_t)u;
+	return 0;
+}
+
+int sync_dec_hlc(struct es_cbor_reader *r, const char *what, uint64_t *v)
+{
+	int rc = es_cbor_get_uint(r, what, v);
+
+	if (rc == 0 && *v > SYNC_HLC_MAX)
+		rc = es_cbor_fail(r, ES_E_CBOR_VALUE,
+				  "%s is a clock above 2^63 - 1", what);
+	return rc;
+}
+
+int sync_dec_name(struct es_cbor_reader *r, const char *what, char *name)
+{
+	int rc = es_cbor_get_text(r, what, name, ES_SYNC_NAME_MAX + 1);
+
+	if (rc == 0 && !sync_name_valid(name))
+		rc = es_cbor_fail(r, ES_E_CBOR_VALUE,
+				  "%s '%s' is not a collection name "
+				  "([a-z0-9_-]{1,64})",
+				  what, name);
+	return rc;
+}
+
+int sync_dec_device(struct es_cbor_reader *r, const char *what, char *dev)
+{
+	int rc = es_cbor_get_text(r, what, dev, ES_SYNC_DEVICE_MAX + 1);
+
+	if (rc == 0 && !sync_device_valid(dev))
+		rc = es_cbor_fail(r, ES_E_CBOR_VALUE,
+				  "%s is not a device id (1 to 64 printable "
+				  "ASCII characters, no space)",
+				  what);
+	return rc;
+}
+
+/* A required field of a map read with es_cbor_map_index. */
+static int need(struct es_cbor_reader *r, const struct es_cbor_span *sp,
+		const char *field, const char *what)
+{
+	if (sp->p)
+		return 0;
+	return es_cbor_fail(r, ES_E_CBOR_SCHEMA, "%s lacks field '%s'", what,
+			    field);
+}
+
+enum { C_NAME, C_DIM, C_METRIC, C_VERSION, C_COUNT };
+
+int sync_dec_collection(struct es_cbor_reader *r, struct es_sync_collection *c,
+			int depth, int with_version)
+{
+	static const char *const keys[C_COUNT] = {"name", "dim", "metric",
+						  "version"};
+	struct es_cbor_span sp[C_COUNT];
+	struct es_cbor_reader f;
+	char metric[16];
+	enum es_metric m;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	rc = es_cbor_map_index(r, keys, C_COUNT, sp, depth, "a collection");
+	for (int i = 0; rc == 0 && i < C_COUNT; i++) {
+		if (i == C_VERSION && !with_version)
+			continue;
+		rc = need(r, &sp[i], keys[i], "a collection");
+	}
+	if (rc)
+		return rc;
+	es_cbor_reader_span(&f, r, &sp[C_NAME]);
+	rc = sync_dec_name(&f, "collection name", c->name);
+	es_cbor_reader_span(&f, r, &sp[C_DIM]);
+	if (rc == 0)
+		rc = sync_dec_u32(&f, "collection dim", &c->dim);
+	if (rc == 0 && (c->dim < 1 || c->dim > SYNC_DIM_MAX))
+		rc = es_cbor_fail(r, ES_E_CBOR_VALUE,
+				  "collection dim %" PRIu32 " is not in 1..%u",
+				  c->dim, SYNC_DIM_MAX);
+	es_cbor_reader_span(&f, r, &sp[C_METRIC]);
+	if (rc == 0)
+		rc = es_cbor_get_text(&f, "collection metric", metric,
+				      sizeof(metric));
+	if (rc == 0 && es_metric_parse(metric, &m) != 0)
+		rc = es_cbor_fail(r, ES_E_CBOR_VALUE,
+				  "collection metric '%s' is not l2, ip or "
+				  "cosine",
+				  metric);
+	c->metric = (uint32_t)m;
+	if (rc == 0 && with_version) {
+		es_cbor_reader_span(&f, r, &sp[C_VERSION]);
+		rc = es_cbor_get_uint(&f, "collection version", &c->version);
+	}
+	return rc;
+}
+
+enum {
+	S_ORIGIN,
+	S_SEQ,
+	S_HLC,
+	S_COUNT_,
+	S_DIM,
+	S_SIZE,
+	S_CHECKSUM,
+	S_ADD_VERSION,
+	S_N,
+};
+
+int sync_dec_segment(struct es_cbor_reader *r, struct es_sync_segment *seg,
+		     int depth, int with_add_version)
+{
+	static const char *const keys[S_N] = {
+	    "origin", "origin_seq", "seal_hlc", "count",
+	    "dim",    "size",	    "checksum", "add_version"};
+	struct es_cbor_span sp[S_N];
+	struct es_cbor_reader f;
+	int rc;
+
+	memset(seg, 0, sizeof(*seg));
+	rc = es_cbor_map_index(r, keys, S_N, sp, depth, "a segment");
+	for (int i = 0; rc == 0 && i < S_N; i++) {
+		if (i == S_ADD_VERSION && !with_add_version)
+			continue;
+		rc = need(r, &sp[i], keys[i], "a segment");
+	}
+	if (rc)
+		return rc;
+	es_cbor_reader_span(&f, r, &sp[S_ORIGIN]);
+	rc = sync_dec_device(&f, "segment origin", seg->origin);
+	es_cbor_reader_span(&f, r, &sp[S_SEQ]);
+	if (rc == 0)
+		rc = es_cbor_get_uint(&f, "segment origin_seq",
+				      &seg->origin_seq);
+	es_cbor_reader_span(&f, r, &sp[S_HLC]);
+	if (rc == 0)
+		rc = sync_dec_hlc(&f, "segment seal_hlc", &seg->seal_hlc);
+	es_cbor_reader_span(&f, r, &sp[S_COUNT_]);
+	if (rc == 0)
+		rc = es_cbor_get_uint(&f, "segment count", &seg->count);
+	es_cbor_reader_span(&f, r, &sp[S_DIM]);
+	if (rc == 0)
+		rc = sync_dec_u32(&f, "segment dim", &seg->dim);
+	es_cbor_reader_span(&f, r, &sp[S_SIZE]);
+	if (rc == 0)
+		rc = es_cbor_get_uint(&f, "segment size", &seg->size);
+	es_cbor_reader_span(&f, r, &sp[S_CHECKSUM]);
+	if (rc == 0)
+		rc = sync_dec_u32(&f, "segment checksum", &seg->checksum);
+	if (rc == 0 && with_add_version) {
+		es_cbor_reader_span(&f, r, &sp[S_ADD_VERSION]);
+		rc = es_cbor_get_uint(&f, "segment add_version",
+				      &seg->add_version);
+	}
+	return rc;
+}
+
+static int dec_tombstone(struct es_cbor_reader *r, struct es_sync_tombstone *t,
+			 int depth)
+{
+	struct es_cbor_seq s;
+	int rc = es_cbor_array_begin(r, &s, "a tombstone");
+
+	if (rc)
+		return rc;
+	if (s.indef || s.left != 3)
+		return es_cbor_fail(r, ES_E_CBOR_SCHEMA,
+				    "a tombstone must be an array of 3 "
+				    "items [id, hlc, origin]");
+	rc = es_cbor_get_uint(r, "tombstone id", &t->id);
+	if (rc == 0)
+		rc = sync_dec_hlc(r, "tombstone hlc", &t->hlc);
+	if (rc == 0)
+		rc = sync_dec_device(r, "tombstone origin", t->origin);
+	return rc;
+}
+
+int sync_dec_tombstones(struct es_cbor_reader *r, size_t max,
+			struct es_sync_tombstone **out, size_t *n, int depth)
+{
+	struct es_sync_tombstone *t = NULL, *nt;
+	struct es_cbor_seq s;
+	size_t cap = 0, k = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (depth >= ES_CBOR_MAX_DEPTH)
+		return es_cbor_fail(r, ES_E_CBOR_MALFORMED, "nested too deep");
+	rc = es_cbor_array_begin(r, &s, "tombstones");
+	while (rc == 0 && (rc = es_cbor_seq_next(r, &s)) > 0) {
+		if (k == max) {
+			rc = es_cbor_fail(r, ES_E_CBOR_VALUE,
+					  "more than %zu tombstones in one "
+					  "message",
+					  max);
+			break;
+		}
+		if (k == cap) {
+			cap = cap ? cap * 2 : 16;
+			nt = realloc(t, cap * sizeof(*t));
+			if (!nt) {
+				rc = -ENOMEM;
+				break;
+			}
+			t = nt;
+		}
+		rc = dec_tombstone(r, &t[k], depth + 1);
+		if (rc == 0)
+			k++;
+	}
+	if (rc) {
+		free(t);
+		return rc;
+	}
+	*out = t;
+	*n = k;
+	return 0;
+}

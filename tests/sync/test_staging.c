@@ -1,0 +1,267 @@
+/*
+ * The staging directory (sync/staging.h): keys are hex, never names from
+ * the peer; the .part's length is the durable offset; appends at any
+ * other offset are refused with the length; a .meta that differs starts
+ * the transfer over; the whole-file check accepts the real segment only;
+ * the sweep removes old, orphaned, unreadable and installed transfers and
+ * keeps the rest.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "edgesync/ndvs.h"
+#include "staging.h"
+#include "sync_impl.h"
+
+static char root[300];
+
+static void make_dir(char *buf, size_t size, const char *name)
+{
+	snprintf(buf, size, "%s/%s", root, name);
+}
+
+/* An NDVS segment in memory (written to disk and read back). */
+static unsigned char *segment(uint32_t dim, uint64_t count,
+			      struct sync_stage_meta *m, const char *coll)
+{
+	struct es_ndvs_info info;
+	float *v = calloc(count * dim, sizeof(float));
+	uint64_t *ids = calloc(count, sizeof(uint64_t));
+	unsigned char *buf;
+	char path[400];
+	FILE *f;
+
+	for (uint64_t i = 0; i < count * dim; i++)
+		v[i] = (float)i * 0.5f;
+	for (uint64_t i = 0; i < count; i++)
+		ids[i] = 1000 + i;
+	snprintf(path, sizeof(path), "%s/src.ndvs", root);
+	assert_int_equal(es_ndvs_write(path, dim, count, v, ids, &info), 0);
+	buf = malloc(info.file_size);
+	f = fopen(path, "rb");
+	assert_int_equal(fread(buf, 1, info.file_size, f), info.file_size);
+	fclose(f);
+	unlink(path);
+	free(v);
+	free(ids);
+	memset(m, 0, sizeof(*m));
+	snprintf(m->coll, sizeof(m->coll), "%s", coll);
+	snprintf(m->origin, sizeof(m->origin), "edge-1");
+	m->origin_seq = 7;
+	m->seal_hlc = 1ull << 40;
+	m->count = count;
+	m->size = info.file_size;
+	m->dim = dim;
+	m->checksum = info.checksum;
+	return buf;
+}
+
+static void test_key(void **state)
+{
+	char a[SYNC_KEY_LEN + 1], b[SYNC_KEY_LEN + 1];
+
+	sync_staging_key("../../etc/passwd", "x/y", 1, a);
+	assert_int_equal(strlen(a), SYNC_KEY_LEN);
+	assert_int_equal(strspn(a, "0123456789abcdef"), SYNC_KEY_LEN);
+	sync_staging_key("../../etc/passwd", "x/y", 2, b);
+	assert_string_not_equal(a, b);
+	/* The fields are delimited: ("ab", "c") is not ("a", "bc"). */
+	sync_staging_key("ab", "c", 1, a);
+	sync_staging_key("a", "bc", 1, b);
+	assert_string_not_equal(a, b);
+}
+
+static void test_resume_and_check(void **state)
+{
+	struct sync_staging st;
+	struct sync_stage_meta m, other;
+	char dir[400], key[SYNC_KEY_LEN + 1], why[200], *path;
+	unsigned char *seg = segment(8, 100, &m, "c");
+	uint64_t off = 99, now = 0;
+
+	make_dir(dir, sizeof(dir), "st1");
+	assert_int_equal(sync_staging_init(&st, dir), 0);
+	sync_staging_key(m.coll, m.origin, m.origin_seq, key);
+	assert_int_equal(sync_staging_append(&st, key, 0, seg, 10, &now),
+			 -ENOENT);
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
+	assert_int_equal(off, 0);
+	assert_int_equal(sync_staging_append(&st, key, 0, seg, 1000, &now), 0);
+	assert_int_equal(now, 1000);
+	/* Not at the durable offset: refused, told where it is. */
+	assert_int_equal(sync_staging_append(&st, key, 500, seg, 10, &now),
+			 SYNC_E_OFFSET);
+	assert_int_equal(now, 1000);
+	assert_int_equal(sync_staging_append(&st, key, 2000, seg, 10, &now),
+			 SYNC_E_OFFSET);
+	/* A new start (a restart of either side) resumes at the length. */
+	sync_staging_fini(&st);
+	assert_int_equal(sync_staging_init(&st, dir), 0);
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
+	assert_int_equal(off, 1000);
+	/* Incomplete: the check says so and leaves the file. */
+	assert_int_equal(sync_staging_check(&st, key, &m, why, sizeof(why)),
+			 ES_E_SYNC_CHECKSUM);
+	assert_non_null(strstr(why, "staged 1000 bytes"));
+	assert_int_equal(sync_staging_append(&st, key, 1000, seg + 1000,
+					     m.size - 1000, &now),
+			 0);
+	assert_int_equal(sync_staging_check(&st, key, &m, why, sizeof(why)), 0);
+	/* The same bytes announced as another segment: refused. */
+	other = m;
+	other.count = 99;
+	es_ndvs_file_size(8, 99, &other.size);
+	other.size = m.size;
+	assert_int_equal(sync_staging_check(&st, key, &other, why, sizeof(why)),
+			 ES_E_SYNC_CHECKSUM);
+	assert_non_null(strstr(why, "not the one announced"));
+	assert_int_equal(sync_staging_path(&st, key, &path), 0);
+	assert_non_null(strstr(path, key));
+	free(path);
+	/* Metadata that differs (another checksum): start over at 0. */
+	other = m;
+	other.checksum ^= 1;
+	assert_int_equal(sync_staging_open(&st, key, &other, &off), 0);
+	assert_int_equal(off, 0);
+	sync_staging_remove(&st, key);
+	sync_staging_fini(&st);
+	free(seg);
+}
+
+static void test_damaged_file(void **state)
+{
+	struct sync_staging st;
+	struct sync_stage_meta m;
+	char dir[400], key[SYNC_KEY_LEN + 1], why[200];
+	unsigned char *seg = segment(4, 50, &m, "d");
+	uint64_t off, now;
+
+	make_dir(dir, sizeof(dir), "st2");
+	assert_int_equal(sync_staging_init(&st, dir), 0);
+	sync_staging_key(m.coll, m.origin, m.origin_seq, key);
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
+	seg[100] ^= 0x04;
+	assert_int_equal(sync_staging_append(&st, key, 0, seg, m.size, &now),
+			 0);
+	assert_int_equal(sync_staging_check(&st, key, &m, why, sizeof(why)),
+			 ES_E_SYNC_CHECKSUM);
+	assert_non_null(strstr(why, "fails its checks"));
+	sync_staging_fini(&st);
+	free(seg);
+}
+
+static int installed(void *arg, const struct sync_stage_meta *m)
+{
+	return !strcmp(m->coll, "done");
+}
+
+static void age(const char *dir, const char *key, const char *ext)
+{
+	struct timeval tv[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/%s%s", dir, key, ext);
+	assert_int_equal(utimes(path, tv), 0);
+}
+
+static int th_files_left(const char *dir)
+{
+	char cmd[500];
+	FILE *p;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", dir);
+	p = popen(cmd, "r");
+	if (fscanf(p, "%d", &n) != 1)
+		n = -1;
+	pclose(p);
+	return n;
+}
+
+static void test_sweep(void **state)
+{
+	struct sync_staging st;
+	struct sync_stage_meta m[4];
+	char dir[400], keys[4][SYNC_KEY_LEN + 1], path[600];
+	static const char *const colls[4] = {"keep", "done", "old", "orphan"};
+	uint64_t off;
+	FILE *f;
+
+	make_dir(dir, sizeof(dir), "st3");
+	assert_int_equal(sync_staging_init(&st, dir), 0);
+	for (int i = 0; i < 4; i++) {
+		memset(&m[i], 0, sizeof(m[i]));
+		snprintf(m[i].coll, sizeof(m[i].coll), "%s", colls[i]);
+		snprintf(m[i].origin, sizeof(m[i].origin), "e");
+		m[i].size = 1000;
+		sync_staging_key(m[i].coll, "e", 0, keys[i]);
+		assert_int_equal(sync_staging_open(&st, keys[i], &m[i], &off),
+				 0);
+	}
+	age(dir, keys[2], ".meta");
+	age(dir, keys[2], ".part");
+	snprintf(path, sizeof(path), "%s/%s.meta", dir, keys[3]);
+	unlink(path); /* a .part left without its .meta */
+	/* Someone else's file in the directory is left alone. */
+	snprintf(path, sizeof(path), "%s/README", dir);
+	f = fopen(path, "w");
+	fclose(f);
+	assert_int_equal(
+	    sync_staging_sweep(&st, SYNC_STAGE_MAX_AGE_S, installed, NULL), 3);
+	assert_int_equal(sync_staging_open(&st, keys[0], &m[0], &off), 0);
+	for (int i = 1; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s.part", dir, keys[i]);
+		assert_int_equal(access(path, F_OK), -1);
+	}
+	snprintf(path, sizeof(path), "%s/README", dir);
+	assert_int_equal(access(path, F_OK), 0);
+	/* A damaged .meta goes too. */
+	snprintf(path, sizeof(path), "%s/%s.meta", dir, keys[0]);
+	f = fopen(path, "r+b");
+	fputc('X', f);
+	fclose(f);
+	assert_int_equal(
+	    sync_staging_sweep(&st, SYNC_STAGE_MAX_AGE_S, NULL, NULL), 1);
+	assert_int_equal(th_files_left(dir), 1); /* README */
+	sync_staging_fini(&st);
+}
+
+static int setup(void **state)
+{
+	const char *t = getenv("TMPDIR");
+
+	snprintf(root, sizeof(root), "%s/es-staging-XXXXXX",
+		 t && *t ? t : "/tmp");
+	return mkdtemp(root) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[400];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_key),
+	    cmocka_unit_test(test_resume_and_check),
+	    cmocka_unit_test(test_damaged_file),
+	    cmocka_unit_test(test_sweep),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
