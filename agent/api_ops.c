@@ -21,6 +21,7 @@
 
 #include "api_ops.h"
 #include "edgesync/manifest.h"
+#include "edgesync/sync.h"
 #include "edgesync/vamana.h"
 
 _Static_assert(API_MAX_K <= ES_VAMANA_MAX_K && API_MAX_L <= ES_VAMANA_MAX_L,
@@ -50,6 +51,8 @@ const char *api_ops_code(int err)
 		return "bad_value";
 	case ES_E_ENGINE_CLOSING:
 		return "shutting_down";
+	case ES_E_ENGINE_NOSYNC: /* sync (peers, sync-now) */
+		return "no_sync";
 	default:
 		return "internal";
 	}
@@ -197,8 +200,10 @@ static int op_create(struct api_ops *o, struct api_request *rq,
 	if (rq->metric[0] && es_metric_parse(rq->metric, &metric))
 		return fail(o, API_E_BAD_VALUE,
 			    "metric must be one of l2, ip, cosine");
+	/* no "sync": the agent's default (an edge uploads) */
 	rc = es_engine_collection_create(o->engine, rq->name, rq->dim, metric,
-					 sync_flags(rq->sync));
+					 rq->sync[0] ? sync_flags(rq->sync)
+						     : ES_ENGINE_FLAGS_DEFAULT);
 	if (rc < 0)
 		return engine_fail(o, rq, rc);
 	reply_ok(e, 0);
@@ -426,6 +431,68 @@ static int op_segments(struct api_ops *o, struct api_request *rq,
 	return 0;
 }
 
+/* ---- sync: peers, sync-now ------------------------------------------- */
+
+static int sync_fail(struct api_ops *o, int rc)
+{
+	if (rc == ES_E_ENGINE_NOSYNC)
+		return fail(o, rc,
+			    "this agent does not sync: its configuration "
+			    "has no [sync] role");
+	return fail(o, rc, "%s", es_engine_strerror(rc));
+}
+
+static void enc_peer(struct api_enc *e, const struct es_sync_peer_status *p)
+{
+	api_enc_map(e, 13);
+	api_enc_kv_text(e, "peer", p->peer);
+	api_enc_kv_text(e, "device", p->device);
+	api_enc_kv_bool(e, "connected", p->connected);
+	api_enc_kv_uint(e, "last_success_ms", p->last_success_ms);
+	api_enc_kv_uint(e, "segments_pending", p->segments_pending);
+	api_enc_kv_uint(e, "bytes_pending", p->bytes_pending);
+	api_enc_kv_uint(e, "lag_s", p->lag_s);
+	api_enc_kv_uint(e, "bytes_sent", p->bytes_sent);
+	api_enc_kv_uint(e, "bytes_received", p->bytes_received);
+	api_enc_kv_uint(e, "checksum_failures", p->checksum_failures);
+	api_enc_kv_uint(e, "segments_sent", p->segments_sent);
+	api_enc_kv_uint(e, "segments_received", p->segments_received);
+	api_enc_kv_text(e, "last_error", p->last_error);
+}
+
+static int op_peers(struct api_ops *o, struct api_request *rq,
+		    struct api_enc *e)
+{
+	struct es_sync_peer_status *list = NULL;
+	size_t n = 0;
+	int rc = es_engine_peers(o->engine, &list, &n);
+
+	(void)rq;
+	if (rc < 0)
+		return sync_fail(o, rc);
+	reply_ok(e, 1);
+	api_enc_text(e, "peers");
+	api_enc_array(e, n);
+	for (size_t i = 0; i < n; i++)
+		enc_peer(e, &list[i]);
+	free(list);
+	return 0;
+}
+
+static int op_sync_now(struct api_ops *o, struct api_request *rq,
+		       struct api_enc *e)
+{
+	int rc = es_engine_sync_now(o->engine);
+
+	(void)rq;
+	if (rc < 0)
+		return sync_fail(o, rc);
+	reply_ok(e, 0);
+	return 0;
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
 typedef int (*op_fn)(struct api_ops *o, struct api_request *rq,
 		     struct api_enc *e);
 
@@ -436,6 +503,7 @@ static const op_fn handlers[API_OP_COUNT] = {
     [API_OP_DELETE] = op_delete,  [API_OP_GET] = op_get,
     [API_OP_SEARCH] = op_search,  [API_OP_FLUSH] = op_flush,
     [API_OP_STATS] = op_stats,	  [API_OP_SEGMENTS] = op_segments,
+    [API_OP_PEERS] = op_peers,	  [API_OP_SYNC_NOW] = op_sync_now,
 };
 
 static void log_internal(struct api_ops *o, const struct api_request *rq,

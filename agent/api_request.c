@@ -60,6 +60,8 @@ static const struct {
     [API_OP_FLUSH] = {"flush", COLL, 0},
     [API_OP_STATS] = {"stats", 0, 0},
     [API_OP_SEGMENTS] = {"segments", COLL, 0},
+    [API_OP_PEERS] = {"peers", 0, 0},
+    [API_OP_SYNC_NOW] = {"sync-now", 0, 0},
 };
 
 const char *api_op_name(enum api_op op)

@@ -66,9 +66,12 @@
  * served, or after RETIRE_MAX_MS; that also disconnects the clients that
  * connected while it was stuck, and their nng dialers reconnect to the
  * new listener. Its accepted clients reconnect the same way, between two
- * requests.
+ * requests (one sent at the very moment of the close would see its
+ * connection close, as when the agent restarts). nng 1.5.2 leaks the
+ * stuck listener's endpoint and the connections that reached it while
+ * it was stuck (a few KB per freeze).
  *
- * Stop: the watchdog is stopped; stopping is set; pipe_cb turns away new
+ * Stop: stopping is set and the watchdog joined; pipe_cb turns away new
  * connections; receives are cancelled; requests received before are
  * served (those received after get shutting_down); once every worker is
  * DONE the socket is closed (with its listeners), and the socket file
@@ -113,7 +116,7 @@
 #define RETIRE_QUIET_MS	    1000
 #define RETIRE_MAX_MS	    30000
 #define MAX_RETIRED	    8
-#define ASKED_SLOTS	    64 /* pipes that sent a request, by id % slots */
+#define ASKED_BITS	    6 /* 64 slots of pipes that sent a request */
 
 enum wstate { W_RECV, W_QUEUED, W_BUSY, W_SEND, W_DONE };
 
@@ -175,7 +178,7 @@ struct es_api_server {
 	uint64_t accepted;     /* connections it handed to the socket */
 	struct retired retired[MAX_RETIRED];
 	unsigned n_retired;
-	uint32_t asked[ASKED_SLOTS]; /* ids of pipes that sent requests */
+	uint32_t asked[1 << ASKED_BITS]; /* ids of pipes that sent requests */
 	unsigned watchdog_ms;
 	pthread_t watchdog;
 	int watchdog_started;
@@ -442,6 +445,12 @@ static void log_refusal(struct es_api_server *s, uint64_t uid, uint64_t gid,
 		     uid, gid, pid, quiet);
 }
 
+/* Where asked[] keeps a pipe's id (nng's ids are all odd: hashed). */
+static unsigned asked_slot(uint32_t id)
+{
+	return (id * 2654435761u) >> (32 - ASKED_BITS);
+}
+
 /*
  * A connection closed: if it came through the current listener and never
  * sent a request (as far as asked[] remembers), have the watchdog check
@@ -453,7 +462,7 @@ static void pipe_gone(struct es_api_server *s, nng_pipe p)
 	uint32_t lid = nng_pipe_listener(p).id;
 
 	pthread_mutex_lock(&s->lock);
-	if (!s->stopping && s->asked[p.id % ASKED_SLOTS] != p.id &&
+	if (!s->stopping && s->asked[asked_slot(p.id)] != p.id &&
 	    lid == s->listener.id) {
 		s->wd_kick = 1;
 		pthread_cond_signal(&s->wd_cv);
@@ -528,7 +537,7 @@ static void worker_recv(struct worker *w)
 static void note_request(struct es_api_server *s, struct worker *w,
 			 uint32_t pipe_id)
 {
-	s->asked[pipe_id % ASKED_SLOTS] = pipe_id;
+	s->asked[asked_slot(pipe_id)] = pipe_id;
 	if (w->lid == s->listener.id)
 		return;
 	for (unsigned i = 0; i < s->n_retired; i++)
@@ -789,8 +798,8 @@ static void check_listener(struct es_api_server *s, int *failing)
 	pthread_mutex_lock(&s->lock);
 	before = s->accepted;
 	pthread_mutex_unlock(&s->lock);
-	if (probe(s, 0) == 0)
-		return;
+	if (probe(s, 0) != PROBE_SILENT)
+		return; /* answered, or no probe possible (out of memory...) */
 	pthread_mutex_lock(&s->lock);
 	stuck = !s->stopping && s->accepted == before; /* else: just busy */
 	pthread_mutex_unlock(&s->lock);

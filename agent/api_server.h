@@ -27,14 +27,14 @@ struct es_api_config {
 	 * must be at most 103 bytes.
 	 */
 	const char *socket_path;
-	unsigned workers;         /* concurrent requests, default 16 */
-	size_t max_message;       /* NNG_OPT_RECVMAXSZ, default 64 MiB */
+	unsigned workers;   /* concurrent requests, default 16 */
+	size_t max_message; /* NNG_OPT_RECVMAXSZ, default 64 MiB */
 	/*
 	 * How often the listener is checked and restarted if it stopped
 	 * accepting connections (nng bug #1518), in ms; default 2000.
 	 */
 	unsigned watchdog_ms;
-	const uid_t *allow_uids;  /* besides root and the agent's own uid */
+	const uid_t *allow_uids; /* besides root and the agent's own uid */
 	size_t n_allow_uids;
 	const gid_t *allow_gids;
 	size_t n_allow_gids;

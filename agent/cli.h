@@ -64,6 +64,10 @@ int cli_segment(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_index(int argc, char **argv);
 
+/* `edgesync bench ingest | search`: the local API's figures. */
+int cli_bench_ingest(int argc, char **argv);
+int cli_bench_search(int argc, char **argv);
+
 /* `edgesync agent`: the daemon (daemon.c). */
 int cli_agent(int argc, char **argv);
 
@@ -83,6 +87,8 @@ int cli_get(int argc, char **argv);
 int cli_flush(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_segments(int argc, char **argv);
+int cli_peers(int argc, char **argv);
+int cli_sync_now(int argc, char **argv);
 
 /*
  * The segment operations that the bench times as a user runs them:

@@ -278,6 +278,8 @@ out:
 static const struct cli_cmd bench_cmds[] = {
 	{"crc", bench_crc, "CRC32C GB/s per implementation, and memcpy"},
 	{"segment", bench_segment, "segment create and verify MB/s"},
+	{"ingest", cli_bench_ingest, "local API inserts/s, 1 and 8 clients"},
+	{"search", cli_bench_search, "local API search QPS, p99, in-process"},
 	{NULL, NULL, NULL},
 };
 

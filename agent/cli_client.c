@@ -1,6 +1,6 @@
 /*
  * The client commands of edgesync: collection, import, insert, search,
- * delete, get, flush, status, segments. Each talks to a running agent
+ * delete, get, flush, status, segments, peers, sync-now. Each talks to a running agent
  * through the client library only (edgesync/client.h), prints a table for
  * people or, with --json, JSON for scripts, and exits 0, 1 (the agent or
  * the connection failed; the message says which) or 64 (usage).
@@ -263,7 +263,8 @@ static int parse_vector(const char *text, float *out, int max)
 
 struct create_ctx {
 	uint64_t dim;
-	const char *metric, *sync;
+	const char *metric, *sync; /* sync NULL: the agent's default */
+	int publish;
 };
 
 static int create_opt(void *ctx, int val, const char *arg)
@@ -274,6 +275,8 @@ static int create_opt(void *ctx, int val, const char *arg)
 		return cli_parse_u64("--dim", arg, &x->dim) ? CLI_USAGE : 0;
 	if (val == 'm')
 		x->metric = arg;
+	else if (val == 'p')
+		x->publish = 1;
 	else
 		x->sync = arg;
 	return CLI_OK;
@@ -294,15 +297,18 @@ static int collection_create(int argc, char **argv)
 	    {"dim", required_argument, NULL, 'd'},
 	    {"metric", required_argument, NULL, 'm'},
 	    {"sync", required_argument, NULL, 'y'},
+	    {"publish", no_argument, NULL, 'p'},
 	    {NULL, 0, NULL, 0},
 	};
 	static const struct cmd_spec spec = {
 	    "edgesync collection create NAME --dim D [--metric "
-	    "l2|ip|cosine] [--sync upload|download|both|none]",
+	    "l2|ip|cosine] [--sync upload|download|both|none | --publish]",
 	    "Makes a collection of D-dimensional vectors (1 to 4096). The "
 	    "metric is l2\n(default), ip or cosine; --sync says which way "
-	    "it replicates (default none).\nNAME is 1 to 64 of a-z, 0-9, "
-	    "_ and -.",
+	    "it replicates (default: the\nagent's, upload on an edge and "
+	    "none elsewhere). --publish, on a cloud, is\n--sync download: "
+	    "its edges download the collection. NAME is 1 to 64 of\na-z, "
+	    "0-9, _ and -.",
 	    own,
 	    create_opt,
 	    1,
@@ -310,7 +316,7 @@ static int collection_create(int argc, char **argv)
 	static const char *const metrics[] = {"l2", "ip", "cosine", NULL};
 	static const char *const syncs[] = {"upload", "download", "both",
 					    "none", NULL};
-	struct create_ctx x = {0, "l2", "none"};
+	struct create_ctx x = {0, "l2", NULL, 0};
 	struct es_client_collection k;
 	struct client_args a = {0};
 	struct es_client *c;
@@ -321,8 +327,13 @@ static int collection_create(int argc, char **argv)
 	if (x.dim < 1 || x.dim > MAX_DIM)
 		return cli_usage(spec.usage, "--dim from 1 to %d is needed",
 				 MAX_DIM);
+	if (x.publish && x.sync)
+		return cli_usage(spec.usage, "--publish is --sync download; "
+					     "give one of them");
+	if (x.publish)
+		x.sync = "download";
 	if (one_of("--metric", x.metric, metrics) ||
-	    one_of("--sync", x.sync, syncs))
+	    (x.sync && one_of("--sync", x.sync, syncs)))
 		return cli_usage(spec.usage, NULL);
 	if (connect_agent(&a, &c))
 		return CLI_FAIL;
@@ -935,6 +946,11 @@ int cli_search(int argc, char **argv)
 
 /* ---- status, segments ------------------------------------------------- */
 
+static int fetch_peers(struct es_client *c, struct es_client_peer **peers,
+		       size_t *n);
+static void json_peers(const struct es_client_peer *p, size_t n);
+static void print_peer_line(const struct es_client_peer *p);
+
 int cli_status(int argc, char **argv)
 {
 	static const struct cmd_spec spec = {
@@ -945,17 +961,20 @@ int cli_status(int argc, char **argv)
 	    no_own_opts,
 	    0,
 	    0};
+	struct es_client_peer *peers = NULL;
 	struct es_client_stats s;
 	struct client_args a = {0};
 	struct es_client *c;
+	size_t n_peers = 0;
 	char b[32];
-	int rc = parse(argc, argv, &spec, NULL, &a);
+	int sync, rc = parse(argc, argv, &spec, NULL, &a);
 
 	if (rc >= 0)
 		return rc;
 	if (connect_agent(&a, &c))
 		return CLI_FAIL;
 	rc = es_client_stats(c, &s);
+	sync = rc == 0 && fetch_peers(c, &peers, &n_peers) == 0;
 	if (rc < 0) {
 		fail(c, &a, rc, "status");
 	} else if (a.json) {
@@ -968,7 +987,7 @@ int cli_status(int argc, char **argv)
 		printf(",\"uptime_s\":%llu,\"collections\":%llu,"
 		       "\"vectors\":%llu,\"segments\":%llu,\"bytes\":%llu,"
 		       "\"inserts\":%llu,\"searches\":%llu,"
-		       "\"seals_pending\":%llu}\n",
+		       "\"seals_pending\":%llu",
 		       (unsigned long long)s.uptime_s,
 		       (unsigned long long)s.collections,
 		       (unsigned long long)s.vectors,
@@ -977,6 +996,11 @@ int cli_status(int argc, char **argv)
 		       (unsigned long long)s.inserts,
 		       (unsigned long long)s.searches,
 		       (unsigned long long)s.seals_pending);
+		if (sync) {
+			printf(",\"peers\":");
+			json_peers(peers, n_peers);
+		}
+		printf("}\n");
 	} else {
 		printf("agent          edgesync %s on %s\ndevice         %s\n"
 		       "uptime         %llud %02lluh %02llum %02llus\n"
@@ -997,7 +1021,12 @@ int cli_status(int argc, char **argv)
 		       (unsigned long long)s.inserts,
 		       (unsigned long long)s.searches,
 		       (unsigned long long)s.seals_pending);
+		if (sync && !n_peers)
+			printf("sync           no peer yet\n");
+		for (size_t i = 0; sync && i < n_peers; i++)
+			print_peer_line(&peers[i]);
 	}
+	free(peers);
 	es_client_close(c);
 	return rc < 0 ? CLI_FAIL : CLI_OK;
 }
@@ -1071,6 +1100,188 @@ int cli_segments(int argc, char **argv)
 			print_segment(&segs[i], 0);
 	}
 	free(segs);
+	es_client_close(c);
+	return rc < 0 ? CLI_FAIL : CLI_OK;
+}
+
+/* ---- sync: peers, sync-now -------------------------------------------- */
+
+/* The peers of an agent that syncs; -1 for one that does not. */
+static int fetch_peers(struct es_client *c, struct es_client_peer **peers,
+		       size_t *n)
+{
+	int rc = es_client_peers(c, peers, n);
+
+	if (rc == ES_E_CLIENT_REMOTE &&
+	    !strcmp(es_client_error_code(c), "no_sync"))
+		return -1;
+	if (rc < 0)
+		cli_error("peers: %s", es_client_error(c));
+	return rc < 0 ? -1 : 0;
+}
+
+static const char *ago(uint64_t unix_ms, char *buf, size_t len)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	if (!unix_ms)
+		return "never";
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	snprintf(
+	    buf, len, "%llu s ago",
+	    (unsigned long long)(now > unix_ms ? (now - unix_ms) / 1000 : 0));
+	return buf;
+}
+
+static void json_peers(const struct es_client_peer *p, size_t n)
+{
+	putchar('[');
+	for (size_t i = 0; i < n; i++, p++) {
+		printf("%s{\"peer\":", i ? "," : "");
+		cli_json_string(stdout, p->peer);
+		printf(",\"device\":");
+		cli_json_string(stdout, p->device);
+		printf(",\"connected\":%s,\"last_success_ms\":%llu,"
+		       "\"segments_pending\":%llu,\"bytes_pending\":%llu,"
+		       "\"lag_s\":%llu,\"bytes_sent\":%llu,"
+		       "\"bytes_received\":%llu,\"checksum_failures\":%llu,"
+		       "\"segments_sent\":%llu,\"segments_received\":%llu,"
+		       "\"last_error\":",
+		       p->connected ? "true" : "false",
+		       (unsigned long long)p->last_success_ms,
+		       (unsigned long long)p->segments_pending,
+		       (unsigned long long)p->bytes_pending,
+		       (unsigned long long)p->lag_s,
+		       (unsigned long long)p->bytes_sent,
+		       (unsigned long long)p->bytes_received,
+		       (unsigned long long)p->checksum_failures,
+		       (unsigned long long)p->segments_sent,
+		       (unsigned long long)p->segments_received);
+		cli_json_string(stdout, p->last_error);
+		putchar('}');
+	}
+	putchar(']');
+}
+
+/* One line of status per peer. */
+static void print_peer_line(const struct es_client_peer *p)
+{
+	char t[32], b1[32], b2[32], b3[32];
+
+	printf("sync           %s%s%s%s: %s, last success %s, %llu segments "
+	       "(%s) pending, lag %llu s, sent %s, received %s%s%s\n",
+	       p->peer, *p->device ? " (" : "", p->device,
+	       *p->device ? ")" : "",
+	       p->connected ? "connected" : "not connected",
+	       ago(p->last_success_ms, t, sizeof(t)),
+	       (unsigned long long)p->segments_pending,
+	       human_bytes(p->bytes_pending, b1, sizeof(b1)),
+	       (unsigned long long)p->lag_s,
+	       human_bytes(p->bytes_sent, b2, sizeof(b2)),
+	       human_bytes(p->bytes_received, b3, sizeof(b3)),
+	       *p->last_error ? "; last error: " : "", p->last_error);
+}
+
+static void print_peer(const struct es_client_peer *p)
+{
+	char t[32], b[32];
+
+	printf("peer               %s\n"
+	       "device             %s\n"
+	       "connected          %s\n"
+	       "last success       %s\n"
+	       "pending            %llu segments, %s\n"
+	       "lag                %llu s\n",
+	       p->peer, *p->device ? p->device : "-",
+	       p->connected ? "yes" : "no",
+	       ago(p->last_success_ms, t, sizeof(t)),
+	       (unsigned long long)p->segments_pending,
+	       human_bytes(p->bytes_pending, b, sizeof(b)),
+	       (unsigned long long)p->lag_s);
+	printf("sent               %s in %llu segments\n",
+	       human_bytes(p->bytes_sent, b, sizeof(b)),
+	       (unsigned long long)p->segments_sent);
+	printf("received           %s in %llu segments\n",
+	       human_bytes(p->bytes_received, b, sizeof(b)),
+	       (unsigned long long)p->segments_received);
+	printf("checksum failures  %llu\nlast error         %s\n",
+	       (unsigned long long)p->checksum_failures,
+	       *p->last_error ? p->last_error : "-");
+}
+
+int cli_peers(int argc, char **argv)
+{
+	static const struct cmd_spec spec = {
+	    "edgesync peers",
+	    "Shows the sync peers: on an edge the clouds it dials, on a "
+	    "cloud the edges\nthat said hello since it started; for each, "
+	    "connected, last success,\nsegments and bytes pending, lag, "
+	    "bytes and segments sent and received,\nchecksum failures "
+	    "and the last error.",
+	    NULL,
+	    no_own_opts,
+	    0,
+	    0};
+	struct es_client_peer *peers = NULL;
+	struct client_args a = {0};
+	struct es_client *c;
+	size_t n = 0;
+	int rc = parse(argc, argv, &spec, NULL, &a);
+
+	if (rc >= 0)
+		return rc;
+	if (connect_agent(&a, &c))
+		return CLI_FAIL;
+	rc = es_client_peers(c, &peers, &n);
+	if (rc < 0) {
+		fail(c, &a, rc, a.socket);
+	} else if (a.json) {
+		printf("{\"peers\":");
+		json_peers(peers, n);
+		printf("}\n");
+	} else if (!n) {
+		printf("no peer yet\n");
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				putchar('\n');
+			print_peer(&peers[i]);
+		}
+	}
+	free(peers);
+	es_client_close(c);
+	return rc < 0 ? CLI_FAIL : CLI_OK;
+}
+
+int cli_sync_now(int argc, char **argv)
+{
+	static const struct cmd_spec spec = {
+	    "edgesync sync-now",
+	    "Wakes the agent's sync for a round now, instead of at the "
+	    "next interval\n(an edge dials its peers; a cloud has nothing "
+	    "to start). Returns at once;\n`edgesync peers` shows the "
+	    "outcome.",
+	    NULL,
+	    no_own_opts,
+	    0,
+	    0};
+	struct client_args a = {0};
+	struct es_client *c;
+	int rc = parse(argc, argv, &spec, NULL, &a);
+
+	if (rc >= 0)
+		return rc;
+	if (connect_agent(&a, &c))
+		return CLI_FAIL;
+	rc = es_client_sync_now(c);
+	if (rc < 0)
+		fail(c, &a, rc, a.socket);
+	else if (a.json)
+		printf("{\"sync_now\":true}\n");
+	else
+		printf("sync round requested\n");
 	es_client_close(c);
 	return rc < 0 ? CLI_FAIL : CLI_OK;
 }

@@ -778,3 +778,110 @@ int es_client_stats(struct es_client *c, struct es_client_stats *out)
 	reply_free(&rp);
 	return rc ? proto(c, "stats") : 0;
 }
+
+/* ---- sync ------------------------------------------------------------- */
+
+static const char *const peer_keys[] = {
+    "peer",
+    "device",
+    "connected",
+    "last_success_ms",
+    "segments_pending",
+    "bytes_pending",
+    "lag_s",
+    "bytes_sent",
+    "bytes_received",
+    "checksum_failures",
+    "segments_sent",
+    "segments_received",
+    "last_error",
+};
+
+static int read_peer(struct api_reader *sub, struct es_client_peer *out)
+{
+	struct reply m = {.r = *sub};
+	uint64_t *const nums[] = {
+	    &out->last_success_ms,   &out->segments_pending,
+	    &out->bytes_pending,     &out->lag_s,
+	    &out->bytes_sent,	     &out->bytes_received,
+	    &out->checksum_failures, &out->segments_sent,
+	    &out->segments_received,
+	};
+	struct api_reader v;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = api_map_index(&m.r, peer_keys, 13, m.f, 1, "peer");
+	if (rc == 0)
+		rc = get_text(&m, 0, "peer", out->peer, sizeof(out->peer));
+	if (rc == 0)
+		rc =
+		    get_text(&m, 1, "device", out->device, sizeof(out->device));
+	if (rc == 0 && m.f[2].p) {
+		api_reader_span(&v, &m.r, &m.f[2]);
+		rc = api_get_bool(&v, "connected", &out->connected);
+	}
+	for (int i = 0; rc == 0 && i < 9; i++)
+		rc = get_u64(&m, 3 + i, peer_keys[3 + i], nums[i]);
+	if (rc == 0)
+		rc = get_text(&m, 12, "last_error", out->last_error,
+			      sizeof(out->last_error));
+	sub->p = m.r.p;
+	return rc;
+}
+
+int es_client_peers(struct es_client *c, struct es_client_peer **out, size_t *n)
+{
+	static const char *const keys[] = {"ok", "error", "peers"};
+	struct es_client_peer *list = NULL, *grown;
+	struct api_reader sub;
+	struct api_seq s = {0};
+	struct reply rp;
+	size_t cnt = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	begin(c, "peers", 0);
+	rc = call(c, "peers", keys, 3, &rp);
+	if (rc)
+		return rc;
+	if (!rp.f[2].p) {
+		reply_free(&rp);
+		return 0;
+	}
+	api_reader_span(&sub, &rp.r, &rp.f[2]);
+	rc = api_array_begin(&sub, &s, "peers");
+	while (rc == 0 && (rc = api_seq_next(&sub, &s)) > 0) {
+		grown = realloc(list, (cnt + 1) * sizeof(*list));
+		if (!grown) {
+			rc = -ENOMEM;
+			break;
+		}
+		list = grown;
+		rc = read_peer(&sub, &list[cnt]);
+		cnt += rc == 0;
+	}
+	reply_free(&rp);
+	if (rc) {
+		free(list);
+		return rc == -ENOMEM
+			   ? set_error(c, rc, "system", "out of memory")
+			   : proto(c, "peers");
+	}
+	*out = list;
+	*n = cnt;
+	return 0;
+}
+
+int es_client_sync_now(struct es_client *c)
+{
+	struct reply rp;
+	int rc;
+
+	begin(c, "sync-now", 0);
+	rc = call(c, "sync-now", ok_keys, 2, &rp);
+	if (rc == 0)
+		reply_free(&rp);
+	return rc;
+}

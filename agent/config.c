@@ -30,18 +30,19 @@
 #include "config.h"
 
 enum opt_type {
-	T_PATH,	  /* an absolute path */
-	T_FILE,	  /* an absolute path to a readable file, or empty */
-	T_TOKEN,  /* a secret of 16 characters or more, or empty */
-	T_UINT,	  /* a whole number within bounds */
-	T_SIZE,	  /* a whole number of bytes, suffix K, M, G */
-	T_FLOAT,  /* a finite number within bounds */
-	T_LEVEL,  /* enum es_log_level by name */
-	T_ROLE,	  /* enum cfg_role by name */
-	T_USERS,  /* user names or uids */
-	T_GROUPS, /* group names or gids */
-	T_LISTEN, /* a tcp:// or tls+tcp:// address to listen on, or empty */
-	T_PEERS,  /* a tcp:// or tls+tcp:// address to dial, repeatable */
+	T_PATH,	   /* an absolute path */
+	T_FILE,	   /* an absolute path to a readable file, or empty */
+	T_TOKEN,   /* a secret of 16 characters or more, or empty */
+	T_UINT,	   /* a whole number within bounds */
+	T_SIZE,	   /* a whole number of bytes, suffix K, M, G */
+	T_FLOAT,   /* a finite number within bounds */
+	T_LEVEL,   /* enum es_log_level by name */
+	T_ROLE,	   /* enum cfg_role by name */
+	T_USERS,   /* user names or uids */
+	T_GROUPS,  /* group names or gids */
+	T_LISTEN,  /* a tcp:// or tls+tcp:// address to listen on, or empty */
+	T_PEERS,   /* a tcp:// or tls+tcp:// address to dial, repeatable */
+	T_DEVICES, /* device ids, comma-separated, repeatable */
 };
 
 struct opt {
@@ -57,8 +58,10 @@ static void clear_value(struct es_config *c, const struct opt *o);
 #define FIELD(f) offsetof(struct es_config, f)
 #define OPT(nm, sec, arg, def, ty, fld, lo, hi, rel, help)                     \
 	{                                                                      \
-		{nm, sec, arg, def, help, lo, hi, rel, ty == T_PEERS}, ty,     \
-		    FIELD(fld)                                                 \
+		{nm,  sec,  arg,                                               \
+		 def, help, lo,                                                \
+		 hi,  rel,  ty == T_PEERS || ty == T_DEVICES},                 \
+		    ty, FIELD(fld)                                             \
 	}
 
 static const struct opt opts[] = {
@@ -107,9 +110,14 @@ static const struct opt opts[] = {
 	"this agent's private key (PEM)"),
     OPT("tls-ca", "sync", "FILE", "", T_FILE, tls_ca, 0, 0, 0,
 	"certificates of the authorities that sign peers (PEM)"),
+    OPT("allow-devices", "sync", "IDS", "", T_DEVICES, allow_devices, 0, 0, 0,
+	"cloud: device ids admitted (comma-separated, or repeat the key); "
+	"with TLS required unless a token is set"),
     OPT("bandwidth", "sync", "BYTES", "0", T_SIZE, bandwidth, 0,
 	1099511627776.0, 0,
 	"bytes per second per peer, suffix K, M or G (0: no limit)"),
+    OPT("sync-interval", "sync", "MS", "5000", T_UINT, sync_interval, 100,
+	86400000, 0, "edge: milliseconds between sync rounds"),
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -560,6 +568,15 @@ static int set_string(struct es_config *c, const struct opt *o, const char *v,
 	return 0;
 }
 
+static void clear_devices(struct es_config *c)
+{
+	for (size_t i = 0; i < c->n_allow_devices; i++)
+		free(c->allow_devices[i]);
+	free(c->allow_devices);
+	c->allow_devices = NULL;
+	c->n_allow_devices = 0;
+}
+
 static int add_peer(struct es_config *c, const char *v, int append, char *why,
 		    size_t wl)
 {
@@ -586,6 +603,64 @@ static int add_peer(struct es_config *c, const char *v, int append, char *why,
 	}
 	c->peers[c->n_peers++] = copy;
 	return 0;
+}
+
+/* A device id: 1 to 64 of ASCII 0x21..0x7e, no comma (sync.h). */
+static int check_device(const char *v, char *why, size_t wl)
+{
+	size_t n = strlen(v);
+
+	for (const char *p = v; *p; p++) {
+		if ((unsigned char)*p > ' ' && *p != 0x7f &&
+		    !((unsigned char)*p & 0x80) && *p != ',')
+			continue;
+		n = 0;
+		break;
+	}
+	if (n >= 1 && n <= 64)
+		return 0;
+	snprintf(why, wl,
+		 "'%s' is not a device id (1 to 64 printable ASCII "
+		 "characters, no blanks or commas)",
+		 v);
+	return -EINVAL;
+}
+
+/* Adds the device ids of v (split at commas and blanks) to the list. */
+static int add_devices(struct es_config *c, const char *v, int append,
+		       char *why, size_t wl)
+{
+	char *copy = strdup(v), *tok, *save = NULL, **grown;
+	size_t n = append ? c->n_allow_devices : 0, cap = n + strlen(v) / 2 + 1;
+	int rc = copy ? 0 : -ENOMEM;
+
+	grown = rc ? NULL : calloc(cap, sizeof(*grown));
+	if (!grown)
+		rc = -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (!(grown[i] = strdup(c->allow_devices[i])))
+			rc = -ENOMEM;
+	for (tok = rc ? NULL : strtok_r(copy, ", \t", &save); tok;
+	     tok = strtok_r(NULL, ", \t", &save)) {
+		rc = check_device(tok, why, wl);
+		if (rc == 0 && !(grown[n++] = strdup(tok)))
+			rc = -ENOMEM;
+		if (rc)
+			break;
+	}
+	if (rc == -ENOMEM)
+		snprintf(why, wl, "out of memory");
+	if (rc == 0) { /* a whole value replaces the list, never half */
+		clear_devices(c);
+		c->allow_devices = grown;
+		c->n_allow_devices = n;
+		grown = NULL;
+	}
+	for (size_t i = 0; grown && i < cap; i++)
+		free(grown[i]);
+	free(grown);
+	free(copy);
+	return rc;
 }
 
 /* Resolves a user or group by name or number. */
@@ -699,6 +774,8 @@ static int set_value(struct es_config *c, const struct opt *o, const char *v,
 		return set_ids(c, o, v, why, wl);
 	case T_PEERS:
 		return add_peer(c, v, append, why, wl);
+	case T_DEVICES:
+		return add_devices(c, v, append, why, wl);
 	}
 	return -EINVAL;
 }
@@ -725,6 +802,9 @@ static void clear_value(struct es_config *c, const struct opt *o)
 		c->peers = NULL;
 		c->n_peers = 0;
 		break;
+	case T_DEVICES:
+		clear_devices(c);
+		break;
 	default:
 		break;
 	}
@@ -736,7 +816,8 @@ int es_config_sync_set(const struct es_config *c)
 {
 	return c->role != CFG_ROLE_NONE || *c->listen || c->n_peers ||
 	       *c->token || *c->tls_cert || *c->tls_key || *c->tls_ca ||
-	       c->bandwidth;
+	       c->bandwidth || c->n_allow_devices ||
+	       c->sync_interval != ES_CONFIG_DEFAULT_SYNC_INTERVAL;
 }
 
 /* The name of the first sync option that is set, for messages. */
@@ -752,6 +833,10 @@ static const char *first_sync_key(const struct es_config *c)
 	for (int i = 0; i < 5; i++)
 		if (*set[i])
 			return names[i];
+	if (c->n_allow_devices)
+		return "allow-devices";
+	if (c->sync_interval != ES_CONFIG_DEFAULT_SYNC_INTERVAL)
+		return "sync-interval";
 	return c->bandwidth ? "bandwidth" : "role";
 }
 
@@ -797,12 +882,20 @@ static int check_sync(const struct es_config *c, char *err, size_t errlen)
 	if (c->role == CFG_ROLE_CLOUD && c->n_peers)
 		return fail(c, "peer", err, errlen,
 			    "a cloud listens; peers are for edges");
+	if (c->role == CFG_ROLE_EDGE && c->n_allow_devices)
+		return fail(c, "allow-devices", err, errlen,
+			    "a cloud admits devices; an edge dials its peers");
 	if (tls && plain)
 		return fail(c, addr, err, errlen,
 			    "mixes tcp:// and tls+tcp://");
 	if (tls && (!*c->tls_cert || !*c->tls_key || !*c->tls_ca))
 		return fail(c, addr, err, errlen,
 			    "tls+tcp:// needs tls-cert, tls-key and tls-ca");
+	if (tls && c->role == CFG_ROLE_CLOUD && !c->n_allow_devices &&
+	    !*c->token)
+		return fail(c, "listen", err, errlen,
+			    "a TLS cloud needs allow-devices (or a token): it "
+			    "would admit any device the CA ever signed");
 	if (tls)
 		return 0;
 	tls_set = *c->tls_cert	? "tls-cert"
@@ -887,6 +980,18 @@ int es_config_format(const struct es_config *c, size_t i, char *buf, size_t len)
 			    (size_t)snprintf(buf + (used < len ? used : len),
 					     used < len ? len - used : 0,
 					     "%s%s", k ? " " : "", c->peers[k]);
+		return (int)used;
+	}
+	case T_DEVICES: {
+		size_t used = 0;
+
+		if (len)
+			buf[0] = '\0';
+		for (size_t k = 0; k < c->n_allow_devices; k++)
+			used += (size_t)snprintf(
+			    buf + (used < len ? used : len),
+			    used < len ? len - used : 0, "%s%s", k ? "," : "",
+			    c->allow_devices[k]);
 		return (int)used;
 	}
 	}

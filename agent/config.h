@@ -23,9 +23,10 @@
 
 #include "engine.h"
 
-#define ES_CONFIG_DEFAULT_FILE	   "/etc/edgesync/edgesync.conf"
-#define ES_CONFIG_DEFAULT_SOCKET   "/run/edgesync/agent.sock"
-#define ES_CONFIG_DEFAULT_DATA_DIR "/var/lib/edgesync"
+#define ES_CONFIG_DEFAULT_FILE		"/etc/edgesync/edgesync.conf"
+#define ES_CONFIG_DEFAULT_SOCKET	"/run/edgesync/agent.sock"
+#define ES_CONFIG_DEFAULT_DATA_DIR	"/var/lib/edgesync"
+#define ES_CONFIG_DEFAULT_SYNC_INTERVAL 5000 /* ms */
 
 /* An error message: file, line, key and what was wrong. */
 #define ES_CONFIG_ERR_MAX 512
@@ -50,7 +51,7 @@ struct es_config {
 	uint64_t index_l;
 	double index_alpha;
 	uint64_t build_threads;
-	/* [sync]: parsed and checked; the agent has no sync yet */
+	/* [sync] */
 	enum cfg_role role;
 	char *listen;
 	char **peers;
@@ -59,7 +60,10 @@ struct es_config {
 	char *tls_cert;
 	char *tls_key;
 	char *tls_ca;
+	char **allow_devices; /* cloud: device ids admitted */
+	size_t n_allow_devices;
 	uint64_t bandwidth;
+	uint64_t sync_interval; /* edge: ms between rounds */
 
 	char *path; /* the file loaded, if any */
 	/* Where each option was last set (indexed like the table). */

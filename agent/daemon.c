@@ -6,11 +6,14 @@
  *   parse_args -> build_config (defaults, file, command line, check)
  *     -n: print "configuration OK" and exit 0 (or the error, exit 78)
  *   block the signals, signalfd -> es_engine_open -> es_api_server_start
+ *     -> with a [sync] role: es_sync_start, es_engine_attach_sync
  *     -> READY (journal line, sd_notify when under systemd)
  *   serve: read the signalfd
  *     SIGHUP          -> reload: build the configuration again, apply
  *                        what can change while running, log the rest
- *     SIGTERM, SIGINT -> es_api_server_stop (no new requests; those in
+ *     SIGTERM, SIGINT -> es_engine_attach_sync(NULL), es_sync_stop
+ *                        (transfers resume at the next start)
+ *                        -> es_api_server_stop (no new requests; those in
  *                        flight finish; the socket goes) -> es_engine_close
  *                        (seals in flight finish) -> exit 0
  *
@@ -43,6 +46,7 @@
 #include "cli.h"
 #include "config.h"
 #include "edgesync/client.h"
+#include "edgesync/sync.h"
 #include "engine.h"
 
 /* ---- logging ---------------------------------------------------------- */
@@ -218,10 +222,12 @@ static void agent_help(void)
 				 "; SIGHUP reloads it");
 		print_wrapped(text);
 	}
-	printf("\n[sync] is read and checked, but this edgesync has no sync "
-	       "yet.\nSIGTERM or SIGINT drain and stop; SIGHUP reloads the "
-	       "file.\nExit: 0 stopped, 1 runtime failure, 64 usage, "
-	       "78 configuration.\n");
+	printf(
+	    "\nWith a [sync] role the agent syncs: an edge dials its peers, a "
+	    "cloud listens;\nsync options take effect at a restart.\n"
+	    "SIGTERM or SIGINT drain and stop; SIGHUP reloads the "
+	    "file.\nExit: 0 stopped, 1 runtime failure, 64 usage, "
+	    "78 configuration.\n");
 }
 
 /* Parses argv; returns -1 to go on, or an exit code. */
@@ -293,24 +299,6 @@ static int build_config(const struct args *a, struct es_config *c, char *err,
 	return rc;
 }
 
-/* Names the sync options that are set, for the warning. */
-static void sync_keys(const struct es_config *c, char *buf, size_t len)
-{
-	const struct es_config_option *o;
-	char value[256];
-	size_t used = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; (o = es_config_option(i)); i++) {
-		if (strcmp(o->section, "sync"))
-			continue;
-		es_config_format(c, i, value, sizeof(value));
-		if (strcmp(value, o->def) && used < len)
-			used += (size_t)snprintf(buf + used, len - used, "%s%s",
-						 used ? ", " : "", o->name);
-	}
-}
-
 /* ---- running ---------------------------------------------------------- */
 
 struct agent {
@@ -318,6 +306,7 @@ struct agent {
 	struct es_config config;
 	struct es_engine *engine;
 	struct es_api_server *api;
+	struct es_sync *sync; /* NULL without a [sync] role */
 	int sigfd;
 };
 
@@ -394,24 +383,105 @@ static int socket_in_use(const char *path)
 	return rc == 0 || rc == ES_E_CLIENT_TIMEOUT;
 }
 
+/* ---- sync ------------------------------------------------------------- */
+
+/* Sync's log lines, from its threads (the host's arg is the engine). */
+static void sync_log_line(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	if (!strncmp(msg, "sync: ", 6))
+		msg += 6;
+	LOG_AT(level, 0, "sync: %s", msg);
+}
+
+/* The sync configuration from ours; strings stay c's (sync copies). */
+static void sync_config(const struct es_config *c, struct es_engine *e,
+			const char *staging, struct es_sync_config *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->role = c->role == CFG_ROLE_EDGE ? ES_SYNC_EDGE : ES_SYNC_CLOUD;
+	sc->device_id = es_engine_device_id(e);
+	sc->listen_url = *c->listen ? c->listen : NULL;
+	sc->peers = (const char *const *)c->peers;
+	sc->n_peers = c->n_peers;
+	sc->token = *c->token ? c->token : NULL;
+	sc->tls_cert = *c->tls_cert ? c->tls_cert : NULL;
+	sc->tls_key = *c->tls_key ? c->tls_key : NULL;
+	sc->tls_ca = *c->tls_ca ? c->tls_ca : NULL;
+	sc->allow_devices = (const char *const *)c->allow_devices;
+	sc->n_allow_devices = c->n_allow_devices;
+	sc->staging_dir = staging;
+	sc->bandwidth = c->bandwidth;
+	sc->interval_ms = (uint32_t)c->sync_interval;
+}
+
+/*
+ * With a [sync] role: starts sync over the running engine and hands it to
+ * the engine (peers, sync-now). 0 without a role.
+ */
+static int start_sync(struct agent *ag)
+{
+	const struct es_config *c = &ag->config;
+	struct es_sync_config sc;
+	struct es_sync_host host;
+	char *staging;
+	int rc;
+
+	if (c->role == CFG_ROLE_NONE)
+		return 0;
+	if (asprintf(&staging, "%s/sync-staging", c->data_dir) < 0) {
+		log_errorx("sync: out of memory");
+		return -ENOMEM;
+	}
+	sync_config(c, ag->engine, staging, &sc);
+	es_engine_sync_host(ag->engine, &host);
+	host.log = sync_log_line;
+	rc = es_sync_start(&ag->sync, &sc, &host);
+	free(staging);
+	if (rc < 0) {
+		if (rc == -EADDRINUSE)
+			log_errorx("sync: cannot listen on %s: the address is "
+				   "in use",
+				   c->listen);
+		else
+			log_error(rc, "sync: cannot start");
+		return rc;
+	}
+	es_engine_attach_sync(ag->engine, ag->sync);
+	if (c->role == CFG_ROLE_CLOUD)
+		log_info("sync: %zu allowed device(s)%s", c->n_allow_devices,
+			 *c->token ? ", and a token" : "");
+	else
+		log_info("sync: a round every %llu ms%s",
+			 (unsigned long long)c->sync_interval,
+			 c->bandwidth ? ", bandwidth limited" : "");
+	return 0;
+}
+
+static void stop_sync(struct agent *ag)
+{
+	if (!ag->sync)
+		return;
+	log_info("sync: stopping; transfers in progress resume at the next "
+		 "start");
+	es_engine_attach_sync(ag->engine, NULL);
+	es_sync_stop(ag->sync);
+	ag->sync = NULL;
+}
+
+/* ---- start and stop --------------------------------------------------- */
+
 static int start(struct agent *ag)
 {
 	const struct es_config *c = &ag->config;
 	struct es_engine_config ec;
 	struct es_api_config ac = {0};
-	char keys[256];
 	int rc;
 
 	log_info("edgesync %s starting: pid %d, config %s, log-level %s",
 		 ES_VERSION, (int)getpid(),
 		 ag->args.file ? ag->args.file : "(none)",
 		 es_config_log_level_name(c->log_level));
-	sync_keys(c, keys, sizeof(keys));
-	if (*keys)
-		log_warnx("sync is not available in this edgesync yet: %s "
-			  "ignored; serving the local API only",
-			  keys);
-
 	if (socket_in_use(c->socket)) {
 		log_errorx("another agent is serving %s; not starting",
 			   c->socket);
@@ -424,6 +494,7 @@ static int start(struct agent *ag)
 	ec.index_L = (uint32_t)c->index_l;
 	ec.index_alpha = (float)c->index_alpha;
 	ec.build_threads = (unsigned)c->build_threads;
+	ec.default_flags = c->role == CFG_ROLE_EDGE ? ES_SYNC_FLAG_UPLOAD : 0;
 	ec.log = module_log;
 	ec.log_arg = "engine";
 	rc = es_engine_open(&ag->engine, &ec);
@@ -458,6 +529,14 @@ static int start(struct agent *ag)
 		 "allowed groups)",
 		 c->socket, (unsigned long long)c->workers, c->n_allow_uids,
 		 c->n_allow_gids);
+	rc = start_sync(ag);
+	if (rc < 0) {
+		es_api_server_stop(ag->api);
+		es_engine_close(ag->engine);
+		ag->api = NULL;
+		ag->engine = NULL;
+		return rc;
+	}
 	notify("READY=1\nSTATUS=serving");
 	return 0;
 }
@@ -492,6 +571,7 @@ static int serve(struct agent *ag)
 static void stop(struct agent *ag)
 {
 	notify("STOPPING=1");
+	stop_sync(ag);
 	log_info("closing the API socket; requests in flight finish");
 	es_api_server_stop(ag->api);
 	log_info("draining the engine");
@@ -502,7 +582,7 @@ static void stop(struct agent *ag)
 int cli_agent(int argc, char **argv)
 {
 	struct agent ag = {.sigfd = -1};
-	char err[ES_CONFIG_ERR_MAX], keys[256];
+	char err[ES_CONFIG_ERR_MAX];
 	sigset_t set;
 	int rc = parse_args(argc, argv, &ag.args);
 
@@ -514,13 +594,6 @@ int cli_agent(int argc, char **argv)
 		goto out;
 	}
 	if (ag.args.check) {
-		sync_keys(&ag.config, keys, sizeof(keys));
-		if (*keys)
-			fprintf(stderr,
-				"edgesync: note: %s set, but this "
-				"edgesync has no sync yet; the agent will "
-				"serve the local API only\n",
-				keys);
 		printf("configuration OK\n");
 		rc = CLI_OK;
 		goto fini;
@@ -541,7 +614,8 @@ int cli_agent(int argc, char **argv)
 		rc = CLI_FAIL;
 		goto fini;
 	}
-	rc = start(&ag) < 0 ? CLI_FAIL : CLI_OK;
+	rc = start(&ag);
+	rc = rc == ES_E_SYNC_CONFIG ? CLI_CONFIG : rc < 0 ? CLI_FAIL : CLI_OK;
 	if (rc == CLI_OK) {
 		rc = serve(&ag) < 0 ? CLI_FAIL : CLI_OK;
 		stop(&ag);

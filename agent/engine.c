@@ -805,6 +805,7 @@ int es_engine_open(struct es_engine **ep, const struct es_engine_config *c)
 	e->data_dir = strdup(c->data_dir);
 	e->cfg.data_dir = e->data_dir;
 	pthread_mutex_init(&e->m_mu, NULL);
+	pthread_rwlock_init(&e->sync_lock, NULL);
 	pthread_rwlock_init(&e->colls_lock, NULL);
 	pthread_mutex_init(&e->refs_mu, NULL);
 	pthread_cond_init(&e->refs_cv, NULL);
@@ -842,25 +843,47 @@ err:
 	return rc;
 }
 
+const char *es_engine_device_id(struct es_engine *e)
+{
+	return e->device_id;
+}
+
+/*
+ * sync_lock: detaching (NULL) waits for the status and sync-now calls in
+ * flight, so es_sync_stop after it never frees what they use.
+ */
 void es_engine_attach_sync(struct es_engine *e, struct es_sync *s)
 {
+	pthread_rwlock_wrlock(&e->sync_lock);
 	e->sync = s;
+	pthread_rwlock_unlock(&e->sync_lock);
 }
 
 int es_engine_peers(struct es_engine *e, struct es_sync_peer_status **out,
 		    size_t *n)
 {
-	if (!e->sync)
-		return ES_E_ENGINE_NOSYNC;
-	return es_sync_status(e->sync, out, n);
+	int rc = ES_E_ENGINE_NOSYNC;
+
+	*out = NULL;
+	*n = 0;
+	pthread_rwlock_rdlock(&e->sync_lock);
+	if (e->sync)
+		rc = es_sync_status(e->sync, out, n);
+	pthread_rwlock_unlock(&e->sync_lock);
+	return rc;
 }
 
 int es_engine_sync_now(struct es_engine *e)
 {
-	if (!e->sync)
-		return ES_E_ENGINE_NOSYNC;
-	es_sync_now(e->sync);
-	return 0;
+	int rc = ES_E_ENGINE_NOSYNC;
+
+	pthread_rwlock_rdlock(&e->sync_lock);
+	if (e->sync) {
+		es_sync_now(e->sync);
+		rc = 0;
+	}
+	pthread_rwlock_unlock(&e->sync_lock);
+	return rc;
 }
 
 void es_engine_close(struct es_engine *e)
@@ -881,6 +904,7 @@ void es_engine_close(struct es_engine *e)
 	free(e->colls);
 	es_manifest_close(e->m);
 	pthread_mutex_destroy(&e->m_mu);
+	pthread_rwlock_destroy(&e->sync_lock);
 	pthread_rwlock_destroy(&e->colls_lock);
 	pthread_mutex_destroy(&e->refs_mu);
 	pthread_cond_destroy(&e->refs_cv);

@@ -171,6 +171,9 @@ struct es_engine_stats {
 
 int es_engine_stats(struct es_engine *e, struct es_engine_stats *s);
 
+/* This data directory's persistent device id (the manifest's). */
+const char *es_engine_device_id(struct es_engine *e);
+
 /* ---- sync ------------------------------------------------------------- */
 
 struct es_sync;

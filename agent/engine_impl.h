@@ -46,6 +46,7 @@ struct es_engine {
 	int stopping;
 	atomic_uint_fast64_t inserts, searches;
 	char device_id[65];
+	pthread_rwlock_t sync_lock; /* sync: written by attach only */
 	struct es_sync *sync; /* set once sync runs; status and sync-now */
 };
 

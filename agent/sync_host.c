@@ -172,7 +172,8 @@ static int host_has_segment(void *arg, const char *coll, const char *origin,
 	if (rc == 0)
 		rc = es_manifest_segment_find(e->m, id, origin, origin_seq, &s);
 	pthread_mutex_unlock(&e->m_mu);
-	if (rc == ES_E_MANIFEST_NOTFOUND)
+	/* a collection not there yet holds nothing (sync.h) */
+	if (rc == ES_E_MANIFEST_NOTFOUND || rc == ES_E_ENGINE_NOCOLL)
 		return 0;
 	return rc < 0 ? rc : 1;
 }

@@ -162,14 +162,19 @@ badconf "2: peer: set, but role is none" "[sync]" "peer = tcp://a:1"
 badconf "1: not a '\[section\]' or a 'key = value' line" "[api"
 badconf "2: the line is longer than" "[agent]" \
 	"data-dir = /$(printf 'x%.0s' $(seq 300))"
-# sync options that are valid are accepted, with a note that sync is not
-# there yet
+# sync options that are valid are accepted (tests/agent/sync_cli.sh runs
+# agents that sync)
 printf '%s\n' "[sync]" "role = edge" "peer = tcp://cloud:7150" \
 	"peer = tcp://cloud2:7150" "token = 0123456789abcdef" \
-	"bandwidth = 10M" >"$dir/sync.conf"
+	"bandwidth = 10M" "sync-interval = 1000" >"$dir/sync.conf"
 expect 0 $es agent -c "$dir/sync.conf" -n
 says "configuration OK"
-says "no sync yet"
+badconf "2: allow-devices: a cloud admits devices" "[sync]" \
+	"allow-devices = a,b" "role = edge" "peer = tcp://a:1" \
+	"token = 0123456789abcdef"
+badconf "2: allow-devices: 'x*' is not a device id" "[sync]" \
+	"allow-devices = ok, $(printf 'x%.0s' $(seq 65))"
+badconf "2: sync-interval: 5 is out of range" "[sync]" "sync-interval = 5"
 
 # ---- the agent runs ----------------------------------------------------
 $es agent -c "$dir/agent.conf" "${opts[@]}" 2>"$dir/agent.log" &
@@ -203,6 +208,11 @@ expect 64 $es get "${S[@]}" docs -3
 
 expect 0 $es status "${S[@]}"
 says "collections *0"
+# no [sync] role: peers and sync-now say so
+expect 1 $es peers "${S[@]}"
+says "does not sync.*(no_sync)"
+expect 1 $es sync-now "${S[@]}"
+says "no_sync"
 # -s and --json before the command, and $EDGESYNC_SOCKET
 expect 0 $es -s "$sock" --json status
 py 'import json,sys; s=json.load(open(sys.argv[1])); assert s["collections"] == 0 and s["version"], s' "$dir/out"

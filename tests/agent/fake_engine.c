@@ -26,6 +26,7 @@ struct es_engine {
 	char redim_name[ES_ENGINE_NAME_MAX + 1];
 	uint32_t redim;
 	uint64_t inserts, searches;
+	uint32_t default_flags; /* for ES_ENGINE_FLAGS_DEFAULT */
 };
 
 const char *es_engine_strerror(int err)
@@ -41,6 +42,8 @@ const char *es_engine_strerror(int err)
 		return "vector has the wrong dimension";
 	case -EIO:
 		return "Input/output error";
+	case ES_E_ENGINE_NOSYNC:
+		return "this agent does not sync (no role configured)";
 	}
 	return "fake engine error";
 }
@@ -56,6 +59,7 @@ int es_engine_open(struct es_engine **ep, const struct es_engine_config *c)
 
 	if (!e)
 		return -ENOMEM;
+	e->default_flags = c->default_flags;
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	*ep = e;
@@ -145,7 +149,9 @@ int es_engine_collection_create(struct es_engine *e, const char *name,
 			strcpy(c->info.name, name);
 			c->info.dim = dim;
 			c->info.metric = metric;
-			c->info.flags = flags;
+			c->info.flags = flags == ES_ENGINE_FLAGS_DEFAULT
+					    ? e->default_flags
+					    : flags;
 			rc = 0;
 			break;
 		}
@@ -421,4 +427,21 @@ int es_engine_stats(struct es_engine *e, struct es_engine_stats *s)
 	pthread_mutex_unlock(&e->mu);
 	strcpy(s->device_id, "fake-device");
 	return 0;
+}
+
+/* ---- sync: the fake engine never syncs -------------------------------- */
+
+int es_engine_peers(struct es_engine *e, struct es_sync_peer_status **out,
+		    size_t *n)
+{
+	(void)e;
+	*out = NULL;
+	*n = 0;
+	return ES_E_ENGINE_NOSYNC;
+}
+
+int es_engine_sync_now(struct es_engine *e)
+{
+	(void)e;
+	return ES_E_ENGINE_NOSYNC;
 }

@@ -102,4 +102,28 @@ struct es_client_stats {
 };
 int es_client_stats(struct es_client *c, struct es_client_stats *out);
 
+/* One sync peer as the agent sees it (sync.h's es_sync_peer_status). */
+struct es_client_peer {
+	char peer[128];	 /* URL (edge) or device id (cloud) */
+	char device[65]; /* the peer's device id, once it said hello */
+	int connected;
+	uint64_t last_success_ms; /* Unix ms; 0 never */
+	uint64_t segments_pending, bytes_pending;
+	uint64_t lag_s; /* age of the oldest unshipped segment */
+	uint64_t bytes_sent, bytes_received;
+	uint64_t checksum_failures;
+	uint64_t segments_sent, segments_received;
+	char last_error[160];
+};
+
+/*
+ * es_client_peers: the agent's sync peers, *out malloc'ed (free() it).
+ * An agent without a [sync] role answers ES_E_CLIENT_REMOTE, code
+ * "no_sync".
+ */
+int es_client_peers(struct es_client *c, struct es_client_peer **out,
+		    size_t *n);
+/* es_client_sync_now asks the agent for a sync round now. */
+int es_client_sync_now(struct es_client *c);
+
 #endif

@@ -1,0 +1,452 @@
+#!/usr/bin/env bash
+# Sync between real agents, as a user runs them: `edgesync agent` edges and
+# clouds on loopback (free ports), data in a temporary directory, the CLI
+# to drive and inspect them.
+#   plain tcp with a token: an edge's segment reaches the cloud (same
+#   origin, same checksum, same search results); a collection published on
+#   the cloud reaches the edge; deletes (tombstones) travel; a second edge;
+#   SIGKILL of the cloud, then of the edge, in the middle of a transfer and
+#   a restart: everything arrives and both manifests agree; a wrong token
+#   is refused. TLS with certificates signed by make_certs.sh's CA: an
+#   allowed device syncs, one not in allow-devices is refused.
+# Every wait polls with a bound; nothing asserts on time.
+# usage: sync_cli.sh EDGESYNC_BINARY SOURCE_DIR
+set -u
+es=$1
+src=$2
+dir=$(mktemp -d /tmp/es-test-sync-XXXXXX)
+declare -A PID SOCK
+cleanup() {
+	for n in "${!PID[@]}"; do
+		[ -n "${PID[$n]}" ] && kill -KILL "${PID[$n]}" 2>/dev/null
+	done
+	wait 2>/dev/null
+	# KEEP=1 keeps the directory (data, logs) to look at
+	if [ -n "${KEEP:-}" ]; then echo "kept $dir"; else rm -rf "$dir"; fi
+}
+trap cleanup EXIT
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+TOKEN=sync-test-token-0123456789
+# Long enough for AddressSanitizer builds on a busy machine; a bound, not
+# a timed assertion: the checks after a wait look at state, not time.
+WAIT_S=${ES_SYNC_WAIT_S:-180}
+
+# ---- helpers -----------------------------------------------------------
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# start NAME OPTIONS...: an agent with its own data dir, socket and log
+start() {
+	local n=$1
+	shift
+	SOCK[$n]="$dir/run-$n/agent.sock"
+	echo "== start $*" >>"$dir/$n.log"
+	$es agent --data-dir "$dir/$n" --socket "${SOCK[$n]}" \
+		--seal-threshold 1000000 --index-r 16 --index-l 32 \
+		--build-threads 1 --log-level debug "$@" >>"$dir/$n.log" 2>&1 &
+	PID[$n]=$!
+	for _ in $(seq $((WAIT_S * 10))); do
+		[ -S "${SOCK[$n]}" ] && return 0
+		kill -0 "${PID[$n]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	bad "agent $n did not start"
+	tail -20 "$dir/$n.log"
+	exit 1
+}
+stop() { # NAME: SIGTERM, exit 0
+	kill -TERM "${PID[$1]}"
+	wait "${PID[$1]}"
+	local rc=$?
+	[ "$rc" = 0 ] && ok || bad "agent $1 exited $rc on SIGTERM"
+	PID[$1]=
+}
+crash() { # NAME: SIGKILL
+	kill -KILL "${PID[$1]}"
+	wait "${PID[$1]}" 2>/dev/null
+	PID[$1]=
+}
+# cli NAME ARGS...: the client against agent NAME, output in $dir/out
+cli() {
+	local n=$1
+	shift
+	$es -s "${SOCK[$n]}" "$@" >"$dir/out" 2>"$dir/err"
+}
+# must NAME ARGS...: cli, and it must succeed
+must() {
+	if cli "$@"; then ok; else
+		bad "failed: $*"
+		cat "$dir/err" "$dir/out"
+	fi
+}
+check() { python3 "$dir/check.py" "$@"; }
+# wait_for WHAT CMD...: polls CMD until it succeeds (bounded)
+wait_for() {
+	local what=$1
+	shift
+	local end=$((SECONDS + WAIT_S))
+	while [ $SECONDS -lt $end ]; do
+		if "$@" 2>/dev/null; then
+			ok
+			return 0
+		fi
+		sleep 0.2
+	done
+	bad "gave up waiting for $what"
+	return 1
+}
+device_of() { # NAME
+	cli "$1" --json status && check field "$dir/out" device_id
+}
+# segs NAME COLL FILE: the segments of COLL on NAME, as JSON, into FILE
+segs() {
+	$es -s "${SOCK[$1]}" --json segments "$2" >"$3" 2>/dev/null
+}
+# has_segs NAME COLL N [ORIGIN [indexed]]: at least N segments (of ORIGIN)
+has_segs() {
+	segs "$1" "$2" "$dir/segs.json" &&
+		check has_segments "$dir/segs.json" "$3" "${4:-}" "${5:-}"
+}
+# agree EDGE CLOUD COLL ORIGIN: both hold the same segments of ORIGIN
+agree() {
+	segs "$1" "$3" "$dir/a.json" && segs "$2" "$3" "$dir/b.json" &&
+		check same_segments "$dir/a.json" "$dir/b.json" "$4"
+}
+# same_search A B COLL: the same answers to the test queries
+same_search() {
+	local rc=0
+	$es -s "${SOCK[$1]}" --json search "$3" --queries "$dir/queries.fvecs" \
+		--k 10 --L 200 >"$dir/sa.json" 2>"$dir/err" || rc=1
+	$es -s "${SOCK[$2]}" --json search "$3" --queries "$dir/queries.fvecs" \
+		--k 10 --L 200 >"$dir/sb.json" 2>>"$dir/err" || rc=1
+	if [ $rc = 0 ] && check same_search "$dir/sa.json" "$dir/sb.json"; then
+		ok
+	else
+		bad "searches of $3 differ between $1 and $2"
+		cat "$dir/err"
+	fi
+}
+peer_error() { # NAME: a peer shows an error and nothing connected
+	cli "$1" --json peers && check peer_error "$dir/out"
+}
+staging_part() { # NAME: a transfer is half done in NAME's staging
+	local f
+	for f in "$dir/$1"/sync-staging/*.part; do
+		[ -s "$f" ] && return 0
+	done
+	return 1
+}
+
+cat >"$dir/check.py" <<'EOF'
+import json, sys
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+def field(path, key):
+    print(load(path)[key])
+
+def has_segments(path, n, origin="", indexed=""):
+    segs = [s for s in load(path)["segments"]
+            if not origin or s["origin"] == origin]
+    return len(segs) >= int(n) and (not indexed or all(
+        s["indexed"] or s["count"] == 0 for s in segs))
+
+def ident(path, origin):
+    return sorted((s["checksum"], s["count"], s["size"], s["seal_hlc"])
+                  for s in load(path)["segments"] if s["origin"] == origin)
+
+def same_segments(a, b, origin):
+    x, y = ident(a, origin), ident(b, origin)
+    if x != y or not x:
+        print("segments of %s: %s vs %s" % (origin, x, y), file=sys.stderr)
+        return False
+    return True
+
+def same_search(a, b):
+    la = [json.loads(l) for l in open(a)]
+    lb = [json.loads(l) for l in open(b)]
+    if len(la) != len(lb) or not la:
+        return False
+    for qa, qb in zip(la, lb):
+        if qa["ids"] != qb["ids"] or not qa["ids"]:
+            print("query %d: %s vs %s" % (qa["query"], qa["ids"], qb["ids"]),
+                  file=sys.stderr)
+            return False
+        for da, db in zip(qa["distances"], qb["distances"]):
+            if abs(da - db) > 1e-4 * max(1.0, abs(da)):
+                return False
+    return True
+
+PEER_FIELDS = ["peer", "device", "connected", "last_success_ms",
+               "segments_pending", "bytes_pending", "lag_s", "bytes_sent",
+               "bytes_received", "checksum_failures", "segments_sent",
+               "segments_received", "last_error"]
+
+def peers_fields(path, n):
+    peers = load(path)["peers"]
+    return len(peers) == int(n) and all(
+        sorted(p) == sorted(PEER_FIELDS) for p in peers)
+
+def peer_error(path):
+    peers = load(path)["peers"]
+    return bool(peers) and all(p["last_error"] and not p["last_success_ms"]
+                               for p in peers)
+
+def peer_ok(path, device):
+    return any(p["device"] == device and p["last_success_ms"] > 0
+               and p["segments_pending"] == 0 and not p["last_error"]
+               for p in load(path)["peers"])
+
+def cloud_peers(path, *devices):
+    return sorted(p["device"] for p in load(path)["peers"]) == sorted(devices)
+
+def lacks(path, name):
+    return name not in [c["name"] for c in load(path)["collections"]]
+
+def vectors(path, n):
+    return load(path)["vectors"] == int(n)
+
+f = globals()[sys.argv[1]]
+r = f(*sys.argv[2:])
+sys.exit(0 if r is None or r else 1)
+EOF
+
+# ---- data: clustered vectors, texmex .fvecs ----------------------------
+dim=16
+python3 - "$dir" "$dim" <<'EOF'
+import random, struct, sys
+d, dim = sys.argv[1], int(sys.argv[2])
+rng = random.Random(11)
+def clustered(n, dim, k):
+    centres = [[rng.uniform(-10, 10) for _ in range(dim)] for _ in range(k)]
+    for _ in range(n):
+        c = rng.choice(centres)
+        yield [x + rng.gauss(0, 1) for x in c]
+def write(path, rows):
+    with open(path, "wb") as f:
+        for r in rows:
+            f.write(struct.pack("<i%df" % len(r), len(r), *r))
+write(d + "/base.fvecs", clustered(2000, dim, 12))
+write(d + "/more.fvecs", clustered(1000, dim, 12))
+write(d + "/queries.fvecs", clustered(12, dim, 12))
+# 6 MiB segments: several chunks, so a transfer can be cut in the middle
+write(d + "/big.fvecs", clustered(6144, 256, 8))
+EOF
+
+# ---- plain tcp with a token: one edge, one cloud -----------------------
+port=$(free_port)
+start c1 --role cloud --listen "tcp://127.0.0.1:$port" --token "$TOKEN"
+if grep -q "plain tcp" "$dir/c1.log"; then ok; else
+	bad "the cloud does not warn about plain tcp"; fi
+# an edge: every option on the command line; 1 MiB/s so that a big
+# segment takes a few seconds on the wire
+start e1 --role edge --peer "tcp://127.0.0.1:$port" --token "$TOKEN" \
+	--sync-interval 200 --bandwidth 1M
+c1_id=$(device_of c1)
+e1_id=$(device_of e1)
+[ -n "$c1_id" ] && [ -n "$e1_id" ] && [ "$c1_id" != "$e1_id" ] && ok ||
+	bad "device ids '$c1_id' '$e1_id'"
+
+# a collection created on the edge uploads by default
+must e1 --json collection create docs --dim $dim
+check field "$dir/out" sync | grep -qx upload && ok || bad "docs is not upload"
+must e1 import docs "$dir/base.fvecs"
+must e1 flush docs
+wait_for "docs on the cloud" has_segs c1 docs 1 "$e1_id"
+wait_for "docs indexed on the edge" has_segs e1 docs 1 "$e1_id" indexed
+wait_for "docs indexed on the cloud" has_segs c1 docs 1 "$e1_id" indexed
+if agree e1 c1 docs "$e1_id"; then ok; else bad "docs: manifests differ"; fi
+same_search e1 c1 docs
+# the cloud made the collection on the first upload; it does not publish it
+must c1 --json collection info docs
+check field "$dir/out" sync | grep -qx none && ok || bad "cloud docs sync"
+must c1 --json status
+check vectors "$dir/out" 2000 && ok || bad "cloud vectors: $(cat "$dir/out")"
+
+# peers, status, sync-now
+must e1 --json peers
+check peers_fields "$dir/out" 1 && ok || bad "edge peers: $(cat "$dir/out")"
+wait_for "the edge's peer state" eval \
+	'cli e1 --json peers && check peer_ok "$dir/out" "$c1_id"'
+must c1 --json peers
+check peers_fields "$dir/out" 1 && ok || bad "cloud peers: $(cat "$dir/out")"
+check cloud_peers "$dir/out" "$e1_id" && ok || bad "cloud peers: $(cat "$dir/out")"
+must e1 status
+grep -q "^sync .*tcp://127.0.0.1:$port ($c1_id): connected" "$dir/out" &&
+	ok || bad "status lacks the sync line: $(cat "$dir/out")"
+must e1 sync-now
+must c1 sync-now
+
+# a collection published on the cloud reaches the edge
+must c1 --json collection create catalog --dim $dim --publish
+check field "$dir/out" sync | grep -qx download && ok || bad "catalog sync"
+must c1 import catalog "$dir/more.fvecs" --first-id 50000
+must c1 flush catalog
+must e1 sync-now
+wait_for "catalog on the edge" has_segs e1 catalog 1 "$c1_id" indexed
+wait_for "catalog indexed on the cloud" has_segs c1 catalog 1 "$c1_id" indexed
+if agree c1 e1 catalog "$c1_id"; then ok; else bad "catalog: manifests differ"; fi
+same_search c1 e1 catalog
+# on the edge it downloads; it does not go back up
+must e1 --json collection info catalog
+check field "$dir/out" sync | grep -qx download && ok || bad "edge catalog sync"
+
+# a collection kept on the edge: --sync none
+must e1 collection create private --dim $dim --sync none
+must e1 import private "$dir/more.fvecs"
+must e1 flush private
+
+# deletes travel as tombstones with the next segment
+must e1 get docs 5
+must c1 get docs 5
+must e1 delete docs 5 6 7
+must e1 flush docs
+wait_for "the tombstones on the cloud" has_segs c1 docs 2 "$e1_id"
+if cli c1 get docs 5; then bad "id 5 still on the cloud"; else
+	grep -q not_found "$dir/err" && ok || bad "get 5: $(cat "$dir/err")"; fi
+if agree e1 c1 docs "$e1_id"; then ok; else bad "docs after deletes"; fi
+wait_for "docs indexed on the cloud" has_segs c1 docs 2 "$e1_id" indexed
+wait_for "docs indexed on the edge" has_segs e1 docs 2 "$e1_id" indexed
+same_search e1 c1 docs
+
+# ---- a second edge into the same cloud ---------------------------------
+start e2 --role edge --peer "tcp://127.0.0.1:$port" --token "$TOKEN" \
+	--sync-interval 200
+e2_id=$(device_of e2)
+must e2 collection create docs --dim $dim
+must e2 import docs "$dir/more.fvecs" --first-id 100000
+must e2 flush docs
+wait_for "e2's docs on the cloud" has_segs c1 docs 1 "$e2_id"
+if agree e2 c1 docs "$e2_id"; then ok; else bad "e2 docs: manifests differ"; fi
+if agree e1 c1 docs "$e1_id"; then ok; else bad "e1 docs changed"; fi
+wait_for "catalog on e2" has_segs e2 catalog 1 "$c1_id"
+if agree c1 e2 catalog "$c1_id"; then ok; else bad "e2 catalog differs"; fi
+wait_for "both edges on the cloud" eval \
+	'cli c1 --json peers && check cloud_peers "$dir/out" "$e1_id" "$e2_id"'
+must c1 --json collection list
+check lacks "$dir/out" private && ok || bad "private reached the cloud"
+
+# ---- SIGKILL the cloud in the middle of a transfer ---------------------
+must e1 collection create big --dim 256
+must e1 import big "$dir/big.fvecs"
+must e1 flush big
+if wait_for "a half-done upload on the cloud" staging_part c1; then
+	crash c1
+	start c1 --role cloud --listen "tcp://127.0.0.1:$port" \
+		--token "$TOKEN"
+fi
+must e1 sync-now
+wait_for "big on the cloud after its restart" has_segs c1 big 1 "$e1_id"
+if agree e1 c1 big "$e1_id"; then ok; else bad "big: manifests differ"; fi
+for coll in docs; do
+	if agree e1 c1 $coll "$e1_id" && agree e2 c1 $coll "$e2_id"; then
+		ok; else bad "$coll after the cloud's restart"; fi
+done
+
+# ---- SIGKILL the edge in the middle of a transfer ----------------------
+must e1 collection create big2 --dim 256
+must e1 import big2 "$dir/big.fvecs" --first-id 7
+must e1 flush big2
+if wait_for "a half-done upload of big2" staging_part c1; then
+	crash e1
+	start e1 --role edge --peer "tcp://127.0.0.1:$port" \
+		--token "$TOKEN" --sync-interval 200 --bandwidth 1M
+fi
+wait_for "big2 on the cloud after the edge's restart" \
+	has_segs c1 big2 1 "$e1_id"
+for coll in docs big big2; do
+	if agree e1 c1 $coll "$e1_id"; then ok; else
+		bad "$coll: manifests differ after the edge's restart"; fi
+done
+if agree c1 e1 catalog "$c1_id"; then ok; else bad "catalog after restarts"; fi
+
+# ---- a wrong token is refused ------------------------------------------
+start e3 --role edge --peer "tcp://127.0.0.1:$port" \
+	--token wrong-token-0123456789 --sync-interval 200
+must e3 collection create wrong --dim $dim
+must e3 import wrong "$dir/more.fvecs"
+must e3 flush wrong
+wait_for "e3's refusal" peer_error e3
+must c1 --json collection list
+check lacks "$dir/out" wrong && ok || bad "a wrong token's data arrived"
+if grep -qi "auth\|token" <<<"$(cli e3 --json peers; cat "$dir/out")"; then
+	ok; else bad "e3's error does not say why: $(cat "$dir/out")"; fi
+stop e3
+
+# ---- TLS: certificates from make_certs.sh's CA -------------------------
+mkdir -p "$dir/certs"
+if ! ES_OPENSSL=${ES_OPENSSL:-openssl} sh "$src/tests/sync/make_certs.sh" \
+	"$dir/certs" >"$dir/certs.log" 2>&1; then
+	bad "make_certs.sh failed"
+	cat "$dir/certs.log"
+fi
+# a device certificate's CN is the device id: learn the ids first
+start t1
+t1_id=$(device_of t1)
+stop t1
+start t2
+t2_id=$(device_of t2)
+stop t2
+sign() { # NAME CN
+	local o=${ES_OPENSSL:-openssl} c="$dir/certs"
+	"$o" ecparam -name prime256v1 -genkey -noout -out "$c/$1.key" &&
+		"$o" req -new -key "$c/$1.key" -subj "/CN=$2" -out "$c/$1.csr" &&
+		"$o" x509 -req -in "$c/$1.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" \
+			-CAcreateserial -days 2 -out "$c/$1.crt" 2>/dev/null
+}
+sign t1 "$t1_id" && sign t2 "$t2_id" && ok || bad "signing device certs"
+C=$dir/certs
+tport=$(free_port)
+# every option in a file this time
+cat >"$dir/cloud-tls.conf" <<EOF
+[sync]
+role = cloud
+listen = tls+tcp://127.0.0.1:$tport
+tls-cert = $C/cloud.crt
+tls-key = $C/cloud.key
+tls-ca = $C/ca.crt
+allow-devices = dev-a, $t1_id
+EOF
+# a TLS cloud needs allow-devices or a token
+if $es agent -c "$dir/cloud-tls.conf" --allow-devices "" -n \
+	>"$dir/out" 2>&1; then bad "a TLS cloud without allow-devices"; else
+	grep -q "needs allow-devices" "$dir/out" && ok || bad "$(cat "$dir/out")"
+fi
+start c2 -c "$dir/cloud-tls.conf"
+tls_edge() { # NAME
+	start "$1" --role edge --peer "tls+tcp://127.0.0.1:$tport" \
+		--tls-cert "$C/$1.crt" --tls-key "$C/$1.key" --tls-ca "$C/ca.crt" \
+		--sync-interval 200
+}
+tls_edge t1
+tls_edge t2
+for n in t1 t2; do
+	must $n collection create secure --dim $dim
+	must $n import secure "$dir/base.fvecs"
+	must $n flush secure
+done
+wait_for "t1's segment over TLS" has_segs c2 secure 1 "$t1_id"
+if agree t1 c2 secure "$t1_id"; then ok; else bad "secure: manifests differ"; fi
+wait_for "t2's refusal" peer_error t2
+segs c2 secure "$dir/c2.json"
+if check has_segments "$dir/c2.json" 1 "$t2_id"; then
+	bad "a device outside allow-devices synced"; else ok; fi
+must t1 --json peers
+check peers_fields "$dir/out" 1 && ok || bad "t1 peers: $(cat "$dir/out")"
+
+# ---- everything stops cleanly ------------------------------------------
+for n in t1 t2 c2 e1 e2 c1; do stop $n; done
+for n in c1 e1; do
+	grep -q "sync: stopping" "$dir/$n.log" && ok || bad "$n: no sync stop"
+done
+if grep -h "AddressSanitizer\|runtime error\|LeakSanitizer" "$dir"/*.log; then
+	bad "sanitizer reports in the logs"; else ok; fi
+
+echo "sync_cli: $passed passed, $failed failed"
+[ "$failed" = 0 ] || KEEP=${KEEP:-1}
+[ "$failed" = 0 ]
