@@ -454,7 +454,7 @@ static int set_name(struct es_config *c, const struct opt *o, const char *v,
 static int check_path(const struct opt *o, const char *v, char *why, size_t wl)
 {
 	struct stat st;
-	size_t max = o->off == FIELD(socket) ? 107 : PATH_MAX - 1;
+	size_t max = o->off == FIELD(socket) ? 103 : PATH_MAX - 1;
 
 	if (o->type == T_FILE && !*v)
 		return 0;
@@ -464,7 +464,7 @@ static int check_path(const struct opt *o, const char *v, char *why, size_t wl)
 	}
 	if (strlen(v) > max) {
 		snprintf(why, wl, "the path is longer than %zu bytes%s", max,
-			 max == 107 ? ", the limit of a Unix socket" : "");
+			 max == 103 ? ", the limit of the agent's Unix socket" : "");
 		return -ENAMETOOLONG;
 	}
 	if (o->type != T_FILE)

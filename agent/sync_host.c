@@ -78,7 +78,7 @@ static int host_list_segments(void *arg, const char *coll, uint64_t since,
 	struct es_engine *e = arg;
 	struct es_manifest_segment *rows = NULL;
 	size_t n_rows = 0, k = 0;
-	int64_t id;
+	int64_t id = 0;
 	int rc;
 
 	pthread_mutex_lock(&e->m_mu);
@@ -118,7 +118,7 @@ static int host_segment_tombstones(void *arg, const char *coll,
 {
 	struct es_engine *e = arg;
 	struct es_manifest_tombstone *rows = NULL;
-	int64_t id;
+	int64_t id = 0;
 	int rc;
 
 	*n = 0;
@@ -145,7 +145,7 @@ static int host_segment_path(void *arg, const char *coll, int64_t seg_id,
 			     char **path)
 {
 	struct es_engine *e = arg;
-	int64_t id;
+	int64_t id = 0;
 	int rc;
 
 	pthread_mutex_lock(&e->m_mu);
@@ -164,7 +164,7 @@ static int host_has_segment(void *arg, const char *coll, const char *origin,
 {
 	struct es_engine *e = arg;
 	struct es_manifest_segment s;
-	int64_t id;
+	int64_t id = 0;
 	int rc;
 
 	pthread_mutex_lock(&e->m_mu);
@@ -223,7 +223,7 @@ static int host_ack_get(void *arg, const char *peer, const char *coll,
 			enum es_sync_direction dir, uint64_t *version)
 {
 	struct es_engine *e = arg;
-	int64_t id;
+	int64_t id = 0;
 	int rc;
 
 	pthread_mutex_lock(&e->m_mu);
@@ -240,7 +240,7 @@ static int host_ack_put(void *arg, const char *peer, const char *coll,
 			enum es_sync_direction dir, uint64_t version)
 {
 	struct es_engine *e = arg;
-	int64_t id;
+	int64_t id = 0;
 	int rc;
 
 	pthread_mutex_lock(&e->m_mu);

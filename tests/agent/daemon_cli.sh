@@ -126,7 +126,7 @@ badconf "3: workers: given twice" "[api]" "workers = 4" "workers = 5"
 badconf "2: workers: 'many' is not a whole number" "[api]" "workers = many"
 badconf "2: data-dir: 'rel' is not an absolute path" "[agent]" "data-dir = rel"
 badconf "2: log-level: 'loud' is not" "[agent]" "log-level = loud"
-badconf "2: socket: the path is longer than 107" "[api]" \
+badconf "2: socket: the path is longer than 103" "[api]" \
 	"socket = /$(printf 'x%.0s' $(seq 120))"
 badconf "2: max-message: '9Q' is not a whole number" "[api]" \
 	"max-message = 9Q"

@@ -164,11 +164,26 @@ static int raw_call(const char *path, const void *req, size_t len, char *code,
 	int ok;
 
 	snprintf(url, sizeof(url), "ipc://%s", path);
-	assert_int_equal(nng_req0_open(&sock), 0);
-	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 10000);
-	assert_int_equal(nng_dial(sock, url, NULL, 0), 0);
-	assert_int_equal(nng_send(sock, (void *)req, len, 0), 0);
-	assert_int_equal(nng_recvmsg(sock, &m, 0), 0);
+	/*
+	 * A few tries on fresh connections: on a loaded machine the server's
+	 * watchdog may be replacing a listener that nng bug #1518 froze.
+	 */
+	for (int attempt = 0;; attempt++) {
+		int rc;
+
+		assert_int_equal(nng_req0_open(&sock), 0);
+		nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 10000);
+		nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, 10000);
+		assert_int_equal(nng_dial(sock, url, NULL, 0), 0);
+		rc = nng_send(sock, (void *)req, len, 0);
+		if (rc == 0)
+			rc = nng_recvmsg(sock, &m, 0);
+		if (rc == 0)
+			break;
+		nng_close(sock);
+		assert_int_equal(rc, NNG_ETIMEDOUT);
+		assert_true(attempt < 3);
+	}
 	api_reader_init(&r, nng_msg_body(m), nng_msg_len(m), err);
 	assert_int_equal(api_map_index(&r, keys, 3, f, 0, "reply"), 0);
 	api_reader_span(&sub, &r, &f[0]);
@@ -562,9 +577,11 @@ static void test_limits(void **state)
 		snprintf(url, sizeof(url), "ipc://%s", f->path);
 		assert_int_equal(nng_req0_open(&sock), 0);
 		nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 500);
+		/* the agent drops the connection, maybe while this is sent */
+		nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, 2000);
 		assert_int_equal(nng_dial(sock, url, NULL, 0), 0);
-		assert_int_equal(nng_send(sock, junk, big, 0), 0);
-		assert_int_not_equal(nng_recvmsg(sock, &m, 0), 0);
+		if (nng_send(sock, junk, big, 0) == 0)
+			assert_int_not_equal(nng_recvmsg(sock, &m, 0), 0);
 		nng_close(sock);
 		free(junk);
 	}
@@ -926,9 +943,11 @@ static void listener_freeze(void **state)
 		snprintf(url, sizeof(url), "ipc://%s", f->path);
 		assert_int_equal(nng_req0_open(&sock), 0);
 		nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 500);
+		/* the agent drops the connection, maybe while this is sent */
+		nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, 2000);
 		assert_int_equal(nng_dial(sock, url, NULL, 0), 0);
-		assert_int_equal(nng_send(sock, junk, big, 0), 0);
-		assert_int_not_equal(nng_recvmsg(sock, &m, 0), 0);
+		if (nng_send(sock, junk, big, 0) == 0)
+			assert_int_not_equal(nng_recvmsg(sock, &m, 0), 0);
 		nng_close(sock);
 		free(junk);
 	}
