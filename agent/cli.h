@@ -8,9 +8,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CLI_OK 0
-#define CLI_FAIL 1
-#define CLI_USAGE 64
+#define CLI_OK	   0
+#define CLI_FAIL   1
+#define CLI_USAGE  64
 #define CLI_CONFIG 78
 
 struct cli_cmd {
@@ -32,7 +32,7 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* cli_usage prints the message and "usage: <usage>"; returns CLI_USAGE. */
 int cli_usage(const char *usage, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* cli_parse_u64 parses a whole decimal number; 0 or -1 (and an error). */
 int cli_parse_u64(const char *opt, const char *text, uint64_t *out);

@@ -16,7 +16,7 @@
 
 static const char crc_usage[] = "edgesync bench crc [--mib N] [--json]";
 static const char segment_usage[] =
-	"edgesync bench segment [--mib N] [--dim D] [--dir DIR] [--json]";
+    "edgesync bench segment [--mib N] [--dim D] [--dir DIR] [--json]";
 
 /* xorshift64*: fast, seeded, good enough to fill benchmark buffers. */
 static uint64_t bench_rand(uint64_t *s)
@@ -58,12 +58,12 @@ static int parse_bench_opts(int argc, char **argv, const char *usage,
 			    const char *help, struct bench_opts *o)
 {
 	static const struct option opts[] = {
-		{"mib", required_argument, NULL, 'm'},
-		{"dim", required_argument, NULL, 'd'},
-		{"dir", required_argument, NULL, 'D'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"mib", required_argument, NULL, 'm'},
+	    {"dim", required_argument, NULL, 'd'},
+	    {"dir", required_argument, NULL, 'D'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -102,11 +102,14 @@ static int parse_bench_opts(int argc, char **argv, const char *usage,
 static int bench_crc(int argc, char **argv)
 {
 	struct bench_opts o = {.mib = 1, .dim = 1};
-	int rc = parse_bench_opts(argc, argv, crc_usage,
-				  "CRC32C GB/s of each implementation this CPU "
-				  "has, memcpy GB/s beside them,\nover a "
-				  "buffer of --mib MiB (default 1, which stays in cache, so the figure\nis the CPU's; a larger buffer measures memory bandwidth as well).",
-				  &o);
+	int rc =
+	    parse_bench_opts(argc, argv, crc_usage,
+			     "CRC32C GB/s of each implementation this CPU "
+			     "has, memcpy GB/s beside them,\nover a "
+			     "buffer of --mib MiB (default 1, which stays in "
+			     "cache, so the figure\nis the CPU's; a larger "
+			     "buffer measures memory bandwidth as well).",
+			     &o);
 	size_t len;
 	unsigned char *src, *dst;
 	uint64_t seed = 42;
@@ -201,13 +204,14 @@ static void drop_cache(const char *path)
 static int bench_segment(int argc, char **argv)
 {
 	struct bench_opts o = {.mib = 1024, .dim = 128, .dir = "."};
-	int rc = parse_bench_opts(argc, argv, segment_usage,
-				  "Times `segment create` (from an .fvecs file, "
-				  "including fsync and rename)\nand `segment "
-				  "verify` (mmap and pread, warm and cold page "
-				  "cache) on a\nsegment of --mib MiB "
-				  "(default 1024) of --dim-d vectors in --dir.",
-				  &o);
+	int rc =
+	    parse_bench_opts(argc, argv, segment_usage,
+			     "Times `segment create` (from an .fvecs file, "
+			     "including fsync and rename)\nand `segment "
+			     "verify` (mmap and pread, warm and cold page "
+			     "cache) on a\nsegment of --mib MiB "
+			     "(default 1024) of --dim-d vectors in --dir.",
+			     &o);
 	char *fvecs = NULL, *seg = NULL;
 	struct {
 		const char *what;
@@ -242,8 +246,8 @@ static int bench_segment(int argc, char **argv)
 		t = cli_now();
 		rc = cli_segment_check(seg, flags, 1);
 		r[n].what = (const char *[]){
-			"verify mmap, warm", "verify pread, warm",
-			"verify mmap, cold", "verify pread, cold"}[mode];
+		    "verify mmap, warm", "verify pread, warm",
+		    "verify mmap, cold", "verify pread, cold"}[mode];
 		r[n++].seconds = cli_now() - t;
 	}
 	if (rc != CLI_OK)
@@ -276,11 +280,11 @@ out:
 }
 
 static const struct cli_cmd bench_cmds[] = {
-	{"crc", bench_crc, "CRC32C GB/s per implementation, and memcpy"},
-	{"segment", bench_segment, "segment create and verify MB/s"},
-	{"ingest", cli_bench_ingest, "local API inserts/s, 1 and 8 clients"},
-	{"search", cli_bench_search, "local API search QPS, p99, in-process"},
-	{NULL, NULL, NULL},
+    {"crc", bench_crc, "CRC32C GB/s per implementation, and memcpy"},
+    {"segment", bench_segment, "segment create and verify MB/s"},
+    {"ingest", cli_bench_ingest, "local API inserts/s, 1 and 8 clients"},
+    {"search", cli_bench_search, "local API search QPS, p99, in-process"},
+    {NULL, NULL, NULL},
 };
 
 int cli_bench(int argc, char **argv)

@@ -13,13 +13,12 @@
 #define ROWS_PER_BATCH 4096
 
 static const char create_usage[] =
-	"edgesync segment create --from FILE.fvecs --out SEG.ndvs "
-	"[--first-id N]";
-static const char verify_usage[] =
-	"edgesync segment verify [--pread] SEG.ndvs";
+    "edgesync segment create --from FILE.fvecs --out SEG.ndvs "
+    "[--first-id N]";
+static const char verify_usage[] = "edgesync segment verify [--pread] SEG.ndvs";
 static const char info_usage[] = "edgesync segment info [--json] SEG.ndvs";
 static const char export_usage[] =
-	"edgesync segment export SEG.ndvs --out FILE.fvecs [--ids FILE.txt]";
+    "edgesync segment export SEG.ndvs --out FILE.fvecs [--ids FILE.txt]";
 
 /* Says why path is not a valid segment, with the sizes when they matter. */
 static void report_bad_segment(const char *path, int rc,
@@ -116,11 +115,11 @@ done:
 static int segment_create(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"from", required_argument, NULL, 'f'},
-		{"out", required_argument, NULL, 'o'},
-		{"first-id", required_argument, NULL, 'i'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"from", required_argument, NULL, 'f'},
+	    {"out", required_argument, NULL, 'o'},
+	    {"first-id", required_argument, NULL, 'i'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *from = NULL, *out = NULL;
 	uint64_t first_id = 0;
@@ -162,8 +161,8 @@ int cli_segment_check(const char *path, unsigned open_flags, int quiet)
 {
 	struct es_ndvs_info info;
 	struct es_ndvs *seg;
-	int rc = es_ndvs_open(&seg, path, open_flags | ES_NDVS_OPEN_VERIFY,
-			      &info);
+	int rc =
+	    es_ndvs_open(&seg, path, open_flags | ES_NDVS_OPEN_VERIFY, &info);
 
 	if (rc < 0) {
 		report_bad_segment(path, rc, &info);
@@ -177,14 +176,13 @@ int cli_segment_check(const char *path, unsigned open_flags, int quiet)
 }
 
 /* Parses the options of verify and info: --help, one flag, one path. */
-static int one_path(int argc, char **argv, const char *usage,
-		    const char *flag, const char *help, int *flag_set,
-		    const char **path)
+static int one_path(int argc, char **argv, const char *usage, const char *flag,
+		    const char *help, int *flag_set, const char **path)
 {
 	const struct option opts[] = {
-		{flag, no_argument, NULL, 'x'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {flag, no_argument, NULL, 'x'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -219,8 +217,7 @@ static int segment_verify(int argc, char **argv)
 
 	if (rc >= 0)
 		return rc;
-	return cli_segment_check(path, pread_mode ? ES_NDVS_OPEN_PREAD : 0,
-				 0);
+	return cli_segment_check(path, pread_mode ? ES_NDVS_OPEN_PREAD : 0, 0);
 }
 
 static int segment_info(int argc, char **argv)
@@ -275,7 +272,7 @@ static int export_rows(struct es_ndvs *seg, FILE *vf, FILE *idf)
 
 		if (fwrite(&dim, 4, 1, vf) != 1 ||
 		    fwrite(es_ndvs_row(seg, row), 4, info->dim, vf) !=
-			    info->dim)
+			info->dim)
 			return -EIO;
 		if (idf) {
 			int rc = es_ndvs_read_ids(seg, row, 1, &id);
@@ -292,10 +289,10 @@ static int export_rows(struct es_ndvs *seg, FILE *vf, FILE *idf)
 static int segment_export(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"out", required_argument, NULL, 'o'},
-		{"ids", required_argument, NULL, 'i'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"out", required_argument, NULL, 'o'},
+	    {"ids", required_argument, NULL, 'i'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *out = NULL, *ids_path = NULL, *path;
 	struct es_ndvs_info info;
@@ -360,11 +357,11 @@ static int segment_export(int argc, char **argv)
 }
 
 static const struct cli_cmd segment_cmds[] = {
-	{"create", segment_create, "write an .fvecs file as a segment"},
-	{"verify", segment_verify, "check a segment completely"},
-	{"info", segment_info, "print a segment's header and footer"},
-	{"export", segment_export, "write a segment's vectors as .fvecs"},
-	{NULL, NULL, NULL},
+    {"create", segment_create, "write an .fvecs file as a segment"},
+    {"verify", segment_verify, "check a segment completely"},
+    {"info", segment_info, "print a segment's header and footer"},
+    {"export", segment_export, "write a segment's vectors as .fvecs"},
+    {NULL, NULL, NULL},
 };
 
 int cli_segment(int argc, char **argv)

@@ -33,10 +33,10 @@ int cli_usage(const char *usage, const char *fmt, ...)
 	return CLI_USAGE;
 }
 
-static void list_commands(FILE *f, const char *what,
-			  const struct cli_cmd *cmds)
+static void list_commands(FILE *f, const char *what, const struct cli_cmd *cmds)
 {
-	fprintf(f, "usage: %s COMMAND [OPTIONS]   (COMMAND --help for more)\n\n",
+	fprintf(f,
+		"usage: %s COMMAND [OPTIONS]   (COMMAND --help for more)\n\n",
 		what);
 	for (const struct cli_cmd *c = cmds; c->name; c++)
 		fprintf(f, "  %-10s %s\n", c->name, c->summary);

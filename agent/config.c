@@ -464,7 +464,8 @@ static int check_path(const struct opt *o, const char *v, char *why, size_t wl)
 	}
 	if (strlen(v) > max) {
 		snprintf(why, wl, "the path is longer than %zu bytes%s", max,
-			 max == 103 ? ", the limit of the agent's Unix socket" : "");
+			 max == 103 ? ", the limit of the agent's Unix socket"
+				    : "");
 		return -ENAMETOOLONG;
 	}
 	if (o->type != T_FILE)

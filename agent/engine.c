@@ -27,8 +27,8 @@
 #include "engine.h"
 #include "engine_impl.h"
 
-void engine_log(struct es_engine *e, enum es_log_level level,
-		const char *fmt, ...)
+void engine_log(struct es_engine *e, enum es_log_level level, const char *fmt,
+		...)
 {
 	char msg[512];
 	va_list ap;
@@ -147,12 +147,13 @@ static int cat_sealed(void *arg, const struct es_segment_meta *seg,
 	pthread_mutex_unlock(&ce->e->m_mu);
 	free(mt);
 	if (rc == 0)
-		engine_log(ce->e, ES_LOG_INFO,
-		     "collection %s: sealed segment %lld (%llu vectors, %llu "
-		     "tombstones)",
-		     ce->row.name, (long long)seg->id,
-		     (unsigned long long)seg->count,
-		     (unsigned long long)n_tombs);
+		engine_log(
+		    ce->e, ES_LOG_INFO,
+		    "collection %s: sealed segment %lld (%llu vectors, %llu "
+		    "tombstones)",
+		    ce->row.name, (long long)seg->id,
+		    (unsigned long long)seg->count,
+		    (unsigned long long)n_tombs);
 	return rc;
 }
 
@@ -167,9 +168,9 @@ static int cat_indexed(void *arg, const struct es_segment_meta *seg)
 	pthread_mutex_unlock(&ce->e->m_mu);
 	if (rc == 0)
 		engine_log(ce->e, ES_LOG_INFO,
-		     "collection %s: segment %lld indexed (%llu bytes)",
-		     ce->row.name, (long long)seg->id,
-		     (unsigned long long)seg->index_size);
+			   "collection %s: segment %lld indexed (%llu bytes)",
+			   ce->row.name, (long long)seg->id,
+			   (unsigned long long)seg->index_size);
 	return rc;
 }
 
@@ -192,7 +193,8 @@ static char *coll_dir(const struct es_engine *e, int64_t id)
 {
 	char *dir;
 
-	if (asprintf(&dir, "%s/collections/%lld", e->data_dir, (long long)id) < 0)
+	if (asprintf(&dir, "%s/collections/%lld", e->data_dir, (long long)id) <
+	    0)
 		return NULL;
 	return dir;
 }
@@ -217,12 +219,12 @@ static void params_of(const struct es_engine *e, const struct coll_entry *ce,
 static int coll_open(struct es_engine *e, struct coll_entry *ce)
 {
 	struct es_collection_catalog cat = {
-		.reserve_id = cat_reserve_id,
-		.hlc_now = cat_hlc_now,
-		.sealed = cat_sealed,
-		.indexed = cat_indexed,
-		.wake = cat_wake,
-		.arg = ce,
+	    .reserve_id = cat_reserve_id,
+	    .hlc_now = cat_hlc_now,
+	    .sealed = cat_sealed,
+	    .indexed = cat_indexed,
+	    .wake = cat_wake,
+	    .arg = ce,
 	};
 	struct es_manifest_segment *rows = NULL;
 	struct es_manifest_tombstone *mt = NULL;
@@ -276,7 +278,7 @@ static int coll_open(struct es_engine *e, struct coll_entry *ce)
 					tombs, n_tombs);
 	if (rc < 0)
 		engine_log(e, ES_LOG_ERROR, "collection %s: cannot open %s: %s",
-		     ce->row.name, dir, es_engine_strerror(rc));
+			   ce->row.name, dir, es_engine_strerror(rc));
 	free(rows);
 	free(mt);
 	free(segs);
@@ -288,7 +290,7 @@ static int coll_open(struct es_engine *e, struct coll_entry *ce)
 static int colls_append(struct es_engine *e, struct coll_entry *ce)
 {
 	struct coll_entry **colls =
-		realloc(e->colls, (e->n_colls + 1) * sizeof(*colls));
+	    realloc(e->colls, (e->n_colls + 1) * sizeof(*colls));
 
 	if (!colls)
 		return -ENOMEM;
@@ -403,8 +405,8 @@ int es_engine_collection_create(struct es_engine *e, const char *name,
 		free(ce);
 		return rc;
 	}
-	engine_log(e, ES_LOG_INFO, "collection %s created (dim %u, %s)", name, dim,
-	     es_metric_name(metric));
+	engine_log(e, ES_LOG_INFO, "collection %s created (dim %u, %s)", name,
+		   dim, es_metric_name(metric));
 	return 0;
 }
 
@@ -532,9 +534,8 @@ int es_engine_collection_list(struct es_engine *e,
 
 /* ---- data ------------------------------------------------------------- */
 
-int es_engine_insert(struct es_engine *e, const char *name,
-		     const uint64_t *ids, const float *vectors, size_t n,
-		     uint32_t dim)
+int es_engine_insert(struct es_engine *e, const char *name, const uint64_t *ids,
+		     const float *vectors, size_t n, uint32_t dim)
 {
 	struct coll_entry *ce = engine_coll_ref(e, name);
 	int rc;
@@ -552,8 +553,8 @@ int es_engine_insert(struct es_engine *e, const char *name,
 	return rc;
 }
 
-int es_engine_delete(struct es_engine *e, const char *name,
-		     const uint64_t *ids, size_t n)
+int es_engine_delete(struct es_engine *e, const char *name, const uint64_t *ids,
+		     size_t n)
 {
 	struct coll_entry *ce = engine_coll_ref(e, name);
 	int rc;
@@ -579,8 +580,8 @@ int es_engine_get(struct es_engine *e, const char *name, uint64_t id,
 	return rc == -ENOENT ? ES_E_ENGINE_NOTFOUND : rc;
 }
 
-int es_engine_search(struct es_engine *e, const char *name,
-		     const float *query, uint32_t dim, uint32_t k, uint32_t L,
+int es_engine_search(struct es_engine *e, const char *name, const float *query,
+		     uint32_t dim, uint32_t k, uint32_t L,
 		     struct es_engine_hit *hits)
 {
 	struct coll_entry *ce;
@@ -592,7 +593,7 @@ int es_engine_search(struct es_engine *e, const char *name,
 	if (!ce)
 		return ES_E_ENGINE_NOCOLL;
 	_Static_assert(sizeof(struct es_engine_hit) ==
-			       sizeof(struct es_collection_hit),
+			   sizeof(struct es_collection_hit),
 		       "hit layouts agree");
 	rc = dim == ce->row.dim
 		 ? es_collection_search(ce->c, query, k, L,
@@ -694,10 +695,11 @@ static int maintain_all(struct es_engine *e)
 			break;
 		rc = es_collection_maintain(ce->c, &more);
 		if (rc < 0)
-			engine_log(e, ES_LOG_ERROR,
-			     "collection %s: background seal or index build "
-			     "failed: %s (will retry)",
-			     ce->row.name, es_engine_strerror(rc));
+			engine_log(
+			    e, ES_LOG_ERROR,
+			    "collection %s: background seal or index build "
+			    "failed: %s (will retry)",
+			    ce->row.name, es_engine_strerror(rc));
 		any_more |= more && rc == 0;
 		engine_coll_unref(ce);
 	}
@@ -748,7 +750,8 @@ static void remove_orphans(struct es_engine *e, const char *root)
 			known |= e->colls[i]->row.id == id;
 		if (known || asprintf(&path, "%s/%s", root, ent->d_name) < 0)
 			continue;
-		engine_log(e, ES_LOG_WARN, "removing %s: no collection owns it", path);
+		engine_log(e, ES_LOG_WARN, "removing %s: no collection owns it",
+			   path);
 		remove_tree(path);
 		free(path);
 	}
@@ -833,8 +836,9 @@ int es_engine_open(struct es_engine **ep, const struct es_engine_config *c)
 		goto err;
 	e->maint_started = 1;
 	free(db);
-	engine_log(e, ES_LOG_INFO, "data directory %s: %zu collections, device %s",
-	     c->data_dir, e->n_colls, e->device_id);
+	engine_log(e, ES_LOG_INFO,
+		   "data directory %s: %zu collections, device %s", c->data_dir,
+		   e->n_colls, e->device_id);
 	*ep = e;
 	return 0;
 err:

@@ -37,13 +37,13 @@ enum es_log_level { ES_LOG_ERROR, ES_LOG_WARN, ES_LOG_INFO, ES_LOG_DEBUG };
 
 struct es_engine_config {
 	const char *data_dir;
-	uint64_t seal_threshold;   /* vectors per segment, default 65536 */
-	uint32_t index_R;          /* default 64 */
-	uint32_t index_L;          /* default 100 */
-	float index_alpha;         /* default 1.2 */
-	unsigned build_threads;    /* 0: every core */
-	uint32_t open_segments;    /* segments kept open when idle */
-	uint32_t default_flags;    /* sync flags of a collection created
+	uint64_t seal_threshold; /* vectors per segment, default 65536 */
+	uint32_t index_R;	 /* default 64 */
+	uint32_t index_L;	 /* default 100 */
+	float index_alpha;	 /* default 1.2 */
+	unsigned build_threads;	 /* 0: every core */
+	uint32_t open_segments;	 /* segments kept open when idle */
+	uint32_t default_flags;	 /* sync flags of a collection created
 				      with ES_ENGINE_FLAGS_DEFAULT */
 	/* Called from any thread, one line, no newline. */
 	void (*log)(void *arg, enum es_log_level level, const char *msg);
@@ -71,13 +71,13 @@ struct es_collection_info {
 	char name[ES_ENGINE_NAME_MAX + 1];
 	uint32_t dim;
 	enum es_metric metric;
-	uint32_t flags;        /* sync flags (manifest.h) */
-	uint64_t vectors;      /* live vectors */
-	uint64_t growing;      /* vectors not yet sealed */
+	uint32_t flags;	  /* sync flags (manifest.h) */
+	uint64_t vectors; /* live vectors */
+	uint64_t growing; /* vectors not yet sealed */
 	uint64_t segments;
-	uint64_t indexed;      /* segments whose index is ready */
-	uint64_t version;      /* manifest version */
-	uint64_t bytes;        /* segment and index bytes on disk */
+	uint64_t indexed; /* segments whose index is ready */
+	uint64_t version; /* manifest version */
+	uint64_t bytes;	  /* segment and index bytes on disk */
 };
 
 /* Create with the agent's default sync flags (edge: upload). */
@@ -113,13 +113,12 @@ int es_engine_collection_list(struct es_engine *e,
  * that exists is replaced. Returns 0 once every vector is durable and
  * visible to searches, never before.
  */
-int es_engine_insert(struct es_engine *e, const char *name,
-		     const uint64_t *ids, const float *vectors, size_t n,
-		     uint32_t dim);
+int es_engine_insert(struct es_engine *e, const char *name, const uint64_t *ids,
+		     const float *vectors, size_t n, uint32_t dim);
 
 /* es_engine_delete removes n ids (absent ones are not an error). */
-int es_engine_delete(struct es_engine *e, const char *name,
-		     const uint64_t *ids, size_t n);
+int es_engine_delete(struct es_engine *e, const char *name, const uint64_t *ids,
+		     size_t n);
 
 /* es_engine_get copies the vector of id to out (dim floats). */
 int es_engine_get(struct es_engine *e, const char *name, uint64_t id,
@@ -135,8 +134,8 @@ struct es_engine_hit {
  * floats), nearest first, to hits (k entries), returning how many. L is
  * the search list of the Vamana segments (0: max(k, 64)).
  */
-int es_engine_search(struct es_engine *e, const char *name,
-		     const float *query, uint32_t dim, uint32_t k, uint32_t L,
+int es_engine_search(struct es_engine *e, const char *name, const float *query,
+		     uint32_t dim, uint32_t k, uint32_t L,
 		     struct es_engine_hit *hits);
 
 /* es_engine_flush seals what is growing; returns once it is durable. */
@@ -163,8 +162,8 @@ struct es_engine_stats {
 	uint64_t vectors;
 	uint64_t segments;
 	uint64_t bytes;
-	uint64_t inserts;       /* vectors acknowledged since start */
-	uint64_t searches;      /* since start */
+	uint64_t inserts;	/* vectors acknowledged since start */
+	uint64_t searches;	/* since start */
 	uint64_t seals_pending; /* seals and index builds queued */
 	char device_id[65];
 };

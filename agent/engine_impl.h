@@ -24,7 +24,7 @@ struct coll_entry {
 	struct es_engine *e;
 	struct es_manifest_collection row;
 	struct es_collection *c;
-	unsigned refs;  /* under e->refs_mu */
+	unsigned refs; /* under e->refs_mu */
 	int dropped;
 };
 
@@ -51,8 +51,8 @@ struct es_engine {
 };
 
 /* A log line from any thread, through the configured callback. */
-void engine_log(struct es_engine *e, enum es_log_level level,
-		const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void engine_log(struct es_engine *e, enum es_log_level level, const char *fmt,
+		...) __attribute__((format(printf, 3, 4)));
 
 /* Finds name and takes a reference (NULL if absent); drop it with unref. */
 struct coll_entry *engine_coll_ref(struct es_engine *e, const char *name);

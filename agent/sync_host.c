@@ -46,9 +46,8 @@ static int host_ensure_collection(void *arg, const struct es_sync_collection *c)
 	int rc = es_engine_collection_info(e, c->name, &info);
 
 	if (rc == ES_E_ENGINE_NOCOLL) {
-		rc = es_engine_collection_create(e, c->name, c->dim,
-						 (enum es_metric)c->metric,
-						 c->flags);
+		rc = es_engine_collection_create(
+		    e, c->name, c->dim, (enum es_metric)c->metric, c->flags);
 		if (rc == ES_E_ENGINE_EXISTS) /* a racing create */
 			rc = es_engine_collection_info(e, c->name, &info);
 		else
@@ -229,9 +228,8 @@ static int host_ack_get(void *arg, const char *peer, const char *coll,
 	pthread_mutex_lock(&e->m_mu);
 	rc = coll_id(e, coll, &id);
 	if (rc == 0)
-		rc = es_manifest_ack_get(e->m, peer, id,
-					 (enum es_manifest_direction)dir,
-					 version);
+		rc = es_manifest_ack_get(
+		    e->m, peer, id, (enum es_manifest_direction)dir, version);
 	pthread_mutex_unlock(&e->m_mu);
 	return rc;
 }
@@ -246,9 +244,8 @@ static int host_ack_put(void *arg, const char *peer, const char *coll,
 	pthread_mutex_lock(&e->m_mu);
 	rc = coll_id(e, coll, &id);
 	if (rc == 0)
-		rc = es_manifest_ack_put(e->m, peer, id,
-					 (enum es_manifest_direction)dir,
-					 version);
+		rc = es_manifest_ack_put(
+		    e->m, peer, id, (enum es_manifest_direction)dir, version);
 	pthread_mutex_unlock(&e->m_mu);
 	return rc;
 }

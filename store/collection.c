@@ -181,8 +181,8 @@ static int replay_one(void *arg, uint64_t gen, const void *data, uint32_t len)
 }
 
 /* Builds, logs and applies one record; returns once durable and visible. */
-static int write_record(struct es_collection *c, int type,
-			const uint64_t *ids, const float *vectors, size_t n)
+static int write_record(struct es_collection *c, int type, const uint64_t *ids,
+			const float *vectors, size_t n)
 {
 	uint64_t len = REC_HEADER + n * 8, hlc;
 	unsigned char *rec;
@@ -248,8 +248,7 @@ int es_collection_insert(struct es_collection *c, const uint64_t *ids,
 	return rc;
 }
 
-int es_collection_delete(struct es_collection *c, const uint64_t *ids,
-			 size_t n)
+int es_collection_delete(struct es_collection *c, const uint64_t *ids, size_t n)
 {
 	return n ? write_record(c, REC_DELETE, ids, NULL, n) : 0;
 }
@@ -289,7 +288,7 @@ int coll_part_add(struct es_collection *c, struct part *pt, uint32_t *h)
 		;
 	if (i == c->n_parts) {
 		struct part **parts =
-			realloc(c->parts, (c->n_parts + 1) * sizeof(*parts));
+		    realloc(c->parts, (c->n_parts + 1) * sizeof(*parts));
 
 		if (!parts)
 			return -ENOMEM;
@@ -300,9 +299,10 @@ int coll_part_add(struct es_collection *c, struct part *pt, uint32_t *h)
 	*h = i;
 	if (pt->kind == PART_SEGMENT) {
 		if (c->n_segments == c->cap_segments) {
-			uint32_t cap = c->cap_segments ? c->cap_segments * 2 : 16;
+			uint32_t cap =
+			    c->cap_segments ? c->cap_segments * 2 : 16;
 			uint32_t *segs =
-				realloc(c->segments, cap * sizeof(*segs));
+			    realloc(c->segments, cap * sizeof(*segs));
 
 			if (!segs) {
 				c->parts[i] = NULL;
@@ -351,8 +351,8 @@ struct part *coll_segment_part(struct es_collection *c,
 	if (!pt)
 		return NULL;
 	pt->meta = *m;
-	if (asprintf(&pt->path, "%s/seg-%lld.ndvs", c->dir,
-		     (long long)m->id) < 0 ||
+	if (asprintf(&pt->path, "%s/seg-%lld.ndvs", c->dir, (long long)m->id) <
+		0 ||
 	    asprintf(&pt->index_path, "%s/seg-%lld.vamana", c->dir,
 		     (long long)m->id) < 0) {
 		pt->path = pt->index_path = NULL;
@@ -372,9 +372,9 @@ int coll_read_ids(const char *path, const struct es_segment_meta *m,
 	int rc = es_ndvs_open(&seg, path, ES_NDVS_OPEN_PREAD, &info);
 
 	*ids = NULL;
-	if (rc == 0 && (info.file_size != m->size ||
-			info.checksum != m->checksum ||
-			info.count != m->count || info.dim != dim))
+	if (rc == 0 &&
+	    (info.file_size != m->size || info.checksum != m->checksum ||
+	     info.count != m->count || info.dim != dim))
 		rc = ES_E_NDVS_SIZE; /* not the file the record describes */
 	if (rc == 0 && !(*ids = malloc((m->count + 1) * sizeof(uint64_t))))
 		rc = -ENOMEM;
@@ -483,7 +483,8 @@ static int collection_alloc(struct es_collection **cp, const char *dir,
 		return -ENOMEM;
 	c->dir = strdup(dir);
 	c->p = *p;
-	snprintf(c->origin, sizeof(c->origin), "%s", p->origin ? p->origin : "");
+	snprintf(c->origin, sizeof(c->origin), "%s",
+		 p->origin ? p->origin : "");
 	c->p.origin = c->origin;
 	c->cat = *cat;
 	c->dist = es_distance_get(p->metric);
@@ -495,7 +496,7 @@ static int collection_alloc(struct es_collection **cp, const char *dir,
 	/* writers first: searches must not starve a seal or an insert */
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(
-		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	    &attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&c->ingest, &attr);
 	pthread_rwlock_init(&c->state, &attr);
 	pthread_rwlockattr_destroy(&attr);
@@ -582,8 +583,7 @@ void es_collection_close(struct es_collection *c)
 	free(c);
 }
 
-void es_collection_stats(struct es_collection *c,
-			 struct es_collection_stats *s)
+void es_collection_stats(struct es_collection *c, struct es_collection_stats *s)
 {
 	memset(s, 0, sizeof(*s));
 	pthread_rwlock_rdlock(&c->state);

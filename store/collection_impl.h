@@ -42,16 +42,16 @@ enum part_kind { PART_BUFFER, PART_SEGMENT };
 
 struct part {
 	enum part_kind kind;
-	struct membuf buf;          /* PART_BUFFER */
+	struct membuf buf;	     /* PART_BUFFER */
 	struct es_segment_meta meta; /* PART_SEGMENT */
-	atomic_uint_fast64_t dead;  /* its rows no longer live */
-	char *path;                 /* seg-<id>.ndvs */
-	char *index_path;           /* seg-<id>.vamana */
+	atomic_uint_fast64_t dead;   /* its rows no longer live */
+	char *path;		     /* seg-<id>.ndvs */
+	char *index_path;	     /* seg-<id>.vamana */
 	pthread_mutex_t mu;
-	unsigned refs;              /* searches using the handles */
-	uint64_t last_used;         /* collection tick of the last release */
-	struct es_ndvs *ndvs;       /* opened lazily */
-	struct es_vamana *index;    /* opened lazily once indexed */
+	unsigned refs;		 /* searches using the handles */
+	uint64_t last_used;	 /* collection tick of the last release */
+	struct es_ndvs *ndvs;	 /* opened lazily */
+	struct es_vamana *index; /* opened lazily once indexed */
 	struct es_vamana_searcher **idle;
 	size_t n_idle, cap_idle;
 };
@@ -71,13 +71,13 @@ struct es_collection {
 	uint32_t n_parts;
 	uint32_t growing;
 	uint32_t frozen;
-	uint64_t frozen_gen;        /* log generation of the frozen buffer */
-	uint64_t frozen_hlc;        /* its seal clock, taken at the freeze */
+	uint64_t frozen_gen; /* log generation of the frozen buffer */
+	uint64_t frozen_hlc; /* its seal clock, taken at the freeze */
 	uint32_t *segments;
 	uint32_t n_segments, cap_segments;
 	struct idmap live;
 	struct idmap tombs;
-	atomic_uint_fast64_t tick;  /* counts handle releases, for LRU */
+	atomic_uint_fast64_t tick; /* counts handle releases, for LRU */
 };
 
 static inline uint64_t loc_pack(uint32_t handle, uint64_t row)

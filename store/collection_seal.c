@@ -289,8 +289,8 @@ int coll_part_acquire(struct es_collection *c, struct part *pt)
 	 * slower, never wrong. The next acquire tries again.
 	 */
 	if (rc == 0 && pt->meta.indexed && !pt->index &&
-	    es_vamana_open(&pt->index, pt->index_path, ES_VAMANA_OPEN_MEMORY,
-			   0, NULL) < 0)
+	    es_vamana_open(&pt->index, pt->index_path, ES_VAMANA_OPEN_MEMORY, 0,
+			   NULL) < 0)
 		pt->index = NULL;
 	if (rc == 0)
 		pt->refs++;
@@ -325,7 +325,7 @@ void coll_searcher_put(struct part *pt, struct es_vamana_searcher *s)
 	if (pt->n_idle == pt->cap_idle) {
 		size_t cap = pt->cap_idle ? pt->cap_idle * 2 : 4;
 		struct es_vamana_searcher **idle =
-			realloc(pt->idle, cap * sizeof(*idle));
+		    realloc(pt->idle, cap * sizeof(*idle));
 
 		if (!idle) {
 			pthread_mutex_unlock(&pt->mu);

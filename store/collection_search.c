@@ -69,9 +69,8 @@ static int hit_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static void search_buffer(const struct es_collection *c,
-			  const struct membuf *b, const float *q,
-			  struct topk *t)
+static void search_buffer(const struct es_collection *c, const struct membuf *b,
+			  const float *q, struct topk *t)
 {
 	for (uint64_t r = 0; r < b->n; r++) {
 		if (!b->alive[r])
@@ -98,9 +97,8 @@ static void search_exact(const struct es_collection *c, uint32_t h,
 }
 
 static int search_index(const struct es_collection *c, uint32_t h,
-			struct part *pt, const float *q, uint32_t k,
-			uint32_t L, struct topk *t,
-			struct es_vamana_hit *scratch)
+			struct part *pt, const float *q, uint32_t k, uint32_t L,
+			struct topk *t, struct es_vamana_hit *scratch)
 {
 	struct es_vamana_searcher *s;
 	/* with dead rows, ask for a few more than k: they are dropped below */

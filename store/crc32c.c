@@ -138,8 +138,8 @@ enum es_crc32c_impl es_crc32c_active(void)
 	return hw ? ES_CRC32C_HW : ES_CRC32C_PORTABLE;
 }
 
-uint32_t es_crc32c_with(enum es_crc32c_impl impl, uint32_t crc,
-			const void *buf, size_t len)
+uint32_t es_crc32c_with(enum es_crc32c_impl impl, uint32_t crc, const void *buf,
+			size_t len)
 {
 	uint32_t reg = ~crc;
 

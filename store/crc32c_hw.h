@@ -35,7 +35,7 @@ static HW_ATTR uint32_t hw_serial(uint32_t reg, const void *buf, size_t len)
 
 /* Three streams of n bytes each from p; returns the joined register. */
 static inline HW_ATTR uint32_t hw_three(uint32_t reg, const unsigned char *p,
-				       size_t n, uint32_t (*shift)(uint32_t))
+					size_t n, uint32_t (*shift)(uint32_t))
 {
 	uint32_t r1 = 0, r2 = 0;
 	const unsigned char *end = p + n;

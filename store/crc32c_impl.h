@@ -15,9 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ES_CRC32C_POLY 0x82F63B78u
-#define ES_CRC32C_LONG 8192 /* bytes per stream in the long blocks */
-#define ES_CRC32C_SHORT 256 /* bytes per stream in the short blocks */
+#define ES_CRC32C_POLY	0x82F63B78u
+#define ES_CRC32C_LONG	8192 /* bytes per stream in the long blocks */
+#define ES_CRC32C_SHORT 256  /* bytes per stream in the short blocks */
 
 /* shift_LONG and shift_SHORT of the register, through 4x256 tables. */
 uint32_t es_crc32c_shift_long(uint32_t reg);
@@ -25,7 +25,7 @@ uint32_t es_crc32c_shift_short(uint32_t reg);
 
 /* A hardware implementation, if this architecture has one. */
 struct es_crc32c_hw {
-	const char *name;        /* of the interleaved path */
+	const char *name;	 /* of the interleaved path */
 	const char *serial_name; /* of the one-stream path */
 	uint32_t (*serial)(uint32_t reg, const void *buf, size_t len);
 	uint32_t (*interleaved)(uint32_t reg, const void *buf, size_t len);

@@ -111,6 +111,7 @@ const char *es_store_strerror(int err)
 		break;
 	}
 	if (err < 0 && err > -4096)
-		return strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown errno";
+		return strerrordesc_np(-err) ? strerrordesc_np(-err)
+					     : "unknown errno";
 	return "unknown error";
 }

@@ -42,8 +42,8 @@ uint64_t idmap_get(const struct idmap *m, uint64_t key)
 	}
 }
 
-static void insert_fresh(struct idmap_slot *slots, uint64_t mask,
-			 uint64_t key, uint64_t value)
+static void insert_fresh(struct idmap_slot *slots, uint64_t mask, uint64_t key,
+			 uint64_t value)
 {
 	uint64_t i = hash64(key) & mask;
 

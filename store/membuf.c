@@ -85,7 +85,7 @@ int membuf_add_tomb(struct membuf *b, const struct es_tombstone *t)
 	if (b->n_tombs == b->cap_tombs) {
 		uint64_t cap = b->cap_tombs ? b->cap_tombs * 2 : 64;
 		struct es_tombstone *tombs =
-			realloc(b->tombs, cap * sizeof(*tombs));
+		    realloc(b->tombs, cap * sizeof(*tombs));
 
 		if (!tombs)
 			return -ENOMEM;

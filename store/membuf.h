@@ -21,7 +21,7 @@ struct membuf {
 	uint64_t *hlc;
 	float *vec;
 	uint8_t *alive;
-	uint64_t live;     /* rows with alive set */
+	uint64_t live;	   /* rows with alive set */
 	struct idmap rows; /* id -> row */
 	struct es_tombstone *tombs;
 	uint64_t n_tombs, cap_tombs;

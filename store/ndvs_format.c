@@ -14,7 +14,7 @@
 
 static const unsigned char ndvs_magic[4] = {'N', 'D', 'V', 'S'};
 
-#define TAG_LEN 9 /* '#' and 8 hex digits */
+#define TAG_LEN	      9 /* '#' and 8 hex digits */
 #define EDGESYNC_NAME "edgesync"
 
 int ndvs_layout(uint32_t dim, uint64_t count, struct es_ndvs_info *info)
@@ -24,10 +24,10 @@ int ndvs_layout(uint32_t dim, uint64_t count, struct es_ndvs_info *info)
 	if (__builtin_mul_overflow((uint64_t)dim * 4, count, &vec_bytes) ||
 	    __builtin_mul_overflow(count, (uint64_t)8, &id_bytes) ||
 	    __builtin_add_overflow(vec_bytes, id_bytes, &total) ||
-	    __builtin_add_overflow(total,
-				   (uint64_t)(ES_NDVS_HEADER_SIZE +
-					      ES_NDVS_FOOTER_SIZE + 4),
-				   &total) ||
+	    __builtin_add_overflow(
+		total,
+		(uint64_t)(ES_NDVS_HEADER_SIZE + ES_NDVS_FOOTER_SIZE + 4),
+		&total) ||
 	    total > (uint64_t)INT64_MAX)
 		return -EOVERFLOW;
 	info->dim = dim;
@@ -54,7 +54,7 @@ void ndvs_pack_header(unsigned char hdr[ES_NDVS_HEADER_SIZE], uint32_t dim,
 	memset(hdr, 0, ES_NDVS_HEADER_SIZE);
 	memcpy(hdr, ndvs_magic, 4);
 	le16_store(hdr + 4, ES_NDVS_FORMAT_VERSION);
-	le16_store(hdr + 6, 0);  /* flags */
+	le16_store(hdr + 6, 0); /* flags */
 	le32_store(hdr + 8, dim);
 	le64_store(hdr + 12, count);
 	hdr[20] = 0; /* dtype: float32 */
@@ -183,8 +183,7 @@ int ndvs_check_pad(const unsigned char *pad, const struct es_ndvs_info *info)
 	return 0;
 }
 
-int es_ndvs_check_image(const void *buf, size_t len,
-			struct es_ndvs_info *info)
+int es_ndvs_check_image(const void *buf, size_t len, struct es_ndvs_info *info)
 {
 	struct es_ndvs_info local;
 	const unsigned char *p = buf;

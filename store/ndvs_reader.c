@@ -143,8 +143,8 @@ int es_ndvs_verify(struct es_ndvs *seg)
 			return -ENOMEM;
 		posix_fadvise(seg->fd, 0, (off_t)len, POSIX_FADV_SEQUENTIAL);
 		for (uint64_t off = 0; rc == 0 && off < len;) {
-			size_t n = len - off < VERIFY_CHUNK ? len - off
-							    : VERIFY_CHUNK;
+			size_t n =
+			    len - off < VERIFY_CHUNK ? len - off : VERIFY_CHUNK;
 
 			rc = io_pread_all(seg->fd, buf, n, (off_t)off);
 			crc = es_crc32c(crc, buf, n);
@@ -165,8 +165,7 @@ const float *es_ndvs_row(const struct es_ndvs *seg, uint64_t row)
 			       row * seg->info.dim * sizeof(float));
 }
 
-static int rows_in_range(const struct es_ndvs *seg, uint64_t first,
-			 uint64_t n)
+static int rows_in_range(const struct es_ndvs *seg, uint64_t first, uint64_t n)
 {
 	return first <= seg->info.count && n <= seg->info.count - first;
 }

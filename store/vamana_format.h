@@ -14,16 +14,16 @@
 
 struct vamana_layout {
 	struct es_vamana_info info; /* the header's fields */
-	uint32_t node_size;         /* 4*dim + 4 + 4*R */
+	uint32_t node_size;	    /* 4*dim + 4 + 4*R */
 	uint32_t nodes_per_sector;  /* 0 when a node needs several */
 	uint32_t sectors_per_node;  /* 1 unless nodes_per_sector is 0 */
-	uint64_t nodes_offset;      /* 4096 */
-	uint64_t nodes_bytes;       /* whole sectors */
+	uint64_t nodes_offset;	    /* 4096 */
+	uint64_t nodes_bytes;	    /* whole sectors */
 	uint64_t ids_offset;
 	uint64_t pq_offset;
 	uint64_t pq_codebook_bytes;
 	uint64_t codes_offset;
-	uint64_t footer_offset;     /* file_size - 16 */
+	uint64_t footer_offset; /* file_size - 16 */
 };
 
 /*
@@ -55,8 +55,7 @@ static inline uint64_t vamana_node_offset(const struct vamana_layout *l,
 		return l->nodes_offset +
 		       (row / l->nodes_per_sector) * ES_VAMANA_SECTOR +
 		       (row % l->nodes_per_sector) * l->node_size;
-	return l->nodes_offset +
-	       row * l->sectors_per_node * ES_VAMANA_SECTOR;
+	return l->nodes_offset + row * l->sectors_per_node * ES_VAMANA_SECTOR;
 }
 
 /* The aligned read that brings node row: its first byte and its length. */

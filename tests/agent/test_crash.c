@@ -100,9 +100,9 @@ static void *writer_main(void *p)
 		/* atomic: pipe writes this small are never torn */
 		if (write(msg_fd, &m, sizeof(m)) != sizeof(m))
 			_exit(4);
-		rc = m.deleted ? es_engine_delete(e, "crash", ids, BATCH)
-			       : es_engine_insert(e, "crash", ids, vec, BATCH,
-						  DIM);
+		rc = m.deleted
+			 ? es_engine_delete(e, "crash", ids, BATCH)
+			 : es_engine_insert(e, "crash", ids, vec, BATCH, DIM);
 		if (rc != 0)
 			_exit(3);
 		m.ack = 1;

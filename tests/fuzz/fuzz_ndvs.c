@@ -36,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int want = es_ndvs_check_image(data, size, &info);
 
 	for (unsigned mode = 0; mode < 2; mode++) {
-		unsigned flags = ES_NDVS_OPEN_VERIFY |
-				 (mode ? ES_NDVS_OPEN_PREAD : 0);
+		unsigned flags =
+		    ES_NDVS_OPEN_VERIFY | (mode ? ES_NDVS_OPEN_PREAD : 0);
 		int rc = es_ndvs_open(&seg, path, flags, NULL);
 
 		if (rc != want)

@@ -76,14 +76,14 @@ static struct memcat cat;
 
 static struct es_collection *open_coll(uint64_t threshold)
 {
-	struct es_collection_catalog c = {mc_reserve, mc_hlc, mc_sealed,
+	struct es_collection_catalog c = {mc_reserve, mc_hlc,  mc_sealed,
 					  mc_indexed, mc_wake, &cat};
 	struct es_collection_params p = {
-		.dim = DIM,
-		.metric = ES_METRIC_L2,
-		.seal_threshold = threshold,
-		.origin = "dev-a",
-		.open_segments = 2,
+	    .dim = DIM,
+	    .metric = ES_METRIC_L2,
+	    .seal_threshold = threshold,
+	    .origin = "dev-a",
+	    .open_segments = 2,
 	};
 	struct es_collection *coll;
 
@@ -92,8 +92,7 @@ static struct es_collection *open_coll(uint64_t threshold)
 	p.build.L = 32;
 	p.build.threads = 2;
 	assert_int_equal(es_collection_open(&coll, dir, &p, &c, cat.segs,
-					    cat.n_segs, cat.tombs,
-					    cat.n_tombs),
+					    cat.n_segs, cat.tombs, cat.n_tombs),
 			 0);
 	return coll;
 }
@@ -235,8 +234,8 @@ static void test_recovery(void **state)
 
 	insert_range(c, 0, 300, 0);
 	assert_int_equal(es_collection_seal(c, 1), 0);
-	insert_range(c, 300, 200, 0);       /* only in the log */
-	insert_range(c, 5, 1, 7000);        /* supersedes a sealed copy */
+	insert_range(c, 300, 200, 0); /* only in the log */
+	insert_range(c, 5, 1, 7000);  /* supersedes a sealed copy */
 	assert_int_equal(es_collection_delete(c, del, 2), 0);
 	es_collection_close(c);
 
@@ -341,17 +340,14 @@ static void test_install(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_write_read, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_upsert_and_delete, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_seal_and_index, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_recovery, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_threshold, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_install, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_read, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_upsert_and_delete, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_seal_and_index, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_threshold, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_install, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,8 +10,8 @@
 
 #include "edgesync/crc32c.h"
 
-static const enum es_crc32c_impl impls[] = {
-	ES_CRC32C_PORTABLE, ES_CRC32C_HW_SERIAL, ES_CRC32C_HW};
+static const enum es_crc32c_impl impls[] = {ES_CRC32C_PORTABLE,
+					    ES_CRC32C_HW_SERIAL, ES_CRC32C_HW};
 
 static void test_check_value(void **state)
 {
@@ -57,9 +57,9 @@ static void test_paths_agree(void **state)
 	const size_t max = 3 * 8192 * 2 + 3 * 256 * 2 + 64;
 	unsigned char *buf = malloc(max + 8);
 	uint64_t seed = 1;
-	size_t lens[] = {0,    1,    7,    8,     9,     255,   767,  768,
-			 769,  1000, 4096, 24575, 24576, 24577, 25344, 49152,
-			 49919, max};
+	size_t lens[] = {0,	1,     7,     8,     9,	    255,
+			 767,	768,   769,   1000,  4096,  24575,
+			 24576, 24577, 25344, 49152, 49919, max};
 
 	assert_non_null(buf);
 	for (size_t i = 0; i < max + 8; i++)
@@ -82,9 +82,9 @@ static void test_paths_agree(void **state)
 		}
 	}
 	for (size_t len = 0; len < 2000; len += 13)
-		assert_int_equal(es_crc32c(0, buf, len),
-				 es_crc32c_with(ES_CRC32C_PORTABLE, 0, buf,
-						len));
+		assert_int_equal(
+		    es_crc32c(0, buf, len),
+		    es_crc32c_with(ES_CRC32C_PORTABLE, 0, buf, len));
 	free(buf);
 }
 
@@ -117,11 +117,11 @@ static void test_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_check_value),
-		cmocka_unit_test(test_rfc3720_vectors),
-		cmocka_unit_test(test_paths_agree),
-		cmocka_unit_test(test_streaming),
-		cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_check_value),
+	    cmocka_unit_test(test_rfc3720_vectors),
+	    cmocka_unit_test(test_paths_agree),
+	    cmocka_unit_test(test_streaming),
+	    cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,9 +90,8 @@ static int open_both(const char *path)
 	int rc_map = es_ndvs_open(&seg, path, ES_NDVS_OPEN_VERIFY, NULL);
 
 	es_ndvs_close(seg);
-	int rc_pread = es_ndvs_open(&seg, path,
-				    ES_NDVS_OPEN_VERIFY | ES_NDVS_OPEN_PREAD,
-				    NULL);
+	int rc_pread = es_ndvs_open(
+	    &seg, path, ES_NDVS_OPEN_VERIFY | ES_NDVS_OPEN_PREAD, NULL);
 	es_ndvs_close(seg);
 	assert_int_equal(rc_map, rc_pread);
 	return rc_map;
@@ -114,8 +113,8 @@ static void round_trip(uint32_t dim, uint64_t n, uint32_t want_pad)
 	back = malloc((n * dim + 1) * sizeof(float));
 	ids_back = malloc((n + 1) * sizeof(uint64_t));
 	for (int mode = 0; mode < 2; mode++) {
-		unsigned flags = ES_NDVS_OPEN_VERIFY |
-				 (mode ? ES_NDVS_OPEN_PREAD : 0);
+		unsigned flags =
+		    ES_NDVS_OPEN_VERIFY | (mode ? ES_NDVS_OPEN_PREAD : 0);
 
 		assert_int_equal(es_ndvs_open(&seg, path, flags, &got), 0);
 		assert_int_equal(got.dim, dim);
@@ -201,8 +200,9 @@ static void test_byte_layout(void **state)
 	assert_int_equal(es_ndvs_write(path, 3, 1, v, &id, NULL), 0);
 	b = slurp(path, &len);
 	assert_int_equal(len, 102);
-	assert_memory_equal(b, "NDVS\x01\x00\x00\x00\x03\x00\x00\x00"
-			       "\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+	assert_memory_equal(b,
+			    "NDVS\x01\x00\x00\x00\x03\x00\x00\x00"
+			    "\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00",
 			    22);
 	for (int i = 22; i < 32; i++)
 		assert_int_equal(b[i], 0);
@@ -212,8 +212,8 @@ static void test_byte_layout(void **state)
 	assert_memory_equal(b + 56, "\x01\x00", 2);
 	assert_memory_equal(b + 58, "edgesync ", 9);
 	crc = es_crc32c(0, b, 56);
-	assert_int_equal(b[90] | b[91] << 8 | b[92] << 16 | (uint32_t)b[93] << 24,
-			 crc);
+	assert_int_equal(
+	    b[90] | b[91] << 8 | b[92] << 16 | (uint32_t)b[93] << 24, crc);
 	assert_memory_equal(b + 94, "\x2e\x00\x00\x00NDVS", 8);
 	free(b);
 }
@@ -226,9 +226,8 @@ static unsigned char *small_segment(size_t *len)
 	unsigned char *b;
 
 	make_data(3, 3, &vec, &ids);
-	assert_int_equal(es_ndvs_write(path_of("small.ndvs"), 3, 3, vec, ids,
-				       NULL),
-			 0);
+	assert_int_equal(
+	    es_ndvs_write(path_of("small.ndvs"), 3, 3, vec, ids, NULL), 0);
 	free(vec);
 	free(ids);
 	b = slurp(path_of("small.ndvs"), len);
@@ -299,35 +298,35 @@ static void test_field_errors(void **state)
 		unsigned char value;
 		int want;
 	} cases[] = {
-		{0, 0, 'X', ES_E_NDVS_MAGIC},
-		{4, 0, 2, ES_E_NDVS_VERSION},
-		{7, 0, 1, ES_E_NDVS_FLAGS},
-		{11, 0, 1, ES_E_NDVS_SIZE},   /* dim */
-		{12, 0, 4, ES_E_NDVS_SIZE},   /* count */
-		{19, 0, 1, ES_E_NDVS_SIZE},   /* count, high byte */
-		{20, 0, 1, ES_E_NDVS_DTYPE},
-		{21, 0, 1, ES_E_NDVS_CODEC},
-		{22, 0, 1, ES_E_NDVS_RESERVED},
-		{31, 0, 0x80, ES_E_NDVS_RESERVED},
-		{40, 0, 0x55, ES_E_NDVS_CHECKSUM}, /* a vector byte */
-		{68, 0, 1, ES_E_NDVS_PAD},
-		{75, 0, 0x10, ES_E_NDVS_CHECKSUM}, /* an id byte */
-		{46, 1, 2, ES_E_NDVS_FOOTER_VERSION},
-		{44, 1, 0xC3, ES_E_NDVS_CREATED_BY}, /* not ASCII */
-		{44, 1, 'E', ES_E_NDVS_CREATED_BY},  /* tag mismatch */
-		{14, 1, 'x', ES_E_NDVS_CREATED_BY},  /* after the NUL */
-		{13, 1, 'x', ES_E_NDVS_CREATED_BY},  /* last byte not NUL */
-		{12, 1, 0x01, ES_E_NDVS_CHECKSUM},
-		{8, 1, 47, ES_E_NDVS_FOOTER_SIZE},
-		{1, 1, 'T', ES_E_NDVS_TRAILER},
+	    {0, 0, 'X', ES_E_NDVS_MAGIC},
+	    {4, 0, 2, ES_E_NDVS_VERSION},
+	    {7, 0, 1, ES_E_NDVS_FLAGS},
+	    {11, 0, 1, ES_E_NDVS_SIZE}, /* dim */
+	    {12, 0, 4, ES_E_NDVS_SIZE}, /* count */
+	    {19, 0, 1, ES_E_NDVS_SIZE}, /* count, high byte */
+	    {20, 0, 1, ES_E_NDVS_DTYPE},
+	    {21, 0, 1, ES_E_NDVS_CODEC},
+	    {22, 0, 1, ES_E_NDVS_RESERVED},
+	    {31, 0, 0x80, ES_E_NDVS_RESERVED},
+	    {40, 0, 0x55, ES_E_NDVS_CHECKSUM}, /* a vector byte */
+	    {68, 0, 1, ES_E_NDVS_PAD},
+	    {75, 0, 0x10, ES_E_NDVS_CHECKSUM}, /* an id byte */
+	    {46, 1, 2, ES_E_NDVS_FOOTER_VERSION},
+	    {44, 1, 0xC3, ES_E_NDVS_CREATED_BY}, /* not ASCII */
+	    {44, 1, 'E', ES_E_NDVS_CREATED_BY},	 /* tag mismatch */
+	    {14, 1, 'x', ES_E_NDVS_CREATED_BY},	 /* after the NUL */
+	    {13, 1, 'x', ES_E_NDVS_CREATED_BY},	 /* last byte not NUL */
+	    {12, 1, 0x01, ES_E_NDVS_CHECKSUM},
+	    {8, 1, 47, ES_E_NDVS_FOOTER_SIZE},
+	    {1, 1, 'T', ES_E_NDVS_TRAILER},
 	};
 	const char *path = path_of("field.ndvs");
 	size_t len;
 	unsigned char *b = small_segment(&len);
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		size_t off = cases[i].from_end ? len - cases[i].off
-					       : cases[i].off;
+		size_t off =
+		    cases[i].from_end ? len - cases[i].off : cases[i].off;
 		unsigned char keep = b[off];
 
 		b[off] = cases[i].value;
@@ -440,20 +439,20 @@ static void test_not_a_segment(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sizes),
-		cmocka_unit_test(test_round_trip_pad0),
-		cmocka_unit_test(test_round_trip_pad4),
-		cmocka_unit_test(test_round_trip_dim1),
-		cmocka_unit_test(test_round_trip_empty),
-		cmocka_unit_test(test_round_trip_large),
-		cmocka_unit_test(test_byte_layout),
-		cmocka_unit_test(test_every_bit_flip),
-		cmocka_unit_test(test_every_truncation),
-		cmocka_unit_test(test_appended_bytes),
-		cmocka_unit_test(test_field_errors),
-		cmocka_unit_test(test_foreign_created_by),
-		cmocka_unit_test(test_writer_contract),
-		cmocka_unit_test(test_not_a_segment),
+	    cmocka_unit_test(test_sizes),
+	    cmocka_unit_test(test_round_trip_pad0),
+	    cmocka_unit_test(test_round_trip_pad4),
+	    cmocka_unit_test(test_round_trip_dim1),
+	    cmocka_unit_test(test_round_trip_empty),
+	    cmocka_unit_test(test_round_trip_large),
+	    cmocka_unit_test(test_byte_layout),
+	    cmocka_unit_test(test_every_bit_flip),
+	    cmocka_unit_test(test_every_truncation),
+	    cmocka_unit_test(test_appended_bytes),
+	    cmocka_unit_test(test_field_errors),
+	    cmocka_unit_test(test_foreign_created_by),
+	    cmocka_unit_test(test_writer_contract),
+	    cmocka_unit_test(test_not_a_segment),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -148,9 +148,9 @@ static void test_bad_files(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_read_whole),
-		cmocka_unit_test(test_load_ivecs),
-		cmocka_unit_test(test_bad_files),
+	    cmocka_unit_test(test_read_whole),
+	    cmocka_unit_test(test_load_ivecs),
+	    cmocka_unit_test(test_bad_files),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -48,8 +48,8 @@ int es_client_ping(struct es_client *c);
 struct es_client_collection {
 	char name[65];
 	uint32_t dim;
-	char metric[8];  /* "l2", "ip", "cosine" */
-	char sync[16];   /* "upload", "download", "both", "none" */
+	char metric[8]; /* "l2", "ip", "cosine" */
+	char sync[16];	/* "upload", "download", "both", "none" */
 	uint64_t vectors, growing, segments, indexed, version, bytes;
 };
 
@@ -64,11 +64,10 @@ int es_client_collection_list(struct es_client *c,
 			      struct es_client_collection **out, size_t *n);
 
 /* Durable once it returns 0. vectors: n x dim floats. */
-int es_client_insert(struct es_client *c, const char *name,
-		     const uint64_t *ids, const float *vectors, size_t n,
-		     uint32_t dim);
-int es_client_delete(struct es_client *c, const char *name,
-		     const uint64_t *ids, size_t n);
+int es_client_insert(struct es_client *c, const char *name, const uint64_t *ids,
+		     const float *vectors, size_t n, uint32_t dim);
+int es_client_delete(struct es_client *c, const char *name, const uint64_t *ids,
+		     size_t n);
 /* out: dim floats; *dim receives the collection's dimension. */
 int es_client_get(struct es_client *c, const char *name, uint64_t id,
 		  float *out, uint32_t max_dim, uint32_t *dim);
@@ -79,8 +78,8 @@ struct es_client_hit {
 };
 
 /* Returns the number of hits written (at most k). L 0: agent's default. */
-int es_client_search(struct es_client *c, const char *name,
-		     const float *query, uint32_t dim, uint32_t k, uint32_t L,
+int es_client_search(struct es_client *c, const char *name, const float *query,
+		     uint32_t dim, uint32_t k, uint32_t L,
 		     struct es_client_hit *hits);
 int es_client_flush(struct es_client *c, const char *name);
 
@@ -96,7 +95,7 @@ int es_client_segments(struct es_client *c, const char *name,
 
 struct es_client_stats {
 	uint64_t collections, vectors, segments, bytes, inserts, searches,
-		seals_pending, uptime_s;
+	    seals_pending, uptime_s;
 	char device_id[65];
 	char version[32];
 };

@@ -37,13 +37,13 @@ struct es_segment_meta {
 	int64_t id;
 	uint64_t count;
 	uint32_t dim;
-	uint64_t size;          /* NDVS bytes */
-	uint32_t checksum;      /* NDVS footer CRC32C */
+	uint64_t size;	   /* NDVS bytes */
+	uint32_t checksum; /* NDVS footer CRC32C */
 	uint64_t seal_hlc;
 	char origin[ES_ORIGIN_MAX + 1];
-	uint64_t origin_seq;    /* the origin's sequence; 0 for local: id */
-	uint64_t wal_gen;       /* local log generation it holds; 0 if none */
-	int indexed;            /* its index file is durable */
+	uint64_t origin_seq; /* the origin's sequence; 0 for local: id */
+	uint64_t wal_gen;    /* local log generation it holds; 0 if none */
+	int indexed;	     /* its index file is durable */
 	uint64_t index_size;
 	uint32_t index_checksum;
 };
@@ -80,10 +80,10 @@ struct es_collection_catalog {
 struct es_collection_params {
 	uint32_t dim;
 	enum es_metric metric;
-	uint64_t seal_threshold;  /* seal the growing buffer at this size */
+	uint64_t seal_threshold; /* seal the growing buffer at this size */
 	struct es_vamana_build_params build;
-	const char *origin;       /* this device's id */
-	uint32_t open_segments;   /* segment handles kept open when idle */
+	const char *origin;	/* this device's id */
+	uint32_t open_segments; /* segment handles kept open when idle */
 };
 
 struct es_collection;
@@ -126,7 +126,8 @@ struct es_collection_hit {
  * consistent snapshot of every part. L is the Vamana search list.
  */
 int es_collection_search(struct es_collection *c, const float *query,
-			 uint32_t k, uint32_t L, struct es_collection_hit *hits);
+			 uint32_t k, uint32_t L,
+			 struct es_collection_hit *hits);
 
 /*
  * es_collection_seal turns the growing buffer into a durable segment:
@@ -159,11 +160,11 @@ int es_collection_install(struct es_collection *c, const char *staged_path,
 int es_collection_maintain(struct es_collection *c, int *more);
 
 struct es_collection_stats {
-	uint64_t vectors;   /* live */
-	uint64_t growing;   /* in buffers, not yet sealed */
+	uint64_t vectors; /* live */
+	uint64_t growing; /* in buffers, not yet sealed */
 	uint64_t segments;
 	uint64_t indexed;
-	uint64_t bytes;     /* segment and index files */
+	uint64_t bytes; /* segment and index files */
 	uint64_t open_handles;
 };
 void es_collection_stats(struct es_collection *c,

@@ -23,8 +23,8 @@ uint32_t es_crc32c(uint32_t crc, const void *buf, size_t len);
 /* The implementations, callable directly for tests and benchmarks. */
 enum es_crc32c_impl {
 	ES_CRC32C_PORTABLE = 0, /* slicing-by-8, any CPU */
-	ES_CRC32C_HW_SERIAL,    /* one stream of CRC instructions */
-	ES_CRC32C_HW,           /* three interleaved streams (the default) */
+	ES_CRC32C_HW_SERIAL,	/* one stream of CRC instructions */
+	ES_CRC32C_HW,		/* three interleaved streams (the default) */
 };
 
 /*
@@ -38,8 +38,8 @@ const char *es_crc32c_impl_name(enum es_crc32c_impl impl);
  * es_crc32c_with computes like es_crc32c using impl, which must be
  * available. es_crc32c_active says which impl es_crc32c uses.
  */
-uint32_t es_crc32c_with(enum es_crc32c_impl impl, uint32_t crc,
-			const void *buf, size_t len);
+uint32_t es_crc32c_with(enum es_crc32c_impl impl, uint32_t crc, const void *buf,
+			size_t len);
 enum es_crc32c_impl es_crc32c_active(void);
 
 #endif

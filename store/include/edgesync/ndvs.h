@@ -26,9 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ES_NDVS_HEADER_SIZE 32
-#define ES_NDVS_FOOTER_SIZE 46
-#define ES_NDVS_FORMAT_VERSION 1
+#define ES_NDVS_HEADER_SIZE	32
+#define ES_NDVS_FOOTER_SIZE	46
+#define ES_NDVS_FORMAT_VERSION	1
 #define ES_NDVS_CREATED_BY_SIZE 32 /* field size; at most 31 characters */
 
 /* What a segment's header and footer say. */
@@ -36,7 +36,7 @@ struct es_ndvs_info {
 	uint32_t dim;
 	uint64_t count;
 	uint64_t file_size;
-	uint32_t pad;        /* 0 or 4 bytes between vectors and ids */
+	uint32_t pad;	     /* 0 or 4 bytes between vectors and ids */
 	uint64_t ids_offset; /* byte offset of the id block */
 	uint32_t checksum;   /* the footer's CRC32C */
 	char created_by[ES_NDVS_CREATED_BY_SIZE]; /* NUL-terminated */
@@ -53,8 +53,7 @@ int es_ndvs_file_size(uint32_t dim, uint64_t count, uint64_t *size);
  * included, and fills info (if not NULL) with as much as it read, even on
  * failure. Returns 0 or an ES_E_NDVS_* code.
  */
-int es_ndvs_check_image(const void *buf, size_t len,
-			struct es_ndvs_info *info);
+int es_ndvs_check_image(const void *buf, size_t len, struct es_ndvs_info *info);
 
 /* ---- writing ---------------------------------------------------------- */
 

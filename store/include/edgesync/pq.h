@@ -30,9 +30,8 @@ struct es_pq;
  * sample of them (picked with seed) and threads threads. Deterministic for
  * a given seed whatever the thread count. m must be 1..dim.
  */
-int es_pq_train(struct es_pq **pqp, const float *data, uint64_t n,
-		uint32_t dim, uint32_t m, uint64_t sample, uint64_t seed,
-		unsigned threads);
+int es_pq_train(struct es_pq **pqp, const float *data, uint64_t n, uint32_t dim,
+		uint32_t m, uint64_t sample, uint64_t seed, unsigned threads);
 void es_pq_destroy(struct es_pq *pq);
 
 uint32_t es_pq_dim(const struct es_pq *pq);
@@ -52,8 +51,8 @@ int es_pq_encode(const struct es_pq *pq, const float *data, uint64_t n,
  */
 size_t es_pq_packed_size(const struct es_pq *pq);
 void es_pq_pack(const struct es_pq *pq, void *buf);
-int es_pq_unpack(struct es_pq **pqp, const void *buf, size_t len,
-		 uint32_t dim, uint32_t m);
+int es_pq_unpack(struct es_pq **pqp, const void *buf, size_t len, uint32_t dim,
+		 uint32_t m);
 
 /* es_pq_table fills table (m * 256 floats) for query under metric. */
 void es_pq_table(const struct es_pq *pq, enum es_metric metric,

@@ -16,29 +16,29 @@ enum es_store_err {
 	ES_STORE_ERR_FIRST = -5001,
 
 	/* NDVS segments (spec/ndvs.md), in the order the reader checks */
-	ES_E_NDVS_SHORT = -5001,      /* smaller than header + footer */
-	ES_E_NDVS_MAGIC = -5002,      /* header magic is not "NDVS" */
-	ES_E_NDVS_VERSION = -5003,    /* header format_version is not 1 */
-	ES_E_NDVS_FLAGS = -5004,      /* header flags are not 0 */
-	ES_E_NDVS_DIM = -5005,        /* header dim is 0 */
-	ES_E_NDVS_DTYPE = -5006,      /* dtype is not 0 (float32) */
-	ES_E_NDVS_CODEC = -5007,      /* codec is not 0 (none) */
-	ES_E_NDVS_RESERVED = -5008,   /* reserved header bytes not zero */
-	ES_E_NDVS_SIZE = -5009,       /* file size disagrees with dim, count */
+	ES_E_NDVS_SHORT = -5001,    /* smaller than header + footer */
+	ES_E_NDVS_MAGIC = -5002,    /* header magic is not "NDVS" */
+	ES_E_NDVS_VERSION = -5003,  /* header format_version is not 1 */
+	ES_E_NDVS_FLAGS = -5004,    /* header flags are not 0 */
+	ES_E_NDVS_DIM = -5005,	    /* header dim is 0 */
+	ES_E_NDVS_DTYPE = -5006,    /* dtype is not 0 (float32) */
+	ES_E_NDVS_CODEC = -5007,    /* codec is not 0 (none) */
+	ES_E_NDVS_RESERVED = -5008, /* reserved header bytes not zero */
+	ES_E_NDVS_SIZE = -5009,	    /* file size disagrees with dim, count */
 	ES_E_NDVS_FOOTER_VERSION = -5010, /* footer version != header's */
-	ES_E_NDVS_CREATED_BY = -5011, /* created_by malformed or tag wrong */
+	ES_E_NDVS_CREATED_BY = -5011,  /* created_by malformed or tag wrong */
 	ES_E_NDVS_FOOTER_SIZE = -5012, /* footer_size is not 46 */
-	ES_E_NDVS_TRAILER = -5013,    /* trailing magic is not "NDVS" */
-	ES_E_NDVS_PAD = -5014,        /* pad bytes before the ids not zero */
-	ES_E_NDVS_CHECKSUM = -5015,   /* CRC32C of the body does not match */
-	ES_E_NDVS_ROWS = -5016,       /* writer: rows added != count */
+	ES_E_NDVS_TRAILER = -5013,     /* trailing magic is not "NDVS" */
+	ES_E_NDVS_PAD = -5014,	       /* pad bytes before the ids not zero */
+	ES_E_NDVS_CHECKSUM = -5015,    /* CRC32C of the body does not match */
+	ES_E_NDVS_ROWS = -5016,	       /* writer: rows added != count */
 
 	/* .fvecs / .ivecs files */
-	ES_E_VECS_EMPTY = -5030,      /* no vectors in the file */
-	ES_E_VECS_DIM = -5031,        /* a record's dimension is invalid */
-	ES_E_VECS_MIXED = -5032,      /* a record's dimension differs */
-	ES_E_VECS_TRUNCATED = -5033,  /* size is not whole records */
-	ES_E_VECS_NONFINITE = -5034,  /* a value is NaN or infinite */
+	ES_E_VECS_EMPTY = -5030,     /* no vectors in the file */
+	ES_E_VECS_DIM = -5031,	     /* a record's dimension is invalid */
+	ES_E_VECS_MIXED = -5032,     /* a record's dimension differs */
+	ES_E_VECS_TRUNCATED = -5033, /* size is not whole records */
+	ES_E_VECS_NONFINITE = -5034, /* a value is NaN or infinite */
 
 	ES_STORE_ERR_LAST = -5099,
 };

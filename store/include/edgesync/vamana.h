@@ -30,13 +30,13 @@
 #include "edgesync/ndvs.h"
 
 #define ES_VAMANA_FORMAT_VERSION 1
-#define ES_VAMANA_SECTOR 4096
-#define ES_VAMANA_HEADER_SIZE 4096
-#define ES_VAMANA_FOOTER_SIZE 16
-#define ES_VAMANA_NO_NEIGHBOUR 0xFFFFFFFFu
-#define ES_VAMANA_MAX_K 1000
-#define ES_VAMANA_MAX_L 4096
-#define ES_VAMANA_MAX_W 64
+#define ES_VAMANA_SECTOR	 4096
+#define ES_VAMANA_HEADER_SIZE	 4096
+#define ES_VAMANA_FOOTER_SIZE	 16
+#define ES_VAMANA_NO_NEIGHBOUR	 0xFFFFFFFFu
+#define ES_VAMANA_MAX_K		 1000
+#define ES_VAMANA_MAX_L		 4096
+#define ES_VAMANA_MAX_W		 64
 
 /* Index errors, in the store's reserved range (store_error.h). */
 enum es_vamana_err {
@@ -55,13 +55,13 @@ enum es_vamana_err {
 /* ---- build ------------------------------------------------------------ */
 
 struct es_vamana_build_params {
-	uint32_t R;          /* max out-degree, default 64 */
-	uint32_t L;          /* build search list, default 100 */
-	float alpha;         /* second-pass alpha, default 1.2 */
-	unsigned threads;    /* 0: every core */
+	uint32_t R;	  /* max out-degree, default 64 */
+	uint32_t L;	  /* build search list, default 100 */
+	float alpha;	  /* second-pass alpha, default 1.2 */
+	unsigned threads; /* 0: every core */
 	enum es_metric metric;
-	uint64_t seed;       /* default 1 */
-	uint32_t pq_m;       /* PQ bytes per vector; 0: min(dim, 64) */
+	uint64_t seed;	     /* default 1 */
+	uint32_t pq_m;	     /* PQ bytes per vector; 0: min(dim, 64) */
 	uint64_t segment_id; /* recorded in the header; 0 offline */
 	/* Called from the building thread with work done out of total. */
 	void (*progress)(void *arg, uint64_t done, uint64_t total);
@@ -84,7 +84,7 @@ int es_vamana_build(const char *segment_path, const char *out_path,
 enum es_vamana_open_flags {
 	ES_VAMANA_OPEN_MEMORY = 1 << 0, /* map the file, exact walk */
 	ES_VAMANA_OPEN_DIRECT = 1 << 1, /* disk regime with O_DIRECT */
-	ES_VAMANA_OPEN_PREAD = 1 << 2,  /* disk regime without io_uring */
+	ES_VAMANA_OPEN_PREAD = 1 << 2,	/* disk regime without io_uring */
 	ES_VAMANA_OPEN_VERIFY = 1 << 3, /* full checksum and graph check */
 };
 
@@ -120,15 +120,15 @@ int es_vamana_uses_uring(const struct es_vamana *v);
 /* ---- search ----------------------------------------------------------- */
 
 struct es_vamana_hit {
-	uint64_t id;    /* the user's id, from the segment */
-	uint32_t row;   /* row in the segment */
+	uint64_t id;	/* the user's id, from the segment */
+	uint32_t row;	/* row in the segment */
 	float distance; /* in the metric's sense: smaller is closer */
 };
 
 struct es_vamana_stats {
 	uint32_t reads; /* sector reads issued (disk regime) */
-	uint32_t hops;  /* nodes expanded */
-	uint32_t cmps;  /* distances computed (full or PQ) */
+	uint32_t hops;	/* nodes expanded */
+	uint32_t cmps;	/* distances computed (full or PQ) */
 };
 
 /*

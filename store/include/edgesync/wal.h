@@ -33,7 +33,7 @@
 enum es_wal_err {
 	ES_E_WAL_CORRUPT = -5070, /* a damaged record that is not a torn tail */
 	ES_E_WAL_TOO_BIG = -5071, /* record larger than ES_WAL_MAX_RECORD */
-	ES_E_WAL_CLOSED = -5072,  /* the log failed earlier and refuses writes */
+	ES_E_WAL_CLOSED = -5072, /* the log failed earlier and refuses writes */
 };
 
 struct es_wal;
