@@ -101,6 +101,8 @@ open(sys.argv[2], "wb").write(raw[:int(sys.argv[3]) * (4 + 4 * dim)])
 EOF
 }
 
+head_fvecs "$queries" "$work/queries.fvecs" 1000 # the first 1,000 queries
+queries=$work/queries.fvecs
 token=demo-$($py -c "import secrets; print(secrets.token_hex(12))")
 port=$($py -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 
