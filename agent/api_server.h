@@ -1,12 +1,11 @@
 /*
- * Private to the agent: the local API server. It listens on an ipc://
- * socket file with nng REP, serves requests on a pool of worker contexts
- * (one nng_ctx and aio each, so slow requests do not block fast ones),
+ * Private to the agent: the local API server. It listens on a Unix socket
+ * file and speaks nng's REQ/REP over ipc (rep_ipc.c), so any nng REQ
+ * socket dialing ipc://<path> is a client. A pool of worker threads
  * decodes each CBOR request, calls the engine and encodes the reply
  * (agent/PROTOCOL.md). Bad requests get an error reply naming what was
- * wrong; peers whose uid/gid is not allowed are disconnected. A watchdog
- * thread restarts the listener if it stops accepting (api_server.c).
- * Logs go through config.log, from any thread.
+ * wrong; peers whose uid/gid is not allowed are disconnected. Logs go
+ * through config.log, from any thread.
  */
 #ifndef EDGESYNC_API_SERVER_H
 #define EDGESYNC_API_SERVER_H
@@ -17,23 +16,16 @@
 
 #include "engine.h"
 
-/* es_api_config.watchdog_ms: no listener watchdog (for tests). */
-#define ES_API_WATCHDOG_OFF ((unsigned)-1)
-
 struct es_api_config {
 	/*
-	 * The socket file's path; its directory is made 0750. Its listener
-	 * binds "<socket_path>.new" first (renamed into place), so the path
-	 * must be at most 103 bytes.
+	 * The socket file's path; its directory is made 0750. The socket
+	 * is bound as "<socket_path>.new" first (linked into place), so
+	 * the path must be at most 103 bytes.
 	 */
 	const char *socket_path;
-	unsigned workers;   /* concurrent requests, default 16 */
-	size_t max_message; /* NNG_OPT_RECVMAXSZ, default 64 MiB */
-	/*
-	 * How often the listener is checked and restarted if it stopped
-	 * accepting connections (nng bug #1518), in ms; default 2000.
-	 */
-	unsigned watchdog_ms;
+	unsigned workers;	 /* concurrent requests, default 16 */
+	size_t max_message;	 /* a longer request drops its connection;
+			       default 64 MiB */
 	const uid_t *allow_uids; /* besides root and the agent's own uid */
 	size_t n_allow_uids;
 	const gid_t *allow_gids;
@@ -49,8 +41,9 @@ int es_api_server_start(struct es_api_server **sp, struct es_engine *e,
 			const struct es_api_config *c);
 
 /*
- * Stops the watchdog, stops accepting, lets requests in flight finish,
- * removes the socket file (if it is still this server's).
+ * Turns new connections away, lets requests in flight finish (requests
+ * arriving meanwhile are answered shutting_down), removes the socket file
+ * (if it is still this server's).
  */
 void es_api_server_stop(struct es_api_server *s);
 

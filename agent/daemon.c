@@ -363,9 +363,8 @@ static void reload(struct agent *ag)
  * Whether an agent answers on the socket already. Checked before the data
  * directory is touched, so a second agent started by mistake does no
  * recovery work under the first one's feet. The probe is a whole ping,
- * not a bare connect(): nng 1.5.2 (Debian 12) stops accepting on a
- * listener whose peer hangs up during the SP handshake (nng issue #1518),
- * so a bare probe would break the agent it found.
+ * so an agent that still starts up or hangs (timeout) counts as in use,
+ * and a socket file left by a crash does not.
  */
 static int socket_in_use(const char *path)
 {
@@ -413,6 +412,8 @@ static void sync_config(const struct es_config *c, struct es_engine *e,
 	sc->staging_dir = staging;
 	sc->bandwidth = c->bandwidth;
 	sc->interval_ms = (uint32_t)c->sync_interval;
+	sc->chunk_size = (uint32_t)c->chunk_size;
+	sc->backoff_max_ms = (uint32_t)c->backoff_max;
 }
 
 /*
