@@ -120,6 +120,8 @@ int coll_read_ids(const char *path, const struct es_segment_meta *m,
 int coll_rows_live(struct es_collection *c, uint32_t h, const uint64_t *ids);
 
 /* collection_seal.c: segment handles */
+/* Records m (indexed, with its index's size and checksum) and shows it. */
+int coll_mark_indexed(struct es_collection *c, const struct es_segment_meta *m);
 int coll_part_acquire(struct es_collection *c, struct part *pt);
 void coll_part_release(struct es_collection *c, struct part *pt);
 int coll_searcher_get(struct part *pt, struct es_vamana_searcher **s);

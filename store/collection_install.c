@@ -72,3 +72,73 @@ out:
 	free(ids);
 	return rc;
 }
+
+/*
+ * An index file that came from a peer for an installed segment. Checked
+ * whole (ES_VAMANA_OPEN_VERIFY: every field, the graph, the CRC32C) and
+ * against the segment (checksum, count, dim, size) and the collection's
+ * metric, then linked as the segment's index and recorded, exactly as a
+ * local build ends. Under index_mu, so it never races the builder.
+ */
+int es_collection_adopt_index(struct es_collection *c, const char *origin,
+			      uint64_t origin_seq, const char *staged_path)
+{
+	struct es_segment_meta m;
+	struct es_vamana_info info;
+	struct es_ndvs_info seg = {0};
+	struct es_vamana *v = NULL;
+	char *index_path = NULL;
+	int rc = -ENOENT, linked = 0;
+
+	pthread_mutex_lock(&c->index_mu);
+	pthread_rwlock_rdlock(&c->state);
+	for (uint32_t i = 0; i < c->n_segments; i++) {
+		struct part *pt = c->parts[c->segments[i]];
+
+		if (strcmp(pt->meta.origin, origin) ||
+		    pt->meta.origin_seq != origin_seq)
+			continue;
+		m = pt->meta;
+		index_path = strdup(pt->index_path);
+		rc = index_path ? 0 : -ENOMEM;
+		break;
+	}
+	pthread_rwlock_unlock(&c->state);
+	if (rc)
+		goto out;
+	if (m.indexed) {
+		rc = 1; /* built here meanwhile, or adopted before */
+		goto out;
+	}
+	seg.dim = m.dim;
+	seg.count = m.count;
+	seg.file_size = m.size;
+	seg.checksum = m.checksum;
+	rc = es_vamana_open(&v, staged_path, ES_VAMANA_OPEN_VERIFY, 0, &info);
+	if (rc == 0)
+		rc = es_vamana_match(&info, &seg);
+	if (rc == 0 && info.metric != c->p.metric)
+		rc = ES_E_VAMANA_SEGMENT;
+	es_vamana_close(v);
+	if (rc)
+		goto out;
+	unlink(index_path); /* a half build's leftover */
+	if (link(staged_path, index_path) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	linked = 1;
+	rc = io_fsync_parent(index_path);
+	if (rc == 0) {
+		m.indexed = 1;
+		m.index_size = info.file_size;
+		m.index_checksum = info.checksum;
+		rc = coll_mark_indexed(c, &m);
+	}
+out:
+	if (rc < 0 && linked)
+		unlink(index_path);
+	pthread_mutex_unlock(&c->index_mu);
+	free(index_path);
+	return rc;
+}

@@ -218,8 +218,7 @@ static int next_unindexed(struct es_collection *c, struct es_segment_meta *m,
 	return found;
 }
 
-static int mark_indexed(struct es_collection *c,
-			const struct es_segment_meta *m)
+int coll_mark_indexed(struct es_collection *c, const struct es_segment_meta *m)
 {
 	int rc = c->cat.indexed(c->cat.arg, m);
 
@@ -264,7 +263,7 @@ static int build_one_index(struct es_collection *c, int *built)
 		m.indexed = 1;
 		m.index_size = info.file_size;
 		m.index_checksum = info.checksum;
-		rc = mark_indexed(c, &m);
+		rc = coll_mark_indexed(c, &m);
 	}
 	if (rc < 0)
 		unlink(index_path);

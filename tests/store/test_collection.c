@@ -20,6 +20,7 @@
 
 #include "edgesync/collection.h"
 #include "edgesync/ndvs.h"
+#include "edgesync/vamana.h"
 
 #define DIM 8
 
@@ -337,6 +338,94 @@ static void test_install(void **state)
 	es_collection_close(c);
 }
 
+/* Writes a peer's segment of n vectors (ids from first) to path. */
+static void peer_segment(const char *path, uint64_t first, uint64_t n,
+			 struct es_segment_meta *m, uint64_t seq)
+{
+	uint64_t *ids = malloc(n * sizeof(*ids));
+	float *v = malloc(n * DIM * sizeof(float));
+	struct es_ndvs_info info;
+
+	for (uint64_t i = 0; i < n; i++) {
+		ids[i] = first + i;
+		vec_of(first + i, 0, v + i * DIM);
+	}
+	assert_int_equal(es_ndvs_write(path, DIM, n, v, ids, &info), 0);
+	memset(m, 0, sizeof(*m));
+	m->count = n;
+	m->dim = DIM;
+	m->size = info.file_size;
+	m->checksum = info.checksum;
+	snprintf(m->origin, sizeof(m->origin), "dev-b");
+	m->origin_seq = seq;
+	m->seal_hlc = 1;
+	free(ids);
+	free(v);
+}
+
+static void build_index(const char *seg, const char *out, enum es_metric mt)
+{
+	struct es_vamana_build_params bp;
+
+	es_vamana_build_defaults(&bp);
+	bp.R = 16;
+	bp.L = 32;
+	bp.threads = 1;
+	bp.metric = mt;
+	assert_int_equal(es_vamana_build(seg, out, &bp), 0);
+}
+
+/*
+ * An index built by a peer for a segment it sent: adopted only whole,
+ * for that very segment and metric; then the segment is indexed (now and
+ * after a restart) and nothing is built for it here.
+ */
+static void test_adopt_index(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	struct es_segment_meta m, other;
+	char seg[128], seg2[128], idx[128], bad[128], cmd[400];
+	FILE *f;
+
+	snprintf(seg, sizeof(seg), "%s/peer.ndvs", dir);
+	snprintf(seg2, sizeof(seg2), "%s/other.ndvs", dir);
+	snprintf(idx, sizeof(idx), "%s/peer.vamana", dir);
+	snprintf(bad, sizeof(bad), "%s/bad.vamana", dir);
+	peer_segment(seg, 1000, 300, &m, 9);
+	peer_segment(seg2, 5000, 300, &other, 10);
+	build_index(seg, idx, ES_METRIC_L2);
+	assert_int_equal(es_collection_install(c, seg, &m, NULL, 0), 0);
+	assert_int_equal(es_collection_adopt_index(c, "dev-c", 9, idx),
+			 -ENOENT);
+	/* another segment's index, the wrong metric, a flipped byte */
+	build_index(seg2, bad, ES_METRIC_L2);
+	assert_int_equal(es_collection_adopt_index(c, "dev-b", 9, bad),
+			 ES_E_VAMANA_SEGMENT);
+	unlink(bad);
+	build_index(seg, bad, ES_METRIC_IP);
+	assert_int_equal(es_collection_adopt_index(c, "dev-b", 9, bad),
+			 ES_E_VAMANA_SEGMENT);
+	snprintf(cmd, sizeof(cmd), "cp %s %s", idx, bad);
+	assert_int_equal(system(cmd), 0);
+	f = fopen(bad, "r+b");
+	assert_non_null(f);
+	fseek(f, 4096 + 100, SEEK_SET);
+	fputc(0x5a ^ fgetc(f), f);
+	fclose(f);
+	assert_true(es_collection_adopt_index(c, "dev-b", 9, bad) < 0);
+	assert_false(cat.segs[cat.n_segs - 1].indexed);
+
+	assert_int_equal(es_collection_adopt_index(c, "dev-b", 9, idx), 0);
+	assert_true(cat.segs[cat.n_segs - 1].indexed);
+	assert_int_equal(es_collection_adopt_index(c, "dev-b", 9, idx), 1);
+	assert_int_equal(nearest(c, 1100, 0), 1100);
+	es_collection_close(c);
+	c = open_coll(100000);
+	assert_true(cat.segs[cat.n_segs - 1].indexed);
+	assert_int_equal(nearest(c, 1200, 0), 1200);
+	es_collection_close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -348,6 +437,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_threshold, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_adopt_index, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -152,6 +152,19 @@ int es_collection_install(struct es_collection *c, const char *staged_path,
 			  const struct es_tombstone *tombs, size_t n_tombs);
 
 /*
+ * es_collection_adopt_index takes an index file that came from a peer for
+ * the installed segment (origin, origin_seq): the whole file is verified
+ * and must have been built from that segment with the collection's
+ * metric; it is then linked as the segment's index (staged_path stays
+ * for the caller to remove) and recorded through catalog->indexed.
+ * Returns 0; 1 if the segment has its index already (built here); -ENOENT
+ * if no such segment is installed; an ES_E_VAMANA_* code if the file is
+ * damaged or belongs to another segment.
+ */
+int es_collection_adopt_index(struct es_collection *c, const char *origin,
+			      uint64_t origin_seq, const char *staged_path);
+
+/*
  * es_collection_maintain does the background work one step at a time:
  * a seal that is due, then one missing index build, then closing idle
  * segment handles. *more is set when work remains. Call it from one
