@@ -412,8 +412,6 @@ static void sync_config(const struct es_config *c, struct es_engine *e,
 	sc->staging_dir = staging;
 	sc->bandwidth = c->bandwidth;
 	sc->interval_ms = (uint32_t)c->sync_interval;
-	sc->chunk_size = (uint32_t)c->chunk_size;
-	sc->backoff_max_ms = (uint32_t)c->backoff_max;
 }
 
 /*
