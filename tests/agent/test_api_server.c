@@ -853,8 +853,10 @@ static void sp_send(int fd, uint8_t type, uint64_t declared, const void *p,
 	for (int i = 0; i < 8; i++)
 		head[1 + i] = (uint8_t)(declared >> (56 - 8 * i));
 	assert_int_equal(send(fd, head, 9, MSG_NOSIGNAL), 9);
-	if (n)
-		assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+	/* the server may have closed on the head alone (a bad type or
+	 * length): the rest then fails, and the caller sees the close */
+	if (n && send(fd, p, n, MSG_NOSIGNAL) != (ssize_t)n)
+		print_message("(the server closed before the message's body)\n");
 }
 
 /* The ping request's body. */
