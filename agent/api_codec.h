@@ -25,14 +25,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define API_PROTOCOL  1	     /* the "v" of every request and reply */
-#define API_MAX_BATCH 100000 /* ids per insert or delete */
-#define API_MAX_K     1000   /* search results */
-#define API_MAX_L     4096   /* search list (ES_VAMANA_MAX_L) */
-#define API_MAX_DIM   4096
-#define API_NAME_MAX  64  /* collection names: [a-z0-9_-]{1,64} */
-#define API_MAX_DEPTH 32  /* nesting of arrays and maps */
-#define API_ERR_MAX   256 /* error messages, with the NUL */
+#define API_PROTOCOL   1      /* the "v" of every request and reply */
+#define API_MAX_BATCH  100000 /* ids per insert or delete */
+#define API_MAX_K      1000   /* search results */
+#define API_MAX_L      4096   /* search list (ES_VAMANA_MAX_L) */
+#define API_MAX_DIM    4096
+#define API_NAME_MAX   64  /* collection names: [a-z0-9_-]{1,64} */
+#define API_DEVICE_MAX 64  /* device ids: 1..64 of ASCII 0x21..0x7e */
+#define API_MAX_DEPTH  32  /* nesting of arrays and maps */
+#define API_ERR_MAX    256 /* error messages, with the NUL */
 
 /* Codes of requests the server refuses before the engine sees them. */
 enum api_err {
@@ -176,6 +177,7 @@ enum api_op {
 	API_OP_SEGMENTS,
 	API_OP_PEERS,
 	API_OP_SYNC_NOW,
+	API_OP_PEERS_APPROVE,
 	API_OP_COUNT,
 };
 
@@ -191,8 +193,10 @@ struct api_request {
 	uint64_t id;
 	uint64_t *ids; /* malloc'ed */
 	size_t n_ids;
-	uint32_t k; /* default 10 */
-	uint32_t L; /* default 0 */
+	uint32_t k;			 /* default 10 */
+	uint32_t L;			 /* default 0 */
+	char device[API_DEVICE_MAX + 1]; /* peers.approve */
+	int approve;			 /* peers.approve, default 1 */
 	/* Insert's "vectors", search's "vector": decoded once dim is known. */
 	struct api_span vectors;
 	struct api_reader reader; /* over the request, for the spans */

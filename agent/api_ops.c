@@ -51,7 +51,8 @@ const char *api_ops_code(int err)
 		return "bad_value";
 	case ES_E_ENGINE_CLOSING:
 		return "shutting_down";
-	case ES_E_ENGINE_NOSYNC: /* sync (peers, sync-now) */
+	case ES_E_ENGINE_NOSYNC:   /* sync (peers, sync-now) */
+	case ES_E_ENGINE_NOTCLOUD: /* peers.approve on an edge */
 		return "no_sync";
 	default:
 		return "internal";
@@ -444,7 +445,7 @@ static int sync_fail(struct api_ops *o, int rc)
 
 static void enc_peer(struct api_enc *e, const struct es_sync_peer_status *p)
 {
-	api_enc_map(e, 13);
+	api_enc_map(e, 14);
 	api_enc_kv_text(e, "peer", p->peer);
 	api_enc_kv_text(e, "device", p->device);
 	api_enc_kv_bool(e, "connected", p->connected);
@@ -458,6 +459,7 @@ static void enc_peer(struct api_enc *e, const struct es_sync_peer_status *p)
 	api_enc_kv_uint(e, "segments_sent", p->segments_sent);
 	api_enc_kv_uint(e, "segments_received", p->segments_received);
 	api_enc_kv_text(e, "last_error", p->last_error);
+	api_enc_kv_bool(e, "awaiting_approval", p->awaiting_approval);
 }
 
 static int op_peers(struct api_ops *o, struct api_request *rq,
@@ -491,19 +493,55 @@ static int op_sync_now(struct api_ops *o, struct api_request *rq,
 	return 0;
 }
 
+static int op_peers_approve(struct api_ops *o, struct api_request *rq,
+			    struct api_enc *e)
+{
+	int rc = es_engine_peer_approve(o->engine, rq->device, rq->approve);
+
+	switch (rc) {
+	case ES_E_MANIFEST_NOTFOUND:
+		return fail(o, rc,
+			    "device '%s' is unknown to this cloud: it never "
+			    "connected and was never approved",
+			    rq->device);
+	case ES_E_ENGINE_NOTCLOUD:
+		return fail(o, rc,
+			    "this agent is an edge: devices are approved on "
+			    "the cloud they connect to");
+	case ES_E_ENGINE_ARG:
+		return fail(o, rc, "device id '%s' is not valid", rq->device);
+	default:
+		if (rc < 0)
+			return sync_fail(o, rc);
+	}
+	reply_ok(e, 3);
+	api_enc_kv_text(e, "device", rq->device);
+	api_enc_kv_bool(e, "approved", rq->approve);
+	api_enc_kv_bool(e, "allow_listed", rc == 1);
+	return 0;
+}
+
 /* ---- dispatch --------------------------------------------------------- */
 
 typedef int (*op_fn)(struct api_ops *o, struct api_request *rq,
 		     struct api_enc *e);
 
 static const op_fn handlers[API_OP_COUNT] = {
-    [API_OP_PING] = op_ping,	  [API_OP_COLL_CREATE] = op_create,
-    [API_OP_COLL_LIST] = op_list, [API_OP_COLL_INFO] = op_info,
-    [API_OP_COLL_DROP] = op_drop, [API_OP_INSERT] = op_insert,
-    [API_OP_DELETE] = op_delete,  [API_OP_GET] = op_get,
-    [API_OP_SEARCH] = op_search,  [API_OP_FLUSH] = op_flush,
-    [API_OP_STATS] = op_stats,	  [API_OP_SEGMENTS] = op_segments,
-    [API_OP_PEERS] = op_peers,	  [API_OP_SYNC_NOW] = op_sync_now,
+    [API_OP_PING] = op_ping,
+    [API_OP_COLL_CREATE] = op_create,
+    [API_OP_COLL_LIST] = op_list,
+    [API_OP_COLL_INFO] = op_info,
+    [API_OP_COLL_DROP] = op_drop,
+    [API_OP_INSERT] = op_insert,
+    [API_OP_DELETE] = op_delete,
+    [API_OP_GET] = op_get,
+    [API_OP_SEARCH] = op_search,
+    [API_OP_FLUSH] = op_flush,
+    [API_OP_STATS] = op_stats,
+    [API_OP_SEGMENTS] = op_segments,
+    [API_OP_PEERS] = op_peers,
+    [API_OP_SYNC_NOW] = op_sync_now,
+    [API_OP_PEERS_APPROVE] = op_peers_approve,
 };
 
 static void log_internal(struct api_ops *o, const struct api_request *rq,

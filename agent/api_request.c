@@ -30,12 +30,14 @@ enum field {
 	F_VECTOR,
 	F_K,
 	F_L,
+	F_DEVICE,
+	F_APPROVE,
 	F_COUNT,
 };
 
 static const char *const field_names[F_COUNT] = {
-    "v",   "op",      "name", "collection", "dim", "metric", "sync",
-    "ids", "vectors", "id",   "vector",	    "k",   "L",
+    "v",       "op", "name",   "collection", "dim", "metric", "sync",	 "ids",
+    "vectors", "id", "vector", "k",	     "L",   "device", "approve",
 };
 
 #define BIT(f) (1u << (f))
@@ -62,6 +64,7 @@ static const struct {
     [API_OP_SEGMENTS] = {"segments", COLL, 0},
     [API_OP_PEERS] = {"peers", 0, 0},
     [API_OP_SYNC_NOW] = {"sync-now", 0, 0},
+    [API_OP_PEERS_APPROVE] = {"peers.approve", BIT(F_DEVICE), BIT(F_APPROVE)},
 };
 
 const char *api_op_name(enum api_op op)
@@ -397,6 +400,42 @@ static int parse_name(struct api_reader *r, const struct api_span *sp,
 			shown, API_NAME_MAX);
 }
 
+/* A device id: 1..64 of ASCII 0x21..0x7e; the message names the fault. */
+static int parse_device(struct api_reader *r, struct api_reader *sub,
+			struct api_request *rq)
+{
+	char shown[API_DEVICE_MAX + 1];
+	size_t n;
+	int rc =
+	    api_get_text(sub, "field 'device'", rq->device, sizeof(rq->device));
+
+	if (rc)
+		return rc;
+	n = strlen(rq->device);
+	if (n == 0)
+		return api_fail(r, API_E_BAD_VALUE,
+				"device id is empty: it must be 1 to %d "
+				"printable ASCII characters without spaces",
+				API_DEVICE_MAX);
+	printable(shown, sizeof(shown), (const unsigned char *)rq->device, n);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)rq->device[i];
+
+		if (c == ' ')
+			return api_fail(r, API_E_BAD_VALUE,
+					"device id '%s' contains a space "
+					"(at %zu)",
+					shown, i);
+		if (c < 0x21 || c > 0x7e)
+			return api_fail(
+			    r, API_E_BAD_VALUE,
+			    "device id '%s' contains a byte that is "
+			    "not printable ASCII (0x%02x at %zu)",
+			    shown, c, i);
+	}
+	return 0;
+}
+
 static int one_of(const char *s, const char *const *set)
 {
 	for (; *set; set++)
@@ -471,6 +510,10 @@ static int parse_field(struct api_reader *r, enum field f,
 	case F_VECTOR:
 		rq->vectors = *sp; /* decoded once dim is known */
 		return 0;
+	case F_DEVICE:
+		return parse_device(r, &sub, rq);
+	case F_APPROVE:
+		return api_get_bool(&sub, what, &rq->approve);
 	default:
 		return 0;
 	}
@@ -489,6 +532,7 @@ int api_request_parse(struct api_request *rq, const void *buf, size_t len,
 	memset(rq, 0, sizeof(*rq));
 	rq->op = API_OP_COUNT;
 	rq->k = 10;
+	rq->approve = 1;
 	api_reader_init(r, buf, len, err);
 	if (len == 0)
 		return api_fail(r, API_E_BAD_REQUEST, "empty request");

@@ -1,6 +1,7 @@
 /*
  * The client commands of edgesync: collection, import, insert, search,
- * delete, get, flush, status, segments, peers, sync-now. Each talks to a running agent
+ * delete, get, flush, status, segments, peers (approve, revoke),
+ * sync-now. Each talks to a running agent
  * through the client library only (edgesync/client.h), prints a table for
  * people or, with --json, JSON for scripts, and exits 0, 1 (the agent or
  * the connection failed; the message says which) or 64 (usage).
@@ -1160,7 +1161,8 @@ static void json_peers(const struct es_client_peer *p, size_t n)
 		       (unsigned long long)p->segments_sent,
 		       (unsigned long long)p->segments_received);
 		cli_json_string(stdout, p->last_error);
-		putchar('}');
+		printf(",\"awaiting_approval\":%s}",
+		       p->awaiting_approval ? "true" : "false");
 	}
 	putchar(']');
 }
@@ -1170,11 +1172,12 @@ static void print_peer_line(const struct es_client_peer *p)
 {
 	char t[32], b1[32], b2[32], b3[32];
 
-	printf("sync           %s%s%s%s: %s, last success %s, %llu segments "
+	printf("sync           %s%s%s%s: %s%s, last success %s, %llu segments "
 	       "(%s) pending, lag %llu s, sent %s, received %s%s%s\n",
 	       p->peer, *p->device ? " (" : "", p->device,
 	       *p->device ? ")" : "",
 	       p->connected ? "connected" : "not connected",
+	       p->awaiting_approval ? ", awaiting approval" : "",
 	       ago(p->last_success_ms, t, sizeof(t)),
 	       (unsigned long long)p->segments_pending,
 	       human_bytes(p->bytes_pending, b1, sizeof(b1)),
@@ -1209,27 +1212,146 @@ static void print_peer(const struct es_client_peer *p)
 	printf("checksum failures  %llu\nlast error         %s\n",
 	       (unsigned long long)p->checksum_failures,
 	       *p->last_error ? p->last_error : "-");
+	if (p->awaiting_approval)
+		printf("approval           awaiting: `edgesync peers approve "
+		       "%s` admits it\n",
+		       *p->device ? p->device : p->peer);
+}
+
+/* 0 if s is a device id (1..64 of ASCII 0x21..0x7e), else -1 and why. */
+static int check_device(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0) {
+		cli_error("the device id is empty");
+		return -1;
+	}
+	if (n > 64) {
+		cli_error("device id '%.20s...' is %zu characters, at most 64",
+			  s, n);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == ' ') {
+			cli_error("device id '%s' contains a space", s);
+			return -1;
+		}
+		if (c < 0x21 || c > 0x7e) {
+			cli_error("device id contains a character that is not "
+				  "printable ASCII (byte 0x%02x at %zu)",
+				  c, i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int peers_approval(int argc, char **argv, int approve)
+{
+	static const struct cmd_spec approve_spec = {
+	    "edgesync peers approve DEVICE",
+	    "Approves DEVICE on this cloud: an edge with that device id that "
+	    "proves its\nidentity (its TLS certificate, or the token) is "
+	    "admitted from its next\nconnection, even though it is not in "
+	    "allow-devices. A device that never\nconnected can be approved "
+	    "ahead of time. `edgesync peers` lists the devices\nawaiting "
+	    "approval; `edgesync peers revoke DEVICE` undoes it.",
+	    NULL,
+	    no_own_opts,
+	    1,
+	    1};
+	static const struct cmd_spec revoke_spec = {
+	    "edgesync peers revoke DEVICE",
+	    "Revokes the approval of DEVICE on this cloud: its connections "
+	    "are closed\nand it is refused from its next hello. A device "
+	    "listed in allow-devices\nstays admitted until it is removed "
+	    "from the configuration.",
+	    NULL,
+	    no_own_opts,
+	    1,
+	    1};
+	const struct cmd_spec *spec = approve ? &approve_spec : &revoke_spec;
+	struct client_args a = {0};
+	struct es_client *c;
+	const char *dev;
+	int rc = parse(argc, argv, spec, NULL, &a), listed = 0;
+
+	if (rc >= 0)
+		return rc;
+	dev = a.pos[0];
+	if (check_device(dev))
+		return cli_usage(spec->usage, NULL);
+	if (connect_agent(&a, &c))
+		return CLI_FAIL;
+	rc = es_client_peer_approve(c, dev, approve, &listed);
+	if (rc < 0) {
+		fail(c, &a, rc, approve ? "peers approve" : "peers revoke");
+	} else if (a.json) {
+		printf("{\"device\":");
+		cli_json_string(stdout, dev);
+		printf(",\"approved\":%s,\"allow_listed\":%s}\n",
+		       approve ? "true" : "false", listed ? "true" : "false");
+	} else if (approve) {
+		printf("device %s approved: admitted from its next "
+		       "connection\n",
+		       dev);
+	} else {
+		printf("device %s revoked: its connections are closed and it "
+		       "is refused from its next hello\n",
+		       dev);
+	}
+	if (rc >= 0 && listed && !a.json)
+		printf("note: allow-devices lists %s, which admits it whatever "
+		       "its approval\n",
+		       dev);
+	es_client_close(c);
+	return rc < 0 ? CLI_FAIL : CLI_OK;
+}
+
+static int peers_approve(int argc, char **argv)
+{
+	return peers_approval(argc, argv, 1);
+}
+
+static int peers_revoke(int argc, char **argv)
+{
+	return peers_approval(argc, argv, 0);
 }
 
 int cli_peers(int argc, char **argv)
 {
 	static const struct cmd_spec spec = {
-	    "edgesync peers",
+	    "edgesync peers [approve DEVICE | revoke DEVICE]",
 	    "Shows the sync peers: on an edge the clouds it dials, on a "
-	    "cloud the edges\nthat said hello since it started; for each, "
-	    "connected, last success,\nsegments and bytes pending, lag, "
-	    "bytes and segments sent and received,\nchecksum failures "
-	    "and the last error.",
+	    "cloud the edges\nthat said hello since it started and the "
+	    "devices awaiting approval; for\neach, connected, last "
+	    "success, segments and bytes pending, lag, bytes and\nsegments "
+	    "sent and received, checksum failures and the last error.\n\n"
+	    "On a cloud, `edgesync peers approve DEVICE` admits a device "
+	    "that is not in\nallow-devices, `edgesync peers revoke DEVICE` "
+	    "refuses it again (see their\n--help).",
 	    NULL,
 	    no_own_opts,
 	    0,
 	    0};
+	static const struct cli_cmd cmds[] = {
+	    {"approve", peers_approve, "admit a device on this cloud"},
+	    {"revoke", peers_revoke, "refuse an approved device again"},
+	    {NULL, NULL, NULL},
+	};
 	struct es_client_peer *peers = NULL;
 	struct client_args a = {0};
 	struct es_client *c;
 	size_t n = 0;
-	int rc = parse(argc, argv, &spec, NULL, &a);
+	int rc;
 
+	if (argc >= 2 &&
+	    (!strcmp(argv[1], "approve") || !strcmp(argv[1], "revoke")))
+		return cli_dispatch("edgesync peers", cmds, argc - 1, argv + 1);
+	rc = parse(argc, argv, &spec, NULL, &a);
 	if (rc >= 0)
 		return rc;
 	if (connect_agent(&a, &c))

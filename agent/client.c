@@ -795,6 +795,7 @@ static const char *const peer_keys[] = {
     "segments_sent",
     "segments_received",
     "last_error",
+    "awaiting_approval",
 };
 
 static int read_peer(struct api_reader *sub, struct es_client_peer *out)
@@ -811,7 +812,7 @@ static int read_peer(struct api_reader *sub, struct es_client_peer *out)
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = api_map_index(&m.r, peer_keys, 13, m.f, 1, "peer");
+	rc = api_map_index(&m.r, peer_keys, 14, m.f, 1, "peer");
 	if (rc == 0)
 		rc = get_text(&m, 0, "peer", out->peer, sizeof(out->peer));
 	if (rc == 0)
@@ -826,6 +827,11 @@ static int read_peer(struct api_reader *sub, struct es_client_peer *out)
 	if (rc == 0)
 		rc = get_text(&m, 12, "last_error", out->last_error,
 			      sizeof(out->last_error));
+	if (rc == 0 && m.f[13].p) { /* absent from older agents */
+		api_reader_span(&v, &m.r, &m.f[13]);
+		rc = api_get_bool(&v, "awaiting_approval",
+				  &out->awaiting_approval);
+	}
 	sub->p = m.r.p;
 	return rc;
 }
@@ -884,4 +890,32 @@ int es_client_sync_now(struct es_client *c)
 	if (rc == 0)
 		reply_free(&rp);
 	return rc;
+}
+
+int es_client_peer_approve(struct es_client *c, const char *device, int approve,
+			   int *allow_listed)
+{
+	static const char *const keys[] = {"ok", "error", "allow_listed"};
+	struct api_enc *e = begin(c, "peers.approve", 2);
+	struct api_reader v;
+	struct reply rp;
+	int rc, listed = 0;
+
+	if (allow_listed)
+		*allow_listed = 0;
+	api_enc_kv_text(e, "device", device ? device : "");
+	api_enc_kv_bool(e, "approve", approve);
+	rc = call(c, "peers.approve", keys, 3, &rp);
+	if (rc)
+		return rc;
+	if (rp.f[2].p) {
+		api_reader_span(&v, &rp.r, &rp.f[2]);
+		rc = api_get_bool(&v, "allow_listed", &listed);
+	}
+	reply_free(&rp);
+	if (rc)
+		return proto(c, "peers.approve");
+	if (allow_listed)
+		*allow_listed = listed;
+	return 0;
 }

@@ -112,12 +112,19 @@ static const struct opt opts[] = {
 	"certificates of the authorities that sign peers (PEM)"),
     OPT("allow-devices", "sync", "IDS", "", T_DEVICES, allow_devices, 0, 0, 0,
 	"cloud: device ids admitted (comma-separated, or repeat the key); "
-	"with TLS required unless a token is set"),
+	"others only once `edgesync peers approve`d"),
     OPT("bandwidth", "sync", "BYTES", "0", T_SIZE, bandwidth, 0,
 	1099511627776.0, 0,
 	"bytes per second per peer, suffix K, M or G (0: no limit)"),
     OPT("sync-interval", "sync", "MS", "5000", T_UINT, sync_interval, 100,
 	86400000, 0, "edge: milliseconds between sync rounds"),
+    OPT("chunk-size", "sync", "BYTES", "1M", T_SIZE, chunk_size, 1024,
+	16777216.0, 0,
+	"bytes per transfer chunk (a cloud: the largest it takes)"),
+    OPT("backoff-max", "sync", "MS", "60000", T_UINT, backoff_max, 100,
+	86400000, 0,
+	"edge: longest wait, in milliseconds, before retrying a failed "
+	"round"),
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -818,7 +825,9 @@ int es_config_sync_set(const struct es_config *c)
 	return c->role != CFG_ROLE_NONE || *c->listen || c->n_peers ||
 	       *c->token || *c->tls_cert || *c->tls_key || *c->tls_ca ||
 	       c->bandwidth || c->n_allow_devices ||
-	       c->sync_interval != ES_CONFIG_DEFAULT_SYNC_INTERVAL;
+	       c->sync_interval != ES_CONFIG_DEFAULT_SYNC_INTERVAL ||
+	       c->chunk_size != ES_CONFIG_DEFAULT_CHUNK_SIZE ||
+	       c->backoff_max != ES_CONFIG_DEFAULT_BACKOFF_MAX;
 }
 
 /* The name of the first sync option that is set, for messages. */
@@ -838,6 +847,10 @@ static const char *first_sync_key(const struct es_config *c)
 		return "allow-devices";
 	if (c->sync_interval != ES_CONFIG_DEFAULT_SYNC_INTERVAL)
 		return "sync-interval";
+	if (c->chunk_size != ES_CONFIG_DEFAULT_CHUNK_SIZE)
+		return "chunk-size";
+	if (c->backoff_max != ES_CONFIG_DEFAULT_BACKOFF_MAX)
+		return "backoff-max";
 	return c->bandwidth ? "bandwidth" : "role";
 }
 
@@ -892,11 +905,8 @@ static int check_sync(const struct es_config *c, char *err, size_t errlen)
 	if (tls && (!*c->tls_cert || !*c->tls_key || !*c->tls_ca))
 		return fail(c, addr, err, errlen,
 			    "tls+tcp:// needs tls-cert, tls-key and tls-ca");
-	if (tls && c->role == CFG_ROLE_CLOUD && !c->n_allow_devices &&
-	    !*c->token)
-		return fail(c, "listen", err, errlen,
-			    "a TLS cloud needs allow-devices (or a token): it "
-			    "would admit any device the CA ever signed");
+	/* a TLS cloud without allow-devices admits only devices approved
+	 * at run time (`edgesync peers approve`) */
 	if (tls)
 		return 0;
 	tls_set = *c->tls_cert	? "tls-cert"

@@ -27,6 +27,8 @@
 #define ES_CONFIG_DEFAULT_SOCKET	"/run/edgesync/agent.sock"
 #define ES_CONFIG_DEFAULT_DATA_DIR	"/var/lib/edgesync"
 #define ES_CONFIG_DEFAULT_SYNC_INTERVAL 5000 /* ms */
+#define ES_CONFIG_DEFAULT_CHUNK_SIZE	(1u << 20)
+#define ES_CONFIG_DEFAULT_BACKOFF_MAX	60000 /* ms */
 
 /* An error message: file, line, key and what was wrong. */
 #define ES_CONFIG_ERR_MAX 512
@@ -64,6 +66,8 @@ struct es_config {
 	size_t n_allow_devices;
 	uint64_t bandwidth;
 	uint64_t sync_interval; /* edge: ms between rounds */
+	uint64_t chunk_size;	/* bytes per chunk (and largest accepted) */
+	uint64_t backoff_max;	/* edge: ms, cap of the reconnect backoff */
 
 	char *path; /* the file loaded, if any */
 	/* Where each option was last set (indexed like the table). */

@@ -69,6 +69,7 @@ static void log_emit(enum es_log_level level, int err, const char *fmt, ...)
 #define log_warn(err, ...)  LOG_AT(ES_LOG_WARN, err, __VA_ARGS__)
 #define log_warnx(...)	    LOG_AT(ES_LOG_WARN, 0, __VA_ARGS__)
 #define log_info(...)	    LOG_AT(ES_LOG_INFO, 0, __VA_ARGS__)
+#define SYNC_STOP_MS	    15000 /* how long stop waits for sync */
 #define log_debug(...)	    LOG_AT(ES_LOG_DEBUG, 0, __VA_ARGS__)
 
 static const char *err_text(int err, char *buf, size_t len)
@@ -412,6 +413,8 @@ static void sync_config(const struct es_config *c, struct es_engine *e,
 	sc->staging_dir = staging;
 	sc->bandwidth = c->bandwidth;
 	sc->interval_ms = (uint32_t)c->sync_interval;
+	sc->chunk_size = (uint32_t)c->chunk_size;
+	sc->backoff_max_ms = (uint32_t)c->backoff_max;
 }
 
 /*
@@ -457,15 +460,88 @@ static int start_sync(struct agent *ag)
 	return 0;
 }
 
-static void stop_sync(struct agent *ag)
+/*
+ * es_sync_stop on a thread of its own, waited for at most SYNC_STOP_MS:
+ * nng 1.5.2 can hang for good closing a socket whose peer vanished at
+ * the wrong moment, and that must not keep the agent from stopping. The
+ * record is shared with that thread; the last of the two frees it.
+ */
+struct sync_stopper {
+	struct es_sync *sync;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done, abandoned;
+};
+
+static void sync_stopper_free(struct sync_stopper *st)
 {
+	pthread_cond_destroy(&st->cv);
+	pthread_mutex_destroy(&st->mu);
+	free(st);
+}
+
+static void *sync_stop_main(void *arg)
+{
+	struct sync_stopper *st = arg;
+	int abandoned;
+
+	es_sync_stop(st->sync);
+	pthread_mutex_lock(&st->mu);
+	st->done = 1;
+	abandoned = st->abandoned;
+	pthread_cond_signal(&st->cv);
+	pthread_mutex_unlock(&st->mu);
+	if (abandoned)
+		sync_stopper_free(st);
+	return NULL;
+}
+
+/* 0 once sync stopped; -ETIMEDOUT if it is still stopping. */
+static int stop_sync(struct agent *ag)
+{
+	struct sync_stopper *st;
+	struct timespec until;
+	pthread_t t;
+	int rc = 0;
+
 	if (!ag->sync)
-		return;
+		return 0;
 	log_info("sync: stopping; transfers in progress resume at the next "
 		 "start");
 	es_engine_attach_sync(ag->engine, NULL);
-	es_sync_stop(ag->sync);
+	st = calloc(1, sizeof(*st));
+	if (st) {
+		st->sync = ag->sync;
+		pthread_mutex_init(&st->mu, NULL);
+		pthread_cond_init(&st->cv, NULL);
+	}
+	if (!st || pthread_create(&t, NULL, sync_stop_main, st)) {
+		free(st); /* no thread: stop here, unbounded */
+		es_sync_stop(ag->sync);
+		ag->sync = NULL;
+		return 0;
+	}
 	ag->sync = NULL;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += SYNC_STOP_MS / 1000;
+	pthread_mutex_lock(&st->mu);
+	while (!st->done && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&st->cv, &st->mu, &until);
+	if (!st->done)
+		st->abandoned = 1;
+	pthread_mutex_unlock(&st->mu);
+	if (!st->abandoned) {
+		pthread_join(t, NULL);
+		sync_stopper_free(st);
+		return 0;
+	}
+	pthread_detach(t);
+	log_errorx("sync: not stopped after %d s (nng 1.5.2 can hang closing "
+		   "a connection its peer dropped); leaving without it: every "
+		   "acknowledged write is durable, transfers resume at the "
+		   "next start",
+		   SYNC_STOP_MS / 1000);
+	return -ETIMEDOUT;
 }
 
 /* ---- start and stop --------------------------------------------------- */
@@ -569,10 +645,19 @@ static int serve(struct agent *ag)
 
 static void stop(struct agent *ag)
 {
+	int stuck;
+
 	notify("STOPPING=1");
-	stop_sync(ag);
+	stuck = stop_sync(ag) < 0;
 	log_info("closing the API socket; requests in flight finish");
 	es_api_server_stop(ag->api);
+	if (stuck) {
+		/* sync's threads may still call into the engine: leave it to
+		 * the next start's recovery, as after a crash */
+		log_info("stopped (the data directory is recovered at the "
+			 "next start)");
+		_exit(CLI_OK);
+	}
 	log_info("draining the engine");
 	es_engine_close(ag->engine);
 	log_info("stopped");

@@ -28,6 +28,7 @@ enum es_engine_err {
 	ES_E_ENGINE_ARG = -5306,      /* an argument out of range */
 	ES_E_ENGINE_CLOSING = -5307,  /* the agent is shutting down */
 	ES_E_ENGINE_NOSYNC = -5308,   /* no sync role configured */
+	ES_E_ENGINE_NOTCLOUD = -5309, /* only a cloud admits devices */
 };
 
 const char *es_engine_strerror(int err);
@@ -188,8 +189,26 @@ void es_engine_sync_host(struct es_engine *e, struct es_sync_host *h);
  * ES_E_ENGINE_NOSYNC without one.
  */
 void es_engine_attach_sync(struct es_engine *e, struct es_sync *s);
+/*
+ * es_engine_peers: sync's status per peer; on a cloud, followed by the
+ * devices the manifest has seen but nobody approved that sync has not
+ * seen since it started (awaiting_approval 1, counters 0).
+ */
 int es_engine_peers(struct es_engine *e, struct es_sync_peer_status **out,
 		    size_t *n);
 int es_engine_sync_now(struct es_engine *e);
+
+/*
+ * es_engine_peer_approve approves (approved 1) or revokes (0) device on a
+ * cloud, in the manifest's peers. Approving a device never seen records
+ * it first (pre-approval); revoking one never seen is
+ * ES_E_MANIFEST_NOTFOUND. A revoked device's connections are closed, so
+ * it is refused at its next hello. Returns 1 if allow-devices (or lab
+ * mode) admits the device whatever its approval, else 0;
+ * ES_E_ENGINE_ARG for a bad device id, ES_E_ENGINE_NOSYNC without sync,
+ * ES_E_ENGINE_NOTCLOUD on an edge.
+ */
+int es_engine_peer_approve(struct es_engine *e, const char *device,
+			   int approved);
 
 #endif

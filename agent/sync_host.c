@@ -261,6 +261,33 @@ static int host_hlc_observe(void *arg, uint64_t remote_hlc)
 	return rc;
 }
 
+/*
+ * A device that proved its identity but is not in allow-devices: recorded
+ * as seen (an edge awaiting approval until `edgesync peers approve`), and
+ * answered from the row written, in the same transaction.
+ */
+static int host_device_approved(void *arg, const char *device)
+{
+	struct es_engine *e = arg;
+	struct es_manifest_peer p = {.role = ES_MANIFEST_EDGE};
+	int rc;
+
+	if (strlen(device) > ES_MANIFEST_DEVICE_MAX)
+		return -EINVAL;
+	memcpy(p.device, device, strlen(device) + 1);
+	pthread_mutex_lock(&e->m_mu);
+	rc = es_manifest_peer_upsert(e->m, &p);
+	pthread_mutex_unlock(&e->m_mu);
+	if (rc < 0)
+		return rc;
+	if (!p.approved && p.first_seen_ms == p.last_seen_ms)
+		engine_log(e, ES_LOG_WARN,
+			   "sync: device %s is new and not approved: "
+			   "`edgesync peers approve %s` admits it",
+			   device, device);
+	return p.approved ? 1 : 0;
+}
+
 static void host_log(void *arg, int level, const char *msg)
 {
 	engine_log(arg, (enum es_log_level)level, "sync: %s", msg);
@@ -279,6 +306,7 @@ void es_engine_sync_host(struct es_engine *e, struct es_sync_host *h)
 	h->ack_get = host_ack_get;
 	h->ack_put = host_ack_put;
 	h->hlc_observe = host_hlc_observe;
+	h->device_approved = host_device_approved;
 	h->log = host_log;
 	h->arg = e;
 }

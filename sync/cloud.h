@@ -39,9 +39,29 @@ struct cloud_device {
 	struct cloud_device *next;
 };
 
-/* The upload a connection is in the middle of (begin .. commit). */
+/* Chunks held in memory: at most CLOUD_HELD_MAX bytes over every
+ * connection, SYNC_WINDOW_MAX per upload (the window hello announces). */
+#define CLOUD_HELD_MAX (256u << 20)
+
+/* A chunk that arrived ahead of the staged length (its data a copy). */
+struct cloud_held {
+	uint64_t off;
+	size_t n;
+	unsigned char *data;
+};
+
+/*
+ * The upload a connection is in the middle of (begin .. commit). Chunks
+ * up to SYNC_WINDOW_MAX chunk sizes ahead of the staged length wait in
+ * held[] until the gap before them is written (chunks of one connection
+ * can reach the handlers out of order: they run on several workers).
+ * Every held byte is counted in *held_total, which release gives back.
+ */
 struct cloud_upload {
 	int active;
+	struct cloud_held held[SYNC_WINDOW_MAX];
+	size_t n_held;
+	atomic_size_t *held_total;
 	struct es_sync_collection coll;
 	struct es_sync_segment seg;
 	struct es_sync_tombstone *tombs; /* malloc'ed, total entries */
@@ -103,8 +123,7 @@ struct sync_cloud {
 	nng_socket sock;
 	int sock_open;
 	nng_listener listener;
-	nng_tls_config *tls;	   /* server */
-	nng_tls_config *probe_tls; /* client, for the watchdog */
+	nng_tls_config *tls; /* server */
 	size_t recv_max;
 
 	struct cloud_ctx ctxs[CLOUD_CTXS];
@@ -112,7 +131,10 @@ struct sync_cloud {
 	size_t n_workers;
 	pthread_t watchdog;
 	int watchdog_on;
+	int probing; /* ipc:// only: the watchdog probes the listener */
 
+	pthread_mutex_t send_lock; /* closing, against replies */
+	int closing;
 	pthread_mutex_t qlock; /* the work queue */
 	pthread_cond_t qcond;
 	struct cloud_ctx *qhead, *qtail;
@@ -125,7 +147,8 @@ struct sync_cloud {
 	struct cloud_device *devices; /* under s->stat_lock */
 	size_t n_devices;
 
-	atomic_uint accepted; /* connections our socket accepted */
+	atomic_uint accepted;	  /* connections our socket accepted */
+	atomic_size_t held_bytes; /* every session's held chunks */
 	uint64_t recoveries;
 };
 
@@ -139,6 +162,12 @@ void cloud_session_end_upload(struct cloud_session *ss);
 /* Marks ss authenticated as device (device counters created if new). */
 int cloud_session_auth(struct sync_cloud *c, struct cloud_session *ss,
 		       const char *device);
+/*
+ * cloud_admit: 0 if device (identity proven) may sync here: in
+ * allow_devices, lab mode, or approved by the host; else -1 with f filled
+ * in (the device then counts as awaiting approval).
+ */
+int cloud_admit(struct sync_cloud *c, const char *device, struct sync_fail *f);
 
 /*
  * The handlers: 0 with the ok reply in out, or -1 with f filled in.
@@ -149,6 +178,8 @@ typedef int cloud_handler(struct sync_cloud *c, struct cloud_session *ss,
 			  struct sync_fail *f);
 /* cloud_upload.c */
 cloud_handler cloud_begin, cloud_more_tombstones, cloud_chunk, cloud_commit;
+/* Frees what an upload holds (tombstones, held chunks) and clears it. */
+void cloud_upload_release(struct cloud_upload *up);
 /* cloud_ops.c */
 cloud_handler cloud_collections, cloud_changes, cloud_tombstones, cloud_fetch;
 /* Adds to the device's counters (st fields chosen by the caller). */

@@ -55,16 +55,6 @@ static int challenge(struct sync_cloud *c, struct cloud_session *ss,
 	return 0;
 }
 
-static int allowed(const struct es_sync_config *cfg, const char *device)
-{
-	if (cfg->n_allow_devices == 0)
-		return 1;
-	for (size_t i = 0; i < cfg->n_allow_devices; i++)
-		if (!strcmp(cfg->allow_devices[i], device))
-			return 1;
-	return 0;
-}
-
 #ifdef NNG_OPT_TLS_PEER_CN
 /* Newer nng names the certificate of a connection: it must agree too. */
 static int peer_cn_is(uint32_t pipe, const char *device)
@@ -113,11 +103,8 @@ static int check_identity(struct sync_cloud *c, struct cloud_session *ss,
 					  rq->device);
 #endif
 	}
-	if (!allowed(cfg, rq->device))
-		return sync_failf(f, SYNC_C_AUTH,
-				  "device '%s' is not in allow_devices",
-				  rq->device);
-	return 0;
+	/* allow_devices, lab mode or approved at run time (cloud_session.c) */
+	return cloud_admit(c, rq->device, f);
 }
 
 static int hello(struct sync_cloud *c, struct cloud_session *ss,
@@ -135,10 +122,11 @@ static int hello(struct sync_cloud *c, struct cloud_session *ss,
 	sync_observe_hlc(c->s, rq->hlc, rq->device);
 	sync_log(c->s, SYNC_LOG_DEBUG, "sync: device %s said hello",
 		 rq->device);
-	sync_enc_ok(out, 3);
+	sync_enc_ok(out, 4);
 	es_cbor_enc_kv_text(out, "device", c->s->cfg.device_id);
 	es_cbor_enc_kv_uint(out, "hlc", sync_wall_hlc());
 	es_cbor_enc_kv_uint(out, "chunk_max", c->s->cfg.chunk_size);
+	es_cbor_enc_kv_uint(out, "window", SYNC_WINDOW_MAX);
 	return 0;
 }
 
@@ -455,9 +443,14 @@ static void account(struct sync_cloud *c, struct cloud_session *ss,
 		pthread_mutex_lock(&c->s->stat_lock);
 		ss->dev->st.bytes_received += in;
 		ss->dev->st.bytes_sent += out;
-		if (f->code == SYNC_C_NONE)
+		if (f->code == SYNC_C_NONE) {
 			ss->dev->st.last_success_ms = sync_wall_ms();
-		else
+			/* a segment installed or a change list served: the
+			 * device's exchange works again */
+			if (parsed && (rq->type == SYNC_T_COMMIT ||
+				       rq->type == SYNC_T_CHANGES))
+				ss->dev->st.last_error[0] = '\0';
+		} else
 			snprintf(ss->dev->st.last_error,
 				 sizeof(ss->dev->st.last_error),
 				 "%.14s: %.140s", sync_code_name(f->code),
@@ -487,6 +480,10 @@ void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
 		sync_enc_ok(out, 0);
 		goto out;
 	}
+	/* A chunk's checksum before the session's lock: the workers check
+	 * the chunks of one connection in parallel, and write in turn. */
+	if (rc == 0 && rq.type == SYNC_T_CHUNK)
+		rq.crc_ok = es_crc32c(0, rq.data, rq.data_len) == rq.crc;
 	if (rc == 0 && !(ss = cloud_session_get(c, pipe)))
 		rc = sync_failf(&f, SYNC_C_SESSION,
 				"this connection is closing");

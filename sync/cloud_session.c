@@ -1,6 +1,10 @@
 /*
  * The cloud's sessions (one per connection) and per-device counters;
- * cloud.h says how they live and die.
+ * cloud.h says how they live and die. Also admission: a device that
+ * proved its identity is admitted if allow_devices lists it, in lab mode,
+ * or if the host approved it at run time (asked at every hello, so a
+ * revocation takes effect at the next one; es_sync_device_approval closes
+ * the revoked device's connections to make that now).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,8 +21,7 @@ void cloud_sessions_init(struct sync_cloud *c)
 
 void cloud_session_end_upload(struct cloud_session *ss)
 {
-	free(ss->up.tombs);
-	memset(&ss->up, 0, sizeof(ss->up));
+	cloud_upload_release(&ss->up);
 }
 
 static void session_free(struct sync_cloud *c, struct cloud_session *ss)
@@ -166,6 +169,8 @@ int cloud_session_auth(struct sync_cloud *c, struct cloud_session *ss,
 
 	pthread_mutex_lock(&c->s->stat_lock);
 	d = device_get(c, device);
+	if (d)
+		d->st.awaiting_approval = 0;
 	if (d && ss->dev != d) {
 		if (ss->dev && --ss->dev->sessions == 0)
 			ss->dev->st.connected = 0;
@@ -182,6 +187,100 @@ int cloud_session_auth(struct sync_cloud *c, struct cloud_session *ss,
 	}
 	ss->authed = 1;
 	return 0;
+}
+
+/* ---- admission -------------------------------------------------------- */
+
+static int in_allow_list(const struct es_sync_config *cfg, const char *device)
+{
+	for (size_t i = 0; i < cfg->n_allow_devices; i++)
+		if (!strcmp(cfg->allow_devices[i], device))
+			return 1;
+	return 0;
+}
+
+/* Lab mode: no allow list and no approvals to ask (plain tcp, or a host
+ * without device_approved): every holder of the token is admitted. */
+static int lab_mode(const struct sync_cloud *c)
+{
+	return c->s->cfg.n_allow_devices == 0 &&
+	       (c->url.scheme != SYNC_URL_TLS || !c->s->host.device_approved);
+}
+
+int cloud_admit(struct sync_cloud *c, const char *device, struct sync_fail *f)
+{
+	const struct es_sync_host *h = &c->s->host;
+	struct cloud_device *d;
+	int rc;
+
+	if (in_allow_list(&c->s->cfg, device) || lab_mode(c))
+		return 0;
+	rc = h->device_approved ? h->device_approved(h->arg, device) : 0;
+	if (rc < 0)
+		return sync_failf(f, SYNC_C_INTERNAL,
+				  "cannot look up the approval of '%s': %s",
+				  device, es_sync_strerror(rc));
+	if (rc > 0)
+		return 0;
+	pthread_mutex_lock(&c->s->stat_lock);
+	d = device_get(c, device);
+	if (d)
+		d->st.awaiting_approval = 1;
+	pthread_mutex_unlock(&c->s->stat_lock);
+	return sync_failf(f, SYNC_C_AUTH,
+			  "device '%s' is not in allow_devices nor approved: "
+			  "run `edgesync peers approve %s` on the cloud",
+			  device, device);
+}
+
+int es_sync_device_approval(struct es_sync *s, const char *device, int approved)
+{
+	struct sync_cloud *c = s->cloud;
+	struct cloud_session *ss;
+	struct cloud_device *d;
+	uint32_t *pipes = NULL;
+	size_t n = 0;
+
+	if (!device || !sync_device_valid(device))
+		return -EINVAL;
+	if (s->cfg.role != ES_SYNC_CLOUD || !c)
+		return 0;
+	if (in_allow_list(&s->cfg, device) || lab_mode(c))
+		return 1;
+	if (approved) {
+		pthread_mutex_lock(&s->stat_lock);
+		for (d = c->devices; d; d = d->next)
+			if (!strcmp(d->st.device, device))
+				d->st.awaiting_approval = 0;
+		pthread_mutex_unlock(&s->stat_lock);
+		return 0;
+	}
+	/* sess_lock, then stat_lock (ss->dev); the pipes close unlocked */
+	pthread_mutex_lock(&c->sess_lock);
+	pipes = calloc(c->n_sess + 1, sizeof(*pipes));
+	pthread_mutex_lock(&s->stat_lock);
+	for (d = c->devices; d; d = d->next)
+		if (!strcmp(d->st.device, device))
+			d->st.awaiting_approval = 1;
+	for (size_t b = 0; pipes && b < CLOUD_BUCKETS; b++)
+		for (ss = c->sess[b]; ss; ss = ss->next)
+			if (ss->dev && !strcmp(ss->dev->st.device, device))
+				pipes[n++] = ss->pipe;
+	pthread_mutex_unlock(&s->stat_lock);
+	pthread_mutex_unlock(&c->sess_lock);
+	for (size_t i = 0; i < n; i++) {
+		nng_pipe p = NNG_PIPE_INITIALIZER;
+
+		p.id = pipes[i];
+		nng_pipe_close(p);
+	}
+	free(pipes);
+	if (n)
+		sync_log(s, SYNC_LOG_INFO,
+			 "sync: device %s revoked: closed its %zu "
+			 "connection(s)",
+			 device, n);
+	return pipes ? 0 : -ENOMEM;
 }
 
 int sync_cloud_status(struct es_sync *s, struct es_sync_peer_status **out,

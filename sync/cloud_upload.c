@@ -5,13 +5,17 @@
  *     |
  *     +-------------> resume at the staged length      [UPLOADING]
  *   more_tombstones   appends to the session's list    [UPLOADING]
- *   chunk             CRC32C, then appended at the durable offset and
- *                     fdatasync'ed before the reply    [UPLOADING]
- *   commit            whole-file check -> host install -> installed
- *                                                      [done]
+ *   chunk             CRC32C (cloud_handle, before the session's lock),
+ *                     then written at the staged length, or held in
+ *                     memory if it is ahead of it (the window), or
+ *                     ignored if it is behind it (a duplicate)
+ *                                                      [UPLOADING]
+ *   commit            fdatasync, whole-file check -> host install ->
+ *                     installed                        [done]
  *
- * The transfer state (metadata, tombstones) lives in the connection's
- * session; the bytes live in the staging directory, so a new connection
+ * The transfer state (metadata, tombstones, held chunks) lives in the
+ * connection's session; the bytes live in the staging directory, so a
+ * new connection
  * (after a cut, or after either side restarted) begins again and resumes
  * at the staged length. Any failed check of the whole file deletes the
  * staged bytes: the sender starts over.
@@ -122,6 +126,7 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	pthread_mutex_unlock(lk);
 	if (rc)
 		return internal(f, "staging", rc);
+	up->held_total = &c->held_bytes;
 	up->coll = col;
 	up->seg = rq->seg;
 	up->total = rq->tombs_total;
@@ -162,6 +167,108 @@ int cloud_more_tombstones(struct sync_cloud *c, struct cloud_session *ss,
 	return 0;
 }
 
+void cloud_upload_release(struct cloud_upload *up)
+{
+	size_t bytes = 0;
+
+	for (size_t i = 0; i < up->n_held; i++) {
+		bytes += up->held[i].n;
+		free(up->held[i].data);
+	}
+	if (bytes && up->held_total)
+		atomic_fetch_sub(up->held_total, bytes);
+	free(up->tombs);
+	memset(up, 0, sizeof(*up));
+}
+
+/* Takes held chunk i out of the list (its data stays with the caller). */
+static void held_take(struct cloud_upload *up, size_t i)
+{
+	atomic_fetch_sub(up->held_total, up->held[i].n);
+	up->held[i] = up->held[--up->n_held];
+}
+
+/*
+ * Keeps a chunk that arrived ahead of the staged length *now, if it lies
+ * within the window and the budget allows; else SYNC_E_OFFSET (the
+ * sender resumes at *now).
+ */
+static int hold(struct sync_cloud *c, struct cloud_upload *up, uint64_t off,
+		const unsigned char *data, size_t n, uint64_t now)
+{
+	struct cloud_held *h;
+
+	for (size_t i = 0; i < up->n_held; i++)
+		if (up->held[i].off == off && up->held[i].n == n)
+			return 0; /* a duplicate of a held chunk */
+	if (off - now > (uint64_t)SYNC_WINDOW_MAX * c->s->cfg.chunk_size ||
+	    up->n_held == SYNC_WINDOW_MAX)
+		return SYNC_E_OFFSET;
+	if (atomic_fetch_add(up->held_total, n) + n > CLOUD_HELD_MAX) {
+		atomic_fetch_sub(up->held_total, n);
+		return SYNC_E_OFFSET;
+	}
+	h = &up->held[up->n_held];
+	h->data = malloc(n);
+	if (!h->data) {
+		atomic_fetch_sub(up->held_total, n);
+		return -ENOMEM;
+	}
+	memcpy(h->data, data, n);
+	h->off = off;
+	h->n = n;
+	up->n_held++;
+	return 0;
+}
+
+/*
+ * Writes [off, off + n) where it extends the staged bytes: a chunk that
+ * is all there already is a duplicate (a chunk sent again), one that
+ * overlaps the end is written from the end, one beyond the end is held.
+ * *now is the staged length afterwards. Under the key's lock.
+ */
+static int put(struct sync_cloud *c, struct cloud_upload *up, uint64_t off,
+	       const unsigned char *data, size_t n, uint64_t *now)
+{
+	int rc =
+	    sync_staging_append(&c->s->staging, up->key, off, data, n, now);
+
+	if (rc != SYNC_E_OFFSET)
+		return rc;
+	if (off > *now)
+		return hold(c, up, off, data, n, *now);
+	if (off + n <= *now)
+		return 0;
+	return sync_staging_append(&c->s->staging, up->key, *now,
+				   data + (*now - off), n - (*now - off), now);
+}
+
+/* Writes the held chunks the staged length has reached. */
+static int drain(struct sync_cloud *c, struct cloud_upload *up, uint64_t *now)
+{
+	int rc = 0, again = 1;
+
+	while (rc == 0 && again) {
+		again = 0;
+		for (size_t i = 0; i < up->n_held; i++) {
+			struct cloud_held h = up->held[i];
+
+			if (h.off > *now)
+				continue;
+			held_take(up, i);
+			if (h.off + h.n > *now)
+				rc = sync_staging_append(
+				    &c->s->staging, up->key, *now,
+				    h.data + (*now - h.off),
+				    h.n - (size_t)(*now - h.off), now);
+			free(h.data);
+			again = 1;
+			break;
+		}
+	}
+	return rc;
+}
+
 int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 		const struct sync_req *rq, struct es_cbor_enc *out,
 		struct sync_fail *f)
@@ -184,7 +291,7 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 				  "chunk [%" PRIu64 ", +%zu) lies beyond the "
 				  "segment's %" PRIu64 " bytes",
 				  rq->offset, rq->data_len, up->seg.size);
-	if (es_crc32c(0, rq->data, rq->data_len) != rq->crc) {
+	if (!rq->crc_ok) {
 		cloud_count(c, ss, 1, 0, 0);
 		return sync_failf(f, SYNC_C_CHECKSUM,
 				  "the chunk at offset %" PRIu64
@@ -193,15 +300,17 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 	}
 	lk = sync_staging_lock(&c->s->staging, up->key);
 	pthread_mutex_lock(lk);
-	rc = sync_staging_append(&c->s->staging, up->key, rq->offset, rq->data,
-				 rq->data_len, &now);
+	rc = put(c, up, rq->offset, rq->data, rq->data_len, &now);
+	if (rc == 0)
+		rc = drain(c, up, &now);
 	pthread_mutex_unlock(lk);
 	if (rc == SYNC_E_OFFSET) {
 		f->has_offset = 1;
 		f->offset = now;
 		return sync_failf(f, SYNC_C_OFFSET,
 				  "chunk at offset %" PRIu64
-				  "; the receiver holds %" PRIu64 " bytes",
+				  " is beyond the window; the receiver holds "
+				  "%" PRIu64 " bytes",
 				  rq->offset, now);
 	}
 	if (rc == -ENOENT) {

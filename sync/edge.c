@@ -135,6 +135,8 @@ static int hello(struct sync_peer *p)
 	p->chunk = cfg->chunk_size < p->rp.chunk_max
 		       ? cfg->chunk_size
 		       : (uint32_t)p->rp.chunk_max;
+	p->window = p->rp.window < SYNC_WINDOW_DEFAULT ? (uint32_t)p->rp.window
+						       : SYNC_WINDOW_DEFAULT;
 	sync_observe_hlc(p->s, p->rp.hlc, p->cloud);
 	/* Read after the reply: the connection that carried it is counted
 	 * by now. A newer one makes the next request say hello again (or
@@ -149,7 +151,7 @@ out:
 	return rc == SYNC_E_RESTART ? ES_E_SYNC_AUTH : rc;
 }
 
-static int session(struct sync_peer *p)
+int peer_session(struct sync_peer *p)
 {
 	if (p->hello_ok && p->hello_gen == atomic_load(&p->pipe_gen))
 		return 0;
@@ -162,7 +164,7 @@ int peer_request(struct sync_peer *p, enum sync_type t, int timeout_ms)
 	int rc = 0;
 
 	for (int i = 0; i < 2; i++) {
-		rc = session(p);
+		rc = peer_session(p);
 		if (rc)
 			return rc;
 		rc = call(p, &p->enc, t, timeout_ms);
@@ -320,7 +322,7 @@ static int round_run(struct sync_peer *p)
 	p->err[0] = '\0';
 	rc = peer_connect(p);
 	if (rc == 0)
-		rc = session(p);
+		rc = peer_session(p);
 	if (rc)
 		return rc;
 	rc = sync_upload_all(p);

@@ -44,6 +44,7 @@ struct sync_peer {
 	int hello_ok;
 	char cloud[ES_SYNC_DEVICE_MAX + 1]; /* the peer's device id */
 	uint32_t chunk;			    /* min(ours, the peer's) */
+	uint32_t window;		    /* min(ours, the peer's) */
 	size_t recv_max;
 
 	struct es_cbor_enc enc; /* the request being built */
@@ -67,6 +68,46 @@ struct sync_peer {
  * refusal (p->rp.code says which), or a transport or protocol error.
  */
 int peer_request(struct sync_peer *p, enum sync_type t, int timeout_ms);
+
+/* Says hello if this connection has not (p->rp is then hello's reply). */
+int peer_session(struct sync_peer *p);
+
+/*
+ * The transfer machinery both directions share (edge_xfer.c): the bytes
+ * [off, size) of one segment move in pieces of p->chunk / p->window bytes
+ * (sync_piece_size), with up to p->window requests in flight, so at most
+ * one chunk is in flight; each request on its own nng context of p->sock
+ * ("chunk" for an upload, "fetch" for a download).
+ *
+ * ops->request builds the request for the piece [off, off + n) as an nng
+ * message. ops->reply takes the reply to it, which peer_transfer has made
+ * the peer's last reply (p->rp, ok or refusal); replies are taken in the
+ * order the requests were sent, whatever order they arrive in, so a
+ * download appends in order. ops->reply returns 0 (the piece is done),
+ * XFER_AGAIN (send the same piece again: a checksum failure),
+ * XFER_RESUME with *resume set (drop every piece in flight and go on at
+ * *resume: the receiver is elsewhere), or an error that ends the
+ * transfer. PEER_BAD_CHUNKS AGAIN/RESUME in a row without a piece done
+ * fail the transfer; a "session" refusal returns SYNC_E_RESTART (the
+ * connection changed: begin again). Bytes are counted as they go out
+ * and come in. Returns 0 when every piece up to size is done.
+ */
+#define XFER_AGAIN  1
+#define XFER_RESUME 2
+
+struct xfer_ops {
+	enum sync_type type;
+	int (*request)(struct sync_peer *p, void *arg, uint64_t off, size_t n,
+		       nng_msg **msg);
+	int (*reply)(struct sync_peer *p, void *arg, uint64_t off, size_t n,
+		     uint64_t *resume);
+};
+
+int peer_transfer(struct sync_peer *p, const struct xfer_ops *ops, void *arg,
+		  uint64_t off, uint64_t size);
+
+/* An nng message holding p->enc (a request with no bulk data). */
+int peer_msg(struct sync_peer *p, nng_msg **msg);
 
 /*
  * peer_refusal turns p->rp's refusal of what into a return code:

@@ -2,8 +2,9 @@
  * The edge's downloads (PROTOCOL.md, "Download"): the collections the
  * peer publishes are created here (host ensure_collection, DOWNLOAD
  * flag), then for each, the segments added since the version this edge
- * acknowledged are fetched in chunks into the staging directory (each
- * chunk CRC-checked, appended and fdatasync'ed), verified whole exactly
+ * acknowledged are fetched through the window (peer_transfer) into the
+ * staging directory (each chunk CRC-checked and appended in order),
+ * made durable and verified whole exactly
  * as the cloud verifies uploads, installed through the host with their
  * tombstones, and acknowledged (ack_put DOWN) one by one.
  */
@@ -38,64 +39,67 @@ static int stage_open(struct sync_peer *p, struct down_seg *d, uint64_t *off)
 	return 0;
 }
 
-static int stage_append(struct sync_peer *p, struct down_seg *d, uint64_t *off)
+/* Appends the fetched piece at off (p->rp.data), in order. */
+static int stage_append(struct sync_peer *p, struct down_seg *d, uint64_t off,
+			uint64_t *resume)
 {
 	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, d->key);
 	uint64_t now = 0;
 	int rc;
 
 	pthread_mutex_lock(lk);
-	rc = sync_staging_append(&p->s->staging, d->key, *off, p->rp.data,
+	rc = sync_staging_append(&p->s->staging, d->key, off, p->rp.data,
 				 p->rp.data_len, &now);
 	pthread_mutex_unlock(lk);
 	if (rc == SYNC_E_OFFSET && now <= d->seg.size) {
-		*off = now; /* another thread staged it too; go on from there */
-		return 0;
+		*resume = now; /* another thread staged it too */
+		return XFER_RESUME;
 	}
 	if (rc == -ENOENT)
 		return SYNC_E_RESTART;
 	if (rc)
 		return peer_errf(p, rc, "staging: %s", es_sync_strerror(rc));
-	*off = now;
 	return 0;
 }
 
-static int fetch_chunk(struct sync_peer *p, struct down_seg *d, uint64_t *off,
-		       int *bad)
+static int fetch_request(struct sync_peer *p, void *arg, uint64_t off, size_t n,
+			 nng_msg **msg)
 {
-	const struct es_sync_segment *seg = &d->seg;
-	uint64_t n = seg->size - *off < p->chunk ? seg->size - *off : p->chunk;
-	int rc;
+	struct down_seg *d = arg;
 
 	es_cbor_enc_reset(&p->enc, 4096);
 	sync_enc_request(&p->enc, SYNC_T_FETCH, 5);
 	es_cbor_enc_kv_text(&p->enc, "collection", d->col->name);
-	es_cbor_enc_kv_text(&p->enc, "origin", seg->origin);
-	es_cbor_enc_kv_uint(&p->enc, "origin_seq", seg->origin_seq);
-	es_cbor_enc_kv_uint(&p->enc, "offset", *off);
+	es_cbor_enc_kv_text(&p->enc, "origin", d->seg.origin);
+	es_cbor_enc_kv_uint(&p->enc, "origin_seq", d->seg.origin_seq);
+	es_cbor_enc_kv_uint(&p->enc, "offset", off);
 	es_cbor_enc_kv_uint(&p->enc, "length", n);
-	rc = peer_request(p, SYNC_T_FETCH, PEER_TIMEOUT_MS);
-	if (rc == ES_E_SYNC_REFUSED)
+	return peer_msg(p, msg);
+}
+
+static int fetch_reply(struct sync_peer *p, void *arg, uint64_t off, size_t n,
+		       uint64_t *resume)
+{
+	struct down_seg *d = arg;
+
+	if (!p->rp.ok)
 		return peer_refusal(p, "fetch");
-	if (rc)
-		return rc;
 	if (p->rp.data_len != n)
 		return peer_errf(p, ES_E_SYNC_PROTOCOL,
-				 "fetch: %s sent %zu bytes for %" PRIu64,
-				 p->url, p->rp.data_len, n);
+				 "fetch: %s sent %zu bytes for %zu", p->url,
+				 p->rp.data_len, n);
 	if (es_crc32c(0, p->rp.data, p->rp.data_len) != p->rp.crc) {
 		peer_count(p, 1, 0, 0);
-		if (++*bad < PEER_BAD_CHUNKS)
-			return 0; /* fetch it again */
-		return peer_errf(p, ES_E_SYNC_CHECKSUM,
-				 "chunk at %" PRIu64 " from %s failed its "
-				 "CRC32C %d times in a row",
-				 *off, p->url, *bad);
+		return XFER_AGAIN; /* fetch it again */
 	}
-	*bad = 0;
-	rc = peer_throttle(p, p->rp.data_len);
-	return rc ? rc : stage_append(p, d, off);
+	return stage_append(p, d, off, resume);
 }
+
+static const struct xfer_ops fetch_ops = {
+    .type = SYNC_T_FETCH,
+    .request = fetch_request,
+    .reply = fetch_reply,
+};
 
 static int fetch_tombstones(struct sync_peer *p, struct down_seg *d)
 {
@@ -184,11 +188,11 @@ static int download_try(struct sync_peer *p, struct down_seg *d)
 {
 	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, d->key);
 	uint64_t off = 0;
-	int bad = 0, rc;
+	int rc;
 
 	rc = stage_open(p, d, &off);
-	while (rc == 0 && off < d->seg.size)
-		rc = fetch_chunk(p, d, &off, &bad);
+	if (rc == 0 && off < d->seg.size)
+		rc = peer_transfer(p, &fetch_ops, d, off, d->seg.size);
 	free(d->tombs);
 	d->tombs = NULL;
 	d->n_tombs = 0;

@@ -7,10 +7,14 @@
  * (their origin uploads them) but are acknowledged as they are passed.
  *
  * One segment:  begin -> [more_tombstones]* -> chunk* -> commit
- *   "offset"    resume where the receiver says
+ *   chunks      through the window (peer_transfer, edge_xfer.c), each
+ *               built in place in its nng message: one pread, one CRC32C
+ *   "offset"    drop the window, resume where the receiver says
  *   "checksum"  send the chunk again (PEER_BAD_CHUNKS in a row: give up)
  *   "state"/"session", "verify"   start the segment over with begin
  *                                 (PEER_ATTEMPTS times per round)
+ * commit only once the receiver's staged length (a chunk reply's offset)
+ * is the whole segment.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +31,8 @@
 
 struct up_seg {
 	const struct es_sync_collection *col;
+	const struct es_sync_segment *seg;
+	uint64_t acked; /* bytes the receiver has in order */
 	struct es_sync_tombstone *tombs;
 	size_t n_tombs;
 	int fd;
@@ -107,65 +113,144 @@ static int send_tombstones(struct sync_peer *p, struct up_seg *u,
 	return 0;
 }
 
-/* One chunk at off; *off moves to what the receiver holds. */
-static int send_chunk(struct sync_peer *p, struct up_seg *u,
-		      const struct es_sync_segment *seg, uint64_t *off,
-		      int *bad)
+/* The CBOR head of a byte string of n bytes (RFC 8949, major type 2). */
+static size_t bytes_head(unsigned char *b, size_t n)
 {
-	size_t n =
-	    seg->size - *off < p->chunk ? (size_t)(seg->size - *off) : p->chunk;
-	unsigned char *data;
+	if (n < 24) {
+		b[0] = (unsigned char)(0x40 | n);
+		return 1;
+	}
+	if (n < 0x100) {
+		b[0] = 0x58;
+		b[1] = (unsigned char)n;
+		return 2;
+	}
+	if (n < 0x10000) {
+		b[0] = 0x59;
+		b[1] = (unsigned char)(n >> 8);
+		b[2] = (unsigned char)n;
+		return 3;
+	}
+	b[0] = 0x5a;
+	for (int i = 0; i < 4; i++)
+		b[1 + i] = (unsigned char)(n >> (24 - 8 * i));
+	return 5;
+}
+
+/*
+ * The chunk [off, off + n), built in place: the fields before "data" are
+ * encoded, the segment is read straight into the message and its CRC32C
+ * computed there, then "crc" closes the map. One read, one checksum, no
+ * copy but the kernel's.
+ */
+static int chunk_request(struct sync_peer *p, void *arg, uint64_t off, size_t n,
+			 nng_msg **msg)
+{
+	struct up_seg *u = arg;
+	const struct es_sync_segment *seg = u->seg;
+	struct es_cbor_enc tail;
+	unsigned char *b, head[5];
+	size_t hl, hn, at;
 	uint32_t crc;
 	int rc;
 
 	enc_ref(p, SYNC_T_CHUNK, 3, u->col->name, seg);
-	es_cbor_enc_kv_uint(&p->enc, "offset", *off);
+	es_cbor_enc_kv_uint(&p->enc, "offset", off);
 	es_cbor_enc_text(&p->enc, "data");
-	data = es_cbor_enc_bytes_reserve(&p->enc, n);
-	if (!data)
+	if (es_cbor_enc_error(&p->enc))
 		return -ENOMEM;
-	rc = sync_pread_all(u->fd, data, n, (off_t)*off);
-	if (rc)
+	hl = p->enc.len;
+	hn = bytes_head(head, n);
+	/* "crc" and a uint32: at most 9 bytes; the rest is chopped. */
+	if (nng_msg_alloc(msg, hl + hn + n + 9) != 0)
+		return -ENOMEM;
+	b = nng_msg_body(*msg);
+	memcpy(b, p->enc.buf, hl);
+	memcpy(b + hl, head, hn);
+	at = hl + hn;
+	rc = sync_pread_all(u->fd, b + at, n, (off_t)off);
+	if (rc) {
+		nng_msg_free(*msg);
 		return peer_errf(p, rc, "reading segment %s/%" PRIu64 ": %s",
 				 seg->origin, seg->origin_seq,
 				 es_sync_strerror(rc));
-	crc = es_crc32c(0, data, n);
+	}
+	crc = es_crc32c(0, b + at, n);
 	if (sync_test_hooks.chunk_out)
-		sync_test_hooks.chunk_out(sync_test_hooks.arg, *off, data, n);
-	es_cbor_enc_kv_uint(&p->enc, "crc", crc);
-	rc = peer_throttle(p, n);
-	if (rc == 0)
-		rc = peer_request(p, SYNC_T_CHUNK, PEER_TIMEOUT_MS);
-	if (rc == ES_E_SYNC_REFUSED && p->rp.code == SYNC_C_CHECKSUM) {
+		sync_test_hooks.chunk_out(sync_test_hooks.arg, off, b + at, n);
+	at += n;
+	es_cbor_enc_init(&tail);
+	es_cbor_enc_kv_uint(&tail, "crc", crc);
+	if (es_cbor_enc_error(&tail) || tail.len > 9) {
+		es_cbor_enc_fini(&tail);
+		nng_msg_free(*msg);
+		return -ENOMEM;
+	}
+	memcpy(b + at, tail.buf, tail.len);
+	nng_msg_chop(*msg, 9 - tail.len);
+	es_cbor_enc_fini(&tail);
+	return 0;
+}
+
+/*
+ * The reply to the chunk at off: ok says how many bytes the receiver has
+ * in order (less than off + n when it holds this chunk behind a gap).
+ */
+static int chunk_reply(struct sync_peer *p, void *arg, uint64_t off, size_t n,
+		       uint64_t *resume)
+{
+	struct up_seg *u = arg;
+	if (!p->rp.ok && p->rp.code == SYNC_C_CHECKSUM) {
 		peer_count(p, 1, 0, 0);
-		if (++*bad < PEER_BAD_CHUNKS)
-			return 0;
-		return peer_errf(p, ES_E_SYNC_CHECKSUM,
-				 "chunk at %" PRIu64 " failed its CRC32C %d "
-				 "times in a row at %s",
-				 *off, *bad, p->url);
+		return XFER_AGAIN;
 	}
-	if (rc == ES_E_SYNC_REFUSED && p->rp.code == SYNC_C_OFFSET &&
-	    p->rp.has_offset && p->rp.offset <= seg->size &&
-	    ++*bad < PEER_BAD_CHUNKS) {
-		*off = p->rp.offset; /* resume where the receiver is */
-		return 0;
+	if (!p->rp.ok && p->rp.code == SYNC_C_OFFSET && p->rp.has_offset &&
+	    p->rp.offset <= u->seg->size) {
+		*resume = p->rp.offset; /* where the receiver is */
+		u->acked = p->rp.offset;
+		return XFER_RESUME;
 	}
-	if (rc == ES_E_SYNC_REFUSED)
+	if (!p->rp.ok)
 		return peer_refusal(p, "chunk");
-	if (rc)
-		return rc;
-	if (p->rp.offset != *off + n)
+	if (p->rp.offset > u->seg->size)
 		return peer_errf(p, ES_E_SYNC_PROTOCOL,
-				 "chunk: %s holds %" PRIu64 " bytes after "
-				 "%" PRIu64 " were sent",
-				 p->url, p->rp.offset, *off + n);
-	*bad = 0;
-	*off += n;
+				 "chunk: %s holds %" PRIu64 " bytes of a "
+				 "%" PRIu64 "-byte segment",
+				 p->url, p->rp.offset, u->seg->size);
+	if (p->rp.offset > u->acked)
+		u->acked = p->rp.offset;
 	if (sync_test_hooks.chunk_acked &&
-	    sync_test_hooks.chunk_acked(sync_test_hooks.arg, *off, seg->size))
+	    sync_test_hooks.chunk_acked(sync_test_hooks.arg, off + n,
+					u->seg->size))
 		return peer_errf(p, -ECONNABORTED, "cut by a test hook");
 	return 0;
+}
+
+static const struct xfer_ops chunk_ops = {
+    .type = SYNC_T_CHUNK,
+    .request = chunk_request,
+    .reply = chunk_reply,
+};
+
+/*
+ * Every byte from off on, until the receiver says it has them all in
+ * order: a chunk it held behind a gap and then lost (its connection
+ * went) is sent again from what it has.
+ */
+static int send_chunks(struct sync_peer *p, struct up_seg *u, uint64_t off)
+{
+	int rc = 0;
+
+	u->acked = off;
+	for (int i = 0; rc == 0 && u->acked < u->seg->size; i++) {
+		if (i == PEER_BAD_CHUNKS)
+			return peer_errf(p, ES_E_SYNC_PROTOCOL,
+					 "%s keeps %" PRIu64 " of %" PRIu64
+					 " bytes after every chunk was sent",
+					 p->url, u->acked, u->seg->size);
+		rc = peer_transfer(p, &chunk_ops, u, u->acked, u->seg->size);
+	}
+	return rc;
 }
 
 static int send_commit(struct sync_peer *p, struct up_seg *u,
@@ -196,15 +281,15 @@ static int upload_try(struct sync_peer *p, struct up_seg *u,
 		      const struct es_sync_segment *seg)
 {
 	uint64_t off = 0;
-	int bad = 0, rc;
+	int rc;
 
 	rc = send_begin(p, u, seg, &off);
 	if (rc == 1)
 		return 0; /* duplicate: the peer has it */
 	if (rc == 0)
 		rc = send_tombstones(p, u, seg);
-	while (rc == 0 && off < seg->size)
-		rc = send_chunk(p, u, seg, &off, &bad);
+	if (rc == 0)
+		rc = send_chunks(p, u, off);
 	if (rc == 0)
 		rc = send_commit(p, u, seg);
 	if (rc == 0)
@@ -268,7 +353,7 @@ static int upload_segment(struct sync_peer *p,
 			  const struct es_sync_collection *col,
 			  const struct es_sync_segment *seg)
 {
-	struct up_seg u = {.col = col, .fd = -1};
+	struct up_seg u = {.col = col, .seg = seg, .fd = -1};
 	int rc, i;
 
 	rc = open_segment(p, &u, seg);

@@ -12,11 +12,17 @@
  *               little-endian, magic "ESSM", version 1, CRC32C; written
  *               to <key>.meta.tmp, fsynced, renamed.
  *   <key>.part  the bytes received so far, in order. Its length IS the
- *               durable offset: a chunk is appended with pwrite at the
- *               current length and fdatasync'ed before it is
- *               acknowledged, so after a cut or a restart of either side
- *               the sender resumes at the length, re-sending at most the
- *               chunk that was in flight.
+ *               resume offset: a chunk is written with pwrite at the
+ *               current length (a receiver holds chunks that arrive
+ *               ahead of it in memory until the gap is filled), so after
+ *               a cut or a restart of either side the sender resumes at
+ *               the length, re-sending at most what was in flight. The
+ *               appends are not fsync'ed one by one: a killed process
+ *               loses nothing the kernel has, and the whole file is
+ *               fdatasync'ed by sync_staging_check before it is
+ *               verified and installed. After a power cut the length may
+ *               cover bytes that never reached the disk; the check at
+ *               commit then fails and the transfer starts over.
  *
  * Invariants:
  *   1. A .part exists only beside a .meta that describes it; a .meta is
@@ -83,7 +89,8 @@ int sync_staging_open(struct sync_staging *st, const char *key,
 		      const struct sync_stage_meta *m, uint64_t *offset);
 
 /*
- * sync_staging_append writes n bytes at off and makes them durable.
+ * sync_staging_append writes n bytes at off (into the page cache; see
+ * <key>.part above for durability).
  * off must be the .part's length: otherwise SYNC_E_OFFSET with *now set
  * to the length. -ENOENT if nothing is staged (open first). On success
  * *now is off + n.
@@ -92,7 +99,8 @@ int sync_staging_append(struct sync_staging *st, const char *key, uint64_t off,
 			const void *p, size_t n, uint64_t *now);
 
 /*
- * sync_staging_check verifies the staged file against m (invariant 3):
+ * sync_staging_check makes the staged file durable (fdatasync) and
+ * verifies it against m (invariant 3):
  * 0, or ES_E_SYNC_CHECKSUM with the reason in why, or -errno.
  */
 int sync_staging_check(struct sync_staging *st, const char *key,

@@ -35,7 +35,8 @@ static int check_token(struct es_sync *s, const char *token)
 	return 0;
 }
 
-static int check_cloud(struct es_sync *s, const struct es_sync_config *c)
+static int check_cloud(struct es_sync *s, const struct es_sync_config *c,
+		       const struct es_sync_host *h)
 {
 	struct sync_url u;
 	int has_token = c->token && *c->token;
@@ -51,10 +52,16 @@ static int check_cloud(struct es_sync *s, const struct es_sync_config *c)
 	if (u.scheme == SYNC_URL_TLS) {
 		if (tls_files(s, c))
 			return ES_E_SYNC_CONFIG;
-		if (c->n_allow_devices == 0 && !has_token)
+		if (c->n_allow_devices == 0 && !has_token &&
+		    !h->device_approved)
 			return bad(s, "a TLS cloud needs allow_devices (or a "
 				      "token): it would admit any device the "
 				      "CA ever signed");
+		if (c->n_allow_devices == 0 && h->device_approved)
+			sync_log(s, SYNC_LOG_INFO,
+				 "sync: no allow_devices: this TLS cloud "
+				 "admits only devices approved at run time "
+				 "(`edgesync peers approve DEVICE`)");
 		return 0;
 	}
 	if (!has_token)
@@ -109,10 +116,15 @@ int sync_config_check(struct es_sync *s, const struct es_sync_config *c,
 	if (check_token(s, c->token))
 		return ES_E_SYNC_CONFIG;
 	if (c->role == ES_SYNC_CLOUD)
-		return check_cloud(s, c);
+		return check_cloud(s, c, h);
 	if (c->role == ES_SYNC_EDGE)
 		return check_edge(s, c);
 	return bad(s, "role must be edge or cloud");
+}
+
+enum es_sync_role es_sync_role(const struct es_sync *s)
+{
+	return s->cfg.role;
 }
 
 /* ---- the copy --------------------------------------------------------- */

@@ -26,6 +26,21 @@
 #define SYNC_CHUNK_DEFAULT (1u << 20)
 #define SYNC_CHUNK_MIN	   1024u
 #define SYNC_CHUNK_MAX	   (16u << 20)
+/* Chunks in flight on one transfer (PROTOCOL.md, "Window"): what a
+ * receiver holds out of order, and what a sender keeps outstanding. */
+#define SYNC_WINDOW_DEFAULT 1u
+#define SYNC_WINDOW_MAX	    16u
+
+/* The bytes of one request when window requests share a chunk: at most
+ * one chunk is ever in flight, so a cut re-sends at most one chunk. */
+static inline uint32_t sync_piece_size(uint32_t chunk, uint32_t window)
+{
+	uint32_t n = window > 1 ? chunk / window : chunk;
+
+	return n < SYNC_CHUNK_MIN
+		   ? (chunk < SYNC_CHUNK_MIN ? chunk : SYNC_CHUNK_MIN)
+		   : n;
+}
 /* Every message but a chunk's payload fits in this; RECVMAXSZ is
  * chunk size + SYNC_HEADER_ALLOWANCE. */
 #define SYNC_HEADER_ALLOWANCE (256u << 10)
@@ -132,6 +147,7 @@ struct sync_req {
 	const unsigned char *data; /* chunk */
 	size_t data_len;
 	uint32_t crc;
+	int crc_ok; /* chunk: set by the receiver once it checked data */
 };
 
 /*
@@ -164,6 +180,7 @@ struct sync_reply {
 	const unsigned char *nonce;
 	uint64_t hlc;
 	uint64_t chunk_max;
+	uint64_t window; /* hello: 1 if absent (a peer without a window) */
 	/* begin, commit */
 	enum sync_state state;
 	/* collections: malloc'ed */

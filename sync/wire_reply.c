@@ -30,13 +30,14 @@ enum field {
 	R_TOMBSTONES,
 	R_DATA,
 	R_CRC,
+	R_WINDOW,
 	R_COUNT,
 };
 
 static const char *const field_names[R_COUNT] = {
     "v",	"ok",	     "error",	   "offset",	  "device",  "nonce",
     "hlc",	"chunk_max", "state",	   "collections", "version", "more",
-    "segments", "total",     "tombstones", "data",	  "crc",
+    "segments", "total",     "tombstones", "data",	  "crc",     "window",
 };
 
 #define BIT(f) (1u << (f))
@@ -212,6 +213,13 @@ static int parse_field(struct sync_reply *rp, enum field fd,
 					 &rp->data_len);
 	case R_CRC:
 		return sync_dec_u32(f, "field 'crc'", &rp->crc);
+	case R_WINDOW:
+		rc = es_cbor_get_uint(f, "field 'window'", &rp->window);
+		if (rc == 0 && (rp->window < 1 || rp->window > SYNC_WINDOW_MAX))
+			rc = es_cbor_fail(f, ES_E_CBOR_VALUE,
+					  "window %" PRIu64 " is not in 1..%u",
+					  rp->window, SYNC_WINDOW_MAX);
+		return rc;
 	default:
 		return 0;
 	}
@@ -269,8 +277,11 @@ int sync_reply_parse(struct sync_reply *rp, enum sync_type t, const void *buf,
 		rc = check_head(rp, &r, sp);
 	if (rc || !rp->ok)
 		goto out;
+	rp->window = 1;
 	for (int i = R_OFFSET; i < R_COUNT && rc == 0; i++) {
-		if (!(needs[t] & BIT(i)) && !(i == R_OFFSET && sp[i].p))
+		int optional = (i == R_OFFSET || i == R_WINDOW) && sp[i].p;
+
+		if (!(needs[t] & BIT(i)) && !optional)
 			continue;
 		if (!sp[i].p) {
 			rc = es_cbor_fail(&r, ES_E_CBOR_SCHEMA,

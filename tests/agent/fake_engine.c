@@ -445,3 +445,12 @@ int es_engine_sync_now(struct es_engine *e)
 	(void)e;
 	return ES_E_ENGINE_NOSYNC;
 }
+
+int es_engine_peer_approve(struct es_engine *e, const char *device,
+			   int approved)
+{
+	(void)e;
+	(void)device;
+	(void)approved;
+	return ES_E_ENGINE_NOSYNC;
+}

@@ -8,7 +8,9 @@
 #   SIGKILL of the cloud, then of the edge, in the middle of a transfer and
 #   a restart: everything arrives and both manifests agree; a wrong token
 #   is refused. TLS with certificates signed by make_certs.sh's CA: an
-#   allowed device syncs, one not in allow-devices is refused.
+#   allowed device syncs, one not in allow-devices is refused, shows as
+#   awaiting approval on the cloud, syncs once `edgesync peers approve`d,
+#   and is refused again once revoked.
 # Every wait polls with a bound; nothing asserts on time.
 # usage: sync_cli.sh EDGESYNC_BINARY SOURCE_DIR
 set -u
@@ -132,6 +134,9 @@ same_search() {
 peer_error() { # NAME: a peer shows an error and nothing connected
 	cli "$1" --json peers && check peer_error "$dir/out"
 }
+peer_error_now() { # NAME: its peer's last error is a refusal to approve
+	cli "$1" --json peers && grep -q "edgesync peers approve" "$dir/out"
+}
 staging_part() { # NAME: a transfer is half done in NAME's staging
 	local f
 	for f in "$dir/$1"/sync-staging/*.part; do
@@ -185,7 +190,7 @@ def same_search(a, b):
 PEER_FIELDS = ["peer", "device", "connected", "last_success_ms",
                "segments_pending", "bytes_pending", "lag_s", "bytes_sent",
                "bytes_received", "checksum_failures", "segments_sent",
-               "segments_received", "last_error"]
+               "segments_received", "last_error", "awaiting_approval"]
 
 def peers_fields(path, n):
     peers = load(path)["peers"]
@@ -201,6 +206,11 @@ def peer_ok(path, device):
     return any(p["device"] == device and p["last_success_ms"] > 0
                and p["segments_pending"] == 0 and not p["last_error"]
                for p in load(path)["peers"])
+
+def awaiting(path, device, want="1"):
+    got = [p["awaiting_approval"] for p in load(path)["peers"]
+           if p["device"] == device]
+    return bool(got) and got[0] == (want == "1")
 
 def cloud_peers(path, *devices):
     return sorted(p["device"] for p in load(path)["peers"]) == sorted(devices)
@@ -412,10 +422,10 @@ tls-key = $C/cloud.key
 tls-ca = $C/ca.crt
 allow-devices = dev-a, $t1_id
 EOF
-# a TLS cloud needs allow-devices or a token
+# a TLS cloud without allow-devices is valid: it admits approved devices
 if $es agent -c "$dir/cloud-tls.conf" --allow-devices "" -n \
-	>"$dir/out" 2>&1; then bad "a TLS cloud without allow-devices"; else
-	grep -q "needs allow-devices" "$dir/out" && ok || bad "$(cat "$dir/out")"
+	>"$dir/out" 2>&1; then ok; else
+	bad "a TLS cloud without allow-devices: $(cat "$dir/out")"
 fi
 start c2 -c "$dir/cloud-tls.conf"
 tls_edge() { # NAME
@@ -438,6 +448,59 @@ if check has_segments "$dir/c2.json" 1 "$t2_id"; then
 	bad "a device outside allow-devices synced"; else ok; fi
 must t1 --json peers
 check peers_fields "$dir/out" 1 && ok || bad "t1 peers: $(cat "$dir/out")"
+
+# ---- run-time approval: t2 (not in allow-devices) ----------------------
+cli t2 --json peers
+grep -q "edgesync peers approve $t2_id" "$dir/out" && ok ||
+	bad "t2's refusal does not say how to approve it: $(cat "$dir/out")"
+grep -q "refused hello .*'$t2_id'.*not in allow_devices" "$dir/c2.log" && ok ||
+	bad "the cloud did not log t2's refusal"
+awaits() { # CLOUD DEVICE 1|0
+	cli "$1" --json peers && check awaiting "$dir/out" "$2" "$3"
+}
+wait_for "t2 awaiting approval on the cloud" awaits c2 "$t2_id" 1
+cli c2 peers
+grep -q "awaiting" "$dir/out" && ok || bad "peers: $(cat "$dir/out")"
+# bad ids, unknown devices, an edge: clear errors, exit codes
+cli c2 peers approve "has space"
+[ $? = 64 ] && grep -q "contains a space" "$dir/err" && ok ||
+	bad "approve 'has space': $(cat "$dir/err")"
+cli c2 peers approve "$(printf 'x%.0s' $(seq 65))"
+[ $? = 64 ] && grep -q "at most 64" "$dir/err" && ok ||
+	bad "approve of a long id: $(cat "$dir/err")"
+cli c2 peers revoke never-seen
+[ $? = 1 ] && grep -q "unknown to this cloud" "$dir/err" && ok ||
+	bad "revoke never-seen: $(cat "$dir/err")"
+cli t1 peers approve "$t2_id"
+[ $? = 1 ] && grep -q "is an edge" "$dir/err" && ok ||
+	bad "approve on an edge: $(cat "$dir/err")"
+cli c2 peers approve
+[ $? = 64 ] && ok || bad "approve without a device"
+cli c2 peers approve --help
+[ $? = 0 ] && grep -q "usage: edgesync peers approve DEVICE" "$dir/out" &&
+	ok || bad "approve --help: $(cat "$dir/out")"
+# a device in allow-devices: approval does not matter, and it is said
+cli c2 --json peers approve "$t1_id"
+[ $? = 0 ] && grep -q '"allow_listed":true' "$dir/out" && ok ||
+	bad "approve an allowed device: $(cat "$dir/out" "$dir/err")"
+# approve t2: it syncs
+must c2 peers approve "$t2_id"
+grep -q "approved" "$dir/out" && ok || bad "approve: $(cat "$dir/out")"
+must t2 sync-now
+wait_for "t2's segment after its approval" has_segs c2 secure 1 "$t2_id"
+if agree t2 c2 secure "$t2_id"; then ok; else bad "t2: manifests differ"; fi
+wait_for "t2 no longer awaiting" awaits c2 "$t2_id" 0
+# revoke t2: its connection closes, its next hello is refused
+must c2 --json peers revoke "$t2_id"
+grep -q '"approved":false' "$dir/out" && ok || bad "revoke: $(cat "$dir/out")"
+must t2 import secure "$dir/more.fvecs"
+must t2 flush secure
+must t2 sync-now
+wait_for "t2 awaiting approval again" awaits c2 "$t2_id" 1
+wait_for "t2 refused again" peer_error_now t2
+segs c2 secure "$dir/c2.json"
+if check has_segments "$dir/c2.json" 2 "$t2_id"; then
+	bad "a revoked device synced"; else ok; fi
 
 # ---- everything stops cleanly ------------------------------------------
 for n in t1 t2 c2 e1 e2 c1; do stop $n; done

@@ -3,7 +3,8 @@
  * the API server on a socket beside it, and the C client library and the
  * Python example (agent/examples/client.py, run with /usr/bin/python3)
  * talking to it; the engine's dim checks, alone and racing drops. ES_PYTHON and ES_CLIENT_PY name the interpreter and the
- * example (set by tests/agent/CMakeLists.txt).
+ * example (set by tests/agent/CMakeLists.txt). Run-time approval of
+ * devices (peers.approve) on a cloud sync attached to the engine.
  */
 #include <errno.h>
 #include <math.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,6 +27,7 @@
 #include "api_codec.h"
 #include "api_server.h"
 #include "edgesync/client.h"
+#include "edgesync/sync.h"
 
 #define DIM 32
 #define N   2000
@@ -513,6 +516,156 @@ static void test_dim_flips(void **state)
 		      a.answers[3]);
 }
 
+/* ---- run-time approval of devices (peers.approve) -------------------- */
+
+/* A cloud sync on f's engine, attached to it: tcp, token, allow list. */
+static struct es_sync *start_cloud(struct fx *f, struct es_sync_host *h)
+{
+	static const char *const allow[] = {"listed-1"};
+	struct es_sync_config sc = {0};
+	struct es_sync *s = NULL;
+	char url[64], staging[160];
+	int port = 0;
+	nng_socket probe;
+	nng_listener l;
+	nng_sockaddr sa;
+
+	/* a free port: bind one with nng, read it, close it */
+	assert_int_equal(nng_req0_open(&probe), 0);
+	assert_int_equal(nng_listen(probe, "tcp://127.0.0.1:0", &l, 0), 0);
+	assert_int_equal(nng_listener_get_addr(l, NNG_OPT_LOCADDR, &sa), 0);
+	port = ntohs(sa.s_in.sa_port);
+	nng_close(probe);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
+	snprintf(staging, sizeof(staging), "%s/staging", f->dir);
+	es_engine_sync_host(f->e, h);
+	sc.role = ES_SYNC_CLOUD;
+	sc.device_id = es_engine_device_id(f->e);
+	sc.listen_url = url;
+	sc.token = "api-engine-token-0123456789";
+	sc.allow_devices = allow;
+	sc.n_allow_devices = 1;
+	sc.staging_dir = staging;
+	assert_int_equal(es_sync_start(&s, &sc, h), 0);
+	es_engine_attach_sync(f->e, s);
+	return s;
+}
+
+/* 1 if the peers list holds device, awaiting approval as want says. */
+static int listed(struct es_client *c, const char *device, int want)
+{
+	struct es_client_peer *p = NULL;
+	size_t n = 0;
+	int found = 0;
+
+	assert_int_equal(es_client_peers(c, &p, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(p[i].device, device))
+			found = p[i].awaiting_approval == want ? 1 : -1;
+	free(p);
+	return found == 1;
+}
+
+static void raw_approve(struct fx *f, const char *device, int bad_bool,
+			const char *code, const char *msg)
+{
+	char got_code[32], got_msg[300];
+	struct api_enc e;
+
+	api_enc_init(&e);
+	api_enc_map(&e, 2 + (device != NULL) + bad_bool);
+	api_enc_kv_uint(&e, "v", 1);
+	api_enc_kv_text(&e, "op", "peers.approve");
+	if (device)
+		api_enc_kv_text(&e, "device", device);
+	if (bad_bool)
+		api_enc_kv_uint(&e, "approve", 1);
+	assert_int_equal(raw_call(f->path, e.buf, e.len, got_code, got_msg), 0);
+	assert_string_equal(got_code, code);
+	assert_string_equal(got_msg, msg);
+	api_enc_fini(&e);
+}
+
+static void test_peers_approve(void **state)
+{
+	struct fx *f = *state;
+	struct es_sync_host h;
+	struct es_sync *s;
+	int rc, allow_listed = -1;
+
+	/* without sync: no_sync */
+	rc = es_client_peer_approve(f->c, "new-1", 1, NULL);
+	expect_remote(f->c, rc, "no_sync",
+		      "peers.approve: this agent does not sync: its "
+		      "configuration has no [sync] role");
+
+	s = start_cloud(f, &h);
+	assert_true(listed(f->c, "new-1", 1) == 0);
+	/* a hello from a device outside allow_devices: seen, awaiting */
+	assert_int_equal(h.device_approved(h.arg, "new-1"), 0);
+	assert_true(listed(f->c, "new-1", 1));
+
+	/* bad ids and requests, named */
+	rc = es_client_peer_approve(f->c, "has space", 1, NULL);
+	expect_remote(f->c, rc, "bad_value",
+		      "peers.approve: device id 'has space' contains a space "
+		      "(at 3)");
+	rc = es_client_peer_approve(f->c, "", 1, NULL);
+	expect_remote(f->c, rc, "bad_value",
+		      "peers.approve: device id is empty: it must be 1 to 64 "
+		      "printable ASCII characters without spaces");
+	rc = es_client_peer_approve(f->c, "tab\there", 1, NULL);
+	expect_remote(f->c, rc, "bad_value",
+		      "peers.approve: device id 'tab?here' contains a byte "
+		      "that is not printable ASCII (0x09 at 3)");
+	rc = es_client_peer_approve(
+	    f->c,
+	    "x1234567890123456789012345678901234567890123456789012345678901234",
+	    1, NULL);
+	expect_remote(f->c, rc, "bad_value",
+		      "peers.approve: field 'device' is longer than 64 bytes");
+	raw_approve(f, NULL, 0, "bad_request",
+		    "peers.approve: missing field 'device'");
+	raw_approve(f, "new-1", 1, "bad_request",
+		    "peers.approve: field 'approve' must be a boolean, not "
+		    "an unsigned integer");
+	rc = es_client_peer_approve(f->c, "never-1", 0, NULL);
+	expect_remote(f->c, rc, "not_found",
+		      "peers.approve: device 'never-1' is unknown to this "
+		      "cloud: it never connected and was never approved");
+
+	/* approve: the next hello is admitted, nothing awaits */
+	assert_int_equal(
+	    es_client_peer_approve(f->c, "new-1", 1, &allow_listed), 0);
+	assert_int_equal(allow_listed, 0);
+	assert_int_equal(h.device_approved(h.arg, "new-1"), 1);
+	assert_false(listed(f->c, "new-1", 1));
+	/* approving twice is no error */
+	assert_int_equal(es_client_peer_approve(f->c, "new-1", 1, NULL), 0);
+	/* pre-approval of a device never seen */
+	assert_int_equal(es_client_peer_approve(f->c, "pre-1", 1, NULL), 0);
+	assert_int_equal(h.device_approved(h.arg, "pre-1"), 1);
+	assert_false(listed(f->c, "pre-1", 1));
+	/* revoke: awaiting again, refused at its next hello */
+	assert_int_equal(es_client_peer_approve(f->c, "new-1", 0, NULL), 0);
+	assert_true(listed(f->c, "new-1", 1));
+	assert_int_equal(h.device_approved(h.arg, "new-1"), 0);
+	/* a device in allow_devices: admitted whatever its approval */
+	assert_int_equal(
+	    es_client_peer_approve(f->c, "listed-1", 1, &allow_listed), 0);
+	assert_int_equal(allow_listed, 1);
+
+	es_engine_attach_sync(f->e, NULL);
+	es_sync_stop(s);
+	/* the approvals are in the manifest: they outlive a restart */
+	s = start_cloud(f, &h);
+	assert_int_equal(h.device_approved(h.arg, "pre-1"), 1);
+	assert_int_equal(h.device_approved(h.arg, "new-1"), 0);
+	assert_true(listed(f->c, "new-1", 1));
+	es_engine_attach_sync(f->e, NULL);
+	es_sync_stop(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -524,6 +677,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_engine_dim, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dim_flips, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_peers_approve, setup,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -251,7 +251,65 @@ static void h_log(void *arg, int level, const char *msg)
 	pthread_mutex_unlock(&h->lock);
 }
 
+/* The slot of device in h's approval table (added if new); under lock. */
+static int dev_slot(struct test_host *h, const char *device)
+{
+	for (size_t i = 0; i < h->nseen; i++)
+		if (!strcmp(h->seen[i], device))
+			return (int)i;
+	if (h->nseen == TH_DEVS)
+		return -1;
+	snprintf(h->seen[h->nseen], sizeof(h->seen[0]), "%s", device);
+	h->seen_count[h->nseen] = 0;
+	h->approved[h->nseen] = 0;
+	return (int)h->nseen++;
+}
+
+static int h_device_approved(void *arg, const char *device)
+{
+	struct test_host *h = arg;
+	int i, rc;
+
+	pthread_mutex_lock(&h->lock);
+	i = dev_slot(h, device);
+	if (i >= 0)
+		h->seen_count[i]++;
+	rc = h->approval_err < 0 ? h->approval_err
+	     : i < 0		 ? -ENOSPC
+				 : h->approved[i];
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
 /* ---- the test's side -------------------------------------------------- */
+
+void th_approvals(struct test_host *h)
+{
+	h->api.device_approved = h_device_approved;
+}
+
+void th_approve(struct test_host *h, const char *device, int approved)
+{
+	int i;
+
+	pthread_mutex_lock(&h->lock);
+	i = dev_slot(h, device);
+	if (i >= 0)
+		h->approved[i] = approved;
+	pthread_mutex_unlock(&h->lock);
+}
+
+unsigned th_asked(struct test_host *h, const char *device)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&h->lock);
+	for (size_t i = 0; i < h->nseen; i++)
+		if (!strcmp(h->seen[i], device))
+			n = h->seen_count[i];
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
 
 void th_init(struct test_host *h, const char *name, const char *dir,
 	     const char *device)

@@ -17,6 +17,7 @@
 #define TH_SEGS	 64
 #define TH_ACKS	 32
 #define TH_LOGS	 512
+#define TH_DEVS	 8
 
 struct th_seg {
 	struct es_sync_segment s;
@@ -52,6 +53,12 @@ struct test_host {
 	size_t nlogs;
 	int verbose;
 	const char *name;
+	/* run-time approvals (th_approvals): devices asked about, approved */
+	char seen[TH_DEVS][ES_SYNC_DEVICE_MAX + 1];
+	unsigned seen_count[TH_DEVS];
+	int approved[TH_DEVS];
+	size_t nseen;
+	int approval_err; /* answered instead when < 0 */
 	struct es_sync_host api;
 };
 
@@ -86,6 +93,16 @@ uint64_t th_installs(struct test_host *h);
 /* The number of log lines containing needle. */
 size_t th_log_count(struct test_host *h, const char *needle);
 uint32_t th_flags(struct test_host *h, const char *coll);
+/*
+ * th_approvals gives h a device_approved callback (before the node
+ * starts): it records each device asked about and answers its approval
+ * (th_approve), or h->approval_err when that is negative.
+ */
+void th_approvals(struct test_host *h);
+/* Approves (1) or revokes (0) device in h's table (recorded if new). */
+void th_approve(struct test_host *h, const char *device, int approved);
+/* How many times the cloud asked h about device. */
+unsigned th_asked(struct test_host *h, const char *device);
 
 /* ---- helpers of the tests --------------------------------------------- */
 

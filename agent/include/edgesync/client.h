@@ -112,7 +112,9 @@ struct es_client_peer {
 	uint64_t bytes_sent, bytes_received;
 	uint64_t checksum_failures;
 	uint64_t segments_sent, segments_received;
-	char last_error[160];
+	char last_error[256];
+	/* cloud: a device seen but not approved (`edgesync peers approve`) */
+	int awaiting_approval;
 };
 
 /*
@@ -124,5 +126,17 @@ int es_client_peers(struct es_client *c, struct es_client_peer **out,
 		    size_t *n);
 /* es_client_sync_now asks the agent for a sync round now. */
 int es_client_sync_now(struct es_client *c);
+
+/*
+ * es_client_peer_approve approves (approve 1) or revokes (0) device on a
+ * cloud agent; approving a device that never connected pre-approves it.
+ * A revoked device is refused from its next hello (its connections are
+ * closed). *allow_listed (may be NULL) is set to 1 if the cloud's
+ * allow-devices admits the device whatever its approval. Refusals come
+ * as ES_E_CLIENT_REMOTE: bad_value (bad device id), not_found (revoking
+ * a device never seen), no_sync (not a cloud).
+ */
+int es_client_peer_approve(struct es_client *c, const char *device, int approve,
+			   int *allow_listed);
 
 #endif

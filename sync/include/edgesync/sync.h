@@ -134,6 +134,16 @@ struct es_sync_host {
 		       enum es_sync_direction dir, uint64_t version);
 	/* The clock: a peer's hlc observed, so ours stays ahead of it. */
 	int (*hlc_observe)(void *arg, uint64_t remote_hlc);
+	/*
+	 * Cloud, optional: called in hello for a device that proved its
+	 * identity (token, or certificate and signature) but is not in
+	 * allow_devices. The host records the device as seen (a peer
+	 * awaiting approval until an operator approves it) and answers 1
+	 * if it is approved (`edgesync peers approve`), 0 if not, or a
+	 * negative code (the hello is refused as internal). NULL: no device
+	 * is approved at run time.
+	 */
+	int (*device_approved)(void *arg, const char *device);
 	/* A log line from sync's threads. level: 0 error .. 3 debug. */
 	void (*log)(void *arg, int level, const char *msg);
 	void *arg;
@@ -149,7 +159,13 @@ struct es_sync_config {
 	const char *tls_cert; /* PEM files; all three for TLS */
 	const char *tls_key;
 	const char *tls_ca;
-	/* cloud: admitted device ids; with TLS required unless a token is */
+	/*
+	 * cloud: admitted device ids; a device outside them is admitted if
+	 * the host's device_approved says so. Empty: every token holder on
+	 * plain tcp:// or ipc:// (labs); with TLS, only approved devices
+	 * (a TLS cloud without allow_devices needs device_approved or a
+	 * token).
+	 */
 	const char *const *allow_devices;
 	size_t n_allow_devices;
 	const char *staging_dir; /* partial transfers, on the data volume */
@@ -187,16 +203,34 @@ struct es_sync_peer_status {
 	uint64_t bytes_sent, bytes_received;
 	uint64_t checksum_failures;
 	uint64_t segments_sent, segments_received;
-	char last_error[160];
+	char last_error[256];
+	/* cloud: refused at its last hello for want of approval, or
+	 * revoked since (es_sync_device_approval) */
+	int awaiting_approval;
 };
 
 /*
  * Status per peer; *out malloc'ed. Edge: one entry per configured peer
  * (peer = its URL, device = the cloud's id once it said hello). Cloud:
  * one per device that said hello since start (peer = device; pending
- * and lag are the edge's to know, 0 here).
+ * and lag are the edge's to know, 0 here), and per device refused for
+ * want of approval since start (awaiting_approval 1).
  */
 int es_sync_status(struct es_sync *s, struct es_sync_peer_status **out,
 		   size_t *n);
+
+/* The role s runs as. */
+enum es_sync_role es_sync_role(const struct es_sync *s);
+
+/*
+ * es_sync_device_approval tells a cloud that an operator approved
+ * (approved 1) or revoked (0) device at run time. A revoked device's
+ * connections are closed, so its next hello asks device_approved again.
+ * Returns 1 if allow_devices (or lab mode) admits the device whatever its
+ * approval (then nothing is closed), else 0; 0 on an edge; -EINVAL for a
+ * bad device id.
+ */
+int es_sync_device_approval(struct es_sync *s, const char *device,
+			    int approved);
 
 #endif

@@ -1,0 +1,365 @@
+/*
+ * The window (PROTOCOL.md, "Window"), from the receiver's side: a raw
+ * nng req client plays an edge with several chunks in flight, in the
+ * orders a cloud's workers can see them. Chunks ahead of the staged
+ * length are held and written when the gap fills; duplicates change
+ * nothing; a chunk beyond the window is refused with the staged length;
+ * a commit with a gap is refused; a cut drops what was held and the next
+ * begin resumes at the staged length, after which the segment installs
+ * whole. Then real edges: an upload and a download of many chunks with
+ * the window, a damaged chunk inside the window, and a cut with chunks
+ * in flight, each ending with identical files.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "edgesync/cbor.h"
+#include "edgesync/crc32c.h"
+#include "edgesync/sync.h"
+#include "sync_test.h"
+#include "test_host.h"
+#include "wire.h"
+
+#define TOKEN "lab-token-0123456789"
+#define CH    4096			 /* th_node_init's chunk size */
+#define PIECE (CH / SYNC_WINDOW_DEFAULT) /* what an edge sends at once */
+
+static char root[400];
+static struct es_cbor_enc E;
+static nng_msg *last;
+static struct sync_reply rp;
+
+static nng_socket raw_open(const char *url)
+{
+	nng_socket s;
+
+	assert_int_equal(nng_req0_open(&s), 0);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 10000);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 10000);
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	assert_int_equal(nng_dial(s, url, NULL, 0), 0);
+	return s;
+}
+
+/* Sends E; the reply's code (SYNC_C_NONE if ok) with rp filled in. */
+static int ask(nng_socket s, enum sync_type t)
+{
+	char err[ES_CBOR_ERR_MAX];
+	nng_msg *m;
+
+	assert_int_equal(es_cbor_enc_error(&E), 0);
+	sync_reply_fini(&rp);
+	if (last)
+		nng_msg_free(last);
+	last = NULL;
+	assert_int_equal(nng_msg_alloc(&m, 0), 0);
+	assert_int_equal(nng_msg_append(m, E.buf, E.len), 0);
+	assert_int_equal(nng_sendmsg(s, m, 0), 0);
+	assert_int_equal(nng_recvmsg(s, &last, 0), 0);
+	if (sync_reply_parse(&rp, t, nng_msg_body(last), nng_msg_len(last),
+			     err) != 0)
+		fail_msg("the cloud's reply does not parse: %s", err);
+	return rp.ok ? SYNC_C_NONE : (int)rp.code;
+}
+
+static void req(enum sync_type t, size_t n)
+{
+	es_cbor_enc_reset(&E, 0);
+	sync_enc_request(&E, t, n);
+}
+
+static void hello(nng_socket s)
+{
+	req(SYNC_T_HELLO, 4);
+	es_cbor_enc_kv_text(&E, "device", "edge-w");
+	es_cbor_enc_kv_text(&E, "role", "edge");
+	es_cbor_enc_kv_uint(&E, "hlc", 1);
+	es_cbor_enc_kv_bytes(&E, "token", TOKEN, strlen(TOKEN));
+	assert_int_equal(ask(s, SYNC_T_HELLO), SYNC_C_NONE);
+	assert_int_equal(rp.chunk_max, CH);
+	assert_int_equal(rp.window, SYNC_WINDOW_MAX);
+}
+
+/* begin; returns the resume offset. */
+static uint64_t begin(nng_socket s, const struct es_sync_segment *seg)
+{
+	struct es_sync_collection c = {.dim = 8, .metric = 0};
+
+	snprintf(c.name, sizeof(c.name), "w");
+	req(SYNC_T_BEGIN, 3);
+	es_cbor_enc_text(&E, "collection");
+	sync_enc_collection(&E, &c, 0);
+	es_cbor_enc_text(&E, "segment");
+	sync_enc_segment(&E, seg, 0);
+	es_cbor_enc_kv_uint(&E, "tombstones_total", 0);
+	assert_int_equal(ask(s, SYNC_T_BEGIN), SYNC_C_NONE);
+	assert_int_equal(rp.state, SYNC_S_RESUME);
+	return rp.offset;
+}
+
+/* Chunk number i of file (the last one short); the reply's code. */
+static int chunk(nng_socket s, const struct es_sync_segment *seg,
+		 const unsigned char *file, uint64_t i)
+{
+	uint64_t off = i * CH;
+	size_t n = seg->size - off < CH ? (size_t)(seg->size - off) : CH;
+
+	req(SYNC_T_CHUNK, 6);
+	es_cbor_enc_kv_text(&E, "collection", "w");
+	es_cbor_enc_kv_text(&E, "origin", seg->origin);
+	es_cbor_enc_kv_uint(&E, "origin_seq", seg->origin_seq);
+	es_cbor_enc_kv_uint(&E, "offset", off);
+	es_cbor_enc_kv_bytes(&E, "data", file + off, n);
+	es_cbor_enc_kv_uint(&E, "crc", es_crc32c(0, file + off, n));
+	return ask(s, SYNC_T_CHUNK);
+}
+
+/* chunk i must be accepted, leaving staged bytes in order. */
+static void chunk_ok(nng_socket s, const struct es_sync_segment *seg,
+		     const unsigned char *file, uint64_t i, uint64_t staged)
+{
+	assert_int_equal(chunk(s, seg, file, i), SYNC_C_NONE);
+	assert_int_equal(rp.offset, staged);
+}
+
+static int commit(nng_socket s, const struct es_sync_segment *seg)
+{
+	req(SYNC_T_COMMIT, 3);
+	es_cbor_enc_kv_text(&E, "collection", "w");
+	es_cbor_enc_kv_text(&E, "origin", seg->origin);
+	es_cbor_enc_kv_uint(&E, "origin_seq", seg->origin_seq);
+	return ask(s, SYNC_T_COMMIT);
+}
+
+static unsigned char *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *b;
+
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	b = malloc(*len);
+	assert_non_null(b);
+	assert_int_equal(fread(b, 1, *len, f), *len);
+	fclose(f);
+	return b;
+}
+
+static void raw_fini(void)
+{
+	sync_reply_fini(&rp);
+	if (last)
+		nng_msg_free(last);
+	last = NULL;
+	es_cbor_enc_fini(&E);
+}
+
+/* ---- the receiver, request by request ---------------------------------- */
+
+static void test_receiver(void **state)
+{
+	struct th_node cloud, scratch;
+	struct th_seg seg;
+	unsigned char *file;
+	uint64_t n, size = 0;
+	size_t len;
+	nng_socket s;
+
+	th_node_init(&cloud, root, "r-cloud", "cloud-1", ES_SYNC_CLOUD);
+	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
+		 th_free_port());
+	assert_int_equal(th_node_start(&cloud), 0);
+	/* 3000 vectors of dim 8: 24 chunks, more than the window. */
+	th_node_init(&scratch, root, "r-scratch", "edge-w", ES_SYNC_EDGE);
+	th_add_collection(&scratch.h, "w", 8, 0);
+	th_add_segment(&scratch.h, "w", 3000, 81, 0, NULL, 0);
+	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
+	file = read_all(seg.path, &len);
+	n = (seg.s.size + CH - 1) / CH;
+	assert_true(n > SYNC_WINDOW_MAX + 4);
+
+	s = raw_open(cloud.url);
+	hello(s);
+	assert_int_equal(begin(s, &seg.s), 0);
+	/* Out of order: 2 and 1 wait behind the gap, 0 fills it. */
+	chunk_ok(s, &seg.s, file, 2, 0);
+	chunk_ok(s, &seg.s, file, 1, 0);
+	chunk_ok(s, &seg.s, file, 0, 3 * CH);
+	/* Duplicates: of a written chunk, of a held one. */
+	chunk_ok(s, &seg.s, file, 1, 3 * CH);
+	chunk_ok(s, &seg.s, file, 5, 3 * CH);
+	chunk_ok(s, &seg.s, file, 5, 3 * CH);
+	/* Beyond the window: refused with the staged length. */
+	assert_int_equal(chunk(s, &seg.s, file, 3 + SYNC_WINDOW_MAX + 1),
+			 SYNC_C_OFFSET);
+	assert_true(rp.has_offset);
+	assert_int_equal(rp.offset, 3 * CH);
+	/* A gap at commit (chunk 3 missing, 5 held): refused, and the staged
+	 * file (3 chunks) goes. */
+	assert_int_equal(commit(s, &seg.s), SYNC_C_VERIFY);
+	assert_non_null(strstr(rp.message, "staged 12288 bytes"));
+	assert_int_equal(th_files(cloud.staging, ".part", &size), 0);
+
+	/* A cut with chunks held: they go with the connection; the staged
+	 * bytes stay, and the next begin resumes there. */
+	assert_int_equal(begin(s, &seg.s), 0);
+	chunk_ok(s, &seg.s, file, 0, CH);
+	chunk_ok(s, &seg.s, file, 2, CH);
+	chunk_ok(s, &seg.s, file, 3, CH);
+	nng_close(s);
+	s = raw_open(cloud.url);
+	hello(s);
+	assert_int_equal(begin(s, &seg.s), CH);
+	/* The rest, in pairs swapped: 2 1 4 3 ... */
+	for (uint64_t i = 1; i < n; i += 2) {
+		if (i + 1 < n) {
+			chunk_ok(s, &seg.s, file, i + 1, i * CH);
+			chunk_ok(s, &seg.s, file, i,
+				 (i + 2) * CH < seg.s.size ? (i + 2) * CH
+							   : seg.s.size);
+		} else {
+			chunk_ok(s, &seg.s, file, i, seg.s.size);
+		}
+	}
+	assert_int_equal(commit(s, &seg.s), SYNC_C_NONE);
+	assert_int_equal(rp.state, SYNC_S_INSTALLED);
+	nng_close(s);
+	assert_int_equal(th_count(&cloud.h, "w"), 1);
+	assert_true(
+	    th_same(&scratch.h, &cloud.h, "w", "edge-w", seg.s.origin_seq));
+	th_node_stop(&cloud);
+	raw_fini();
+	free(file);
+	th_fini(&scratch.h);
+	th_fini(&cloud.h);
+}
+
+/* ---- real edges -------------------------------------------------------- */
+
+static struct {
+	pthread_mutex_t lock;
+	uint64_t flip_at, cut_at;
+	int flipped, cut;
+	size_t sent;
+} hk = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void hook_out(void *arg, uint64_t off, unsigned char *data, size_t n)
+{
+	pthread_mutex_lock(&hk.lock);
+	hk.sent++;
+	if (hk.flip_at && off == hk.flip_at && !hk.flipped) {
+		data[n / 3] ^= 0x01;
+		hk.flipped = 1;
+	}
+	pthread_mutex_unlock(&hk.lock);
+}
+
+static int hook_acked(void *arg, uint64_t off, uint64_t size)
+{
+	int cut = 0;
+
+	pthread_mutex_lock(&hk.lock);
+	if (hk.cut_at && off >= hk.cut_at && !hk.cut)
+		cut = hk.cut = 1;
+	pthread_mutex_unlock(&hk.lock);
+	return cut;
+}
+
+static size_t hook_sent(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&hk.lock);
+	n = hk.sent;
+	pthread_mutex_unlock(&hk.lock);
+	return n;
+}
+
+static void test_edges(void **state)
+{
+	struct th_node cloud, edge;
+	struct es_sync_peer_status st;
+	struct th_seg up, down;
+	uint64_t n;
+
+	th_node_init(&cloud, root, "e-cloud", "cloud-1", ES_SYNC_CLOUD);
+	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
+		 th_free_port());
+	th_add_collection(&cloud.h, "pub", 16, ES_SYNC_FLAG_DOWNLOAD);
+	th_add_segment(&cloud.h, "pub", 4000, 91, 3, NULL, 0);
+	assert_int_equal(th_segment(&cloud.h, "pub", 0, &down), 0);
+	th_node_init(&edge, root, "e-edge", "edge-e", ES_SYNC_EDGE);
+	snprintf(edge.peer_url, sizeof(edge.peer_url), "%s", cloud.url);
+	th_add_collection(&edge.h, "up", 16, ES_SYNC_FLAG_UPLOAD);
+	th_add_segment(&edge.h, "up", 4000, 92, 2, NULL, 0);
+	assert_int_equal(th_segment(&edge.h, "up", 0, &up), 0);
+	n = (up.s.size + PIECE - 1) / PIECE;
+
+	/* A damaged chunk in the middle of the window, and a cut with the
+	 * window full further on: both directions still end identical. */
+	memset(&hk, 0, sizeof(hk));
+	pthread_mutex_init(&hk.lock, NULL);
+	hk.flip_at = 7 * CH;
+	hk.cut_at = 20 * CH;
+	sync_test_hooks.chunk_out = hook_out;
+	sync_test_hooks.chunk_acked = hook_acked;
+	assert_int_equal(th_node_start(&cloud), 0);
+	assert_int_equal(th_node_start(&edge), 0);
+	TH_WAIT(th_count(&cloud.h, "up") == 1 && th_count(&edge.h, "pub") == 1,
+		"the upload and the download");
+	assert_true(
+	    th_same(&edge.h, &cloud.h, "up", "edge-e", up.s.origin_seq));
+	assert_true(
+	    th_same(&cloud.h, &edge.h, "pub", "cloud-1", down.s.origin_seq));
+	TH_WAIT(th_status(&edge, NULL, &st) == 0 && st.segments_sent == 1,
+		"the edge's count");
+	assert_int_equal(st.checksum_failures, 1);
+	/* Sent: every piece once, the damaged one again, and at most the
+	 * window's pieces in flight at the cut (one chunk in all). */
+	assert_true(hook_sent() >= n + 1);
+	assert_true(hook_sent() <= n + 1 + SYNC_WINDOW_DEFAULT);
+	th_node_stop(&edge);
+	th_node_stop(&cloud);
+	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
+	th_fini(&edge.h);
+	th_fini(&cloud.h);
+}
+
+static int setup(void **state)
+{
+	th_tmpdir(root, sizeof(root), "window");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	if (!getenv("ES_TEST_KEEP"))
+		th_rm_rf(root);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_receiver),
+	    cmocka_unit_test(test_edges),
+	};
+
+	if (getenv("ES_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("ES_TEST_FILTER"));
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
