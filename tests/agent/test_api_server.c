@@ -551,24 +551,12 @@ static void test_limits(void **state)
 				 "request may carry");
 	api_enc_fini(&e);
 
-	/* past the client's check: no reply, the others carry on */
-	{
-		size_t big = 3 << 20;
-		char *junk = calloc(1, big), url[160];
-		nng_socket sock;
-		nng_msg *m;
-
-		snprintf(url, sizeof(url), "ipc://%s", f->path);
-		assert_int_equal(nng_req0_open(&sock), 0);
-		nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 500);
-		/* the agent drops the connection, maybe while this is sent */
-		nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, 2000);
-		assert_int_equal(nng_dial(sock, url, NULL, 0), 0);
-		if (nng_send(sock, junk, big, 0) == 0)
-			assert_int_not_equal(nng_recvmsg(sock, &m, 0), 0);
-		nng_close(sock);
-		free(junk);
-	}
+	/*
+	 * A message past the limit drops its connection and nobody else's
+	 * (test_hostile_peers sends one by hand: an nng 1.5.2 client whose
+	 * connection is closed in the middle of a large send can hang in
+	 * nng_close, so this test does not use one for that).
+	 */
 	assert_int_equal(es_client_ping(f->c), 0);
 	free(ids);
 	free(v);
