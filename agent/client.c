@@ -415,10 +415,53 @@ static const char *const coll_keys[] = {
     "growing", "segments", "indexed", "version", "bytes",
 };
 
-/* Reads one collection map (at sub) into out. */
-static int read_collection(struct api_reader *sub,
-			   struct es_client_collection *out)
+/*
+ * The array in field 2 (named field) of a reply to op: elements of size
+ * bytes, each read by one; *out malloc'ed (NULL when *n is 0). Frees rp.
+ */
+static int read_list(struct es_client *c, const char *op, struct reply *rp,
+		     const char *field, size_t size,
+		     int (*one)(struct api_reader *sub, void *dst), void **out,
+		     size_t *n)
 {
+	struct api_reader sub;
+	struct api_seq s = {0};
+	char *list = NULL, *grown;
+	size_t cnt = 0;
+	int rc;
+
+	if (!rp->f[2].p) {
+		reply_free(rp);
+		return 0;
+	}
+	api_reader_span(&sub, &rp->r, &rp->f[2]);
+	rc = api_array_begin(&sub, &s, field);
+	while (rc == 0 && (rc = api_seq_next(&sub, &s)) > 0) {
+		grown = realloc(list, (cnt + 1) * size);
+		if (!grown) {
+			rc = -ENOMEM;
+			break;
+		}
+		list = grown;
+		rc = one(&sub, list + cnt * size);
+		cnt += rc == 0;
+	}
+	reply_free(rp);
+	if (rc) {
+		free(list);
+		return rc == -ENOMEM
+			   ? set_error(c, rc, "system", "out of memory")
+			   : proto(c, op);
+	}
+	*out = list;
+	*n = cnt;
+	return 0;
+}
+
+/* Reads one collection map (at sub) into out. */
+static int read_collection(struct api_reader *sub, void *dst)
+{
+	struct es_client_collection *out = dst;
 	struct reply m = {.r = *sub};
 	uint64_t dim;
 	uint64_t *const nums[] = {&out->vectors, &out->growing, &out->segments,
@@ -474,46 +517,19 @@ int es_client_collection_list(struct es_client *c,
 			      struct es_client_collection **out, size_t *n)
 {
 	static const char *const keys[] = {"ok", "error", "collections"};
-	struct es_client_collection *list = NULL, *grown;
-	struct api_reader sub;
-	struct api_seq s = {0};
 	struct reply rp;
-	size_t cnt = 0;
+	void *list = NULL;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
 	begin(c, "collection.list", 0);
 	rc = call(c, "collection.list", keys, 3, &rp);
-	if (rc)
-		return rc;
-	if (!rp.f[2].p) {
-		reply_free(&rp);
-		return 0;
-	}
-	api_reader_span(&sub, &rp.r, &rp.f[2]);
-	rc = api_array_begin(&sub, &s, "collections");
-	while (rc == 0 && (rc = api_seq_next(&sub, &s)) > 0) {
-		grown = realloc(list, (cnt + 1) * sizeof(*list));
-		if (!grown) {
-			rc = -ENOMEM;
-			break;
-		}
-		list = grown;
-		rc = read_collection(&sub, &list[cnt]);
-		cnt += rc == 0;
-	}
-	reply_free(&rp);
-	if (rc) {
-		free(list);
-		return rc == -ENOMEM ? set_error(c, rc, "system",
-						 "out of "
-						 "memory")
-				     : proto(c, "collection.list");
-	}
+	if (rc == 0)
+		rc = read_list(c, "collection.list", &rp, keys[2],
+			       sizeof(**out), read_collection, &list, n);
 	*out = list;
-	*n = cnt;
-	return 0;
+	return rc;
 }
 
 static const char *const count_keys[] = {"ok", "error", "count"};
@@ -666,8 +682,9 @@ static const char *const seg_keys[] = {
     "indexed", "index_size", "seal_hlc", "origin",
 };
 
-static int read_segment(struct api_reader *sub, struct es_client_segment *out)
+static int read_segment(struct api_reader *sub, void *dst)
 {
+	struct es_client_segment *out = dst;
 	struct reply m = {.r = *sub};
 	struct api_reader v;
 	uint64_t sum = 0;
@@ -705,47 +722,20 @@ int es_client_segments(struct es_client *c, const char *name,
 		       struct es_client_segment **out, size_t *n)
 {
 	static const char *const keys[] = {"ok", "error", "segments"};
-	struct es_client_segment *list = NULL, *grown;
 	struct api_enc *e = begin(c, "segments", 1);
-	struct api_reader sub;
-	struct api_seq s = {0};
 	struct reply rp;
-	size_t cnt = 0;
+	void *list = NULL;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
 	api_enc_kv_text(e, "collection", name);
 	rc = call(c, "segments", keys, 3, &rp);
-	if (rc)
-		return rc;
-	if (!rp.f[2].p) {
-		reply_free(&rp);
-		return 0;
-	}
-	api_reader_span(&sub, &rp.r, &rp.f[2]);
-	rc = api_array_begin(&sub, &s, "segments");
-	while (rc == 0 && (rc = api_seq_next(&sub, &s)) > 0) {
-		grown = realloc(list, (cnt + 1) * sizeof(*list));
-		if (!grown) {
-			rc = -ENOMEM;
-			break;
-		}
-		list = grown;
-		rc = read_segment(&sub, &list[cnt]);
-		cnt += rc == 0;
-	}
-	reply_free(&rp);
-	if (rc) {
-		free(list);
-		return rc == -ENOMEM ? set_error(c, rc, "system",
-						 "out of "
-						 "memory")
-				     : proto(c, "segments");
-	}
+	if (rc == 0)
+		rc = read_list(c, "segments", &rp, keys[2], sizeof(**out),
+			       read_segment, &list, n);
 	*out = list;
-	*n = cnt;
-	return 0;
+	return rc;
 }
 
 int es_client_stats(struct es_client *c, struct es_client_stats *out)
@@ -798,8 +788,9 @@ static const char *const peer_keys[] = {
     "awaiting_approval",
 };
 
-static int read_peer(struct api_reader *sub, struct es_client_peer *out)
+static int read_peer(struct api_reader *sub, void *dst)
 {
+	struct es_client_peer *out = dst;
 	struct reply m = {.r = *sub};
 	uint64_t *const nums[] = {
 	    &out->last_success_ms,   &out->segments_pending,
@@ -839,45 +830,19 @@ static int read_peer(struct api_reader *sub, struct es_client_peer *out)
 int es_client_peers(struct es_client *c, struct es_client_peer **out, size_t *n)
 {
 	static const char *const keys[] = {"ok", "error", "peers"};
-	struct es_client_peer *list = NULL, *grown;
-	struct api_reader sub;
-	struct api_seq s = {0};
 	struct reply rp;
-	size_t cnt = 0;
+	void *list = NULL;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
 	begin(c, "peers", 0);
 	rc = call(c, "peers", keys, 3, &rp);
-	if (rc)
-		return rc;
-	if (!rp.f[2].p) {
-		reply_free(&rp);
-		return 0;
-	}
-	api_reader_span(&sub, &rp.r, &rp.f[2]);
-	rc = api_array_begin(&sub, &s, "peers");
-	while (rc == 0 && (rc = api_seq_next(&sub, &s)) > 0) {
-		grown = realloc(list, (cnt + 1) * sizeof(*list));
-		if (!grown) {
-			rc = -ENOMEM;
-			break;
-		}
-		list = grown;
-		rc = read_peer(&sub, &list[cnt]);
-		cnt += rc == 0;
-	}
-	reply_free(&rp);
-	if (rc) {
-		free(list);
-		return rc == -ENOMEM
-			   ? set_error(c, rc, "system", "out of memory")
-			   : proto(c, "peers");
-	}
+	if (rc == 0)
+		rc = read_list(c, "peers", &rp, keys[2], sizeof(**out),
+			       read_peer, &list, n);
 	*out = list;
-	*n = cnt;
-	return 0;
+	return rc;
 }
 
 int es_client_sync_now(struct es_client *c)

@@ -844,7 +844,8 @@ static void sp_send(int fd, uint8_t type, uint64_t declared, const void *p,
 	/* the server may have closed on the head alone (a bad type or
 	 * length): the rest then fails, and the caller sees the close */
 	if (n && send(fd, p, n, MSG_NOSIGNAL) != (ssize_t)n)
-		print_message("(the server closed before the message's body)\n");
+		print_message(
+		    "(the server closed before the message's body)\n");
 }
 
 /* The ping request's body. */
