@@ -28,7 +28,6 @@
 #include <cmocka.h>
 
 #include "edgesync/sync.h"
-#include "sync_test.h"
 #include "test_host.h"
 
 static char root[400];
@@ -234,12 +233,6 @@ static void tls_node(struct th_node *n, const char *name)
 	n->c.token = NULL;
 }
 
-static int no_probe(void *arg)
-{
-	(void)arg;
-	return 1;
-}
-
 static void test_tls_approvals_only(void **state)
 {
 	struct th_node cloud, a;
@@ -251,13 +244,6 @@ static void test_tls_approvals_only(void **state)
 					 : ES_SYNC_TEST_DIR "/make_certs.sh",
 		 certs);
 	assert_int_equal(system(cmd), 0);
-	/*
-	 * No listener watchdog: under load its TLS probe can time out and
-	 * hang up mid-handshake, which wedges nng 1.5.2's reaper (bug #1518,
-	 * agent/rep_ipc.c) and with it every nng_close in this process,
-	 * the edge's included. Agents run edge and cloud apart.
-	 */
-	sync_test_hooks.probe_fail = no_probe;
 
 	cloud_init(&cloud, "tls-cloud");
 	snprintf(cloud.url, sizeof(cloud.url), "tls+tcp://127.0.0.1:%d",
@@ -285,7 +271,6 @@ static void test_tls_approvals_only(void **state)
 
 	th_node_stop(&a);
 	th_node_stop(&cloud);
-	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
 	th_fini(&a.h);
 	th_fini(&cloud.h);
 }
