@@ -19,7 +19,25 @@ static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 static uint32_t sw_table[8][256];
 static uint32_t shift_long[4][256];
 static uint32_t shift_short[4][256];
+static uint32_t x8pow2[64]; /* x^(8 * 2^k) mod P, reflected */
 static const struct es_crc32c_hw *hw;
+
+#define X0 0x80000000u /* the polynomial 1 in the reflected register */
+
+/* a * b mod P, both reflected (bit 31 is x^0). */
+static uint32_t mul_mod(uint32_t a, uint32_t b)
+{
+	uint32_t p = 0;
+
+	for (uint32_t m = X0; m && a; m >>= 1) {
+		if (a & m) {
+			p ^= b;
+			a ^= m;
+		}
+		b = (b & 1) ? (b >> 1) ^ ES_CRC32C_POLY : b >> 1; /* b * x */
+	}
+	return p;
+}
 
 /* The 4x256 table of the map "feed n zero bytes to the register". */
 static void shift_table_init(uint32_t table[4][256], size_t n)
@@ -60,6 +78,9 @@ static void crc_init(void)
 					 sw_table[0][sw_table[k - 1][n] & 0xff];
 	shift_table_init(shift_long, ES_CRC32C_LONG);
 	shift_table_init(shift_short, ES_CRC32C_SHORT);
+	x8pow2[0] = X0 >> 8; /* x^8 */
+	for (int k = 1; k < 64; k++)
+		x8pow2[k] = mul_mod(x8pow2[k - 1], x8pow2[k - 1]);
 	hw = es_crc32c_hw_detect();
 }
 
@@ -151,6 +172,21 @@ uint32_t es_crc32c_with(enum es_crc32c_impl impl, uint32_t crc, const void *buf,
 	else
 		reg = sw_crc(reg, buf, len);
 	return ~reg;
+}
+
+/*
+ * Feeding n zero bytes to the register multiplies it by x^(8n) mod P;
+ * with the inversions, CRC(A || B) = shift_{|B|}(CRC(A)) ^ CRC(B).
+ */
+uint32_t es_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+	uint32_t x = X0;
+
+	pthread_once(&crc_once, crc_init);
+	for (int k = 0; len_b; k++, len_b >>= 1)
+		if (len_b & 1)
+			x = mul_mod(x, x8pow2[k]);
+	return mul_mod(crc_a, x) ^ crc_b;
 }
 
 uint32_t es_crc32c(uint32_t crc, const void *buf, size_t len)

@@ -113,9 +113,20 @@ static void reply(struct cloud_ctx *x, const struct es_cbor_enc *out)
 	pthread_mutex_unlock(&x->c->send_lock);
 }
 
+struct worker_reply {
+	struct cloud_reply r;
+	struct cloud_ctx *x;
+};
+
+static void send_early(struct cloud_reply *r, const struct es_cbor_enc *out)
+{
+	reply(((struct worker_reply *)r)->x, out);
+}
+
 static void *worker_main(void *arg)
 {
 	struct sync_cloud *c = arg;
+	struct worker_reply wr = {.r.send = send_early};
 	struct es_cbor_enc out;
 	struct cloud_ctx *x;
 	nng_msg *msg;
@@ -137,10 +148,13 @@ static void *worker_main(void *arg)
 
 		msg = x->msg;
 		x->msg = NULL;
+		wr.x = x;
+		wr.r.sent = 0;
 		cloud_handle(c, nng_pipe_id(nng_msg_get_pipe(msg)),
-			     nng_msg_body(msg), nng_msg_len(msg), &out);
+			     nng_msg_body(msg), nng_msg_len(msg), &out, &wr.r);
 		nng_msg_free(msg);
-		reply(x, &out);
+		if (!wr.r.sent)
+			reply(x, &out);
 	}
 	es_cbor_enc_fini(&out);
 	return NULL;

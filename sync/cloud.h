@@ -68,6 +68,19 @@ struct cloud_upload {
 	size_t n_tombs;
 	uint64_t total;
 	char key[SYNC_KEY_LEN + 1];
+	struct sync_stage_writer w;
+	/* Write-behind (cloud_upload.c): the staged length as this session
+	 * knows it, the in-order chunk acknowledged but not yet written,
+	 * and the error of the last such write, reported on the next
+	 * request. */
+	uint64_t staged;
+	struct {
+		const unsigned char *data; /* in the request's message */
+		size_t n;
+		uint64_t off;
+		uint32_t crc;
+	} later;
+	int later_err;
 };
 
 /* The segment a connection is downloading, kept open between fetches. */
@@ -187,8 +200,25 @@ void cloud_count(struct sync_cloud *c, struct cloud_session *ss,
 		 uint64_t checksum_failures, uint64_t segments_received,
 		 uint64_t segments_sent);
 
-/* cloud_ops.c: handles one request; the reply is left in out. */
+/*
+ * Writes the chunk cloud_chunk acknowledged ahead (ss->up.later), if
+ * any: after its reply went out, still under the session's lock, so the
+ * connection's next chunk waits for it.
+ */
+void cloud_write_later(struct sync_cloud *c, struct cloud_session *ss);
+
+/*
+ * How cloud_handle sends a reply before it returns (a chunk written
+ * behind its acknowledgement); sent says it did.
+ */
+struct cloud_reply {
+	void (*send)(struct cloud_reply *r, const struct es_cbor_enc *out);
+	int sent;
+};
+
+/* cloud_ops.c: handles one request; the reply is left in out, or sent
+ * through r already (r->sent). */
 void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
-		  size_t len, struct es_cbor_enc *out);
+		  size_t len, struct es_cbor_enc *out, struct cloud_reply *r);
 
 #endif

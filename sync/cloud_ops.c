@@ -466,7 +466,7 @@ static void account(struct sync_cloud *c, struct cloud_session *ss,
 }
 
 void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
-		  size_t len, struct es_cbor_enc *out)
+		  size_t len, struct es_cbor_enc *out, struct cloud_reply *r)
 {
 	struct cloud_session *ss = NULL;
 	struct sync_fail f;
@@ -498,6 +498,11 @@ void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
 		sync_enc_fail(out, &f);
 	}
 	account(c, ss, pipe, &rq, parsed, len, out->len, &f);
+	if (ss && ss->up.later.n) {
+		r->send(r, out);
+		r->sent = 1;
+		cloud_write_later(c, ss);
+	}
 	if (ss) {
 		pthread_mutex_unlock(&ss->lock);
 		cloud_session_put(c, ss);

@@ -13,6 +13,17 @@
  *   commit            fdatasync, whole-file check -> host install ->
  *                     installed                        [done]
  *
+ * Write-behind: a chunk that lands exactly at the staged length, with
+ * nothing held, is acknowledged first and written right after its reply
+ * went out (cloud_write_later, still under the session's lock), so the
+ * sender's next chunk crosses the network while this one goes to disk.
+ * The acknowledgement promises what the old one did (the bytes are
+ * verified and will be at that offset; nothing is durable before
+ * commit's fdatasync); a write that then fails truncates the file back
+ * and fails the connection's next request on this upload, and a crash
+ * before the write loses the chunk like any chunk in flight: the next
+ * begin resumes at the staged length.
+ *
  * The transfer state (metadata, tombstones, held chunks) lives in the
  * connection's session; the bytes live in the staging directory, so a
  * new connection
@@ -132,6 +143,8 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	up->total = rq->tombs_total;
 	if (add_tombs(up, rq->tombs, rq->n_tombs))
 		return internal(f, "tombstones", -ENOMEM);
+	sync_stage_writer_init(&up->w, off);
+	up->staged = off;
 	up->active = 1;
 	sync_enc_ok(out, 2);
 	es_cbor_enc_kv_text(out, "state", "resume");
@@ -178,6 +191,7 @@ void cloud_upload_release(struct cloud_upload *up)
 	if (bytes && up->held_total)
 		atomic_fetch_sub(up->held_total, bytes);
 	free(up->tombs);
+	sync_stage_writer_fini(&up->w);
 	memset(up, 0, sizeof(*up));
 }
 
@@ -228,10 +242,10 @@ static int hold(struct sync_cloud *c, struct cloud_upload *up, uint64_t off,
  * *now is the staged length afterwards. Under the key's lock.
  */
 static int put(struct sync_cloud *c, struct cloud_upload *up, uint64_t off,
-	       const unsigned char *data, size_t n, uint64_t *now)
+	       const unsigned char *data, size_t n, uint32_t crc, uint64_t *now)
 {
-	int rc =
-	    sync_staging_append(&c->s->staging, up->key, off, data, n, now);
+	int rc = sync_staging_append(&c->s->staging, up->key, &up->w, off, data,
+				     n, &crc, now);
 
 	if (rc != SYNC_E_OFFSET)
 		return rc;
@@ -239,8 +253,9 @@ static int put(struct sync_cloud *c, struct cloud_upload *up, uint64_t off,
 		return hold(c, up, off, data, n, *now);
 	if (off + n <= *now)
 		return 0;
-	return sync_staging_append(&c->s->staging, up->key, *now,
-				   data + (*now - off), n - (*now - off), now);
+	return sync_staging_append(&c->s->staging, up->key, &up->w, *now,
+				   data + (*now - off), n - (*now - off), NULL,
+				   now);
 }
 
 /* Writes the held chunks the staged length has reached. */
@@ -258,15 +273,48 @@ static int drain(struct sync_cloud *c, struct cloud_upload *up, uint64_t *now)
 			held_take(up, i);
 			if (h.off + h.n > *now)
 				rc = sync_staging_append(
-				    &c->s->staging, up->key, *now,
+				    &c->s->staging, up->key, &up->w, *now,
 				    h.data + (*now - h.off),
-				    h.n - (size_t)(*now - h.off), now);
+				    h.n - (size_t)(*now - h.off), NULL, now);
 			free(h.data);
 			again = 1;
 			break;
 		}
 	}
 	return rc;
+}
+
+void cloud_write_later(struct sync_cloud *c, struct cloud_session *ss)
+{
+	struct cloud_upload *up = &ss->up;
+	pthread_mutex_t *lk = sync_staging_lock(&c->s->staging, up->key);
+	uint64_t now = 0;
+	int rc;
+
+	pthread_mutex_lock(lk);
+	rc = sync_staging_append(&c->s->staging, up->key, &up->w, up->later.off,
+				 up->later.data, up->later.n, &up->later.crc,
+				 &now);
+	pthread_mutex_unlock(lk);
+	memset(&up->later, 0, sizeof(up->later));
+	if (rc) {
+		up->later_err = rc;
+		up->staged = now;
+	}
+}
+
+/* The failure of a write behind its acknowledgement ends the upload: the
+ * sender begins again, at the staged length. */
+static int later_failed(struct cloud_session *ss, struct sync_fail *f)
+{
+	int rc = ss->up.later_err;
+
+	if (rc == 0)
+		return 0;
+	cloud_session_end_upload(ss);
+	return sync_failf(f, SYNC_C_STATE,
+			  "writing the last chunk failed (%s): send begin",
+			  es_sync_strerror(rc));
 }
 
 int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
@@ -278,7 +326,7 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 	uint64_t now = 0;
 	int rc;
 
-	if (upload_match(ss, rq, f))
+	if (upload_match(ss, rq, f) || later_failed(ss, f))
 		return -1;
 	if (rq->data_len == 0 || rq->data_len > c->s->cfg.chunk_size)
 		return sync_failf(f, SYNC_C_INVALID,
@@ -298,13 +346,24 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 				  " fails its CRC32C; discarded",
 				  rq->offset);
 	}
+	if (rq->offset == up->staged && up->n_held == 0) {
+		up->later.data = rq->data;
+		up->later.n = rq->data_len;
+		up->later.off = rq->offset;
+		up->later.crc = rq->crc;
+		up->staged += rq->data_len;
+		sync_enc_ok(out, 1);
+		es_cbor_enc_kv_uint(out, "offset", up->staged);
+		return 0;
+	}
 	lk = sync_staging_lock(&c->s->staging, up->key);
 	pthread_mutex_lock(lk);
-	rc = put(c, up, rq->offset, rq->data, rq->data_len, &now);
+	rc = put(c, up, rq->offset, rq->data, rq->data_len, rq->crc, &now);
 	if (rc == 0)
 		rc = drain(c, up, &now);
 	pthread_mutex_unlock(lk);
 	if (rc == SYNC_E_OFFSET) {
+		up->staged = now;
 		f->has_offset = 1;
 		f->offset = now;
 		return sync_failf(f, SYNC_C_OFFSET,
@@ -320,6 +379,7 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 	}
 	if (rc)
 		return internal(f, "staging", rc);
+	up->staged = now;
 	sync_enc_ok(out, 1);
 	es_cbor_enc_kv_uint(out, "offset", now);
 	return 0;
@@ -346,7 +406,8 @@ static int install(struct sync_cloud *c, struct cloud_session *ss,
 	int rc;
 
 	sync_stage_meta_from(&m, up->coll.name, &up->seg);
-	rc = sync_staging_check(&c->s->staging, up->key, &m, why, sizeof(why));
+	rc = sync_staging_check(&c->s->staging, up->key, &m, &up->w, why,
+				sizeof(why));
 	if (rc == ES_E_SYNC_CHECKSUM) {
 		sync_staging_remove(&c->s->staging, up->key);
 		return sync_failf(f, SYNC_C_VERIFY, "%s; start over", why);
@@ -378,7 +439,7 @@ int cloud_commit(struct sync_cloud *c, struct cloud_session *ss,
 	pthread_mutex_t *lk;
 	int rc;
 
-	if (upload_match(ss, rq, f))
+	if (upload_match(ss, rq, f) || later_failed(ss, f))
 		return -1;
 	if (up->n_tombs != up->total)
 		return sync_failf(f, SYNC_C_STATE,

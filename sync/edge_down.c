@@ -24,6 +24,7 @@ struct down_seg {
 	char key[SYNC_KEY_LEN + 1];
 	struct es_sync_tombstone *tombs;
 	size_t n_tombs;
+	struct sync_stage_writer w;
 };
 
 static int stage_open(struct sync_peer *p, struct down_seg *d, uint64_t *off)
@@ -34,6 +35,8 @@ static int stage_open(struct sync_peer *p, struct down_seg *d, uint64_t *off)
 	pthread_mutex_lock(lk);
 	rc = sync_staging_open(&p->s->staging, d->key, &d->meta, off);
 	pthread_mutex_unlock(lk);
+	sync_stage_writer_fini(&d->w);
+	sync_stage_writer_init(&d->w, *off);
 	if (rc)
 		return peer_errf(p, rc, "staging: %s", es_sync_strerror(rc));
 	return 0;
@@ -48,8 +51,8 @@ static int stage_append(struct sync_peer *p, struct down_seg *d, uint64_t off,
 	int rc;
 
 	pthread_mutex_lock(lk);
-	rc = sync_staging_append(&p->s->staging, d->key, off, p->rp.data,
-				 p->rp.data_len, &now);
+	rc = sync_staging_append(&p->s->staging, d->key, &d->w, off, p->rp.data,
+				 p->rp.data_len, &p->rp.crc, &now);
 	pthread_mutex_unlock(lk);
 	if (rc == SYNC_E_OFFSET && now <= d->seg.size) {
 		*resume = now; /* another thread staged it too */
@@ -157,7 +160,7 @@ static int install(struct sync_peer *p, struct down_seg *d)
 	char why[200], *path = NULL;
 	int rc;
 
-	rc = sync_staging_check(&p->s->staging, d->key, &d->meta, why,
+	rc = sync_staging_check(&p->s->staging, d->key, &d->meta, &d->w, why,
 				sizeof(why));
 	if (rc == ES_E_SYNC_CHECKSUM) {
 		sync_staging_remove(&p->s->staging, d->key);
@@ -228,6 +231,7 @@ static int download_segment(struct sync_peer *p,
 			       seg->origin, seg->origin_seq, PEER_ATTEMPTS,
 			       p->url);
 	free(d.tombs);
+	sync_stage_writer_fini(&d.w);
 	if (rc == 0)
 		peer_count(p, 0, 0, 1);
 	return rc;

@@ -18,6 +18,12 @@
  *      cancelled and idle before the first piece at the new offset.
  *   3. Nothing leaves peer_transfer in flight: every path out cancels
  *      and waits for the busy slots, then closes the contexts.
+ *   4. While the window is full and the loop waits for a reply, the next
+ *      piece's request is built (for an upload: read and checksummed)
+ *      and kept in pre; it is sent only if the next piece turns out to
+ *      be exactly [pre_off, pre_off + pre_n), else freed. So the
+ *      sender's reading overlaps the receiver's work even with a window
+ *      of one.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -48,6 +54,10 @@ struct xfer {
 	uint32_t w;
 	uint32_t piece; /* bytes per request: w of them make a chunk */
 	uint32_t head, busy;
+	/* The next request, built while the window waits (invariant 4). */
+	nng_msg *pre;
+	uint64_t pre_off;
+	size_t pre_n;
 };
 
 int peer_msg(struct sync_peer *p, nng_msg **msg)
@@ -79,7 +89,32 @@ static void count_io(struct sync_peer *p, uint64_t sent, uint64_t received)
 	pthread_mutex_unlock(&p->s->stat_lock);
 }
 
-/* Builds and sends the request of sl's piece, then posts its receive. */
+static void drop_pre(struct xfer *x)
+{
+	if (x->pre)
+		nng_msg_free(x->pre);
+	x->pre = NULL;
+}
+
+/* Builds the request of the piece at next ahead (invariant 4); a failure
+ * is left for post to meet again and report. */
+static void prebuild(struct xfer *x, uint64_t next, uint64_t size)
+{
+	size_t n;
+
+	if (x->pre || next >= size)
+		return;
+	n = size - next < x->piece ? (size_t)(size - next) : x->piece;
+	if (x->ops->request(x->p, x->arg, next, n, &x->pre) != 0) {
+		x->pre = NULL;
+		return;
+	}
+	x->pre_off = next;
+	x->pre_n = n;
+}
+
+/* Builds (or takes the prebuilt) and sends the request of sl's piece,
+ * then posts its receive. */
 static int post(struct xfer *x, struct xfer_slot *sl)
 {
 	struct sync_peer *p = x->p;
@@ -90,11 +125,20 @@ static int post(struct xfer *x, struct xfer_slot *sl)
 	size_t len;
 	int rc, rv;
 
+	if (x->pre && x->pre_off == sl->off && x->pre_n == sl->n) {
+		m = x->pre;
+		x->pre = NULL;
+	} else {
+		drop_pre(x);
+	}
 	rc = peer_throttle(p, sl->n);
-	if (rc == 0)
+	if (rc == 0 && !m)
 		rc = x->ops->request(p, x->arg, sl->off, sl->n, &m);
-	if (rc)
+	if (rc) {
+		if (m)
+			nng_msg_free(m);
 		return rc;
+	}
 	len = nng_msg_len(m);
 	nng_aio_set_msg(sl->aio, m);
 	nng_aio_set_timeout(sl->aio, (nng_duration)send_ms);
@@ -211,6 +255,7 @@ static int run(struct xfer *x, uint64_t next, uint64_t size)
 		}
 		if (x->busy == 0)
 			return 0;
+		prebuild(x, next, size);
 		sl = &x->slot[x->head];
 		rc = take_reply(x, sl);
 		if (rc == 0)
@@ -265,5 +310,6 @@ int peer_transfer(struct sync_peer *p, const struct xfer_ops *ops, void *arg,
 	if (rc == 0)
 		rc = run(&x, off, size);
 	close_slots(&x);
+	drop_pre(&x);
 	return rc;
 }

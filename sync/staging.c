@@ -267,15 +267,63 @@ int sync_staging_open(struct sync_staging *st, const char *key,
 		sync_staging_remove(st, key);
 		return rc;
 	}
+	/* The whole segment's blocks now (the length stays 0): a disk
+	 * without the room says so at begin, not at 90%, and direct
+	 * writes land in blocks already allocated, in one extent. */
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)m->size) != 0 &&
+	    errno != EOPNOTSUPP) {
+		rc = -errno;
+		close(fd);
+		sync_staging_remove(st, key);
+		return rc;
+	}
 	close(fd);
 	rc = sync_fsync_dir(st->dir);
 	*offset = 0;
 	return rc;
 }
 
-int sync_staging_append(struct sync_staging *st, const char *key, uint64_t off,
-			const void *p, size_t n, uint64_t *now)
+void sync_stage_writer_init(struct sync_stage_writer *w, uint64_t offset)
 {
+	memset(w, 0, sizeof(*w));
+	w->summed = offset == 0;
+}
+
+void sync_stage_writer_fini(struct sync_stage_writer *w)
+{
+	free(w->buf);
+	memset(w, 0, sizeof(*w));
+}
+
+static int aligned(uint64_t v)
+{
+	return v % SYNC_STAGE_ALIGN == 0;
+}
+
+/* Copies p into w's aligned buffer (grown as needed) and writes it at
+ * off through fd, opened with O_DIRECT. */
+static int write_direct(int fd, struct sync_stage_writer *w, const void *p,
+			size_t n, uint64_t off)
+{
+	if (w->cap < n) {
+		void *b = NULL;
+
+		if (posix_memalign(&b, SYNC_STAGE_ALIGN, n) != 0)
+			return -ENOMEM;
+		free(w->buf);
+		w->buf = b;
+		w->cap = n;
+	}
+	memcpy(w->buf, p, n);
+	return sync_pwrite_all(fd, w->buf, n, (off_t)off);
+}
+
+int sync_staging_append(struct sync_staging *st, const char *key,
+			struct sync_stage_writer *w, uint64_t off,
+			const void *p, size_t n, const uint32_t *crc,
+			uint64_t *now)
+{
+	int direct = !w->buffered && aligned(off) && aligned(n);
 	struct stat sb;
 	char part[4096];
 	int fd, rc;
@@ -283,7 +331,13 @@ int sync_staging_append(struct sync_staging *st, const char *key, uint64_t off,
 	rc = path_of(st, key, ".part", part, sizeof(part));
 	if (rc)
 		return rc;
-	fd = open(part, O_WRONLY | O_CLOEXEC);
+	fd = open(part, O_WRONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
+	if (fd < 0 && errno == EINVAL && direct) {
+		/* A file system without O_DIRECT: buffered from now on. */
+		w->buffered = 1;
+		direct = 0;
+		fd = open(part, O_WRONLY | O_CLOEXEC);
+	}
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &sb) != 0) {
@@ -295,7 +349,12 @@ int sync_staging_append(struct sync_staging *st, const char *key, uint64_t off,
 		rc = SYNC_E_OFFSET;
 		goto out;
 	}
-	rc = sync_pwrite_all(fd, p, n, (off_t)off);
+	rc = direct ? write_direct(fd, w, p, n, off)
+		    : sync_pwrite_all(fd, p, n, (off_t)off);
+	if (rc == -EINVAL && direct && fcntl(fd, F_SETFL, 0) == 0) {
+		w->buffered = 1; /* refused after all: buffered */
+		rc = sync_pwrite_all(fd, p, n, (off_t)off);
+	}
 	if (rc) {
 		/* Keep the length an offset that was acknowledged. */
 		if (ftruncate(fd, (off_t)off) != 0)
@@ -303,20 +362,52 @@ int sync_staging_append(struct sync_staging *st, const char *key, uint64_t off,
 		goto out;
 	}
 	*now = off + n;
+	if (w->summed && w->crc_len == off) {
+		w->crc = es_crc32c_combine(w->crc,
+					   crc ? *crc : es_crc32c(0, p, n), n);
+		w->crc_len = off + n;
+	} else {
+		w->summed = 0;
+	}
 out:
 	close(fd);
 	return rc;
 }
 
+/*
+ * The whole file's CRC32C from w's sum: the footer says the CRC of what
+ * precedes it, so the file's must be that combined with the footer's.
+ */
+static int sum_matches(const char *part, const struct sync_stage_writer *w,
+		       const struct es_ndvs_info *info, int *match)
+{
+	unsigned char foot[ES_NDVS_FOOTER_SIZE];
+	int fd, rc;
+
+	fd = open(part, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = sync_pread_all(fd, foot, sizeof(foot),
+			    (off_t)(info->file_size - sizeof(foot)));
+	close(fd);
+	if (rc)
+		return rc;
+	*match = w->crc == es_crc32c_combine(info->checksum,
+					     es_crc32c(0, foot, sizeof(foot)),
+					     sizeof(foot));
+	return 0;
+}
+
 int sync_staging_check(struct sync_staging *st, const char *key,
-		       const struct sync_stage_meta *m, char *why,
+		       const struct sync_stage_meta *m,
+		       const struct sync_stage_writer *w, char *why,
 		       size_t whylen)
 {
 	struct es_ndvs_info info;
 	struct es_ndvs *seg;
 	struct stat sb;
 	char part[4096];
-	int fd, rc;
+	int fd, rc, summed, match = 0;
 
 	rc = path_of(st, key, ".part", part, sizeof(part));
 	if (rc)
@@ -336,10 +427,11 @@ int sync_staging_check(struct sync_staging *st, const char *key,
 			 (uint64_t)sb.st_size, m->size);
 		return ES_E_SYNC_CHECKSUM;
 	}
+	summed = w && w->summed && w->crc_len == m->size;
 	memset(&info, 0, sizeof(info));
-	/* Mapped, not read: the checksum runs over the page cache, with no
-	 * copy (the file cannot shrink meanwhile: invariant 4). */
-	rc = es_ndvs_open(&seg, part, ES_NDVS_OPEN_VERIFY, &info);
+	/* Without the sum, the full check maps the file and runs over the
+	 * page cache, with no copy (it cannot shrink: invariant 4). */
+	rc = es_ndvs_open(&seg, part, summed ? 0 : ES_NDVS_OPEN_VERIFY, &info);
 	if (rc) {
 		snprintf(why, whylen, "the staged segment fails its checks: %s",
 			 es_store_strerror(rc));
@@ -355,6 +447,18 @@ int sync_staging_check(struct sync_staging *st, const char *key,
 			 " vectors, crc %08" PRIx32 ")",
 			 info.dim, info.count, info.checksum, m->dim, m->count,
 			 m->checksum);
+		return ES_E_SYNC_CHECKSUM;
+	}
+	if (!summed)
+		return 0;
+	rc = sum_matches(part, w, &info, &match);
+	if (rc)
+		return rc;
+	if (!match) {
+		snprintf(why, whylen,
+			 "the staged segment's CRC32C does not match its "
+			 "footer's %08" PRIx32,
+			 info.checksum);
 		return ES_E_SYNC_CHECKSUM;
 	}
 	return 0;

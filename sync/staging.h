@@ -11,8 +11,11 @@
  *               size, count, dim, checksum, seal clock): 188 bytes,
  *               little-endian, magic "ESSM", version 1, CRC32C; written
  *               to <key>.meta.tmp, fsynced, renamed.
- *   <key>.part  the bytes received so far, in order. Its length IS the
- *               resume offset: a chunk is written with pwrite at the
+ *   <key>.part  the bytes received so far, in order; the blocks of the
+ *               whole segment are allocated when it is created
+ *               (fallocate, keeping the length), so a disk without the
+ *               room refuses the transfer at its start. Its length IS
+ *               the resume offset: a chunk is written with pwrite at the
  *               current length (a receiver holds chunks that arrive
  *               ahead of it in memory until the gap is filled), so after
  *               a cut or a restart of either side the sender resumes at
@@ -30,10 +33,10 @@
  *      before a .meta that differs replaces it.
  *   2. A .part never grows beyond the size in its .meta.
  *   3. Nothing staged is trusted: sync_staging_check verifies the whole
- *      file (exact size, full CRC32C through es_ndvs_open VERIFY, dim,
- *      count and footer checksum against the metadata) before it is
- *      installed. A power cut during an append can at worst make that
- *      check fail, and the transfer starts over.
+ *      file (exact size, full CRC32C, dim, count and footer checksum
+ *      against the metadata) before it is installed. A power cut during
+ *      an append can at worst make that check fail, and the transfer
+ *      starts over.
  *   4. Every operation on a key runs under that key's lock
  *      (sync_staging_lock; one of SYNC_STAGING_STRIPES mutexes), so two
  *      sessions receiving the same segment, and the sweep, serialize.
@@ -70,6 +73,41 @@ struct sync_stage_meta {
 void sync_stage_meta_from(struct sync_stage_meta *m, const char *coll,
 			  const struct es_sync_segment *seg);
 
+/*
+ * A receiver's writer, one per transfer in progress (a cloud session's
+ * upload, an edge's download), owned by its caller:
+ *
+ * - Direct writes. Appends whose offset and length are multiples of
+ *   SYNC_STAGE_ALIGN (every chunk but a segment's last) are copied into
+ *   buf, an aligned buffer kept for the whole transfer, and written with
+ *   O_DIRECT: a received segment does not fill the page cache with
+ *   gigabytes nobody reads before the index build, the kernel does not
+ *   copy it once more, and the fdatasync at commit has nothing left to
+ *   write. Where O_DIRECT is refused (EINVAL: a file system without it)
+ *   the writer falls back to buffered writes for good.
+ * - The running sum. crc is the CRC32C of [0, crc_len) of the .part,
+ *   folded from each append's (known) CRC with es_crc32c_combine as the
+ *   bytes are written, so sync_staging_check verifies the whole file
+ *   without reading it back. It is kept only while every append lands
+ *   at crc_len; a transfer resumed at a length written by an earlier
+ *   writer (another connection, another run) has summed != 1, and the
+ *   check reads the file instead.
+ */
+#define SYNC_STAGE_ALIGN 4096u
+
+struct sync_stage_writer {
+	unsigned char *buf;
+	size_t cap;
+	int buffered; /* O_DIRECT refused here: buffered writes only */
+	int summed;   /* crc covers [0, crc_len) of the .part */
+	uint32_t crc;
+	uint64_t crc_len;
+};
+
+/* A writer for a transfer that starts at offset (summed iff 0). */
+void sync_stage_writer_init(struct sync_stage_writer *w, uint64_t offset);
+void sync_stage_writer_fini(struct sync_stage_writer *w);
+
 /* Creates dir (mode 0700) if it is missing; 0 or -errno. */
 int sync_staging_init(struct sync_staging *st, const char *dir);
 void sync_staging_fini(struct sync_staging *st);
@@ -89,22 +127,28 @@ int sync_staging_open(struct sync_staging *st, const char *key,
 		      const struct sync_stage_meta *m, uint64_t *offset);
 
 /*
- * sync_staging_append writes n bytes at off (into the page cache; see
- * <key>.part above for durability).
+ * sync_staging_append writes n bytes at off through w (see the writer
+ * above; <key>.part for durability). crc, if not NULL, is the CRC32C of
+ * the n bytes, already checked by the caller (else w computes it).
  * off must be the .part's length: otherwise SYNC_E_OFFSET with *now set
  * to the length. -ENOENT if nothing is staged (open first). On success
  * *now is off + n.
  */
-int sync_staging_append(struct sync_staging *st, const char *key, uint64_t off,
-			const void *p, size_t n, uint64_t *now);
+int sync_staging_append(struct sync_staging *st, const char *key,
+			struct sync_stage_writer *w, uint64_t off,
+			const void *p, size_t n, const uint32_t *crc,
+			uint64_t *now);
 
 /*
  * sync_staging_check makes the staged file durable (fdatasync) and
- * verifies it against m (invariant 3):
+ * verifies it against m (invariant 3): the header and footer through
+ * es_ndvs_open, and the CRC32C of the whole file from w's running sum
+ * if it covers the file, else by reading it (w may be NULL).
  * 0, or ES_E_SYNC_CHECKSUM with the reason in why, or -errno.
  */
 int sync_staging_check(struct sync_staging *st, const char *key,
-		       const struct sync_stage_meta *m, char *why,
+		       const struct sync_stage_meta *m,
+		       const struct sync_stage_writer *w, char *why,
 		       size_t whylen);
 
 /* The .part's path (malloc'ed), for the host's install. */

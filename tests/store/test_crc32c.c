@@ -104,6 +104,46 @@ static void test_streaming(void **state)
 				 whole);
 }
 
+/* CRC(A || B) from CRC(A), CRC(B) and |B|, for lengths across the
+ * table boundaries, 0 and beyond 4 GiB's bit pattern. */
+static void test_combine(void **state)
+{
+	static const size_t lens[] = {0,    1,	  3,	 8,	255,   256,
+				      4096, 8192, 24577, 65536, 100003};
+	unsigned char *buf = malloc(2 * 100003);
+	uint32_t seed = 7;
+
+	(void)state;
+	assert_non_null(buf);
+	for (size_t i = 0; i < 2 * 100003; i++) {
+		seed = seed * 1103515245u + 12345u;
+		buf[i] = (unsigned char)(seed >> 16);
+	}
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+		for (size_t j = 0; j < sizeof(lens) / sizeof(lens[0]); j++) {
+			size_t a = lens[i], b = lens[j];
+			uint32_t ca = es_crc32c(0, buf, a);
+			uint32_t cb = es_crc32c(0, buf + a, b);
+
+			assert_int_equal(es_crc32c_combine(ca, cb, b),
+					 es_crc32c(0, buf, a + b));
+		}
+	/* Lengths beyond 32 bits: shifting by 2^32 + 5 zero bytes is
+	 * shifting by 2^32, then by 5. */
+	{
+		uint32_t c = es_crc32c(0, "123456789", 9);
+		uint64_t big = (1ull << 32) + 5;
+
+		assert_int_equal(
+		    es_crc32c_combine(c, 0, big),
+		    es_crc32c_combine(es_crc32c_combine(c, 0, 1ull << 32), 0,
+				      5));
+		assert_int_not_equal(es_crc32c_combine(c, 0, big),
+				     es_crc32c_combine(c, 0, 5));
+	}
+	free(buf);
+}
+
 static void test_names(void **state)
 {
 	assert_string_equal(es_crc32c_impl_name(ES_CRC32C_PORTABLE),
@@ -121,6 +161,7 @@ int main(void)
 	    cmocka_unit_test(test_rfc3720_vectors),
 	    cmocka_unit_test(test_paths_agree),
 	    cmocka_unit_test(test_streaming),
+	    cmocka_unit_test(test_combine),
 	    cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "edgesync/crc32c.h"
 #include "edgesync/ndvs.h"
 #include "staging.h"
 #include "sync_impl.h"
@@ -89,42 +90,53 @@ static void test_resume_and_check(void **state)
 	char dir[400], key[SYNC_KEY_LEN + 1], why[200], *path;
 	unsigned char *seg = segment(8, 100, &m, "c");
 	uint64_t off = 99, now = 0;
+	struct sync_stage_writer w;
 
 	make_dir(dir, sizeof(dir), "st1");
+	sync_stage_writer_init(&w, 0);
 	assert_int_equal(sync_staging_init(&st, dir), 0);
 	sync_staging_key(m.coll, m.origin, m.origin_seq, key);
-	assert_int_equal(sync_staging_append(&st, key, 0, seg, 10, &now),
-			 -ENOENT);
+	assert_int_equal(
+	    sync_staging_append(&st, key, &w, 0, seg, 10, NULL, &now), -ENOENT);
 	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
 	assert_int_equal(off, 0);
-	assert_int_equal(sync_staging_append(&st, key, 0, seg, 1000, &now), 0);
+	assert_int_equal(
+	    sync_staging_append(&st, key, &w, 0, seg, 1000, NULL, &now), 0);
 	assert_int_equal(now, 1000);
 	/* Not at the durable offset: refused, told where it is. */
-	assert_int_equal(sync_staging_append(&st, key, 500, seg, 10, &now),
-			 SYNC_E_OFFSET);
+	assert_int_equal(
+	    sync_staging_append(&st, key, &w, 500, seg, 10, NULL, &now),
+	    SYNC_E_OFFSET);
 	assert_int_equal(now, 1000);
-	assert_int_equal(sync_staging_append(&st, key, 2000, seg, 10, &now),
-			 SYNC_E_OFFSET);
+	assert_int_equal(
+	    sync_staging_append(&st, key, &w, 2000, seg, 10, NULL, &now),
+	    SYNC_E_OFFSET);
 	/* A new start (a restart of either side) resumes at the length. */
 	sync_staging_fini(&st);
 	assert_int_equal(sync_staging_init(&st, dir), 0);
 	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
 	assert_int_equal(off, 1000);
+	/* A writer for the resumed transfer has no sum of the first 1000
+	 * bytes: the check reads the file. */
+	sync_stage_writer_fini(&w);
+	sync_stage_writer_init(&w, off);
 	/* Incomplete: the check says so and leaves the file. */
-	assert_int_equal(sync_staging_check(&st, key, &m, why, sizeof(why)),
+	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
 			 ES_E_SYNC_CHECKSUM);
 	assert_non_null(strstr(why, "staged 1000 bytes"));
-	assert_int_equal(sync_staging_append(&st, key, 1000, seg + 1000,
-					     m.size - 1000, &now),
+	assert_int_equal(sync_staging_append(&st, key, &w, 1000, seg + 1000,
+					     m.size - 1000, NULL, &now),
 			 0);
-	assert_int_equal(sync_staging_check(&st, key, &m, why, sizeof(why)), 0);
+	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
+			 0);
 	/* The same bytes announced as another segment: refused. */
 	other = m;
 	other.count = 99;
 	es_ndvs_file_size(8, 99, &other.size);
 	other.size = m.size;
-	assert_int_equal(sync_staging_check(&st, key, &other, why, sizeof(why)),
-			 ES_E_SYNC_CHECKSUM);
+	assert_int_equal(
+	    sync_staging_check(&st, key, &other, &w, why, sizeof(why)),
+	    ES_E_SYNC_CHECKSUM);
 	assert_non_null(strstr(why, "not the one announced"));
 	assert_int_equal(sync_staging_path(&st, key, &path), 0);
 	assert_non_null(strstr(path, key));
@@ -136,13 +148,60 @@ static void test_resume_and_check(void **state)
 	assert_int_equal(off, 0);
 	sync_staging_remove(&st, key);
 	sync_staging_fini(&st);
+	sync_stage_writer_fini(&w);
 	free(seg);
 }
 
+/*
+ * A fresh transfer in aligned chunks: written directly (where the file
+ * system allows) and checked from the running sum, which must cover
+ * every byte; the same bytes checked without a writer read the file.
+ */
+static void test_summed(void **state)
+{
+	struct sync_staging st;
+	struct sync_stage_meta m;
+	struct sync_stage_writer w;
+	char dir[400], key[SYNC_KEY_LEN + 1], why[200];
+	unsigned char *seg = segment(8, 1000, &m, "s");
+	uint64_t off, now = 0;
+	size_t n;
+
+	make_dir(dir, sizeof(dir), "st5");
+	assert_int_equal(sync_staging_init(&st, dir), 0);
+	sync_staging_key(m.coll, m.origin, m.origin_seq, key);
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
+	sync_stage_writer_init(&w, off);
+	for (off = 0; off < m.size; off += n) {
+		uint32_t crc;
+
+		n = m.size - off < 2 * SYNC_STAGE_ALIGN ? (size_t)(m.size - off)
+							: 2 * SYNC_STAGE_ALIGN;
+		crc = es_crc32c(0, seg + off, n);
+		assert_int_equal(sync_staging_append(&st, key, &w, off,
+						     seg + off, n, &crc, &now),
+				 0);
+		assert_int_equal(now, off + n);
+	}
+	assert_int_equal(w.summed, 1);
+	assert_int_equal(w.crc_len, m.size);
+	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
+			 0);
+	assert_int_equal(
+	    sync_staging_check(&st, key, &m, NULL, why, sizeof(why)), 0);
+	sync_stage_writer_fini(&w);
+	sync_staging_remove(&st, key);
+	sync_staging_fini(&st);
+	free(seg);
+}
+
+/* A byte damaged before it was written: caught by the running sum (the
+ * bytes do not add up to the footer's CRC), and by the full read. */
 static void test_damaged_file(void **state)
 {
 	struct sync_staging st;
 	struct sync_stage_meta m;
+	struct sync_stage_writer w;
 	char dir[400], key[SYNC_KEY_LEN + 1], why[200];
 	unsigned char *seg = segment(4, 50, &m, "d");
 	uint64_t off, now;
@@ -151,12 +210,18 @@ static void test_damaged_file(void **state)
 	assert_int_equal(sync_staging_init(&st, dir), 0);
 	sync_staging_key(m.coll, m.origin, m.origin_seq, key);
 	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
+	sync_stage_writer_init(&w, off);
 	seg[100] ^= 0x04;
-	assert_int_equal(sync_staging_append(&st, key, 0, seg, m.size, &now),
-			 0);
-	assert_int_equal(sync_staging_check(&st, key, &m, why, sizeof(why)),
+	assert_int_equal(
+	    sync_staging_append(&st, key, &w, 0, seg, m.size, NULL, &now), 0);
+	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
 			 ES_E_SYNC_CHECKSUM);
+	assert_non_null(strstr(why, "does not match its footer"));
+	assert_int_equal(
+	    sync_staging_check(&st, key, &m, NULL, why, sizeof(why)),
+	    ES_E_SYNC_CHECKSUM);
 	assert_non_null(strstr(why, "fails its checks"));
+	sync_stage_writer_fini(&w);
 	sync_staging_fini(&st);
 	free(seg);
 }
@@ -259,6 +324,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_key),
 	    cmocka_unit_test(test_resume_and_check),
+	    cmocka_unit_test(test_summed),
 	    cmocka_unit_test(test_damaged_file),
 	    cmocka_unit_test(test_sweep),
 	};

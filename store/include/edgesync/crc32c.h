@@ -20,6 +20,14 @@
 /* es_crc32c extends crc (0 to start) with len bytes at buf. */
 uint32_t es_crc32c(uint32_t crc, const void *buf, size_t len);
 
+/*
+ * es_crc32c_combine returns the CRC of A followed by B from crc_a (of A),
+ * crc_b (of B, started from 0) and B's length, without the bytes: a
+ * receiver that checked every chunk gets the whole file's CRC for free.
+ * O(log len_b).
+ */
+uint32_t es_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+
 /* The implementations, callable directly for tests and benchmarks. */
 enum es_crc32c_impl {
 	ES_CRC32C_PORTABLE = 0, /* slicing-by-8, any CPU */
