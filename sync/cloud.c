@@ -95,11 +95,10 @@ static void reply(struct cloud_ctx *x, const struct es_cbor_enc *out)
 {
 	nng_msg *rep;
 
-	if (nng_msg_alloc(&rep, out->len) != 0) {
+	if (sync_msg_sealed(&rep, out->buf, out->len) != 0) {
 		post_recv(x);
 		return;
 	}
-	memcpy(nng_msg_body(rep), out->buf, out->len);
 	pthread_mutex_lock(&x->c->send_lock);
 	if (x->c->closing) {
 		pthread_mutex_unlock(&x->c->send_lock);
@@ -239,9 +238,8 @@ static int probe(struct sync_cloud *c)
 	if (rv == 0)
 		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
 	if (rv == 0)
-		rv = nng_msg_alloc(&m, 0);
-	if (rv == 0 && (rv = nng_msg_append(m, ping, sizeof(ping))) == 0 &&
-	    (rv = nng_sendmsg(ps, m, 0)) != 0)
+		rv = sync_msg_sealed(&m, ping, sizeof(ping)) ? NNG_ENOMEM : 0;
+	if (rv == 0 && (rv = nng_sendmsg(ps, m, 0)) != 0)
 		nng_msg_free(m);
 	if (rv == 0 && (rv = nng_recvmsg(ps, &m, 0)) == 0)
 		nng_msg_free(m);

@@ -480,16 +480,19 @@ void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
 		sync_enc_ok(out, 0);
 		goto out;
 	}
-	/* A chunk's checksum before the session's lock: the workers check
-	 * the chunks of one connection in parallel, and write in turn. */
-	if (rc == 0 && rq.type == SYNC_T_CHUNK)
-		rq.crc_ok = es_crc32c(0, rq.data, rq.data_len) == rq.crc;
-	if (rc == 0 && !(ss = cloud_session_get(c, pipe)))
+	/* The parser checked the trailer and a chunk's data before the
+	 * session's lock: the workers check the requests of one connection
+	 * in parallel, and write in turn. */
+	if ((rc == 0 || f.code == SYNC_C_CHECKSUM) &&
+	    !(ss = cloud_session_get(c, pipe)) && rc == 0)
 		rc = sync_failf(&f, SYNC_C_SESSION,
 				"this connection is closing");
 	if (ss) {
 		pthread_mutex_lock(&ss->lock);
-		rc = dispatch(c, ss, &rq, out, &f);
+		if (rc == 0)
+			rc = dispatch(c, ss, &rq, out, &f);
+		else if (ss->authed) /* damaged in transit: counted */
+			cloud_count(c, ss, 1, 0, 0);
 	}
 	if (rc || es_cbor_enc_error(out)) {
 		if (rc == 0)

@@ -42,10 +42,8 @@ static int call(struct sync_peer *p, const struct es_cbor_enc *e,
 	p->reply_msg = NULL;
 	if (es_cbor_enc_error(e))
 		return -ENOMEM;
-	rv = nng_msg_alloc(&m, e->len);
-	if (rv)
+	if (sync_msg_sealed(&m, e->buf, e->len))
 		return -ENOMEM;
-	memcpy(nng_msg_body(m), e->buf, e->len);
 	nng_socket_set_ms(p->sock, NNG_OPT_RECVTIMEO, timeout_ms);
 	rv = nng_sendmsg(p->sock, m, 0);
 	if (rv) {
@@ -67,6 +65,8 @@ static int call(struct sync_peer *p, const struct es_cbor_enc *e,
 	pthread_mutex_unlock(&p->s->stat_lock);
 	rc = sync_reply_parse(&p->rp, t, nng_msg_body(p->reply_msg),
 			      nng_msg_len(p->reply_msg), err);
+	if (rc == ES_E_SYNC_CHECKSUM)
+		peer_count(p, 1, 0, 0);
 	if (rc)
 		return peer_errf(p, rc, "bad reply to %s from %s: %s",
 				 sync_type_name(t), p->url, err);

@@ -91,7 +91,7 @@ static int fetch_reply(struct sync_peer *p, void *arg, uint64_t off, size_t n,
 		return peer_errf(p, ES_E_SYNC_PROTOCOL,
 				 "fetch: %s sent %zu bytes for %zu", p->url,
 				 p->rp.data_len, n);
-	if (es_crc32c(0, p->rp.data, p->rp.data_len) != p->rp.crc) {
+	if (!p->rp.crc_ok) {
 		peer_count(p, 1, 0, 0);
 		return XFER_AGAIN; /* fetch it again */
 	}

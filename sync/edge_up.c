@@ -140,8 +140,9 @@ static size_t bytes_head(unsigned char *b, size_t n)
 /*
  * The chunk [off, off + n), built in place: the fields before "data" are
  * encoded, the segment is read straight into the message and its CRC32C
- * computed there, then "crc" closes the map. One read, one checksum, no
- * copy but the kernel's.
+ * computed there, then "crc" closes the map and the trailer follows,
+ * folded from the data's CRC32C. One read, one checksum, no copy but
+ * the kernel's.
  */
 static int chunk_request(struct sync_peer *p, void *arg, uint64_t off, size_t n,
 			 nng_msg **msg)
@@ -162,7 +163,7 @@ static int chunk_request(struct sync_peer *p, void *arg, uint64_t off, size_t n,
 	hl = p->enc.len;
 	hn = bytes_head(head, n);
 	/* "crc" and a uint32: at most 9 bytes; the rest is chopped. */
-	if (nng_msg_alloc(msg, hl + hn + n + 9) != 0)
+	if (nng_msg_alloc(msg, hl + hn + n + 9 + SYNC_TRAILER) != 0)
 		return -ENOMEM;
 	b = nng_msg_body(*msg);
 	memcpy(b, p->enc.buf, hl);
@@ -187,6 +188,10 @@ static int chunk_request(struct sync_peer *p, void *arg, uint64_t off, size_t n,
 		return -ENOMEM;
 	}
 	memcpy(b + at, tail.buf, tail.len);
+	sync_trailer_put(
+	    b + at + tail.len,
+	    es_crc32c(es_crc32c_combine(es_crc32c(0, b, hl + hn), crc, n),
+		      tail.buf, tail.len));
 	nng_msg_chop(*msg, 9 - tail.len);
 	es_cbor_enc_fini(&tail);
 	return 0;

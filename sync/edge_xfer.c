@@ -64,10 +64,7 @@ int peer_msg(struct sync_peer *p, nng_msg **msg)
 {
 	if (es_cbor_enc_error(&p->enc))
 		return -ENOMEM;
-	if (nng_msg_alloc(msg, p->enc.len) != 0)
-		return -ENOMEM;
-	memcpy(nng_msg_body(*msg), p->enc.buf, p->enc.len);
-	return 0;
+	return sync_msg_sealed(msg, p->enc.buf, p->enc.len);
 }
 
 static int nng_fail(struct xfer *x, int rv, const char *what)
@@ -195,6 +192,10 @@ static int take_reply(struct xfer *x, struct xfer_slot *sl)
 	count_io(p, 0, nng_msg_len(p->reply_msg));
 	rc = sync_reply_parse(&p->rp, x->ops->type, nng_msg_body(p->reply_msg),
 			      nng_msg_len(p->reply_msg), err);
+	if (rc == ES_E_SYNC_CHECKSUM) {
+		peer_count(p, 1, 0, 0); /* damaged on the way back: again */
+		return XFER_AGAIN;
+	}
 	if (rc)
 		return peer_errf(p, rc, "bad reply to %s from %s: %s",
 				 sync_type_name(x->ops->type), p->url, err);

@@ -147,14 +147,17 @@ struct sync_req {
 	const unsigned char *data; /* chunk */
 	size_t data_len;
 	uint32_t crc;
-	int crc_ok; /* chunk: set by the receiver once it checked data */
+	int crc_ok; /* chunk: data's CRC32C is crc (set by the parser) */
 };
 
 /*
- * sync_req_parse decodes a request of len bytes at buf: v, type, then the
- * fields of that type, each checked. Unknown fields and fields the type
- * does not use are ignored. On failure f says why (with the wire code).
- * rq keeps pointers into buf; call sync_req_fini whatever it returned.
+ * sync_req_parse decodes a request of len bytes at buf: the map (v, type,
+ * then the fields of that type, each checked; unknown fields and fields
+ * the type does not use are ignored), then its trailer: a damaged message
+ * fails with SYNC_C_CHECKSUM whatever the map said. A chunk's data is
+ * checked against its crc once, here (crc_ok). On failure f says why
+ * (with the wire code). rq keeps pointers into buf; call sync_req_fini
+ * whatever it returned.
  */
 int sync_req_parse(struct sync_req *rq, const void *buf, size_t len,
 		   struct sync_fail *f);
@@ -199,13 +202,15 @@ struct sync_reply {
 	const unsigned char *data;
 	size_t data_len;
 	uint32_t crc;
+	int crc_ok; /* data's CRC32C is crc (set by the parser) */
 };
 
 /*
- * sync_reply_parse decodes the reply to a request of type t; err
- * (ES_CBOR_ERR_MAX) says what was wrong. A refusal ({ok: false}) parses
- * successfully with rp->ok 0. rp keeps pointers into buf; call
- * sync_reply_fini whatever it returned.
+ * sync_reply_parse decodes the reply to a request of type t, map and
+ * trailer (ES_E_SYNC_CHECKSUM if the trailer does not match: damaged in
+ * transit); err (ES_CBOR_ERR_MAX) says what was wrong. A refusal ({ok:
+ * false}) parses successfully with rp->ok 0. rp keeps pointers into buf;
+ * call sync_reply_fini whatever it returned.
  */
 int sync_reply_parse(struct sync_reply *rp, enum sync_type t, const void *buf,
 		     size_t len, char *err);
@@ -224,6 +229,25 @@ int sync_dec_device(struct es_cbor_reader *r, const char *what, char *dev);
 int sync_dec_name(struct es_cbor_reader *r, const char *what, char *name);
 int sync_dec_u32(struct es_cbor_reader *r, const char *what, uint32_t *v);
 int sync_dec_hlc(struct es_cbor_reader *r, const char *what, uint64_t *v);
+
+/* ---- envelope (envelope.c) ------------------------------------------- */
+
+/* Every message: a CBOR map, then the CRC32C of the map, 4 bytes LE. */
+#define SYNC_TRAILER 4u
+
+struct nng_msg;
+/* A message of the len map bytes at map and their trailer. */
+int sync_msg_sealed(struct nng_msg **m, const void *map, size_t len);
+/* Writes crc (of the map before it) as the trailer at out. */
+void sync_trailer_put(unsigned char *out, uint32_t crc);
+/*
+ * 0 if the last 4 of the len bytes at buf are the CRC32C of the rest.
+ * bulk, if not NULL, is a byte string inside the map (bulk_len bytes)
+ * whose CRC32C the caller has computed, bulk_crc: it is folded in, not
+ * read again. The parsers below call it; others need not.
+ */
+int sync_trailer_check(const void *buf, size_t len, const void *bulk,
+		       size_t bulk_len, uint32_t bulk_crc);
 
 /* ---- encoders (wire_enc.c) -------------------------------------------- */
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "edgesync/crc32c.h"
 #include "wire.h"
 
 enum field {
@@ -261,7 +262,7 @@ static int check_head(struct sync_reply *rp, struct es_cbor_reader *r,
 	return rc;
 }
 
-int sync_reply_parse(struct sync_reply *rp, enum sync_type t, const void *buf,
+static int parse_map(struct sync_reply *rp, enum sync_type t, const void *buf,
 		     size_t len, char *err)
 {
 	struct es_cbor_span sp[R_COUNT];
@@ -302,6 +303,35 @@ out:
 	if (rc == ES_E_SYNC_VERSION || rc == -ENOMEM)
 		return rc;
 	return rc ? ES_E_SYNC_PROTOCOL : 0;
+}
+
+int sync_reply_parse(struct sync_reply *rp, enum sync_type t, const void *buf,
+		     size_t len, char *err)
+{
+	uint32_t bulk = 0;
+	int rc;
+
+	if (len < SYNC_TRAILER) {
+		memset(rp, 0, sizeof(*rp));
+		snprintf(err, ES_CBOR_ERR_MAX,
+			 "a reply of %zu bytes has no room for its CRC32C "
+			 "trailer",
+			 len);
+		return ES_E_SYNC_PROTOCOL;
+	}
+	rc = parse_map(rp, t, buf, len - SYNC_TRAILER, err);
+	if (rc == 0 && rp->data) {
+		bulk = es_crc32c(0, rp->data, rp->data_len);
+		rp->crc_ok = bulk == rp->crc;
+	}
+	if (sync_trailer_check(buf, len, rc == 0 ? rp->data : NULL,
+			       rp->data_len, bulk) != 0) {
+		snprintf(err, ES_CBOR_ERR_MAX,
+			 "the reply fails its CRC32C trailer (damaged in "
+			 "transit)");
+		return ES_E_SYNC_CHECKSUM;
+	}
+	return rc;
 }
 
 void sync_reply_fini(struct sync_reply *rp)

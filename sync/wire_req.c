@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "edgesync/crc32c.h"
 #include "wire.h"
 
 enum field {
@@ -240,8 +241,8 @@ static int parse_check(struct sync_req *rq, const struct es_cbor_span *sp,
 	return 0;
 }
 
-int sync_req_parse(struct sync_req *rq, const void *buf, size_t len,
-		   struct sync_fail *f)
+static int parse_map(struct sync_req *rq, const void *buf, size_t len,
+		     struct sync_fail *f)
 {
 	struct es_cbor_span sp[F_COUNT];
 	struct es_cbor_reader r, sub;
@@ -280,6 +281,32 @@ int sync_req_parse(struct sync_req *rq, const void *buf, size_t len,
 			return codec_fail(f, rc, err);
 	}
 	return parse_check(rq, sp, f);
+}
+
+int sync_req_parse(struct sync_req *rq, const void *buf, size_t len,
+		   struct sync_fail *f)
+{
+	uint32_t bulk = 0;
+	int rc;
+
+	if (len < SYNC_TRAILER) {
+		memset(rq, 0, sizeof(*rq));
+		return sync_failf(f, SYNC_C_MALFORMED,
+				  "a message of %zu bytes has no room for its "
+				  "CRC32C trailer",
+				  len);
+	}
+	rc = parse_map(rq, buf, len - SYNC_TRAILER, f);
+	if (rc == 0 && rq->type == SYNC_T_CHUNK) {
+		bulk = es_crc32c(0, rq->data, rq->data_len);
+		rq->crc_ok = bulk == rq->crc;
+	}
+	if (sync_trailer_check(buf, len, rc == 0 ? rq->data : NULL,
+			       rq->data_len, bulk) != 0)
+		return sync_failf(f, SYNC_C_CHECKSUM,
+				  "the message fails its CRC32C trailer "
+				  "(damaged in transit); send it again");
+	return rc;
 }
 
 void sync_req_fini(struct sync_req *rq)

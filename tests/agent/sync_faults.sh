@@ -14,6 +14,10 @@
 #     again (the proxy's counts of chunk messages and bytes, and the
 #     agents' own byte counters), and checksum failures are counted by
 #     both sides (`edgesync peers --json`);
+#   - bits flipped in the other messages (hello, begin, commit, replies:
+#     names, sizes, offsets no chunk CRC covers) are caught by each
+#     message's CRC32C trailer and cost at most a retry: the same end
+#     state, nothing installed wrong;
 #   - no staged leftovers or orphan segment files at the end.
 # The seed is printed; ES_TEST_SEED=N replays a run. KEEP=1 keeps the
 # directory; ES_PROXY_EXTRA adds options to the proxy (to explore).
@@ -59,7 +63,8 @@ cport=$(free_port)
 $proxy --target "127.0.0.1:$cport" --port-file "$dir/proxy.port" \
 	--stats "$dir/proxy.json" --log "$dir/proxy.log" --seed "$seed" \
 	--big $BIG --dir both --cut 10 --truncate 10 --flip 20 --stall 5 \
-	--stall-ms 300 --max-faults 6 --cut-small 10 --max-small 6 \
+	--stall-ms 300 --max-faults 6 --cut-small 10 --flip-small 10 \
+	--max-small 6 \
 	--event up:@30:truncate \
 	--event up:10:3000:cut --event up:40:3500:truncate \
 	--event up:70:2000:flip --event up:100:2000:stall \

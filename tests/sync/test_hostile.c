@@ -52,9 +52,10 @@ static nng_socket raw_open(const char *url)
 	return s;
 }
 
-/* Sends len bytes; returns the reply's code (SYNC_C_NONE if ok), -1 if
- * no reply came. */
-static int ask_raw(nng_socket s, const void *buf, size_t len, enum sync_type t)
+/* Sends len bytes, with their trailer if sealed; returns the reply's
+ * code (SYNC_C_NONE if ok), -1 if no reply came. */
+static int ask_bytes(nng_socket s, const void *buf, size_t len, int sealed,
+		     enum sync_type t)
 {
 	char err[ES_CBOR_ERR_MAX];
 	nng_msg *m;
@@ -63,8 +64,12 @@ static int ask_raw(nng_socket s, const void *buf, size_t len, enum sync_type t)
 	if (last)
 		nng_msg_free(last);
 	last = NULL;
-	assert_int_equal(nng_msg_alloc(&m, 0), 0);
-	assert_int_equal(nng_msg_append(m, buf, len), 0);
+	if (sealed) {
+		assert_int_equal(sync_msg_sealed(&m, buf, len), 0);
+	} else {
+		assert_int_equal(nng_msg_alloc(&m, 0), 0);
+		assert_int_equal(nng_msg_append(m, buf, len), 0);
+	}
 	if (nng_sendmsg(s, m, 0) != 0) {
 		nng_msg_free(m);
 		return -1;
@@ -75,6 +80,11 @@ static int ask_raw(nng_socket s, const void *buf, size_t len, enum sync_type t)
 			     err) != 0)
 		fail_msg("the cloud's reply does not parse: %s", err);
 	return rp.ok ? SYNC_C_NONE : (int)rp.code;
+}
+
+static int ask_raw(nng_socket s, const void *buf, size_t len, enum sync_type t)
+{
+	return ask_bytes(s, buf, len, 1, t);
 }
 
 static int ask(nng_socket s, enum sync_type t)
@@ -189,6 +199,35 @@ static void envelope_attacks(nng_socket s)
 	expect(s, SYNC_T_PING, SYNC_C_UNKNOWN_TYPE, "'frobnicate'");
 	req(SYNC_T_PING, 0);
 	expect(s, SYNC_T_PING, SYNC_C_NONE, NULL);
+
+	/* The trailer: missing, short, or not the map's CRC32C (a ping
+	 * damaged in transit on plain tcp) is refused as such. */
+	{
+		unsigned char b[64];
+
+		req(SYNC_T_PING, 0);
+		assert_true(E.len + SYNC_TRAILER <= sizeof(b));
+		memcpy(b, E.buf, E.len);
+		assert_int_equal(ask_bytes(s, b, E.len, 0, SYNC_T_PING),
+				 SYNC_C_CHECKSUM);
+		assert_int_equal(ask_bytes(s, b, 3, 0, SYNC_T_PING),
+				 SYNC_C_MALFORMED);
+		assert_non_null(strstr(rp.message, "no room for its CRC32C"));
+		sync_trailer_put(b + E.len, es_crc32c(0, b, E.len));
+		assert_int_equal(
+		    ask_bytes(s, b, E.len + SYNC_TRAILER, 0, SYNC_T_PING),
+		    SYNC_C_NONE);
+		b[E.len] ^= 0x40;
+		assert_int_equal(
+		    ask_bytes(s, b, E.len + SYNC_TRAILER, 0, SYNC_T_PING),
+		    SYNC_C_CHECKSUM);
+		assert_non_null(strstr(rp.message, "CRC32C trailer"));
+		b[E.len] ^= 0x40;
+		b[3] ^= 0x01; /* v: 1 -> 0, the map still parses */
+		assert_int_equal(
+		    ask_bytes(s, b, E.len + SYNC_TRAILER, 0, SYNC_T_PING),
+		    SYNC_C_CHECKSUM);
+	}
 }
 
 static void session_attacks(nng_socket s, const struct es_sync_segment *seg)
@@ -543,8 +582,9 @@ static void *fake_main(void *arg)
 		else
 			fake_reply(&e, &rq, mode);
 		sync_req_fini(&rq);
-		nng_msg_clear(m);
-		nng_msg_append(m, e.buf, e.len);
+		nng_msg_free(m);
+		if (sync_msg_sealed(&m, e.buf, e.len) != 0)
+			break;
 		if (nng_sendmsg(fake.s, m, 0) != 0)
 			nng_msg_free(m);
 	}

@@ -33,6 +33,7 @@
 #include "edgesync/sync.h"
 #include "sync_test.h"
 #include "test_host.h"
+#include "wire.h"
 
 static char root[400];
 
@@ -45,8 +46,7 @@ static int ping(const char *url, int timeout_ms)
 					    't',  'y',	'p', 'e',  0x64,
 					    'p',  'i',	'n', 'g'};
 	nng_socket s;
-	char *buf;
-	size_t n;
+	nng_msg *m;
 	int rv;
 
 	assert_int_equal(nng_req0_open(&s), 0);
@@ -54,9 +54,11 @@ static int ping(const char *url, int timeout_ms)
 	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
 	rv = nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK);
 	if (rv == 0)
-		rv = nng_send(s, (void *)msg, sizeof(msg), 0);
-	if (rv == 0 && (rv = nng_recv(s, &buf, &n, NNG_FLAG_ALLOC)) == 0)
-		nng_free(buf, n);
+		rv = sync_msg_sealed(&m, msg, sizeof(msg)) ? NNG_ENOMEM : 0;
+	if (rv == 0 && (rv = nng_sendmsg(s, m, 0)) != 0)
+		nng_msg_free(m);
+	if (rv == 0 && (rv = nng_recvmsg(s, &m, 0)) == 0)
+		nng_msg_free(m);
 	nng_close(s);
 	return rv;
 }

@@ -64,8 +64,7 @@ static int ask(nng_socket s, enum sync_type t)
 	if (last)
 		nng_msg_free(last);
 	last = NULL;
-	assert_int_equal(nng_msg_alloc(&m, 0), 0);
-	assert_int_equal(nng_msg_append(m, E.buf, E.len), 0);
+	assert_int_equal(sync_msg_sealed(&m, E.buf, E.len), 0);
 	assert_int_equal(nng_sendmsg(s, m, 0), 0);
 	assert_int_equal(nng_recvmsg(s, &last, 0), 0);
 	if (sync_reply_parse(&rp, t, nng_msg_body(last), nng_msg_len(last),

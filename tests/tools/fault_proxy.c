@@ -34,8 +34,8 @@
  * 4-byte nng header, again as a function of (seed, d, m), at most
  * --max-small times per direction. They are counted apart ("small_cut",
  * "small_truncate", "small_flip"): they lose no chunk. Flips there hit
- * what no CRC covers (names, sizes, offsets, versions, clocks): they show
- * what the protocol makes of corrupt metadata.
+ * names, sizes, offsets, versions and clocks, which only each message's
+ * CRC32C trailer covers: they show that it catches them.
  *
  * Counters: bytes and messages per direction; of big messages, their bytes
  * and the bytes of their CBOR "data" field (the chunk's payload), so that
