@@ -68,6 +68,7 @@ struct es_config {
 	uint64_t sync_interval; /* edge: ms between rounds */
 	uint64_t chunk_size;	/* bytes per chunk (and largest accepted) */
 	uint64_t backoff_max;	/* edge: ms, cap of the reconnect backoff */
+	int fetch_indexes;	/* edge: take the cloud's indexes */
 
 	char *path; /* the file loaded, if any */
 	/* Where each option was last set (indexed like the table). */
@@ -87,6 +88,7 @@ struct es_config_option {
 	double min, max; /* bounds of a number; both 0 otherwise */
 	int reloadable;	 /* SIGHUP applies it */
 	int repeatable;	 /* may be given more than once (a list) */
+	int flag;	 /* true/false; --NAME alone on the command line */
 };
 
 /* es_config_option returns row i of the table, NULL past the end. */

@@ -62,16 +62,19 @@ void sync_staging_fini(struct sync_staging *st)
 	st->dir = NULL;
 }
 
-void sync_staging_key(const char *coll, const char *origin, uint64_t seq,
-		      char key[SYNC_KEY_LEN + 1])
+/* SHA-256 over coll NUL origin NUL seq (8 bytes LE) [tag], 32 hex digits. */
+static void key_hash(const char *coll, const char *origin, uint64_t seq,
+		     const char *tag, char key[SYNC_KEY_LEN + 1])
 {
-	unsigned char buf[ES_SYNC_NAME_MAX + ES_SYNC_DEVICE_MAX + 16];
+	unsigned char buf[ES_SYNC_NAME_MAX + ES_SYNC_DEVICE_MAX + 32];
 	unsigned char h[32];
 	size_t n = 0, a = strlen(coll), b = strlen(origin);
+	size_t t = tag ? strlen(tag) : 0;
 
 	/* Lengths are validated before (<= 64 each); cut defensively. */
 	a = a > ES_SYNC_NAME_MAX ? ES_SYNC_NAME_MAX : a;
 	b = b > ES_SYNC_DEVICE_MAX ? ES_SYNC_DEVICE_MAX : b;
+	t = t > 16 ? 16 : t;
 	memcpy(buf, coll, a);
 	n = a;
 	buf[n++] = 0;
@@ -80,9 +83,18 @@ void sync_staging_key(const char *coll, const char *origin, uint64_t seq,
 	buf[n++] = 0;
 	for (int i = 0; i < 8; i++)
 		buf[n++] = (unsigned char)(seq >> (8 * i));
+	if (t)
+		memcpy(buf + n, tag, t);
+	n += t;
 	mbedtls_sha256_ret(buf, n, h, 0);
 	for (int i = 0; i < SYNC_KEY_LEN / 2; i++)
 		snprintf(key + 2 * i, 3, "%02x", h[i]);
+}
+
+void sync_staging_key(const char *coll, const char *origin, uint64_t seq,
+		      char key[SYNC_KEY_LEN + 1])
+{
+	key_hash(coll, origin, seq, NULL, key);
 }
 
 pthread_mutex_t *sync_staging_lock(struct sync_staging *st, const char *key)
@@ -358,6 +370,76 @@ int sync_staging_check(struct sync_staging *st, const char *key,
 		return ES_E_SYNC_CHECKSUM;
 	}
 	return 0;
+}
+
+/* ---- index files ----------------------------------------------------- */
+
+void sync_staging_index_key(const char *coll, const char *origin, uint64_t seq,
+			    char key[SYNC_KEY_LEN + 1])
+{
+	char seg[SYNC_KEY_LEN + 1];
+
+	sync_staging_key(coll, origin, seq, seg);
+	key_hash(coll, origin, seq, "index", key);
+	memcpy(key, seg, 2); /* the segment's lock stripe (staging.h) */
+}
+
+void sync_stage_meta_index(struct sync_stage_meta *m, const char *coll,
+			   const struct es_sync_segment *seg)
+{
+	sync_stage_meta_from(m, coll, seg);
+	m->count = 0;
+	m->dim = 0;
+	m->size = seg->index_size;
+	m->checksum = seg->index_checksum;
+}
+
+int sync_staging_check_crc(struct sync_staging *st, const char *key,
+			   const struct sync_stage_meta *m, char *why,
+			   size_t whylen)
+{
+	static const size_t block = 1u << 20;
+	unsigned char *buf = NULL;
+	struct stat sb;
+	char part[4096];
+	uint32_t crc = 0;
+	uint64_t off;
+	int fd, rc;
+
+	rc = path_of(st, key, ".part", part, sizeof(part));
+	if (rc)
+		return rc;
+	/* Durable first, as sync_staging_check (invariant 3). */
+	fd = open(part, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = fstat(fd, &sb) != 0 || fdatasync(fd) != 0 ? -errno : 0;
+	if (rc == 0 && (uint64_t)sb.st_size != m->size) {
+		snprintf(why, whylen,
+			 "staged %" PRIu64 " bytes of a %" PRIu64 "-byte file",
+			 (uint64_t)sb.st_size, m->size);
+		rc = ES_E_SYNC_CHECKSUM;
+	}
+	if (rc == 0 && !(buf = malloc(block)))
+		rc = -ENOMEM;
+	for (off = 0; rc == 0 && off < m->size; off += block) {
+		size_t n =
+		    m->size - off < block ? (size_t)(m->size - off) : block;
+
+		rc = sync_pread_all(fd, buf, n, (off_t)off);
+		if (rc == 0)
+			crc = es_crc32c(crc, buf, n);
+	}
+	if (rc == 0 && crc != m->checksum) {
+		snprintf(why, whylen,
+			 "the staged file's CRC32C is %08" PRIx32
+			 ", not the %08" PRIx32 " announced",
+			 crc, m->checksum);
+		rc = ES_E_SYNC_CHECKSUM;
+	}
+	free(buf);
+	close(fd);
+	return rc;
 }
 
 /* ---- sweep ------------------------------------------------------------ */
