@@ -131,6 +131,11 @@ static const struct opt opts[] = {
 	0,
 	"edge: download the index a cloud built with each segment "
 	"(checked, then used as is) instead of building it here"),
+    OPT("index-wait", "sync", "MS", "600000", T_UINT, index_wait, 0, 86400000,
+	0,
+	"edge with fetch-indexes: milliseconds to wait for a cloud to index "
+	"a segment it publishes without one, before taking it alone (0: "
+	"never wait)"),
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -847,7 +852,8 @@ int es_config_sync_set(const struct es_config *c)
 	       c->sync_interval != ES_CONFIG_DEFAULT_SYNC_INTERVAL ||
 	       c->chunk_size != ES_CONFIG_DEFAULT_CHUNK_SIZE ||
 	       c->backoff_max != ES_CONFIG_DEFAULT_BACKOFF_MAX ||
-	       c->fetch_indexes;
+	       c->fetch_indexes ||
+	       c->index_wait != ES_CONFIG_DEFAULT_INDEX_WAIT;
 }
 
 /* The name of the first sync option that is set, for messages. */
@@ -873,6 +879,8 @@ static const char *first_sync_key(const struct es_config *c)
 		return "backoff-max";
 	if (c->fetch_indexes)
 		return "fetch-indexes";
+	if (c->index_wait != ES_CONFIG_DEFAULT_INDEX_WAIT)
+		return "index-wait";
 	return c->bandwidth ? "bandwidth" : "role";
 }
 
@@ -924,6 +932,9 @@ static int check_sync(const struct es_config *c, char *err, size_t errlen)
 	if (c->role == CFG_ROLE_CLOUD && c->fetch_indexes)
 		return fail(c, "fetch-indexes", err, errlen,
 			    "an edge fetches indexes; a cloud serves its own");
+	if (!c->fetch_indexes && c->index_wait != ES_CONFIG_DEFAULT_INDEX_WAIT)
+		return fail(c, "index-wait", err, errlen,
+			    "set, but fetch-indexes is false");
 	if (tls && plain)
 		return fail(c, addr, err, errlen,
 			    "mixes tcp:// and tls+tcp://");

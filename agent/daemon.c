@@ -419,6 +419,7 @@ static void sync_config(const struct es_config *c, struct es_engine *e,
 	sc->chunk_size = (uint32_t)c->chunk_size;
 	sc->backoff_max_ms = (uint32_t)c->backoff_max;
 	sc->fetch_indexes = c->role == CFG_ROLE_EDGE && c->fetch_indexes;
+	sc->index_wait_ms = (uint32_t)c->index_wait;
 }
 
 /*

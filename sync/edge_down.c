@@ -352,6 +352,58 @@ static int download_segment(struct sync_peer *p,
 
 /* ---- collections ------------------------------------------------------ */
 
+/*
+ * fetch_indexes: a segment the cloud lists without an index (not built
+ * there yet) is awaited up to index_wait_ms from when this edge first
+ * saw it so, then taken alone (and indexed here). 1 while waiting: the
+ * collection stops there for this round, as acks go in order.
+ */
+static int index_awaited(struct sync_peer *p,
+			 const struct es_sync_collection *col,
+			 const struct es_sync_segment *seg)
+{
+	const struct es_sync_config *cfg = &p->s->cfg;
+	struct peer_index_wait *w = NULL, *old = &p->iwait[0];
+	uint64_t now = sync_mono_ms();
+
+	if (!cfg->fetch_indexes || !cfg->index_wait_ms || seg->index_size ||
+	    seg->count == 0)
+		return 0;
+	for (size_t i = 0; i < PEER_INDEX_WAITS && !w; i++) {
+		struct peer_index_wait *e = &p->iwait[i];
+
+		if (!strcmp(e->coll, col->name) &&
+		    !strcmp(e->origin, seg->origin) &&
+		    e->seq == seg->origin_seq)
+			w = e;
+		else if (e->since_ms < old->since_ms)
+			old = e;
+	}
+	if (!w) {
+		w = old;
+		memset(w, 0, sizeof(*w));
+		snprintf(w->coll, sizeof(w->coll), "%s", col->name);
+		snprintf(w->origin, sizeof(w->origin), "%s", seg->origin);
+		w->seq = seg->origin_seq;
+		w->since_ms = now ? now : 1;
+		sync_log(p->s, SYNC_LOG_INFO,
+			 "sync: segment %s/%" PRIu64 " of %s on %s has no "
+			 "index yet; waiting up to %" PRIu32 " s for it",
+			 seg->origin, seg->origin_seq, col->name, p->url,
+			 cfg->index_wait_ms / 1000);
+		return 1;
+	}
+	if (w->expired || now - w->since_ms < cfg->index_wait_ms)
+		return !w->expired;
+	w->expired = 1;
+	sync_log(p->s, SYNC_LOG_WARN,
+		 "sync: segment %s/%" PRIu64 " of %s on %s still has no index "
+		 "after %" PRIu32 " s; taking it alone (indexed here)",
+		 seg->origin, seg->origin_seq, col->name, p->url,
+		 cfg->index_wait_ms / 1000);
+	return 0;
+}
+
 static int ack(struct sync_peer *p, const char *coll, uint64_t v)
 {
 	const struct es_sync_host *h = &p->s->host;
@@ -415,7 +467,7 @@ static int download_collection(struct sync_peer *p,
 	struct es_sync_segment *segs = NULL;
 	uint64_t since = 0, version = 0;
 	size_t n = 0;
-	int rc, more = 1;
+	int rc, more = 1, waiting = 0;
 
 	col->flags = ES_SYNC_FLAG_DOWNLOAD;
 	rc = h->ensure_collection(h->arg, col);
@@ -437,17 +489,20 @@ static int download_collection(struct sync_peer *p,
 					 "changes: %s keeps saying more",
 					 p->url);
 		rc = changes(p, col, since, &segs, &n, &version, &more);
-		for (size_t i = 0; rc == 0 && i < n; i++) {
+		for (size_t i = 0; rc == 0 && i < n && !waiting; i++) {
 			rc = h->has_segment(h->arg, col->name, segs[i].origin,
 					    segs[i].origin_seq);
-			if (rc == 0)
+			if (rc == 0 && index_awaited(p, col, &segs[i]))
+				waiting = 1; /* no ack past it this round */
+			else if (rc == 0)
 				rc = download_segment(p, col, &segs[i]);
 			else if (rc == 1)
 				rc = 0;
-			if (rc == 0)
+			if (rc == 0 && !waiting)
 				rc = ack(p, col->name, segs[i].add_version);
 		}
-		if (rc == 0 && version > since)
+		more = more && !waiting;
+		if (rc == 0 && version > since && !waiting)
 			rc = ack(p, col->name, version);
 		if (rc == 0)
 			since = version > since ? version : since;

@@ -368,6 +368,17 @@ grep -q "collection catalog: installed segment .* with its peer's index" \
 if grep -q "index of segment .* dropped" "$dir/ei.log"; then
 	bad "ei dropped an index: $(grep dropped "$dir/ei.log")"; else ok; fi
 same_search c1 ei catalog
+# published while ei runs: ei sees it before the cloud indexed it (or
+# after), waits for the index (index-wait) and takes the two together
+must c1 collection create catalog2 --dim $dim --publish
+must c1 import catalog2 "$dir/base.fvecs" --first-id 70000
+must c1 flush catalog2
+wait_for "catalog2 indexed on ei" has_segs ei catalog2 1 "$c1_id" indexed
+grep -q "collection catalog2: installed segment .* with its peer's index" \
+	"$dir/ei.log" && ok || bad "ei did not install catalog2 with its index"
+segs c1 catalog2 "$dir/a.json" && segs ei catalog2 "$dir/b.json" &&
+	check same_index "$dir/a.json" "$dir/b.json" "$c1_id" && ok ||
+	bad "ei's catalog2 index is not the cloud's"
 stop ei
 
 # ---- SIGKILL the cloud in the middle of a transfer ---------------------

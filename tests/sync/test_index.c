@@ -6,7 +6,9 @@
  * hands both to the host; one without does not ask for it; an index that
  * fails its size or CRC32C, or that the host refuses, is dropped with a
  * warning and the segment is installed all the same; a cut in the middle
- * of an index resumes at the staged length, nothing fetched twice.
+ * of an index resumes at the staged length, nothing fetched twice; a
+ * segment listed before the cloud indexed it waits for its index, up to
+ * index_wait_ms.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -300,6 +302,65 @@ static void test_index_cut_resumes(void **state)
 	stop_all(&edge, &cloud);
 }
 
+/*
+ * With index_wait_ms, a segment listed without an index waits for it:
+ * nothing of the collection is taken meanwhile; once the cloud lists the
+ * index, segment and index come together.
+ */
+static void test_index_awaited(void **state)
+{
+	struct th_node cloud, edge;
+
+	(void)state;
+	cloud_init(&cloud, "iw-cloud");
+	th_add_segment(&cloud.h, "pub", 300, 40, 0, NULL, 0);
+	edge_init(&edge, "iw-edge", &cloud, 1);
+	edge.c.index_wait_ms = 3600 * 1000;
+	hooks_reset(0);
+	assert_int_equal(th_node_start(&cloud), 0);
+	assert_int_equal(th_node_start(&edge), 0);
+	TH_WAIT(th_log_count(&edge.h, "has no index yet") == 1, "the wait");
+	assert_int_equal(th_count(&edge.h, "pub"), 0);
+	assert_int_equal(th_ack_value(&edge.h, "pub", ES_SYNC_DOWN), 0);
+	assert_int_equal(hk.n_seg, 0);
+
+	th_add_index(&cloud.h, "pub", 0, 2 * PIECE, 40);
+	es_sync_now(edge.s);
+	TH_WAIT(th_ack_value(&edge.h, "pub", ES_SYNC_DOWN) == 1, "the round");
+	assert_int_equal(th_same_index(&cloud.h, &edge.h, "pub", "cloud-1",
+				       seq_of(&cloud.h, 0)),
+			 1);
+	assert_int_equal(th_log_count(&edge.h, "has no index yet"), 1);
+	assert_int_equal(th_log_count(&edge.h, "taking it alone"), 0);
+	stop_all(&edge, &cloud);
+}
+
+/* The cloud never indexes it: after index_wait_ms the segment comes
+ * alone, once, and the wait is over for it. */
+static void test_index_wait_expires(void **state)
+{
+	struct th_node cloud, edge;
+
+	(void)state;
+	cloud_init(&cloud, "ie-cloud");
+	th_add_segment(&cloud.h, "pub", 300, 41, 0, NULL, 0);
+	th_add_segment(&cloud.h, "pub", 0, 42, 0, NULL, 0); /* never indexed */
+	edge_init(&edge, "ie-edge", &cloud, 1);
+	edge.c.index_wait_ms = 300;
+	hooks_reset(0);
+	assert_int_equal(th_node_start(&cloud), 0);
+	assert_int_equal(th_node_start(&edge), 0);
+	TH_WAIT(th_ack_value(&edge.h, "pub", ES_SYNC_DOWN) == 2, "the round");
+	assert_int_equal(th_count(&edge.h, "pub"), 2);
+	assert_int_equal(th_same_index(&cloud.h, &edge.h, "pub", "cloud-1",
+				       seq_of(&cloud.h, 0)),
+			 -1);
+	/* the empty segment is never awaited */
+	assert_int_equal(th_log_count(&edge.h, "has no index yet"), 1);
+	assert_int_equal(th_log_count(&edge.h, "taking it alone"), 1);
+	stop_all(&edge, &cloud);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -322,6 +383,8 @@ int main(void)
 	    cmocka_unit_test(test_index_bad),
 	    cmocka_unit_test(test_index_host_refuses),
 	    cmocka_unit_test(test_index_cut_resumes),
+	    cmocka_unit_test(test_index_awaited),
+	    cmocka_unit_test(test_index_wait_expires),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

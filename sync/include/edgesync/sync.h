@@ -204,6 +204,12 @@ struct es_sync_config {
 	 * segment (needs the host's install_indexed); 0: build them here.
 	 */
 	int fetch_indexes;
+	/*
+	 * edge, fetch_indexes: how long to wait for a cloud to index a
+	 * segment it lists without one, from when this edge first saw it
+	 * so, before taking the segment alone (0: never wait).
+	 */
+	uint32_t index_wait_ms;
 };
 
 struct es_sync;
