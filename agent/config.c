@@ -43,6 +43,7 @@ enum opt_type {
 	T_LISTEN,  /* a tcp:// or tls+tcp:// address to listen on, or empty */
 	T_PEERS,   /* a tcp:// or tls+tcp:// address to dial, repeatable */
 	T_DEVICES, /* device ids, comma-separated, repeatable */
+	T_BOOL,	   /* true or false; on the command line, alone: true */
 };
 
 struct opt {
@@ -58,9 +59,10 @@ static void clear_value(struct es_config *c, const struct opt *o);
 #define FIELD(f) offsetof(struct es_config, f)
 #define OPT(nm, sec, arg, def, ty, fld, lo, hi, rel, help)                     \
 	{                                                                      \
-		{nm,  sec,  arg,                                               \
-		 def, help, lo,                                                \
-		 hi,  rel,  ty == T_PEERS || ty == T_DEVICES},                 \
+		{nm,	      sec,  arg,                                       \
+		 def,	      help, lo,                                        \
+		 hi,	      rel,  ty == T_PEERS || ty == T_DEVICES,          \
+		 ty == T_BOOL},                                                \
 		    ty, FIELD(fld)                                             \
 	}
 
@@ -125,6 +127,15 @@ static const struct opt opts[] = {
 	86400000, 0,
 	"edge: longest wait, in milliseconds, before retrying a failed "
 	"round"),
+    OPT("fetch-indexes", "sync", "BOOL", "false", T_BOOL, fetch_indexes, 0, 0,
+	0,
+	"edge: download the index a cloud built with each segment "
+	"(checked, then used as is) instead of building it here"),
+    OPT("index-wait", "sync", "MS", "600000", T_UINT, index_wait, 0, 86400000,
+	0,
+	"edge with fetch-indexes: milliseconds to wait for a cloud to index "
+	"a segment it publishes without one, before taking it alone (0: "
+	"never wait)"),
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -761,10 +772,23 @@ out:
 	return rc;
 }
 
+static int set_bool(struct es_config *c, const struct opt *o, const char *v,
+		    char *why, size_t wl)
+{
+	if (!strcmp(v, "true") || !strcmp(v, "false")) {
+		*(int *)field(c, o) = v[0] == 't';
+		return 0;
+	}
+	snprintf(why, wl, "'%s' is not true or false", v);
+	return -EINVAL;
+}
+
 static int set_value(struct es_config *c, const struct opt *o, const char *v,
 		     int append, char *why, size_t wl)
 {
 	switch (o->type) {
+	case T_BOOL:
+		return set_bool(c, o, v, why, wl);
 	case T_PATH:
 	case T_FILE:
 	case T_TOKEN:
@@ -827,7 +851,9 @@ int es_config_sync_set(const struct es_config *c)
 	       c->bandwidth || c->n_allow_devices ||
 	       c->sync_interval != ES_CONFIG_DEFAULT_SYNC_INTERVAL ||
 	       c->chunk_size != ES_CONFIG_DEFAULT_CHUNK_SIZE ||
-	       c->backoff_max != ES_CONFIG_DEFAULT_BACKOFF_MAX;
+	       c->backoff_max != ES_CONFIG_DEFAULT_BACKOFF_MAX ||
+	       c->fetch_indexes ||
+	       c->index_wait != ES_CONFIG_DEFAULT_INDEX_WAIT;
 }
 
 /* The name of the first sync option that is set, for messages. */
@@ -851,6 +877,10 @@ static const char *first_sync_key(const struct es_config *c)
 		return "chunk-size";
 	if (c->backoff_max != ES_CONFIG_DEFAULT_BACKOFF_MAX)
 		return "backoff-max";
+	if (c->fetch_indexes)
+		return "fetch-indexes";
+	if (c->index_wait != ES_CONFIG_DEFAULT_INDEX_WAIT)
+		return "index-wait";
 	return c->bandwidth ? "bandwidth" : "role";
 }
 
@@ -899,6 +929,12 @@ static int check_sync(const struct es_config *c, char *err, size_t errlen)
 	if (c->role == CFG_ROLE_EDGE && c->n_allow_devices)
 		return fail(c, "allow-devices", err, errlen,
 			    "a cloud admits devices; an edge dials its peers");
+	if (c->role == CFG_ROLE_CLOUD && c->fetch_indexes)
+		return fail(c, "fetch-indexes", err, errlen,
+			    "an edge fetches indexes; a cloud serves its own");
+	if (!c->fetch_indexes && c->index_wait != ES_CONFIG_DEFAULT_INDEX_WAIT)
+		return fail(c, "index-wait", err, errlen,
+			    "set, but fetch-indexes is false");
 	if (tls && plain)
 		return fail(c, addr, err, errlen,
 			    "mixes tcp:// and tls+tcp://");
@@ -973,6 +1009,9 @@ int es_config_format(const struct es_config *c, size_t i, char *buf, size_t len)
 				(unsigned long long)*(const uint64_t *)f);
 	case T_FLOAT:
 		return snprintf(buf, len, "%g", *(const double *)f);
+	case T_BOOL:
+		return snprintf(buf, len, "%s",
+				*(const int *)f ? "true" : "false");
 	case T_LEVEL:
 		return snprintf(buf, len, "%s", level_names[c->log_level]);
 	case T_ROLE:

@@ -28,7 +28,8 @@
 #define ES_CONFIG_DEFAULT_DATA_DIR	"/var/lib/edgesync"
 #define ES_CONFIG_DEFAULT_SYNC_INTERVAL 5000 /* ms */
 #define ES_CONFIG_DEFAULT_CHUNK_SIZE	(1u << 20)
-#define ES_CONFIG_DEFAULT_BACKOFF_MAX	60000 /* ms */
+#define ES_CONFIG_DEFAULT_BACKOFF_MAX	60000  /* ms */
+#define ES_CONFIG_DEFAULT_INDEX_WAIT	600000 /* ms */
 
 /* An error message: file, line, key and what was wrong. */
 #define ES_CONFIG_ERR_MAX 512
@@ -68,6 +69,8 @@ struct es_config {
 	uint64_t sync_interval; /* edge: ms between rounds */
 	uint64_t chunk_size;	/* bytes per chunk (and largest accepted) */
 	uint64_t backoff_max;	/* edge: ms, cap of the reconnect backoff */
+	int fetch_indexes;	/* edge: take the cloud's indexes */
+	uint64_t index_wait;	/* edge: ms to wait for the cloud's index */
 
 	char *path; /* the file loaded, if any */
 	/* Where each option was last set (indexed like the table). */
@@ -87,6 +90,7 @@ struct es_config_option {
 	double min, max; /* bounds of a number; both 0 otherwise */
 	int reloadable;	 /* SIGHUP applies it */
 	int repeatable;	 /* may be given more than once (a list) */
+	int flag;	 /* true/false; --NAME alone on the command line */
 };
 
 /* es_config_option returns row i of the table, NULL past the end. */

@@ -208,7 +208,8 @@ static void agent_help(void)
 		if (strcmp(section, o->section))
 			printf("\n[%s]\n", o->section);
 		section = o->section;
-		snprintf(arg, sizeof(arg), "--%s %s", o->name, o->arg);
+		snprintf(arg, sizeof(arg), o->flag ? "--%s[=%s]" : "--%s %s",
+			 o->name, o->arg);
 		printf("  %-24s%s", arg, strlen(arg) > 23 ? "\n" : "");
 		if (strlen(arg) > 23)
 			printf("%26s", "");
@@ -250,8 +251,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 		return CLI_FAIL;
 	}
 	for (size_t i = 0; (o = es_config_option(i)); i++)
-		lo[i] = (struct option){o->name, required_argument, NULL,
-					256 + (int)i};
+		lo[i] = (struct option){
+		    o->name, o->flag ? optional_argument : required_argument,
+		    NULL, 256 + (int)i};
 	lo[n] = (struct option){"config", required_argument, NULL, 'c'};
 	lo[n + 1] = (struct option){"check", no_argument, NULL, 'n'};
 	lo[n + 2] = (struct option){"help", no_argument, NULL, 'h'};
@@ -260,7 +262,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 	       (ch = getopt_long(argc, argv, "c:nh", lo, NULL)) != -1) {
 		if (ch >= 256) {
 			a->set[a->n_set].name = lo[ch - 256].name;
-			a->set[a->n_set++].value = optarg;
+			/* a flag alone (--fetch-indexes) is true */
+			a->set[a->n_set++].value = optarg ? optarg : "true";
 		} else if (ch == 'c') {
 			a->file = optarg;
 		} else if (ch == 'n') {
@@ -416,6 +419,8 @@ static void sync_config(const struct es_config *c, struct es_engine *e,
 	sc->interval_ms = (uint32_t)c->sync_interval;
 	sc->chunk_size = (uint32_t)c->chunk_size;
 	sc->backoff_max_ms = (uint32_t)c->backoff_max;
+	sc->fetch_indexes = c->role == CFG_ROLE_EDGE && c->fetch_indexes;
+	sc->index_wait_ms = (uint32_t)c->index_wait;
 }
 
 /*

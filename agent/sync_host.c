@@ -12,6 +12,7 @@
 #include "edgesync/collection.h"
 #include "edgesync/manifest.h"
 #include "edgesync/sync.h"
+#include "edgesync/vamana.h"
 #include "engine_impl.h"
 
 static int host_list_collections(void *arg, struct es_sync_collection **out,
@@ -104,6 +105,13 @@ static int host_list_segments(void *arg, const char *coll, uint64_t since,
 		s->size = rows[i].size;
 		s->checksum = rows[i].checksum;
 		s->add_version = rows[i].add_version;
+		/* the manifest keeps the footer's CRC: the whole file's
+		 * follows from it without reading the index */
+		if (rows[i].state == ES_SEGMENT_INDEXED) {
+			s->index_size = rows[i].index_size;
+			s->index_checksum =
+			    es_vamana_file_crc(rows[i].index_checksum);
+		}
 		k++;
 	}
 	free(rows);
@@ -140,10 +148,10 @@ static int host_segment_tombstones(void *arg, const char *coll,
 	return *out ? 0 : -ENOMEM;
 }
 
-static int host_segment_path(void *arg, const char *coll, int64_t seg_id,
-			     char **path)
+/* The path of file ext ("ndvs", "vamana") of segment seg_id in coll. */
+static int seg_file(struct es_engine *e, const char *coll, int64_t seg_id,
+		    const char *ext, char **path)
 {
-	struct es_engine *e = arg;
 	int64_t id = 0;
 	int rc;
 
@@ -152,10 +160,24 @@ static int host_segment_path(void *arg, const char *coll, int64_t seg_id,
 	pthread_mutex_unlock(&e->m_mu);
 	if (rc < 0)
 		return rc;
-	if (asprintf(path, "%s/collections/%lld/seg-%lld.ndvs", e->data_dir,
-		     (long long)id, (long long)seg_id) < 0)
+	if (asprintf(path, "%s/collections/%lld/seg-%lld.%s", e->data_dir,
+		     (long long)id, (long long)seg_id, ext) < 0)
 		return -ENOMEM;
 	return 0;
+}
+
+static int host_segment_path(void *arg, const char *coll, int64_t seg_id,
+			     char **path)
+{
+	return seg_file(arg, coll, seg_id, "ndvs", path);
+}
+
+/* Only an index the manifest records (list_segments said so) is served;
+ * it is never rewritten once recorded. */
+static int host_index_path(void *arg, const char *coll, int64_t seg_id,
+			   char **path)
+{
+	return seg_file(arg, coll, seg_id, "vamana", path);
 }
 
 static int host_has_segment(void *arg, const char *coll, const char *origin,
@@ -177,11 +199,13 @@ static int host_has_segment(void *arg, const char *coll, const char *origin,
 	return rc < 0 ? rc : 1;
 }
 
-static int host_install(void *arg, const char *coll, const char *staged_path,
-			const struct es_sync_segment *seg,
-			const struct es_sync_tombstone *tombs, size_t n)
+/* install and install_indexed (index NULL: none). */
+static int install(struct es_engine *e, const char *coll,
+		   const char *staged_path, const char *index,
+		   const struct es_sync_segment *seg,
+		   const struct es_sync_tombstone *tombs, size_t n,
+		   int *index_rc)
 {
-	struct es_engine *e = arg;
 	struct coll_entry *ce = engine_coll_ref(e, coll);
 	struct es_tombstone *t = NULL;
 	struct es_segment_meta m = {0};
@@ -204,18 +228,38 @@ static int host_install(void *arg, const char *coll, const char *staged_path,
 	m.seal_hlc = seg->seal_hlc;
 	snprintf(m.origin, sizeof(m.origin), "%s", seg->origin);
 	m.origin_seq = seg->origin_seq;
-	if (rc == 0)
+	if (rc == 0 && index)
+		rc = es_collection_install_indexed(ce->c, staged_path, &m, t, n,
+						   index, index_rc);
+	else if (rc == 0)
 		rc = es_collection_install(ce->c, staged_path, &m, t, n);
 	engine_coll_unref(ce);
 	free(t);
 	if (rc == 0)
-		engine_log(e, ES_LOG_INFO,
-			   "collection %s: installed segment %s/%llu from a "
-			   "peer (%llu vectors, %zu tombstones)",
-			   coll, seg->origin,
-			   (unsigned long long)seg->origin_seq,
-			   (unsigned long long)seg->count, n);
+		engine_log(
+		    e, ES_LOG_INFO,
+		    "collection %s: installed segment %s/%llu from a "
+		    "peer (%llu vectors, %zu tombstones%s)",
+		    coll, seg->origin, (unsigned long long)seg->origin_seq,
+		    (unsigned long long)seg->count, n,
+		    index && !*index_rc ? ", with its peer's index" : "");
 	return rc;
+}
+
+static int host_install(void *arg, const char *coll, const char *staged_path,
+			const struct es_sync_segment *seg,
+			const struct es_sync_tombstone *tombs, size_t n)
+{
+	return install(arg, coll, staged_path, NULL, seg, tombs, n, NULL);
+}
+
+static int host_install_indexed(void *arg, const char *coll,
+				const char *staged_path, const char *index,
+				const struct es_sync_segment *seg,
+				const struct es_sync_tombstone *tombs, size_t n,
+				int *index_rc)
+{
+	return install(arg, coll, staged_path, index, seg, tombs, n, index_rc);
 }
 
 static int host_ack_get(void *arg, const char *peer, const char *coll,
@@ -303,6 +347,8 @@ void es_engine_sync_host(struct es_engine *e, struct es_sync_host *h)
 	h->segment_path = host_segment_path;
 	h->has_segment = host_has_segment;
 	h->install = host_install;
+	h->install_indexed = host_install_indexed;
+	h->index_path = host_index_path;
 	h->ack_get = host_ack_get;
 	h->ack_put = host_ack_put;
 	h->hlc_observe = host_hlc_observe;

@@ -4,13 +4,18 @@
  *   link     staged file -> seg-<id>.ndvs (a fresh id), directory fsync
  *   record   catalog->sealed(meta with the peer's origin, origin_seq and
  *            seal_hlc, its tombstones): durable in the manifest
+ *   index    (install_indexed only) the peer's index, checked before
+ *            anything was linked, -> seg-<id>.vamana, directory fsync,
+ *            catalog->indexed: the segment is indexed before anyone can
+ *            see it, so no build of it ever starts here
  *   publish  state exclusive: the segment becomes a part; its rows go
  *            live where their version wins, its tombstones remove older
  *            copies (the same rule as recovery, so the result does not
  *            depend on arrival order)
  * A crash before "record" leaves a stray seg file (removed at open) and
  * the staged file whole, so the caller can install again; after it, the
- * segment is there at the next open and the caller finds it recorded.
+ * segment is there at the next open and the caller finds it recorded (a
+ * crash before its index is recorded leaves it to be indexed here).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,9 +25,77 @@
 #include "collection_impl.h"
 #include "io_util.h"
 
-int es_collection_install(struct es_collection *c, const char *staged_path,
-			  const struct es_segment_meta *meta,
-			  const struct es_tombstone *tombs, size_t n_tombs)
+/* The index at path, checked whole (ES_VAMANA_OPEN_VERIFY: every field,
+ * the graph, the CRC32C), against the segment m and the metric. */
+static int index_check(struct es_collection *c, const struct es_segment_meta *m,
+		       const char *path, struct es_vamana_info *info)
+{
+	struct es_ndvs_info seg = {0};
+	struct es_vamana *v = NULL;
+	int rc;
+
+	seg.dim = m->dim;
+	seg.count = m->count;
+	seg.file_size = m->size;
+	seg.checksum = m->checksum;
+	rc = es_vamana_open(&v, path, ES_VAMANA_OPEN_VERIFY, 0, info);
+	if (rc == 0)
+		rc = es_vamana_match(info, &seg);
+	if (rc == 0 && info->metric != c->p.metric)
+		rc = ES_E_VAMANA_SEGMENT;
+	es_vamana_close(v);
+	return rc;
+}
+
+/* Links the checked index at path as index_path, durably; m says so. */
+static int index_link(const char *path, const char *index_path,
+		      const struct es_vamana_info *info,
+		      struct es_segment_meta *m)
+{
+	int rc;
+
+	unlink(index_path); /* a half build's leftover */
+	if (link(path, index_path) < 0)
+		return -errno;
+	rc = io_fsync_parent(index_path);
+	if (rc) {
+		unlink(index_path);
+		return rc;
+	}
+	m->indexed = 1;
+	m->index_size = info->file_size;
+	m->index_checksum = info->checksum;
+	return 0;
+}
+
+/* The segment's checked index (index NULL: none), before it is
+ * published; a failure leaves it unindexed and says why in *index_rc. */
+static void install_index(struct es_collection *c, struct part *pt,
+			  const char *index, const struct es_vamana_info *info,
+			  int *index_rc)
+{
+	struct es_segment_meta m = pt->meta;
+	int rc;
+
+	if (!index)
+		return;
+	rc = index_link(index, pt->index_path, info, &m);
+	if (rc == 0) {
+		rc = c->cat.indexed(c->cat.arg, &m);
+		if (rc < 0)
+			unlink(pt->index_path);
+	}
+	if (rc == 0)
+		pt->meta = m;
+	else
+		*index_rc = rc;
+}
+
+static int install(struct es_collection *c, const char *staged_path,
+		   const struct es_segment_meta *meta,
+		   const struct es_tombstone *tombs, size_t n_tombs,
+		   const char *index, const struct es_vamana_info *info,
+		   int *index_rc)
 {
 	struct es_segment_meta m = *meta;
 	struct part *pt = NULL;
@@ -53,6 +126,7 @@ int es_collection_install(struct es_collection *c, const char *staged_path,
 			unlink(pt->path);
 		goto out;
 	}
+	install_index(c, pt, index, info, index_rc);
 	pthread_rwlock_wrlock(&c->state);
 	rc = coll_part_add(c, pt, &h);
 	if (rc == 0) {
@@ -73,20 +147,40 @@ out:
 	return rc;
 }
 
+int es_collection_install(struct es_collection *c, const char *staged_path,
+			  const struct es_segment_meta *meta,
+			  const struct es_tombstone *tombs, size_t n_tombs)
+{
+	return install(c, staged_path, meta, tombs, n_tombs, NULL, NULL, NULL);
+}
+
+int es_collection_install_indexed(struct es_collection *c,
+				  const char *staged_path,
+				  const struct es_segment_meta *meta,
+				  const struct es_tombstone *tombs,
+				  size_t n_tombs, const char *staged_index,
+				  int *index_rc)
+{
+	struct es_vamana_info info;
+
+	/* Checked before anything is linked: a bad index costs itself. */
+	*index_rc = index_check(c, meta, staged_index, &info);
+	return install(c, staged_path, meta, tombs, n_tombs,
+		       *index_rc ? NULL : staged_index, &info, index_rc);
+}
+
 /*
  * An index file that came from a peer for an installed segment. Checked
- * whole (ES_VAMANA_OPEN_VERIFY: every field, the graph, the CRC32C) and
- * against the segment (checksum, count, dim, size) and the collection's
- * metric, then linked as the segment's index and recorded, exactly as a
- * local build ends. Under index_mu, so it never races the builder.
+ * whole and against the segment and the collection's metric
+ * (index_check), then linked as the segment's index and recorded,
+ * exactly as a local build ends. Under index_mu, so it never races the
+ * builder.
  */
 int es_collection_adopt_index(struct es_collection *c, const char *origin,
 			      uint64_t origin_seq, const char *staged_path)
 {
 	struct es_segment_meta m;
 	struct es_vamana_info info;
-	struct es_ndvs_info seg = {0};
-	struct es_vamana *v = NULL;
 	char *index_path = NULL;
 	int rc = -ENOENT, linked = 0;
 
@@ -110,31 +204,12 @@ int es_collection_adopt_index(struct es_collection *c, const char *origin,
 		rc = 1; /* built here meanwhile, or adopted before */
 		goto out;
 	}
-	seg.dim = m.dim;
-	seg.count = m.count;
-	seg.file_size = m.size;
-	seg.checksum = m.checksum;
-	rc = es_vamana_open(&v, staged_path, ES_VAMANA_OPEN_VERIFY, 0, &info);
+	rc = index_check(c, &m, staged_path, &info);
 	if (rc == 0)
-		rc = es_vamana_match(&info, &seg);
-	if (rc == 0 && info.metric != c->p.metric)
-		rc = ES_E_VAMANA_SEGMENT;
-	es_vamana_close(v);
-	if (rc)
-		goto out;
-	unlink(index_path); /* a half build's leftover */
-	if (link(staged_path, index_path) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	linked = 1;
-	rc = io_fsync_parent(index_path);
-	if (rc == 0) {
-		m.indexed = 1;
-		m.index_size = info.file_size;
-		m.index_checksum = info.checksum;
+		rc = index_link(staged_path, index_path, &info, &m);
+	linked = rc == 0;
+	if (rc == 0)
 		rc = coll_mark_indexed(c, &m);
-	}
 out:
 	if (rc < 0 && linked)
 		unlink(index_path);

@@ -215,6 +215,14 @@ void vamana_footer_pack(unsigned char ftr[ES_VAMANA_FOOTER_SIZE],
 	memcpy(ftr + 8, foot_magic, 8);
 }
 
+uint32_t es_vamana_file_crc(uint32_t checksum)
+{
+	unsigned char ftr[ES_VAMANA_FOOTER_SIZE];
+
+	vamana_footer_pack(ftr, checksum);
+	return es_crc32c(checksum, ftr, sizeof(ftr));
+}
+
 int vamana_footer_parse(const unsigned char *ftr, uint32_t *checksum)
 {
 	if (memcmp(ftr + 8, foot_magic, 8) != 0)

@@ -89,6 +89,7 @@ struct cloud_fetch {
 	char coll[ES_SYNC_NAME_MAX + 1];
 	char origin[ES_SYNC_DEVICE_MAX + 1];
 	uint64_t seq;
+	int index; /* the segment's index file, not the segment */
 	uint64_t size;
 };
 

@@ -216,6 +216,8 @@ int cloud_changes(struct sync_cloud *c, struct cloud_session *ss,
 	for (size_t i = 0; i < take; i++) {
 		fill_origin(c, &v[i]);
 		k += strcmp(v[i].origin, ss->device) != 0;
+		if (!h->index_path) /* indexes are not served */
+			v[i].index_size = 0;
 	}
 	sync_enc_ok(out, 3);
 	es_cbor_enc_kv_uint(out, "version", version);
@@ -272,7 +274,35 @@ int cloud_tombstones(struct sync_cloud *c, struct cloud_session *ss,
 	return 0;
 }
 
-/* Opens (or keeps open) the segment rq names, for fetches. */
+/* Opens path for fetches of fe's file, which must be size bytes. */
+static int fetch_file(struct cloud_fetch *fe, const char *path, uint64_t size,
+		      const struct sync_req *rq, struct sync_fail *f)
+{
+	const char *what = rq->index ? "index of segment" : "segment";
+	struct stat sb;
+
+	fe->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fe->fd < 0)
+		return sync_failf(f, SYNC_C_INTERNAL,
+				  "open %s %s/%" PRIu64 ": %s", what,
+				  rq->seg.origin, rq->seg.origin_seq,
+				  es_sync_strerror(-errno));
+	if (fstat(fe->fd, &sb) != 0 || (uint64_t)sb.st_size != size) {
+		close(fe->fd);
+		fe->fd = -1;
+		return sync_failf(f, SYNC_C_INTERNAL,
+				  "%s %s/%" PRIu64
+				  " has not the size its record says",
+				  what, rq->seg.origin, rq->seg.origin_seq);
+	}
+	fe->size = size;
+	return 0;
+}
+
+/*
+ * Opens (or keeps open) the file rq names, for fetches: the segment, or
+ * with part "index" its index file (the one changes described).
+ */
 static int fetch_open(struct sync_cloud *c, struct cloud_session *ss,
 		      const struct sync_req *rq, struct sync_fail *f)
 {
@@ -280,14 +310,13 @@ static int fetch_open(struct sync_cloud *c, struct cloud_session *ss,
 	struct cloud_fetch *fe = &ss->fetch;
 	struct es_sync_segment *v = NULL, seg = {0};
 	struct es_sync_collection col;
-	struct stat sb;
 	char *path = NULL;
 	size_t n = 0, i;
 	int rc;
 
 	if (fe->fd >= 0 && !strcmp(fe->coll, rq->coll.name) &&
 	    !strcmp(fe->origin, rq->seg.origin) &&
-	    fe->seq == rq->seg.origin_seq)
+	    fe->seq == rq->seg.origin_seq && fe->index == rq->index)
 		return 0;
 	if (fe->fd >= 0)
 		close(fe->fd);
@@ -310,26 +339,31 @@ static int fetch_open(struct sync_cloud *c, struct cloud_session *ss,
 		return sync_failf(f, SYNC_C_NOT_FOUND,
 				  "no segment %s/%" PRIu64 " in '%s'",
 				  rq->seg.origin, rq->seg.origin_seq, col.name);
-	rc = h->segment_path(h->arg, col.name, seg.id, &path);
+	if (rq->index && (!h->index_path || !seg.index_size))
+		return sync_failf(f, SYNC_C_NOT_FOUND,
+				  "segment %s/%" PRIu64 " of '%s' has no index "
+				  "here",
+				  rq->seg.origin, rq->seg.origin_seq, col.name);
+	if (rq->index)
+		rc = h->index_path(h->arg, col.name, seg.id, &path);
+	else
+		rc = h->segment_path(h->arg, col.name, seg.id, &path);
+	if (rc == -ENOENT && rq->index)
+		return sync_failf(f, SYNC_C_NOT_FOUND,
+				  "segment %s/%" PRIu64 " of '%s' has no index "
+				  "here",
+				  rq->seg.origin, rq->seg.origin_seq, col.name);
 	if (rc < 0)
-		return internal(f, "segment_path", rc);
-	fe->fd = open(path, O_RDONLY | O_CLOEXEC);
-	rc = fe->fd < 0 ? -errno : 0;
+		return internal(f, rq->index ? "index_path" : "segment_path",
+				rc);
+	rc = fetch_file(fe, path, rq->index ? seg.index_size : seg.size, rq, f);
 	free(path);
 	if (rc)
-		return internal(f, "open segment", rc);
-	if (fstat(fe->fd, &sb) != 0 || (uint64_t)sb.st_size != seg.size) {
-		close(fe->fd);
-		fe->fd = -1;
-		return sync_failf(f, SYNC_C_INTERNAL,
-				  "segment %s/%" PRIu64
-				  " has not the size its record says",
-				  rq->seg.origin, rq->seg.origin_seq);
-	}
+		return rc;
 	snprintf(fe->coll, sizeof(fe->coll), "%s", col.name);
 	snprintf(fe->origin, sizeof(fe->origin), "%s", rq->seg.origin);
 	fe->seq = rq->seg.origin_seq;
-	fe->size = seg.size;
+	fe->index = rq->index;
 	return 0;
 }
 
@@ -351,9 +385,9 @@ int cloud_fetch(struct sync_cloud *c, struct cloud_session *ss,
 	if (rq->offset > fe->size || rq->length > fe->size - rq->offset)
 		return sync_failf(f, SYNC_C_INVALID,
 				  "[%" PRIu64 ", +%" PRIu64
-				  ") lies beyond the segment's %" PRIu64
-				  " bytes",
-				  rq->offset, rq->length, fe->size);
+				  ") lies beyond the %s's %" PRIu64 " bytes",
+				  rq->offset, rq->length,
+				  fe->index ? "index" : "segment", fe->size);
 	sync_enc_ok(out, 2);
 	es_cbor_enc_text(out, "data");
 	p = es_cbor_enc_bytes_reserve(out, (size_t)rq->length);
@@ -361,9 +395,10 @@ int cloud_fetch(struct sync_cloud *c, struct cloud_session *ss,
 		return internal(f, "reply", -ENOMEM);
 	rc = sync_pread_all(fe->fd, p, (size_t)rq->length, (off_t)rq->offset);
 	if (rc)
-		return internal(f, "read segment", rc);
+		return internal(f, fe->index ? "read index" : "read segment",
+				rc);
 	es_cbor_enc_kv_uint(out, "crc", es_crc32c(0, p, (size_t)rq->length));
-	if (rq->offset + rq->length == fe->size)
+	if (rq->offset + rq->length == fe->size && !fe->index)
 		cloud_count(c, ss, 0, 0, 1);
 	return 0;
 }

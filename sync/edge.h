@@ -25,6 +25,9 @@
 #define PEER_BAD_CHUNKS 5     /* checksum failures of one chunk in a row */
 #define PEER_PAGES_MAX	10000 /* changes replies per collection per round */
 
+/* Segments a peer awaits the cloud's index of (fetch_indexes). */
+#define PEER_INDEX_WAITS 16
+
 struct sync_peer {
 	struct es_sync *s;
 	size_t index;
@@ -57,6 +60,16 @@ struct sync_peer {
 	uint64_t tokens_ms;
 	uint64_t rng;
 	uint64_t wake_seen;
+
+	/* fetch_indexes: segments listed without an index, awaited since
+	 * (edge_down.c, index_awaited); the oldest entry is reused */
+	struct peer_index_wait {
+		char coll[ES_SYNC_NAME_MAX + 1];
+		char origin[ES_SYNC_DEVICE_MAX + 1];
+		uint64_t seq;
+		uint64_t since_ms; /* 0: a free entry */
+		int expired;	   /* waited enough: taken alone */
+	} iwait[PEER_INDEX_WAITS];
 
 	struct es_sync_peer_status st;
 };

@@ -7,6 +7,15 @@
  * made durable and verified whole exactly
  * as the cloud verifies uploads, installed through the host with their
  * tombstones, and acknowledged (ack_put DOWN) one by one.
+ *
+ * With fetch_indexes, a segment the peer lists with an index has its
+ * index file fetched the same way, into a staging key of its own, before
+ * the segment is installed (so a cut mid-index resumes both at the next
+ * round), checked for the size and whole-file CRC32C the peer announced,
+ * and handed to the host with the segment (install_indexed). An index
+ * only ever costs itself: one the peer refuses, garbles or that the host
+ * refuses is dropped with a warning, and the segment is installed alone
+ * (its index then built here).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,45 +25,57 @@
 
 #include "edge.h"
 #include "edgesync/crc32c.h"
+#include "sync_test.h"
+
+struct down_seg;
+
+/* One file of a download: the segment, or its index (part "index"). */
+struct down_file {
+	struct down_seg *d;
+	int index;
+	char key[SYNC_KEY_LEN + 1];
+	struct sync_stage_meta meta;
+	struct sync_stage_writer w;
+};
 
 struct down_seg {
 	const struct es_sync_collection *col;
 	struct es_sync_segment seg;
-	struct sync_stage_meta meta;
-	char key[SYNC_KEY_LEN + 1];
+	struct down_file file, index;
+	int want_index; /* fetch the index: configured, listed, not dropped */
+	int have_index; /* it is staged whole */
 	struct es_sync_tombstone *tombs;
 	size_t n_tombs;
-	struct sync_stage_writer w;
 };
 
-static int stage_open(struct sync_peer *p, struct down_seg *d, uint64_t *off)
+static int stage_open(struct sync_peer *p, struct down_file *f, uint64_t *off)
 {
-	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, d->key);
+	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, f->key);
 	int rc;
 
 	pthread_mutex_lock(lk);
-	rc = sync_staging_open(&p->s->staging, d->key, &d->meta, off);
+	rc = sync_staging_open(&p->s->staging, f->key, &f->meta, off);
 	pthread_mutex_unlock(lk);
-	sync_stage_writer_fini(&d->w);
-	sync_stage_writer_init(&d->w, *off);
+	sync_stage_writer_fini(&f->w);
+	sync_stage_writer_init(&f->w, *off);
 	if (rc)
 		return peer_errf(p, rc, "staging: %s", es_sync_strerror(rc));
 	return 0;
 }
 
 /* Appends the fetched piece at off (p->rp.data), in order. */
-static int stage_append(struct sync_peer *p, struct down_seg *d, uint64_t off,
+static int stage_append(struct sync_peer *p, struct down_file *f, uint64_t off,
 			uint64_t *resume)
 {
-	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, d->key);
+	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, f->key);
 	uint64_t now = 0;
 	int rc;
 
 	pthread_mutex_lock(lk);
-	rc = sync_staging_append(&p->s->staging, d->key, &d->w, off, p->rp.data,
+	rc = sync_staging_append(&p->s->staging, f->key, &f->w, off, p->rp.data,
 				 p->rp.data_len, &p->rp.crc, &now);
 	pthread_mutex_unlock(lk);
-	if (rc == SYNC_E_OFFSET && now <= d->seg.size) {
+	if (rc == SYNC_E_OFFSET && now <= f->meta.size) {
 		*resume = now; /* another thread staged it too */
 		return XFER_RESUME;
 	}
@@ -62,28 +83,34 @@ static int stage_append(struct sync_peer *p, struct down_seg *d, uint64_t off,
 		return SYNC_E_RESTART;
 	if (rc)
 		return peer_errf(p, rc, "staging: %s", es_sync_strerror(rc));
+	if (sync_test_hooks.fetched &&
+	    sync_test_hooks.fetched(sync_test_hooks.arg, f->index, off,
+				    p->rp.data_len))
+		return peer_errf(p, -ECONNABORTED, "cut by a test hook");
 	return 0;
 }
 
 static int fetch_request(struct sync_peer *p, void *arg, uint64_t off, size_t n,
 			 nng_msg **msg)
 {
-	struct down_seg *d = arg;
+	struct down_file *f = arg;
 
 	es_cbor_enc_reset(&p->enc, 4096);
-	sync_enc_request(&p->enc, SYNC_T_FETCH, 5);
-	es_cbor_enc_kv_text(&p->enc, "collection", d->col->name);
-	es_cbor_enc_kv_text(&p->enc, "origin", d->seg.origin);
-	es_cbor_enc_kv_uint(&p->enc, "origin_seq", d->seg.origin_seq);
+	sync_enc_request(&p->enc, SYNC_T_FETCH, f->index ? 6 : 5);
+	es_cbor_enc_kv_text(&p->enc, "collection", f->d->col->name);
+	es_cbor_enc_kv_text(&p->enc, "origin", f->d->seg.origin);
+	es_cbor_enc_kv_uint(&p->enc, "origin_seq", f->d->seg.origin_seq);
 	es_cbor_enc_kv_uint(&p->enc, "offset", off);
 	es_cbor_enc_kv_uint(&p->enc, "length", n);
+	if (f->index)
+		es_cbor_enc_kv_text(&p->enc, "part", "index");
 	return peer_msg(p, msg);
 }
 
 static int fetch_reply(struct sync_peer *p, void *arg, uint64_t off, size_t n,
 		       uint64_t *resume)
 {
-	struct down_seg *d = arg;
+	struct down_file *f = arg;
 
 	if (!p->rp.ok)
 		return peer_refusal(p, "fetch");
@@ -95,7 +122,7 @@ static int fetch_reply(struct sync_peer *p, void *arg, uint64_t off, size_t n,
 		peer_count(p, 1, 0, 0);
 		return XFER_AGAIN; /* fetch it again */
 	}
-	return stage_append(p, d, off, resume);
+	return stage_append(p, f, off, resume);
 }
 
 static const struct xfer_ops fetch_ops = {
@@ -103,6 +130,55 @@ static const struct xfer_ops fetch_ops = {
     .request = fetch_request,
     .reply = fetch_reply,
 };
+
+/* The file's bytes from what is staged of it. */
+static int fetch_file(struct sync_peer *p, struct down_file *f)
+{
+	uint64_t off = 0;
+	int rc = stage_open(p, f, &off);
+
+	if (rc == 0 && off < f->meta.size)
+		rc = peer_transfer(p, &fetch_ops, f, off, f->meta.size);
+	return rc;
+}
+
+/* Drops the staged index (under its key's lock); the segment goes on. */
+static void drop_index(struct sync_peer *p, struct down_seg *d, const char *why)
+{
+	sync_staging_remove(&p->s->staging, d->index.key);
+	d->want_index = 0;
+	d->have_index = 0;
+	sync_log(p->s, SYNC_LOG_WARN,
+		 "sync: index of segment %s/%" PRIu64 " of %s from %s "
+		 "dropped: %s; the segment is installed without it and "
+		 "indexed here",
+		 d->seg.origin, d->seg.origin_seq, d->col->name, p->url, why);
+}
+
+/*
+ * The index, after the segment's bytes. A cut, a stop or a local failure
+ * fails the round as for the segment (the next resumes both); what the
+ * peer did wrong with the index alone (a refusal, a piece failing its
+ * CRC32C five times, a protocol error) drops the index.
+ */
+static int fetch_index(struct sync_peer *p, struct down_seg *d)
+{
+	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, d->index.key);
+	int rc;
+
+	d->have_index = 0;
+	if (!d->want_index)
+		return 0;
+	rc = fetch_file(p, &d->index);
+	d->have_index = rc == 0;
+	if (rc != ES_E_SYNC_PROTOCOL && rc != ES_E_SYNC_CHECKSUM &&
+	    rc != ES_E_SYNC_REFUSED)
+		return rc;
+	pthread_mutex_lock(lk);
+	drop_index(p, d, p->err);
+	pthread_mutex_unlock(lk);
+	return 0;
+}
 
 static int fetch_tombstones(struct sync_peer *p, struct down_seg *d)
 {
@@ -153,17 +229,42 @@ static uint64_t newest_clock(const struct down_seg *d)
 	return h;
 }
 
-/* Verifies and installs the staged segment; under the key's lock. */
+/* The staged index, checked against what the peer announced; *path set
+ * while it is good. Under the key's lock. */
+static int index_check(struct sync_peer *p, struct down_seg *d, char **path)
+{
+	char why[200];
+	int rc;
+
+	*path = NULL;
+	if (!d->have_index)
+		return 0;
+	rc =
+	    sync_staging_check_crc(&p->s->staging, d->index.key, &d->index.meta,
+				   &d->index.w, why, sizeof(why));
+	if (rc == ES_E_SYNC_CHECKSUM) {
+		drop_index(p, d, why);
+		return 0;
+	}
+	if (rc == 0)
+		rc = sync_staging_path(&p->s->staging, d->index.key, path);
+	if (rc)
+		return peer_errf(p, rc, "staging: %s", es_sync_strerror(rc));
+	return 0;
+}
+
+/* Verifies and installs the staged segment (and its index, if staged);
+ * under the key's lock, which is the index key's too (staging.h). */
 static int install(struct sync_peer *p, struct down_seg *d)
 {
 	const struct es_sync_host *h = &p->s->host;
-	char why[200], *path = NULL;
-	int rc;
+	char why[200], *path = NULL, *index = NULL;
+	int rc, index_rc = 0;
 
-	rc = sync_staging_check(&p->s->staging, d->key, &d->meta, &d->w, why,
-				sizeof(why));
+	rc = sync_staging_check(&p->s->staging, d->file.key, &d->file.meta,
+				&d->file.w, why, sizeof(why));
 	if (rc == ES_E_SYNC_CHECKSUM) {
-		sync_staging_remove(&p->s->staging, d->key);
+		sync_staging_remove(&p->s->staging, d->file.key);
 		sync_log(p->s, SYNC_LOG_WARN,
 			 "sync: segment %s/%" PRIu64 " from %s: %s; fetching "
 			 "it again",
@@ -172,35 +273,45 @@ static int install(struct sync_peer *p, struct down_seg *d)
 	}
 	if (rc)
 		return peer_errf(p, rc, "staging: %s", es_sync_strerror(rc));
+	rc = index_check(p, d, &index);
+	if (rc)
+		return rc;
 	sync_observe_hlc(p->s, newest_clock(d), p->cloud);
-	rc = sync_staging_path(&p->s->staging, d->key, &path);
-	if (rc == 0)
+	rc = sync_staging_path(&p->s->staging, d->file.key, &path);
+	if (rc == 0 && index)
+		rc = h->install_indexed(h->arg, d->col->name, path, index,
+					&d->seg, d->tombs, d->n_tombs,
+					&index_rc);
+	else if (rc == 0)
 		rc = h->install(h->arg, d->col->name, path, &d->seg, d->tombs,
 				d->n_tombs);
 	free(path);
+	free(index);
 	if (rc)
 		return peer_errf(p, rc,
 				 "installing segment %s/%" PRIu64 " of %s: %s",
 				 d->seg.origin, d->seg.origin_seq, d->col->name,
 				 es_sync_strerror(rc));
-	sync_staging_remove(&p->s->staging, d->key);
+	if (index_rc)
+		drop_index(p, d, es_sync_strerror(index_rc));
+	sync_staging_remove(&p->s->staging, d->file.key);
+	sync_staging_remove(&p->s->staging, d->index.key);
 	return 0;
 }
 
 static int download_try(struct sync_peer *p, struct down_seg *d)
 {
-	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, d->key);
-	uint64_t off = 0;
+	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, d->file.key);
 	int rc;
 
-	rc = stage_open(p, d, &off);
-	if (rc == 0 && off < d->seg.size)
-		rc = peer_transfer(p, &fetch_ops, d, off, d->seg.size);
+	rc = fetch_file(p, &d->file);
 	free(d->tombs);
 	d->tombs = NULL;
 	d->n_tombs = 0;
 	if (rc == 0)
 		rc = fetch_tombstones(p, d);
+	if (rc == 0)
+		rc = fetch_index(p, d);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(lk);
@@ -217,8 +328,15 @@ static int download_segment(struct sync_peer *p,
 	int rc = 0, i;
 
 	d.seg.id = 0;
-	sync_stage_meta_from(&d.meta, col->name, seg);
-	sync_staging_key(col->name, seg->origin, seg->origin_seq, d.key);
+	d.file.d = d.index.d = &d;
+	d.index.index = 1;
+	sync_stage_meta_from(&d.file.meta, col->name, seg);
+	sync_staging_key(col->name, seg->origin, seg->origin_seq, d.file.key);
+	sync_stage_meta_index(&d.index.meta, col->name, seg);
+	sync_staging_index_key(col->name, seg->origin, seg->origin_seq,
+			       d.index.key);
+	d.want_index = p->s->cfg.fetch_indexes && seg->index_size &&
+		       p->s->host.install_indexed;
 	for (i = 0; i < PEER_ATTEMPTS; i++) {
 		rc = download_try(p, &d);
 		if (rc != SYNC_E_RESTART)
@@ -231,13 +349,66 @@ static int download_segment(struct sync_peer *p,
 			       seg->origin, seg->origin_seq, PEER_ATTEMPTS,
 			       p->url);
 	free(d.tombs);
-	sync_stage_writer_fini(&d.w);
+	sync_stage_writer_fini(&d.file.w);
+	sync_stage_writer_fini(&d.index.w);
 	if (rc == 0)
 		peer_count(p, 0, 0, 1);
 	return rc;
 }
 
 /* ---- collections ------------------------------------------------------ */
+
+/*
+ * fetch_indexes: a segment the cloud lists without an index (not built
+ * there yet) is awaited up to index_wait_ms from when this edge first
+ * saw it so, then taken alone (and indexed here). 1 while waiting: the
+ * collection stops there for this round, as acks go in order.
+ */
+static int index_awaited(struct sync_peer *p,
+			 const struct es_sync_collection *col,
+			 const struct es_sync_segment *seg)
+{
+	const struct es_sync_config *cfg = &p->s->cfg;
+	struct peer_index_wait *w = NULL, *old = &p->iwait[0];
+	uint64_t now = sync_mono_ms();
+
+	if (!cfg->fetch_indexes || !cfg->index_wait_ms || seg->index_size ||
+	    seg->count == 0)
+		return 0;
+	for (size_t i = 0; i < PEER_INDEX_WAITS && !w; i++) {
+		struct peer_index_wait *e = &p->iwait[i];
+
+		if (!strcmp(e->coll, col->name) &&
+		    !strcmp(e->origin, seg->origin) &&
+		    e->seq == seg->origin_seq)
+			w = e;
+		else if (e->since_ms < old->since_ms)
+			old = e;
+	}
+	if (!w) {
+		w = old;
+		memset(w, 0, sizeof(*w));
+		snprintf(w->coll, sizeof(w->coll), "%s", col->name);
+		snprintf(w->origin, sizeof(w->origin), "%s", seg->origin);
+		w->seq = seg->origin_seq;
+		w->since_ms = now ? now : 1;
+		sync_log(p->s, SYNC_LOG_INFO,
+			 "sync: segment %s/%" PRIu64 " of %s on %s has no "
+			 "index yet; waiting up to %" PRIu32 " s for it",
+			 seg->origin, seg->origin_seq, col->name, p->url,
+			 cfg->index_wait_ms / 1000);
+		return 1;
+	}
+	if (w->expired || now - w->since_ms < cfg->index_wait_ms)
+		return !w->expired;
+	w->expired = 1;
+	sync_log(p->s, SYNC_LOG_WARN,
+		 "sync: segment %s/%" PRIu64 " of %s on %s still has no index "
+		 "after %" PRIu32 " s; taking it alone (indexed here)",
+		 seg->origin, seg->origin_seq, col->name, p->url,
+		 cfg->index_wait_ms / 1000);
+	return 0;
+}
 
 static int ack(struct sync_peer *p, const char *coll, uint64_t v)
 {
@@ -302,7 +473,7 @@ static int download_collection(struct sync_peer *p,
 	struct es_sync_segment *segs = NULL;
 	uint64_t since = 0, version = 0;
 	size_t n = 0;
-	int rc, more = 1;
+	int rc, more = 1, waiting = 0;
 
 	col->flags = ES_SYNC_FLAG_DOWNLOAD;
 	rc = h->ensure_collection(h->arg, col);
@@ -324,17 +495,20 @@ static int download_collection(struct sync_peer *p,
 					 "changes: %s keeps saying more",
 					 p->url);
 		rc = changes(p, col, since, &segs, &n, &version, &more);
-		for (size_t i = 0; rc == 0 && i < n; i++) {
+		for (size_t i = 0; rc == 0 && i < n && !waiting; i++) {
 			rc = h->has_segment(h->arg, col->name, segs[i].origin,
 					    segs[i].origin_seq);
-			if (rc == 0)
+			if (rc == 0 && index_awaited(p, col, &segs[i]))
+				waiting = 1; /* no ack past it this round */
+			else if (rc == 0)
 				rc = download_segment(p, col, &segs[i]);
 			else if (rc == 1)
 				rc = 0;
-			if (rc == 0)
+			if (rc == 0 && !waiting)
 				rc = ack(p, col->name, segs[i].add_version);
 		}
-		if (rc == 0 && version > since)
+		more = more && !waiting;
+		if (rc == 0 && version > since && !waiting)
 			rc = ack(p, col->name, version);
 		if (rc == 0)
 			since = version > since ? version : since;

@@ -62,16 +62,19 @@ void sync_staging_fini(struct sync_staging *st)
 	st->dir = NULL;
 }
 
-void sync_staging_key(const char *coll, const char *origin, uint64_t seq,
-		      char key[SYNC_KEY_LEN + 1])
+/* SHA-256 over coll NUL origin NUL seq (8 bytes LE) [tag], 32 hex digits. */
+static void key_hash(const char *coll, const char *origin, uint64_t seq,
+		     const char *tag, char key[SYNC_KEY_LEN + 1])
 {
-	unsigned char buf[ES_SYNC_NAME_MAX + ES_SYNC_DEVICE_MAX + 16];
+	unsigned char buf[ES_SYNC_NAME_MAX + ES_SYNC_DEVICE_MAX + 32];
 	unsigned char h[32];
 	size_t n = 0, a = strlen(coll), b = strlen(origin);
+	size_t t = tag ? strlen(tag) : 0;
 
 	/* Lengths are validated before (<= 64 each); cut defensively. */
 	a = a > ES_SYNC_NAME_MAX ? ES_SYNC_NAME_MAX : a;
 	b = b > ES_SYNC_DEVICE_MAX ? ES_SYNC_DEVICE_MAX : b;
+	t = t > 16 ? 16 : t;
 	memcpy(buf, coll, a);
 	n = a;
 	buf[n++] = 0;
@@ -80,9 +83,18 @@ void sync_staging_key(const char *coll, const char *origin, uint64_t seq,
 	buf[n++] = 0;
 	for (int i = 0; i < 8; i++)
 		buf[n++] = (unsigned char)(seq >> (8 * i));
+	if (t)
+		memcpy(buf + n, tag, t);
+	n += t;
 	mbedtls_sha256_ret(buf, n, h, 0);
 	for (int i = 0; i < SYNC_KEY_LEN / 2; i++)
 		snprintf(key + 2 * i, 3, "%02x", h[i]);
+}
+
+void sync_staging_key(const char *coll, const char *origin, uint64_t seq,
+		      char key[SYNC_KEY_LEN + 1])
+{
+	key_hash(coll, origin, seq, NULL, key);
 }
 
 pthread_mutex_t *sync_staging_lock(struct sync_staging *st, const char *key)
@@ -462,6 +474,86 @@ int sync_staging_check(struct sync_staging *st, const char *key,
 		return ES_E_SYNC_CHECKSUM;
 	}
 	return 0;
+}
+
+/* ---- index files ----------------------------------------------------- */
+
+void sync_staging_index_key(const char *coll, const char *origin, uint64_t seq,
+			    char key[SYNC_KEY_LEN + 1])
+{
+	char seg[SYNC_KEY_LEN + 1];
+
+	sync_staging_key(coll, origin, seq, seg);
+	key_hash(coll, origin, seq, "index", key);
+	memcpy(key, seg, 2); /* the segment's lock stripe (staging.h) */
+}
+
+void sync_stage_meta_index(struct sync_stage_meta *m, const char *coll,
+			   const struct es_sync_segment *seg)
+{
+	sync_stage_meta_from(m, coll, seg);
+	m->count = 0;
+	m->dim = 0;
+	m->size = seg->index_size;
+	m->checksum = seg->index_checksum;
+}
+
+/* The CRC32C of the n bytes of fd, read a block at a time. */
+static int file_crc(int fd, uint64_t n, uint32_t *crc)
+{
+	static const size_t block = 1u << 20;
+	unsigned char *buf = malloc(block);
+	int rc = buf ? 0 : -ENOMEM;
+
+	*crc = 0;
+	for (uint64_t off = 0; rc == 0 && off < n; off += block) {
+		size_t k = n - off < block ? (size_t)(n - off) : block;
+
+		rc = sync_pread_all(fd, buf, k, (off_t)off);
+		if (rc == 0)
+			*crc = es_crc32c(*crc, buf, k);
+	}
+	free(buf);
+	return rc;
+}
+
+int sync_staging_check_crc(struct sync_staging *st, const char *key,
+			   const struct sync_stage_meta *m,
+			   const struct sync_stage_writer *w, char *why,
+			   size_t whylen)
+{
+	struct stat sb;
+	char part[4096];
+	uint32_t crc = 0;
+	int fd, rc;
+
+	rc = path_of(st, key, ".part", part, sizeof(part));
+	if (rc)
+		return rc;
+	/* Durable first, as sync_staging_check (invariant 3). */
+	fd = open(part, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = fstat(fd, &sb) != 0 || fdatasync(fd) != 0 ? -errno : 0;
+	if (rc == 0 && (uint64_t)sb.st_size != m->size) {
+		snprintf(why, whylen,
+			 "staged %" PRIu64 " bytes of a %" PRIu64 "-byte file",
+			 (uint64_t)sb.st_size, m->size);
+		rc = ES_E_SYNC_CHECKSUM;
+	}
+	if (rc == 0 && w && w->summed && w->crc_len == m->size)
+		crc = w->crc; /* folded as it was written */
+	else if (rc == 0)
+		rc = file_crc(fd, m->size, &crc);
+	if (rc == 0 && crc != m->checksum) {
+		snprintf(why, whylen,
+			 "the staged file's CRC32C is %08" PRIx32
+			 ", not the %08" PRIx32 " announced",
+			 crc, m->checksum);
+		rc = ES_E_SYNC_CHECKSUM;
+	}
+	close(fd);
+	return rc;
 }
 
 /* ---- sweep ------------------------------------------------------------ */

@@ -151,6 +151,32 @@ int sync_staging_check(struct sync_staging *st, const char *key,
 		       const struct sync_stage_writer *w, char *why,
 		       size_t whylen);
 
+/*
+ * A segment's index file (PROTOCOL.md, fetch part "index") is staged as
+ * a transfer of its own, under sync_staging_index_key: SHA-256 over the
+ * same identity and the word "index", with the segment key's first two
+ * digits, so that both share one lock stripe and an install can handle
+ * the pair under one lock. Its .meta says coll, origin and origin_seq,
+ * dim 0 and count 0, the index's size and its whole-file CRC32C as
+ * checksum (sync_stage_meta_index); the sweep treats it like any other
+ * (gone once its segment is installed).
+ */
+void sync_staging_index_key(const char *coll, const char *origin, uint64_t seq,
+			    char key[SYNC_KEY_LEN + 1]);
+void sync_stage_meta_index(struct sync_stage_meta *m, const char *coll,
+			   const struct es_sync_segment *seg);
+/*
+ * sync_staging_check_crc makes the staged file durable and checks that it
+ * has m->size bytes whose CRC32C is m->checksum (an index: sync does not
+ * parse it; the host verifies what it is), from w's running sum if it
+ * covers the file, else by reading it: 0, ES_E_SYNC_CHECKSUM with the
+ * reason in why, or -errno.
+ */
+int sync_staging_check_crc(struct sync_staging *st, const char *key,
+			   const struct sync_stage_meta *m,
+			   const struct sync_stage_writer *w, char *why,
+			   size_t whylen);
+
 /* The .part's path (malloc'ed), for the host's install. */
 int sync_staging_path(struct sync_staging *st, const char *key, char **path);
 

@@ -115,6 +115,8 @@ int sync_config_check(struct es_sync *s, const struct es_sync_config *c,
 		return bad(s, "chunk_size must be 1 KiB to 16 MiB");
 	if (check_token(s, c->token))
 		return ES_E_SYNC_CONFIG;
+	if (c->fetch_indexes && !h->install_indexed)
+		return bad(s, "fetch_indexes needs the host's install_indexed");
 	if (c->role == ES_SYNC_CLOUD)
 		return check_cloud(s, c, h);
 	if (c->role == ES_SYNC_EDGE)

@@ -19,6 +19,10 @@ struct sync_test_hooks {
 	/* Edge, upload: called after each chunk is acknowledged; nonzero
 	 * aborts the round as if the connection had been cut. */
 	int (*chunk_acked)(void *arg, uint64_t offset, uint64_t size);
+	/* Edge, download: called after each fetched piece is staged at
+	 * offset (index: 1 for an index file); nonzero aborts the round as
+	 * if the connection had been cut. */
+	int (*fetched)(void *arg, int index, uint64_t offset, size_t n);
 	/* Cloud: nonzero makes the watchdog's probe fail. */
 	int (*probe_fail)(void *arg);
 	/* Cloud: the watchdog's period in ms (0: the default, 3000). */

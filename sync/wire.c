@@ -273,22 +273,50 @@ enum {
 	S_SIZE,
 	S_CHECKSUM,
 	S_ADD_VERSION,
+	S_INDEX_SIZE,
+	S_INDEX_CHECKSUM,
 	S_N,
 };
+
+/* changes: the holder's index of the segment, optional (both or none). */
+static int dec_segment_index(struct es_cbor_reader *r,
+			     const struct es_cbor_span *sp,
+			     struct es_sync_segment *seg)
+{
+	struct es_cbor_reader f;
+	int rc;
+
+	if (!sp[S_INDEX_SIZE].p)
+		return 0;
+	rc = need(r, &sp[S_INDEX_CHECKSUM], "index_checksum", "a segment");
+	es_cbor_reader_span(&f, r, &sp[S_INDEX_SIZE]);
+	if (rc == 0)
+		rc = es_cbor_get_uint(&f, "segment index_size",
+				      &seg->index_size);
+	if (rc == 0 && seg->index_size > SYNC_INDEX_SIZE_MAX)
+		rc = es_cbor_fail(r, ES_E_CBOR_VALUE,
+				  "segment index_size is above 256 GiB");
+	es_cbor_reader_span(&f, r, &sp[S_INDEX_CHECKSUM]);
+	if (rc == 0)
+		rc = sync_dec_u32(&f, "segment index_checksum",
+				  &seg->index_checksum);
+	return rc;
+}
 
 int sync_dec_segment(struct es_cbor_reader *r, struct es_sync_segment *seg,
 		     int depth, int with_add_version)
 {
 	static const char *const keys[S_N] = {
-	    "origin", "origin_seq", "seal_hlc", "count",
-	    "dim",    "size",	    "checksum", "add_version"};
+	    "origin",	  "origin_seq",	   "seal_hlc", "count",
+	    "dim",	  "size",	   "checksum", "add_version",
+	    "index_size", "index_checksum"};
 	struct es_cbor_span sp[S_N];
 	struct es_cbor_reader f;
 	int rc;
 
 	memset(seg, 0, sizeof(*seg));
 	rc = es_cbor_map_index(r, keys, S_N, sp, depth, "a segment");
-	for (int i = 0; rc == 0 && i < S_N; i++) {
+	for (int i = 0; rc == 0 && i <= S_ADD_VERSION; i++) {
 		if (i == S_ADD_VERSION && !with_add_version)
 			continue;
 		rc = need(r, &sp[i], keys[i], "a segment");
@@ -321,6 +349,8 @@ int sync_dec_segment(struct es_cbor_reader *r, struct es_sync_segment *seg,
 		rc = es_cbor_get_uint(&f, "segment add_version",
 				      &seg->add_version);
 	}
+	if (rc == 0 && with_add_version)
+		rc = dec_segment_index(r, sp, seg);
 	return rc;
 }
 

@@ -49,6 +49,7 @@ static inline uint32_t sync_piece_size(uint32_t chunk, uint32_t window)
 #define SYNC_SEGMENTS_PER_MSG 256u	 /* segments in a changes reply */
 #define SYNC_COLLECTIONS_MAX  1024u	 /* collections in one reply */
 #define SYNC_SEGMENT_SIZE_MAX (1ull << 36)
+#define SYNC_INDEX_SIZE_MAX   (1ull << 38) /* an index file (changes) */
 #define SYNC_DIM_MAX	      4096u
 #define SYNC_TOKEN_MAX	      256u
 #define SYNC_TOKEN_MIN	      16u
@@ -148,6 +149,7 @@ struct sync_req {
 	size_t data_len;
 	uint32_t crc;
 	int crc_ok; /* chunk: data's CRC32C is crc (set by the parser) */
+	int index;  /* fetch: part "index" (0: "segment", the default) */
 };
 
 /*
@@ -260,7 +262,8 @@ void sync_enc_fail(struct es_cbor_enc *e, const struct sync_fail *f);
 /* {name, dim, metric[, version]} */
 void sync_enc_collection(struct es_cbor_enc *e,
 			 const struct es_sync_collection *c, int with_version);
-/* {origin, origin_seq, seal_hlc, count, dim, size, checksum[, add_version]} */
+/* {origin, origin_seq, seal_hlc, count, dim, size, checksum[, add_version
+ * [, index_size, index_checksum when index_size]]} */
 void sync_enc_segment(struct es_cbor_enc *e, const struct es_sync_segment *s,
 		      int with_add_version);
 /* [[id, hlc, origin], ...] */

@@ -50,7 +50,9 @@ void sync_enc_collection(struct es_cbor_enc *e,
 void sync_enc_segment(struct es_cbor_enc *e, const struct es_sync_segment *s,
 		      int with_add_version)
 {
-	es_cbor_enc_map(e, with_add_version ? 8 : 7);
+	int index = with_add_version && s->index_size;
+
+	es_cbor_enc_map(e, with_add_version ? (index ? 10 : 8) : 7);
 	es_cbor_enc_kv_text(e, "origin", s->origin);
 	es_cbor_enc_kv_uint(e, "origin_seq", s->origin_seq);
 	es_cbor_enc_kv_uint(e, "seal_hlc", s->seal_hlc);
@@ -60,6 +62,10 @@ void sync_enc_segment(struct es_cbor_enc *e, const struct es_sync_segment *s,
 	es_cbor_enc_kv_uint(e, "checksum", s->checksum);
 	if (with_add_version)
 		es_cbor_enc_kv_uint(e, "add_version", s->add_version);
+	if (index) {
+		es_cbor_enc_kv_uint(e, "index_size", s->index_size);
+		es_cbor_enc_kv_uint(e, "index_checksum", s->index_checksum);
+	}
 }
 
 void sync_enc_tombstones(struct es_cbor_enc *e,

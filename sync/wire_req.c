@@ -35,6 +35,7 @@ enum field {
 	F_ADD_VERSION,
 	F_FIRST,
 	F_LENGTH,
+	F_PART,
 	F_COUNT,
 };
 
@@ -44,7 +45,7 @@ static const char *const field_names[F_COUNT] = {
     "collection", "segment",	"tombstones",  "tombstones_total",
     "origin",	  "origin_seq", "offset",      "data",
     "crc",	  "since",	"add_version", "first",
-    "length",
+    "length",	  "part",
 };
 
 #define BIT(f) (1u << (f))
@@ -68,7 +69,7 @@ static const struct {
     [SYNC_T_TOMBSTONES] = {BIT(F_COLLECTION) | BIT(F_ADD_VERSION) |
 			       BIT(F_FIRST),
 			   0},
-    [SYNC_T_FETCH] = {SEGREF | BIT(F_OFFSET) | BIT(F_LENGTH), 0},
+    [SYNC_T_FETCH] = {SEGREF | BIT(F_OFFSET) | BIT(F_LENGTH), BIT(F_PART)},
 };
 
 /* Maps a codec failure to the wire: schema and syntax are "malformed",
@@ -159,6 +160,20 @@ static int parse_blob(struct es_cbor_reader *f, const char *what, size_t max,
 	return rc;
 }
 
+/* fetch's part: "segment" (the default) or "index". */
+static int parse_part(struct es_cbor_reader *f, int *index)
+{
+	char part[16];
+	int rc = es_cbor_get_text(f, "field 'part'", part, sizeof(part));
+
+	if (rc == 0 && strcmp(part, "segment") && strcmp(part, "index"))
+		rc = es_cbor_fail(f, ES_E_CBOR_VALUE,
+				  "field 'part' must be \"segment\" or "
+				  "\"index\"");
+	*index = rc == 0 && !strcmp(part, "index");
+	return rc;
+}
+
 static int parse_field(struct sync_req *rq, enum field fd,
 		       struct es_cbor_reader *f)
 {
@@ -210,6 +225,8 @@ static int parse_field(struct sync_req *rq, enum field fd,
 		return es_cbor_get_uint(f, "field 'first'", &rq->first);
 	case F_LENGTH:
 		return es_cbor_get_uint(f, "field 'length'", &rq->length);
+	case F_PART:
+		return parse_part(f, &rq->index);
 	default:
 		return 0;
 	}

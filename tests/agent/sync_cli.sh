@@ -6,7 +6,9 @@
 #   origin, same checksum, same search results); a collection published on
 #   the cloud reaches the edge; deletes (tombstones) travel; a second edge;
 #   SIGKILL of the cloud, then of the edge, in the middle of a transfer and
-#   a restart: everything arrives and both manifests agree; a wrong token
+#   a restart: everything arrives and both manifests agree; an edge with
+#   --fetch-indexes takes a published segment with the cloud's index and
+#   installs it indexed, building nothing; a wrong token
 #   is refused. TLS with certificates signed by make_certs.sh's CA: an
 #   allowed device syncs, one not in allow-devices is refused, shows as
 #   awaiting approval on the cloud, syncs once `edgesync peers approve`d,
@@ -215,6 +217,16 @@ def awaiting(path, device, want="1"):
 def cloud_peers(path, *devices):
     return sorted(p["device"] for p in load(path)["peers"]) == sorted(devices)
 
+def same_index(a, b, origin):
+    def sizes(p):
+        return sorted((s["checksum"], s["indexed"], s["index_size"])
+                      for s in load(p)["segments"] if s["origin"] == origin)
+    x, y = sizes(a), sizes(b)
+    if x != y or not x or not all(s[1] for s in x):
+        print("indexes of %s: %s vs %s" % (origin, x, y), file=sys.stderr)
+        return False
+    return True
+
 def lacks(path, name):
     return name not in [c["name"] for c in load(path)["collections"]]
 
@@ -251,8 +263,8 @@ EOF
 # ---- plain tcp with a token: one edge, one cloud -----------------------
 port=$(free_port)
 start c1 --role cloud --listen "tcp://127.0.0.1:$port" --token "$TOKEN"
-if grep -q "plain tcp" "$dir/c1.log"; then ok; else
-	bad "the cloud does not warn about plain tcp"; fi
+# the socket is up before sync starts: the warning may follow it
+wait_for "the cloud's warning about plain tcp" grep -q "plain tcp" "$dir/c1.log"
 # an edge: every option on the command line; 1 MiB/s so that a big
 # segment takes a few seconds on the wire
 start e1 --role edge --peer "tcp://127.0.0.1:$port" --token "$TOKEN" \
@@ -340,6 +352,34 @@ wait_for "both edges on the cloud" eval \
 	'cli c1 --json peers && check cloud_peers "$dir/out" "$e1_id" "$e2_id"'
 must c1 --json collection list
 check lacks "$dir/out" private && ok || bad "private reached the cloud"
+
+# ---- an edge that takes the cloud's indexes ----------------------------
+# catalog is indexed on c1 (above): ei downloads segment and index, and
+# installs the segment indexed, so it never builds one
+start ei --role edge --peer "tcp://127.0.0.1:$port" --token "$TOKEN" \
+	--sync-interval 200 --fetch-indexes
+wait_for "catalog indexed on ei" has_segs ei catalog 1 "$c1_id" indexed
+if agree c1 ei catalog "$c1_id"; then ok; else bad "ei catalog differs"; fi
+segs c1 catalog "$dir/a.json" && segs ei catalog "$dir/b.json" &&
+	check same_index "$dir/a.json" "$dir/b.json" "$c1_id" && ok ||
+	bad "ei's catalog index is not the cloud's"
+grep -q "collection catalog: installed segment .* with its peer's index" \
+	"$dir/ei.log" && ok || bad "ei did not install catalog with its index"
+if grep -q "index of segment .* dropped" "$dir/ei.log"; then
+	bad "ei dropped an index: $(grep dropped "$dir/ei.log")"; else ok; fi
+same_search c1 ei catalog
+# published while ei runs: ei sees it before the cloud indexed it (or
+# after), waits for the index (index-wait) and takes the two together
+must c1 collection create catalog2 --dim $dim --publish
+must c1 import catalog2 "$dir/base.fvecs" --first-id 70000
+must c1 flush catalog2
+wait_for "catalog2 indexed on ei" has_segs ei catalog2 1 "$c1_id" indexed
+grep -q "collection catalog2: installed segment .* with its peer's index" \
+	"$dir/ei.log" && ok || bad "ei did not install catalog2 with its index"
+segs c1 catalog2 "$dir/a.json" && segs ei catalog2 "$dir/b.json" &&
+	check same_index "$dir/a.json" "$dir/b.json" "$c1_id" && ok ||
+	bad "ei's catalog2 index is not the cloud's"
+stop ei
 
 # ---- SIGKILL the cloud in the middle of a transfer ---------------------
 must e1 collection create big --dim 256

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "edgesync/collection.h"
+#include "edgesync/crc32c.h"
 #include "edgesync/ndvs.h"
 #include "edgesync/vamana.h"
 
@@ -426,6 +427,74 @@ static void test_adopt_index(void **state)
 	es_collection_close(c);
 }
 
+/* The CRC32C of the whole file at path. */
+static uint32_t file_crc(const char *path)
+{
+	unsigned char b[4096];
+	uint32_t crc = 0;
+	size_t n;
+	FILE *f = fopen(path, "rb");
+
+	assert_non_null(f);
+	while ((n = fread(b, 1, sizeof(b), f)) > 0)
+		crc = es_crc32c(crc, b, n);
+	fclose(f);
+	return crc;
+}
+
+/*
+ * A segment installed with its peer's index: recorded indexed before it
+ * is visible, so maintain finds nothing to build; a refused index (built
+ * from another segment) leaves the segment installed, unindexed.
+ */
+static void test_install_indexed(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	struct es_segment_meta m, other;
+	struct es_vamana_info info;
+	struct es_vamana *v;
+	char seg[128], seg2[128], idx[128], idx2[128];
+	int index_rc = -1, more = 1;
+
+	snprintf(seg, sizeof(seg), "%s/peer.ndvs", dir);
+	snprintf(seg2, sizeof(seg2), "%s/other.ndvs", dir);
+	snprintf(idx, sizeof(idx), "%s/peer.vamana", dir);
+	snprintf(idx2, sizeof(idx2), "%s/other.vamana", dir);
+	peer_segment(seg, 1000, 300, &m, 9);
+	peer_segment(seg2, 5000, 300, &other, 10);
+	build_index(seg, idx, ES_METRIC_L2);
+	build_index(seg2, idx2, ES_METRIC_L2);
+
+	/* the whole file's CRC32C follows from the footer's */
+	assert_int_equal(es_vamana_open(&v, idx, 0, 0, &info), 0);
+	es_vamana_close(v);
+	assert_int_equal(es_vamana_file_crc(info.checksum), file_crc(idx));
+
+	assert_int_equal(
+	    es_collection_install_indexed(c, seg, &m, NULL, 0, idx, &index_rc),
+	    0);
+	assert_int_equal(index_rc, 0);
+	assert_true(cat.segs[cat.n_segs - 1].indexed);
+	assert_int_equal(cat.segs[cat.n_segs - 1].index_checksum,
+			 info.checksum);
+	assert_int_equal(es_collection_maintain(c, &more), 0);
+	assert_int_equal(more, 0);
+	assert_int_equal(es_collection_adopt_index(c, "dev-b", 9, idx), 1);
+
+	/* seg2 with seg's index: refused, seg2 installed all the same */
+	assert_int_equal(es_collection_install_indexed(c, seg2, &other, NULL, 0,
+						       idx, &index_rc),
+			 0);
+	assert_int_equal(index_rc, ES_E_VAMANA_SEGMENT);
+	assert_false(cat.segs[cat.n_segs - 1].indexed);
+	assert_int_equal(nearest(c, 5100, 0), 5100);
+	es_collection_close(c);
+	c = open_coll(100000);
+	assert_true(cat.segs[cat.n_segs - 2].indexed);
+	assert_int_equal(nearest(c, 1200, 0), 1200);
+	es_collection_close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -438,6 +507,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_threshold, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_adopt_index, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_install_indexed, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "edgesync/crc32c.h"
 #include "edgesync/distance.h"
 #include "edgesync/ndvs.h"
 #include "test_host.h"
@@ -132,6 +133,23 @@ static int h_segment_path(void *arg, const char *coll, int64_t id, char **path)
 	return rc;
 }
 
+static int h_index_path(void *arg, const char *coll, int64_t id, char **path)
+{
+	struct test_host *h = arg;
+	struct th_coll *c;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&h->lock);
+	c = find(h, coll);
+	for (size_t i = 0; c && i < c->n; i++)
+		if (c->segs[i].s.id == id && c->segs[i].index_path[0]) {
+			*path = strdup(c->segs[i].index_path);
+			rc = 0;
+		}
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
 static int h_has_segment(void *arg, const char *coll, const char *origin,
 			 uint64_t seq)
 {
@@ -144,11 +162,13 @@ static int h_has_segment(void *arg, const char *coll, const char *origin,
 	return rc;
 }
 
-static int h_install(void *arg, const char *coll, const char *staged,
-		     const struct es_sync_segment *seg,
-		     const struct es_sync_tombstone *tombs, size_t n)
+/* install and install_indexed: moves the staged files here. */
+static int install(struct test_host *h, const char *coll, const char *staged,
+		   const char *index, const struct es_sync_segment *seg,
+		   const struct es_sync_tombstone *tombs, size_t n,
+		   int *index_rc)
 {
-	struct test_host *h = arg;
+	struct stat sb;
 	struct th_coll *c;
 	struct th_seg *s;
 	int rc = 0;
@@ -168,11 +188,25 @@ static int h_install(void *arg, const char *coll, const char *staged,
 	s->s = *seg;
 	s->s.id = h->next_id++;
 	s->s.add_version = ++c->c.version;
+	s->s.index_size = 0;
+	s->s.index_checksum = 0;
 	snprintf(s->path, sizeof(s->path), "%s/seg-%lld.ndvs", h->dir,
 		 (long long)s->s.id);
 	if (rename(staged, s->path) != 0) {
 		rc = -errno;
 		goto out;
+	}
+	if (index && h->refuse_index)
+		*index_rc = h->refuse_index;
+	else if (index) {
+		snprintf(s->index_path, sizeof(s->index_path),
+			 "%s/seg-%lld.vamana", h->dir, (long long)s->s.id);
+		if (rename(index, s->index_path) != 0 ||
+		    stat(s->index_path, &sb) != 0)
+			abort();
+		s->s.index_size = (uint64_t)sb.st_size;
+		s->s.index_checksum = seg->index_checksum;
+		h->indexed_installs++;
 	}
 	s->t = calloc(n + 1, sizeof(*tombs));
 	if (n)
@@ -183,6 +217,23 @@ static int h_install(void *arg, const char *coll, const char *staged,
 out:
 	pthread_mutex_unlock(&h->lock);
 	return rc;
+}
+
+static int h_install(void *arg, const char *coll, const char *staged,
+		     const struct es_sync_segment *seg,
+		     const struct es_sync_tombstone *tombs, size_t n)
+{
+	return install(arg, coll, staged, NULL, seg, tombs, n, NULL);
+}
+
+static int h_install_indexed(void *arg, const char *coll, const char *staged,
+			     const char *index,
+			     const struct es_sync_segment *seg,
+			     const struct es_sync_tombstone *tombs, size_t n,
+			     int *index_rc)
+{
+	*index_rc = 0;
+	return install(arg, coll, staged, index, seg, tombs, n, index_rc);
 }
 
 static struct th_ack *ack_find(struct test_host *h, const char *peer,
@@ -330,6 +381,8 @@ void th_init(struct test_host *h, const char *name, const char *dir,
 	    .segment_path = h_segment_path,
 	    .has_segment = h_has_segment,
 	    .install = h_install,
+	    .install_indexed = h_install_indexed,
+	    .index_path = h_index_path,
 	    .ack_get = h_ack_get,
 	    .ack_put = h_ack_put,
 	    .hlc_observe = h_hlc_observe,
@@ -423,6 +476,31 @@ uint64_t th_add_segment(struct test_host *h, const char *coll, uint64_t count,
 	return av;
 }
 
+void th_add_index(struct test_host *h, const char *coll, size_t i,
+		  uint64_t size, uint32_t seed)
+{
+	unsigned char *b = malloc(size ? size : 1);
+	uint32_t x = seed * 2654435761u + 7;
+	struct th_seg *s;
+	FILE *f;
+
+	for (uint64_t k = 0; k < size; k++) {
+		x = x * 1103515245u + 12345u;
+		b[k] = (unsigned char)(x >> 16);
+	}
+	pthread_mutex_lock(&h->lock);
+	s = &find(h, coll)->segs[i];
+	snprintf(s->index_path, sizeof(s->index_path), "%s/seg-%lld.vamana",
+		 h->dir, (long long)s->s.id);
+	f = fopen(s->index_path, "wb");
+	if (!f || fwrite(b, 1, size, f) != size || fclose(f) != 0)
+		abort();
+	s->s.index_size = size;
+	s->s.index_checksum = es_crc32c(0, b, size);
+	pthread_mutex_unlock(&h->lock);
+	free(b);
+}
+
 size_t th_count(struct test_host *h, const char *coll)
 {
 	struct th_coll *c;
@@ -507,6 +585,32 @@ int th_same(struct test_host *a, struct test_host *b, const char *coll,
 			same = x->t[i].id == y->t[i].id &&
 			       x->t[i].hlc == y->t[i].hlc &&
 			       !strcmp(x->t[i].origin, y->t[i].origin);
+	}
+	pthread_mutex_unlock(&b->lock);
+	pthread_mutex_unlock(&a->lock);
+	free(fa);
+	free(fb);
+	return same;
+}
+
+int th_same_index(struct test_host *a, struct test_host *b, const char *coll,
+		  const char *origin, uint64_t seq)
+{
+	struct th_seg *x, *y;
+	char *fa = NULL, *fb = NULL;
+	size_t la = 0, lb = 0;
+	int same = -1;
+
+	pthread_mutex_lock(&a->lock);
+	pthread_mutex_lock(&b->lock);
+	x = find_seg(find(a, coll), origin, seq);
+	y = find_seg(find(b, coll), origin, seq);
+	if (x && y && y->index_path[0] && x->index_path[0]) {
+		fa = slurp(x->index_path, &la);
+		fb = slurp(y->index_path, &lb);
+		same = fa && fb && la == lb && !memcmp(fa, fb, la) &&
+		       x->s.index_size == y->s.index_size &&
+		       x->s.index_checksum == y->s.index_checksum;
 	}
 	pthread_mutex_unlock(&b->lock);
 	pthread_mutex_unlock(&a->lock);

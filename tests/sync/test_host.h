@@ -22,6 +22,7 @@
 struct th_seg {
 	struct es_sync_segment s;
 	char path[640];
+	char index_path[640]; /* "" without an index */
 	struct es_sync_tombstone *t;
 	size_t nt;
 };
@@ -59,6 +60,8 @@ struct test_host {
 	int approved[TH_DEVS];
 	size_t nseen;
 	int approval_err; /* answered instead when < 0 */
+	int refuse_index; /* install_indexed refuses every index with it */
+	uint64_t indexed_installs; /* installs that kept their index */
 	struct es_sync_host api;
 };
 
@@ -77,6 +80,18 @@ void th_add_collection(struct test_host *h, const char *name, uint32_t dim,
 uint64_t th_add_segment(struct test_host *h, const char *coll, uint64_t count,
 			uint32_t seed, size_t ntombs, const char *origin,
 			uint64_t origin_seq);
+
+/*
+ * th_add_index gives segment i of coll an "index": size bytes from seed
+ * next to it, listed with its size and CRC32C (the host of the sync
+ * tests never looks inside an index; the store's own tests do).
+ */
+void th_add_index(struct test_host *h, const char *coll, size_t i,
+		  uint64_t size, uint32_t seed);
+/* 1 if (coll, origin, seq) has an index in a and in b, of the same
+ * bytes; 0 if not; -1 if b has no index for it. */
+int th_same_index(struct test_host *a, struct test_host *b, const char *coll,
+		  const char *origin, uint64_t seq);
 
 /* The number of segments in coll (0 if it does not exist). */
 size_t th_count(struct test_host *h, const char *coll);

@@ -402,6 +402,22 @@ static void published_attacks(nng_socket s, const struct es_sync_segment *p)
 	expect(s, SYNC_T_FETCH, SYNC_C_NONE, NULL);
 	assert_int_equal(rp.data_len, 64);
 	assert_int_equal(rp.crc, es_crc32c(0, rp.data, 64));
+	/* part: only "segment" or "index", and this segment has no index */
+	segref(SYNC_T_FETCH, 3, "pub", p);
+	es_cbor_enc_kv_uint(&E, "offset", 0);
+	es_cbor_enc_kv_uint(&E, "length", 64);
+	es_cbor_enc_kv_text(&E, "part", "../etc/passwd");
+	expect(s, SYNC_T_FETCH, SYNC_C_INVALID, "part");
+	segref(SYNC_T_FETCH, 3, "pub", p);
+	es_cbor_enc_kv_uint(&E, "offset", 0);
+	es_cbor_enc_kv_uint(&E, "length", 64);
+	es_cbor_enc_kv_text(&E, "part", "index");
+	expect(s, SYNC_T_FETCH, SYNC_C_NOT_FOUND, "no index");
+	segref(SYNC_T_FETCH, 3, "pub", p);
+	es_cbor_enc_kv_uint(&E, "offset", 0);
+	es_cbor_enc_kv_uint(&E, "length", 64);
+	es_cbor_enc_kv_text(&E, "part", "segment");
+	expect(s, SYNC_T_FETCH, SYNC_C_NONE, NULL);
 	req(SYNC_T_TOMBSTONES, 3);
 	es_cbor_enc_kv_text(&E, "collection", "pub");
 	es_cbor_enc_kv_uint(&E, "add_version", p->add_version);

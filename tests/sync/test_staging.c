@@ -83,6 +83,70 @@ static void test_key(void **state)
 	assert_string_not_equal(a, b);
 }
 
+/* An index is staged under a key of its own that shares its segment's
+ * lock, and is checked for its size and whole-file CRC32C only. */
+static void test_index(void **state)
+{
+	char dir[400], k[SYNC_KEY_LEN + 1], ik[SYNC_KEY_LEN + 1], why[200];
+	struct es_sync_segment seg = {.origin = "dev", .origin_seq = 7};
+	struct sync_staging st;
+	struct sync_stage_meta m;
+	unsigned char data[5000];
+	struct sync_stage_writer w;
+	uint64_t off = 1, now;
+
+	sync_staging_key("c", "dev", 7, k);
+	sync_staging_index_key("c", "dev", 7, ik);
+	assert_int_equal(strspn(ik, "0123456789abcdef"), SYNC_KEY_LEN);
+	assert_string_not_equal(k, ik);
+	assert_int_equal(memcmp(k, ik, 2), 0);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (unsigned char)(i * 7);
+	seg.index_size = sizeof(data);
+	seg.index_checksum = es_crc32c(0, data, sizeof(data));
+	sync_stage_meta_index(&m, "c", &seg);
+	assert_int_equal(m.size, sizeof(data));
+	make_dir(dir, sizeof(dir), "index");
+	assert_int_equal(sync_staging_init(&st, dir), 0);
+	assert_ptr_equal(sync_staging_lock(&st, k), sync_staging_lock(&st, ik));
+	assert_int_equal(sync_staging_open(&st, ik, &m, &off), 0);
+	assert_int_equal(off, 0);
+	sync_stage_writer_init(&w, off);
+	assert_int_equal(
+	    sync_staging_append(&st, ik, &w, 0, data, 4000, NULL, &now), 0);
+	assert_int_equal(
+	    sync_staging_check_crc(&st, ik, &m, NULL, why, sizeof(why)),
+	    ES_E_SYNC_CHECKSUM);
+	assert_non_null(strstr(why, "staged 4000 bytes"));
+	data[4500] ^= 1;
+	assert_int_equal(sync_staging_append(&st, ik, &w, 4000, data + 4000,
+					     1000, NULL, &now),
+			 0);
+	/* Damaged: caught by the running sum, and by reading. */
+	assert_int_equal(
+	    sync_staging_check_crc(&st, ik, &m, &w, why, sizeof(why)),
+	    ES_E_SYNC_CHECKSUM);
+	assert_int_equal(
+	    sync_staging_check_crc(&st, ik, &m, NULL, why, sizeof(why)),
+	    ES_E_SYNC_CHECKSUM);
+	assert_non_null(strstr(why, "CRC32C"));
+	sync_staging_remove(&st, ik);
+	data[4500] ^= 1;
+	assert_int_equal(sync_staging_open(&st, ik, &m, &off), 0);
+	assert_int_equal(off, 0);
+	sync_stage_writer_fini(&w);
+	sync_stage_writer_init(&w, off);
+	assert_int_equal(
+	    sync_staging_append(&st, ik, &w, 0, data, 5000, NULL, &now), 0);
+	assert_int_equal(
+	    sync_staging_check_crc(&st, ik, &m, &w, why, sizeof(why)), 0);
+	assert_int_equal(
+	    sync_staging_check_crc(&st, ik, &m, NULL, why, sizeof(why)), 0);
+	sync_stage_writer_fini(&w);
+	sync_staging_remove(&st, ik);
+	sync_staging_fini(&st);
+}
+
 static void test_resume_and_check(void **state)
 {
 	struct sync_staging st;
@@ -323,6 +387,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_key),
+	    cmocka_unit_test(test_index),
 	    cmocka_unit_test(test_resume_and_check),
 	    cmocka_unit_test(test_summed),
 	    cmocka_unit_test(test_damaged_file),

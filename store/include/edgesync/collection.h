@@ -152,6 +152,24 @@ int es_collection_install(struct es_collection *c, const char *staged_path,
 			  const struct es_tombstone *tombs, size_t n_tombs);
 
 /*
+ * es_collection_install_indexed installs as es_collection_install, with
+ * the segment's index file that came from the same peer: checked whole
+ * (as es_collection_adopt_index does) before anything is linked, then
+ * linked and recorded through catalog->indexed before the segment is
+ * visible, so no index build of it ever starts here. An index refused
+ * does not fail the segment: it is installed alone (indexed here later)
+ * and *index_rc says why (an ES_E_VAMANA_* code, or -errno); 0 when the
+ * index was kept. Returns what es_collection_install returns; both
+ * staged files stay for the caller to remove.
+ */
+int es_collection_install_indexed(struct es_collection *c,
+				  const char *staged_path,
+				  const struct es_segment_meta *meta,
+				  const struct es_tombstone *tombs,
+				  size_t n_tombs, const char *staged_index,
+				  int *index_rc);
+
+/*
  * es_collection_adopt_index takes an index file that came from a peer for
  * the installed segment (origin, origin_seq): the whole file is verified
  * and must have been built from that segment with the collection's

@@ -114,6 +114,13 @@ const struct es_vamana_info *es_vamana_get_info(const struct es_vamana *v);
 int es_vamana_match(const struct es_vamana_info *info,
 		    const struct es_ndvs_info *segment);
 
+/*
+ * es_vamana_file_crc: the CRC32C of a whole index file whose footer
+ * checksum (es_vamana_info.checksum: every byte before the footer) is
+ * checksum. The footer follows from it, so this costs no I/O.
+ */
+uint32_t es_vamana_file_crc(uint32_t checksum);
+
 /* es_vamana_uses_uring: 1 if disk reads go through io_uring. */
 int es_vamana_uses_uring(const struct es_vamana *v);
 

@@ -70,6 +70,10 @@ struct es_sync_segment {
 	uint32_t checksum; /* NDVS footer CRC32C */
 	uint64_t
 	    add_version; /* the holder's collection version that added it */
+	/* Its index file, if the holder has built one (0 if not): size in
+	 * bytes and CRC32C of the whole file. Listed in changes only. */
+	uint64_t index_size;
+	uint32_t index_checksum;
 };
 
 struct es_sync_tombstone {
@@ -105,6 +109,12 @@ struct es_sync_host {
 	/* The path of a segment's NDVS file (malloc'ed). */
 	int (*segment_path)(void *arg, const char *coll, int64_t id,
 			    char **path);
+	/*
+	 * Cloud, optional: the path of the index file of segment id
+	 * (malloc'ed), the one list_segments described with index_size and
+	 * index_checksum; -ENOENT if it has none. NULL: no index is served.
+	 */
+	int (*index_path)(void *arg, const char *coll, int64_t id, char **path);
 	/* 1 if coll holds the segment (origin, origin_seq), else 0
 	 * (-ENOENT for a missing collection counts as 0). */
 	int (*has_segment)(void *arg, const char *coll, const char *origin,
@@ -121,6 +131,22 @@ struct es_sync_host {
 	int (*install)(void *arg, const char *coll, const char *staged_path,
 		       const struct es_sync_segment *seg,
 		       const struct es_sync_tombstone *tombs, size_t n);
+	/*
+	 * Edge, optional (fetch_indexes): as install, with the segment's
+	 * index file staged at index_path, whose size and whole-file CRC32C
+	 * sync has checked against what the peer announced. The host checks
+	 * the index against the segment and the collection's metric and
+	 * installs the segment with it, so that no index is ever built here
+	 * for it. An index it refuses does not fail the segment: the
+	 * segment is installed alone (its index built here) and *index_rc
+	 * says why (0: the index was kept). Returns what install returns.
+	 * Both staged files are gone, or left for sync to remove, after.
+	 */
+	int (*install_indexed)(void *arg, const char *coll,
+			       const char *staged_path, const char *index_path,
+			       const struct es_sync_segment *seg,
+			       const struct es_sync_tombstone *tombs, size_t n,
+			       int *index_rc);
 	/*
 	 * What peer has acknowledged of coll in direction dir (0 if never),
 	 * and recording a new acknowledgement (only ever larger). peer is
@@ -173,6 +199,17 @@ struct es_sync_config {
 	uint32_t chunk_size;	 /* default 1 MiB */
 	uint32_t interval_ms;	 /* edge: between rounds, default 5000 */
 	uint32_t backoff_max_ms; /* edge: reconnect backoff cap, 60000 */
+	/*
+	 * edge: fetch the index a cloud has built for a segment with the
+	 * segment (needs the host's install_indexed); 0: build them here.
+	 */
+	int fetch_indexes;
+	/*
+	 * edge, fetch_indexes: how long to wait for a cloud to index a
+	 * segment it lists without one, from when this edge first saw it
+	 * so, before taking the segment alone (0: never wait).
+	 */
+	uint32_t index_wait_ms;
 };
 
 struct es_sync;
