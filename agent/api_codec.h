@@ -1,23 +1,20 @@
 /*
- * Private to the agent: the CBOR codec of the local API (agent/PROTOCOL.md),
- * shared by the server (api_server.c) and the client library (client.c).
+ * Private to the agent: the local API's schema (agent/PROTOCOL.md) over
+ * the shared CBOR codec (edgesync/cbor.h), used by the server
+ * (api_server.c, api_ops.c) and the client library (client.c).
  *
- * Decoding is a pull reader over libcbor's streaming decoder: every call
- * decodes one item head in place (strings point into the caller's
- * buffer), so nothing is allocated per element; a batch of vectors costs
- * one allocation, the float array the engine takes. Encoding is a small
- * hand encoder into one growing buffer (libcbor's item tree would cost an
- * allocation per id and per distance).
+ * Requests are read with the codec's pull reader: strings point into the
+ * request, nothing is allocated per element; a batch of vectors costs one
+ * allocation, the float array the engine takes. Replies are written with
+ * the codec's encoder.
  *
  * Invariants:
- *   1. The reader never reads outside [p, end) and never trusts a
- *      declared length or count: strings must fit in what is left, and
- *      containers are walked item by item, each at least one byte.
- *   2. Nesting deeper than API_MAX_DEPTH is refused; recursion is bounded.
- *   3. Every failure writes a message naming what was wrong to the
- *      reader's err buffer and returns an API_E_* code; nothing is printed.
- *   4. The encoder's first allocation failure sticks (api_enc_error);
- *      callers check once at the end.
+ *   1. The codec's invariants hold (bounded reads and nesting, one message
+ *      per failure in the reader's err buffer, nothing printed).
+ *   2. What the API's entry points below return is an API_E_* code (or
+ *      -errno): the codec's ES_E_CBOR_* codes are mapped once, by
+ *      api_cbor_err, so API clients see the same codes and messages as
+ *      before the codec was shared.
  */
 #ifndef EDGESYNC_API_CODEC_H
 #define EDGESYNC_API_CODEC_H
@@ -25,15 +22,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edgesync/cbor.h"
+
 #define API_PROTOCOL   1      /* the "v" of every request and reply */
 #define API_MAX_BATCH  100000 /* ids per insert or delete */
 #define API_MAX_K      1000   /* search results */
 #define API_MAX_L      4096   /* search list (ES_VAMANA_MAX_L) */
 #define API_MAX_DIM    4096
-#define API_NAME_MAX   64  /* collection names: [a-z0-9_-]{1,64} */
-#define API_DEVICE_MAX 64  /* device ids: 1..64 of ASCII 0x21..0x7e */
-#define API_MAX_DEPTH  32  /* nesting of arrays and maps */
-#define API_ERR_MAX    256 /* error messages, with the NUL */
+#define API_NAME_MAX   64 /* collection names: [a-z0-9_-]{1,64} */
+#define API_DEVICE_MAX 64 /* device ids: 1..64 of ASCII 0x21..0x7e */
+#define API_ERR_MAX    ES_CBOR_ERR_MAX /* error messages, with the NUL */
 
 /* Codes of requests the server refuses before the engine sees them. */
 enum api_err {
@@ -47,92 +45,12 @@ enum api_err {
 /* The stable string of an API_E_* code ("bad_request"...); NULL if not. */
 const char *api_err_name(int err);
 
-/* ---- reader ----------------------------------------------------------- */
-
-enum api_type {
-	API_UINT,
-	API_NEGINT, /* value -1 - u */
-	API_BYTES,
-	API_TEXT,
-	API_ARRAY,
-	API_MAP,
-	API_FLOAT,
-	API_BOOL,
-	API_NULL,
-	API_UNDEF,
-	API_BREAK, /* end of an indefinite array or map */
-};
-
-struct api_item {
-	enum api_type type;
-	int indef;		   /* array or map of indefinite length */
-	uint64_t u;		   /* integer, string length, item count */
-	double f;		   /* API_FLOAT */
-	int b;			   /* API_BOOL */
-	const unsigned char *data; /* API_BYTES, API_TEXT: u bytes */
-};
-
-struct api_reader {
-	const unsigned char *start; /* of the whole message, for offsets */
-	const unsigned char *p;
-	const unsigned char *end;
-	char *err; /* API_ERR_MAX bytes */
-};
-
-/* A raw item inside a buffer, decoded later. */
-struct api_span {
-	const unsigned char *p; /* NULL: absent */
-	size_t len;
-};
-
-/* A container being walked: api_seq_next says if an element follows. */
-struct api_seq {
-	uint64_t left;
-	int indef;
-};
-
-void api_reader_init(struct api_reader *r, const void *buf, size_t len,
-		     char *err);
-/* A reader over span s that reports to r's err buffer. */
-void api_reader_span(struct api_reader *sub, const struct api_reader *r,
-		     const struct api_span *s);
-
-/* Writes the message to r's err buffer and returns code. */
-int api_fail(struct api_reader *r, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* "an unsigned integer", "a map", ... for messages. */
-const char *api_type_name(enum api_type t);
-
-/* Reads the next item head (skipping tags); strings are read whole. */
-int api_next(struct api_reader *r, struct api_item *it);
-/* Skips the next item with everything inside it. */
-int api_skip(struct api_reader *r, int depth);
-/* Skips the next item, recording where it lies. */
-int api_span_read(struct api_reader *r, struct api_span *s, int depth);
-
-/* Reads an array or map head (what names it in errors). */
-int api_array_begin(struct api_reader *r, struct api_seq *s, const char *what);
-int api_map_begin(struct api_reader *r, struct api_seq *s, const char *what);
-/* 1 if another element (for a map: key) follows, 0 at the end. */
-int api_seq_next(struct api_reader *r, struct api_seq *s);
-
 /*
- * api_map_index walks a map whose keys are text, recording in spans[i]
- * the value of keys[i] (absent: p NULL). A key given twice is refused;
- * other keys are skipped.
+ * api_cbor_err maps a codec code to the API's: malformed or mis-shaped
+ * CBOR is API_E_BAD_REQUEST, a refused value API_E_BAD_VALUE, a float
+ * array of another length API_E_DIM; any other code is returned as is.
  */
-int api_map_index(struct api_reader *r, const char *const *keys, size_t nkeys,
-		  struct api_span *spans, int depth, const char *what);
-
-/* Typed reads of the next item; what names it in errors ("field 'k'"). */
-int api_get_uint(struct api_reader *r, const char *what, uint64_t *v);
-int api_get_int(struct api_reader *r, const char *what, int64_t *v);
-int api_get_bool(struct api_reader *r, const char *what, int *v);
-/* A finite number: integer or float. */
-int api_get_number(struct api_reader *r, const char *what, double *v);
-/* Text of at most size - 1 bytes without NUL, copied with a NUL. */
-int api_get_text(struct api_reader *r, const char *what, char *buf,
-		 size_t size);
+int api_cbor_err(int err);
 
 /*
  * api_get_vector reads one vector of dim floats into out: a byte string
@@ -140,22 +58,15 @@ int api_get_text(struct api_reader *r, const char *what, char *buf,
  * values are refused. what names it in errors ("vector", "vector 3");
  * coll names the collection.
  */
-int api_get_vector(struct api_reader *r, uint32_t dim, float *out,
+int api_get_vector(struct es_cbor_reader *r, uint32_t dim, float *out,
 		   const char *what, const char *coll);
 
 /*
  * api_get_vectors reads n vectors of dim floats into out (n x dim): one
  * byte string of n x dim float32, or an array of n vectors as above.
  */
-int api_get_vectors(struct api_reader *r, size_t n, uint32_t dim, float *out,
-		    const char *coll);
-
-/*
- * api_get_ids reads an array of at most max unsigned integers into *ids
- * (malloc'ed; free() it, NULL when empty).
- */
-int api_get_ids(struct api_reader *r, const char *what, size_t max,
-		uint64_t **ids, size_t *n);
+int api_get_vectors(struct es_cbor_reader *r, size_t n, uint32_t dim,
+		    float *out, const char *coll);
 
 /* 1 if name is a valid collection name ([a-z0-9_-]{1,64}). */
 int api_name_valid(const char *name);
@@ -198,8 +109,8 @@ struct api_request {
 	char device[API_DEVICE_MAX + 1]; /* peers.approve */
 	int approve;			 /* peers.approve, default 1 */
 	/* Insert's "vectors", search's "vector": decoded once dim is known. */
-	struct api_span vectors;
-	struct api_reader reader; /* over the request, for the spans */
+	struct es_cbor_span vectors;
+	struct es_cbor_reader reader; /* over the request, for the spans */
 };
 
 /*
@@ -213,38 +124,40 @@ int api_request_parse(struct api_request *rq, const void *buf, size_t len,
 		      char *err);
 void api_request_fini(struct api_request *rq);
 
-/* ---- encoder ---------------------------------------------------------- */
-
-struct api_enc {
-	unsigned char *buf;
-	size_t len;
-	size_t cap;
-	int err; /* -ENOMEM once an allocation failed */
-};
-
-void api_enc_init(struct api_enc *e);
-void api_enc_fini(struct api_enc *e);
-/* Empties e, keeping at most keep bytes of its buffer. */
-void api_enc_reset(struct api_enc *e, size_t keep);
-int api_enc_error(const struct api_enc *e);
-
-void api_enc_map(struct api_enc *e, uint64_t n);
-void api_enc_array(struct api_enc *e, uint64_t n);
-void api_enc_uint(struct api_enc *e, uint64_t v);
-void api_enc_int(struct api_enc *e, int64_t v);
-void api_enc_bool(struct api_enc *e, int v);
-void api_enc_float(struct api_enc *e, float v); /* float32 */
-void api_enc_text(struct api_enc *e, const char *s);
-void api_enc_textn(struct api_enc *e, const char *s, size_t n);
-void api_enc_bytes(struct api_enc *e, const void *p, size_t n);
-/* A byte string of n little-endian float32. */
-void api_enc_floats(struct api_enc *e, const float *v, size_t n);
-/* Appends n raw bytes (an item encoded elsewhere). */
-void api_enc_raw(struct api_enc *e, const void *p, size_t n);
-
-/* Map entries: a text key and its value. */
-void api_enc_kv_uint(struct api_enc *e, const char *key, uint64_t v);
-void api_enc_kv_text(struct api_enc *e, const char *key, const char *s);
-void api_enc_kv_bool(struct api_enc *e, const char *key, int v);
+/*
+ * The names the codec had when it was the API's own, for the API's tests
+ * (tests/agent): aliases of edgesync/cbor.h, no code of their own. The
+ * agent itself uses the es_cbor_* names.
+ */
+#define api_reader	es_cbor_reader
+#define api_span	es_cbor_span
+#define api_item	es_cbor_item
+#define api_enc		es_cbor_enc
+#define API_UINT	ES_CBOR_UINT
+#define api_reader_init es_cbor_reader_init
+#define api_reader_span es_cbor_reader_span
+#define api_next	es_cbor_next
+#define api_map_index	es_cbor_map_index
+#define api_get_uint	es_cbor_get_uint
+#define api_get_int	es_cbor_get_int
+#define api_get_bool	es_cbor_get_bool
+#define api_get_text	es_cbor_get_text
+#define api_enc_init	es_cbor_enc_init
+#define api_enc_fini	es_cbor_enc_fini
+#define api_enc_reset	es_cbor_enc_reset
+#define api_enc_error	es_cbor_enc_error
+#define api_enc_map	es_cbor_enc_map
+#define api_enc_array	es_cbor_enc_array
+#define api_enc_uint	es_cbor_enc_uint
+#define api_enc_int	es_cbor_enc_int
+#define api_enc_float	es_cbor_enc_float
+#define api_enc_text	es_cbor_enc_text
+#define api_enc_textn	es_cbor_enc_textn
+#define api_enc_bytes	es_cbor_enc_bytes
+#define api_enc_floats	es_cbor_enc_floats
+#define api_enc_raw	es_cbor_enc_raw
+#define api_enc_kv_uint es_cbor_enc_kv_uint
+#define api_enc_kv_text es_cbor_enc_kv_text
+#define api_enc_kv_bool es_cbor_enc_kv_bool
 
 #endif

@@ -130,11 +130,11 @@ void api_ops_fini(struct api_ops *o)
 }
 
 /* {v: 1, ok: true, ...n more entries} */
-static void reply_ok(struct api_enc *e, unsigned n)
+static void reply_ok(struct es_cbor_enc *e, unsigned n)
 {
-	api_enc_map(e, 2 + n);
-	api_enc_kv_uint(e, "v", API_PROTOCOL);
-	api_enc_kv_bool(e, "ok", 1);
+	es_cbor_enc_map(e, 2 + n);
+	es_cbor_enc_kv_uint(e, "v", API_PROTOCOL);
+	es_cbor_enc_kv_bool(e, "ok", 1);
 }
 
 static const char *sync_name(uint32_t flags)
@@ -162,38 +162,39 @@ static uint32_t sync_flags(const char *name)
 	return 0;
 }
 
-static void enc_collection(struct api_enc *e,
+static void enc_collection(struct es_cbor_enc *e,
 			   const struct es_collection_info *ci)
 {
-	api_enc_map(e, 10);
-	api_enc_kv_text(e, "name", ci->name);
-	api_enc_kv_uint(e, "dim", ci->dim);
-	api_enc_kv_text(e, "metric", es_metric_name(ci->metric));
-	api_enc_kv_text(e, "sync", sync_name(ci->flags));
-	api_enc_kv_uint(e, "vectors", ci->vectors);
-	api_enc_kv_uint(e, "growing", ci->growing);
-	api_enc_kv_uint(e, "segments", ci->segments);
-	api_enc_kv_uint(e, "indexed", ci->indexed);
-	api_enc_kv_uint(e, "version", ci->version);
-	api_enc_kv_uint(e, "bytes", ci->bytes);
+	es_cbor_enc_map(e, 10);
+	es_cbor_enc_kv_text(e, "name", ci->name);
+	es_cbor_enc_kv_uint(e, "dim", ci->dim);
+	es_cbor_enc_kv_text(e, "metric", es_metric_name(ci->metric));
+	es_cbor_enc_kv_text(e, "sync", sync_name(ci->flags));
+	es_cbor_enc_kv_uint(e, "vectors", ci->vectors);
+	es_cbor_enc_kv_uint(e, "growing", ci->growing);
+	es_cbor_enc_kv_uint(e, "segments", ci->segments);
+	es_cbor_enc_kv_uint(e, "indexed", ci->indexed);
+	es_cbor_enc_kv_uint(e, "version", ci->version);
+	es_cbor_enc_kv_uint(e, "bytes", ci->bytes);
 }
 
 /* ---- operations ------------------------------------------------------- */
 
-static int op_ping(struct api_ops *o, struct api_request *rq, struct api_enc *e)
+static int op_ping(struct api_ops *o, struct api_request *rq,
+		   struct es_cbor_enc *e)
 {
 	reply_ok(e, 6);
-	api_enc_kv_text(e, "version", ES_VERSION);
-	api_enc_kv_uint(e, "protocol", API_PROTOCOL);
-	api_enc_kv_uint(e, "max_message", o->max_message);
-	api_enc_kv_uint(e, "max_batch", API_MAX_BATCH);
-	api_enc_kv_uint(e, "max_k", API_MAX_K);
-	api_enc_kv_uint(e, "max_dim", API_MAX_DIM);
+	es_cbor_enc_kv_text(e, "version", ES_VERSION);
+	es_cbor_enc_kv_uint(e, "protocol", API_PROTOCOL);
+	es_cbor_enc_kv_uint(e, "max_message", o->max_message);
+	es_cbor_enc_kv_uint(e, "max_batch", API_MAX_BATCH);
+	es_cbor_enc_kv_uint(e, "max_k", API_MAX_K);
+	es_cbor_enc_kv_uint(e, "max_dim", API_MAX_DIM);
 	return 0;
 }
 
 static int op_create(struct api_ops *o, struct api_request *rq,
-		     struct api_enc *e)
+		     struct es_cbor_enc *e)
 {
 	enum es_metric metric = ES_METRIC_L2;
 	int rc;
@@ -211,7 +212,8 @@ static int op_create(struct api_ops *o, struct api_request *rq,
 	return 0;
 }
 
-static int op_list(struct api_ops *o, struct api_request *rq, struct api_enc *e)
+static int op_list(struct api_ops *o, struct api_request *rq,
+		   struct es_cbor_enc *e)
 {
 	struct es_collection_info *list = NULL;
 	size_t n = 0;
@@ -220,15 +222,16 @@ static int op_list(struct api_ops *o, struct api_request *rq, struct api_enc *e)
 	if (rc < 0)
 		return engine_fail(o, rq, rc);
 	reply_ok(e, 1);
-	api_enc_text(e, "collections");
-	api_enc_array(e, n);
+	es_cbor_enc_text(e, "collections");
+	es_cbor_enc_array(e, n);
 	for (size_t i = 0; i < n; i++)
 		enc_collection(e, &list[i]);
 	free(list);
 	return 0;
 }
 
-static int op_info(struct api_ops *o, struct api_request *rq, struct api_enc *e)
+static int op_info(struct api_ops *o, struct api_request *rq,
+		   struct es_cbor_enc *e)
 {
 	struct es_collection_info ci;
 	int rc = es_engine_collection_info(o->engine, rq->name, &ci);
@@ -236,12 +239,13 @@ static int op_info(struct api_ops *o, struct api_request *rq, struct api_enc *e)
 	if (rc < 0)
 		return engine_fail(o, rq, rc);
 	reply_ok(e, 1);
-	api_enc_text(e, "collection");
+	es_cbor_enc_text(e, "collection");
 	enc_collection(e, &ci);
 	return 0;
 }
 
-static int op_drop(struct api_ops *o, struct api_request *rq, struct api_enc *e)
+static int op_drop(struct api_ops *o, struct api_request *rq,
+		   struct es_cbor_enc *e)
 {
 	int rc = es_engine_collection_drop(o->engine, rq->name);
 
@@ -267,9 +271,9 @@ static int coll_dim(struct api_ops *o, struct api_request *rq, uint32_t *dim)
 }
 
 static int op_insert(struct api_ops *o, struct api_request *rq,
-		     struct api_enc *e)
+		     struct es_cbor_enc *e)
 {
-	struct api_reader r;
+	struct es_cbor_reader r;
 	uint64_t bytes;
 	uint32_t dim = 0;
 	float *vecs;
@@ -287,7 +291,7 @@ static int op_insert(struct api_ops *o, struct api_request *rq,
 	if (!vecs)
 		return fail(o, -ENOMEM, "out of memory for %" PRIu64 " bytes",
 			    bytes);
-	api_reader_span(&r, &rq->reader, &rq->vectors);
+	es_cbor_reader_span(&r, &rq->reader, &rq->vectors);
 	rc = api_get_vectors(&r, rq->n_ids, dim, vecs, rq->name);
 	if (rc == 0 && rq->n_ids) {
 		rc = es_engine_insert(o->engine, rq->name, rq->ids, vecs,
@@ -299,12 +303,12 @@ static int op_insert(struct api_ops *o, struct api_request *rq,
 	if (rc)
 		return rc;
 	reply_ok(e, 1);
-	api_enc_kv_uint(e, "count", rq->n_ids);
+	es_cbor_enc_kv_uint(e, "count", rq->n_ids);
 	return 0;
 }
 
 static int op_delete(struct api_ops *o, struct api_request *rq,
-		     struct api_enc *e)
+		     struct es_cbor_enc *e)
 {
 	uint32_t dim = 0;
 	int rc;
@@ -319,11 +323,12 @@ static int op_delete(struct api_ops *o, struct api_request *rq,
 			return rc;
 	}
 	reply_ok(e, 1);
-	api_enc_kv_uint(e, "count", rq->n_ids);
+	es_cbor_enc_kv_uint(e, "count", rq->n_ids);
 	return 0;
 }
 
-static int op_get(struct api_ops *o, struct api_request *rq, struct api_enc *e)
+static int op_get(struct api_ops *o, struct api_request *rq,
+		  struct es_cbor_enc *e)
 {
 	uint32_t dim = 0;
 	int rc = coll_dim(o, rq, &dim);
@@ -334,22 +339,22 @@ static int op_get(struct api_ops *o, struct api_request *rq, struct api_enc *e)
 	if (rc < 0)
 		return engine_fail(o, rq, rc);
 	reply_ok(e, 2);
-	api_enc_kv_uint(e, "id", rq->id);
-	api_enc_text(e, "vector");
-	api_enc_floats(e, o->query, dim);
+	es_cbor_enc_kv_uint(e, "id", rq->id);
+	es_cbor_enc_text(e, "vector");
+	es_cbor_enc_floats(e, o->query, dim);
 	return 0;
 }
 
 static int op_search(struct api_ops *o, struct api_request *rq,
-		     struct api_enc *e)
+		     struct es_cbor_enc *e)
 {
-	struct api_reader r;
+	struct es_cbor_reader r;
 	uint32_t dim = 0;
 	int n, rc = coll_dim(o, rq, &dim);
 
 	if (rc)
 		return rc;
-	api_reader_span(&r, &rq->reader, &rq->vectors);
+	es_cbor_reader_span(&r, &rq->reader, &rq->vectors);
 	rc = api_get_vector(&r, dim, o->query, "vector", rq->name);
 	if (rc)
 		return rc;
@@ -360,19 +365,19 @@ static int op_search(struct api_ops *o, struct api_request *rq,
 	if (n > (int)rq->k)
 		n = (int)rq->k;
 	reply_ok(e, 2);
-	api_enc_text(e, "ids");
-	api_enc_array(e, (uint64_t)n);
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, (uint64_t)n);
 	for (int i = 0; i < n; i++)
-		api_enc_uint(e, o->hits[i].id);
-	api_enc_text(e, "distances");
-	api_enc_array(e, (uint64_t)n);
+		es_cbor_enc_uint(e, o->hits[i].id);
+	es_cbor_enc_text(e, "distances");
+	es_cbor_enc_array(e, (uint64_t)n);
 	for (int i = 0; i < n; i++)
-		api_enc_float(e, o->hits[i].distance);
+		es_cbor_enc_float(e, o->hits[i].distance);
 	return 0;
 }
 
 static int op_flush(struct api_ops *o, struct api_request *rq,
-		    struct api_enc *e)
+		    struct es_cbor_enc *e)
 {
 	int rc = es_engine_flush(o->engine, rq->name);
 
@@ -383,7 +388,7 @@ static int op_flush(struct api_ops *o, struct api_request *rq,
 }
 
 static int op_stats(struct api_ops *o, struct api_request *rq,
-		    struct api_enc *e)
+		    struct es_cbor_enc *e)
 {
 	struct es_engine_stats st;
 	int rc = es_engine_stats(o->engine, &st);
@@ -391,21 +396,21 @@ static int op_stats(struct api_ops *o, struct api_request *rq,
 	if (rc < 0)
 		return engine_fail(o, rq, rc);
 	reply_ok(e, 10);
-	api_enc_kv_uint(e, "collections", st.collections);
-	api_enc_kv_uint(e, "vectors", st.vectors);
-	api_enc_kv_uint(e, "segments", st.segments);
-	api_enc_kv_uint(e, "bytes", st.bytes);
-	api_enc_kv_uint(e, "inserts", st.inserts);
-	api_enc_kv_uint(e, "searches", st.searches);
-	api_enc_kv_uint(e, "seals_pending", st.seals_pending);
-	api_enc_kv_uint(e, "uptime_s", now_s() - o->started);
-	api_enc_kv_text(e, "device_id", st.device_id);
-	api_enc_kv_text(e, "version", ES_VERSION);
+	es_cbor_enc_kv_uint(e, "collections", st.collections);
+	es_cbor_enc_kv_uint(e, "vectors", st.vectors);
+	es_cbor_enc_kv_uint(e, "segments", st.segments);
+	es_cbor_enc_kv_uint(e, "bytes", st.bytes);
+	es_cbor_enc_kv_uint(e, "inserts", st.inserts);
+	es_cbor_enc_kv_uint(e, "searches", st.searches);
+	es_cbor_enc_kv_uint(e, "seals_pending", st.seals_pending);
+	es_cbor_enc_kv_uint(e, "uptime_s", now_s() - o->started);
+	es_cbor_enc_kv_text(e, "device_id", st.device_id);
+	es_cbor_enc_kv_text(e, "version", ES_VERSION);
 	return 0;
 }
 
 static int op_segments(struct api_ops *o, struct api_request *rq,
-		       struct api_enc *e)
+		       struct es_cbor_enc *e)
 {
 	struct es_segment_info *list = NULL;
 	size_t n = 0;
@@ -414,19 +419,19 @@ static int op_segments(struct api_ops *o, struct api_request *rq,
 	if (rc < 0)
 		return engine_fail(o, rq, rc);
 	reply_ok(e, 1);
-	api_enc_text(e, "segments");
-	api_enc_array(e, n);
+	es_cbor_enc_text(e, "segments");
+	es_cbor_enc_array(e, n);
 	for (size_t i = 0; i < n; i++) {
-		api_enc_map(e, 8);
-		api_enc_text(e, "id");
-		api_enc_int(e, list[i].id);
-		api_enc_kv_uint(e, "count", list[i].count);
-		api_enc_kv_uint(e, "size", list[i].size);
-		api_enc_kv_uint(e, "checksum", list[i].checksum);
-		api_enc_kv_bool(e, "indexed", list[i].indexed);
-		api_enc_kv_uint(e, "index_size", list[i].index_size);
-		api_enc_kv_uint(e, "seal_hlc", list[i].seal_hlc);
-		api_enc_kv_text(e, "origin", list[i].origin);
+		es_cbor_enc_map(e, 8);
+		es_cbor_enc_text(e, "id");
+		es_cbor_enc_int(e, list[i].id);
+		es_cbor_enc_kv_uint(e, "count", list[i].count);
+		es_cbor_enc_kv_uint(e, "size", list[i].size);
+		es_cbor_enc_kv_uint(e, "checksum", list[i].checksum);
+		es_cbor_enc_kv_bool(e, "indexed", list[i].indexed);
+		es_cbor_enc_kv_uint(e, "index_size", list[i].index_size);
+		es_cbor_enc_kv_uint(e, "seal_hlc", list[i].seal_hlc);
+		es_cbor_enc_kv_text(e, "origin", list[i].origin);
 	}
 	free(list);
 	return 0;
@@ -443,27 +448,27 @@ static int sync_fail(struct api_ops *o, int rc)
 	return fail(o, rc, "%s", es_engine_strerror(rc));
 }
 
-static void enc_peer(struct api_enc *e, const struct es_sync_peer_status *p)
+static void enc_peer(struct es_cbor_enc *e, const struct es_sync_peer_status *p)
 {
-	api_enc_map(e, 14);
-	api_enc_kv_text(e, "peer", p->peer);
-	api_enc_kv_text(e, "device", p->device);
-	api_enc_kv_bool(e, "connected", p->connected);
-	api_enc_kv_uint(e, "last_success_ms", p->last_success_ms);
-	api_enc_kv_uint(e, "segments_pending", p->segments_pending);
-	api_enc_kv_uint(e, "bytes_pending", p->bytes_pending);
-	api_enc_kv_uint(e, "lag_s", p->lag_s);
-	api_enc_kv_uint(e, "bytes_sent", p->bytes_sent);
-	api_enc_kv_uint(e, "bytes_received", p->bytes_received);
-	api_enc_kv_uint(e, "checksum_failures", p->checksum_failures);
-	api_enc_kv_uint(e, "segments_sent", p->segments_sent);
-	api_enc_kv_uint(e, "segments_received", p->segments_received);
-	api_enc_kv_text(e, "last_error", p->last_error);
-	api_enc_kv_bool(e, "awaiting_approval", p->awaiting_approval);
+	es_cbor_enc_map(e, 14);
+	es_cbor_enc_kv_text(e, "peer", p->peer);
+	es_cbor_enc_kv_text(e, "device", p->device);
+	es_cbor_enc_kv_bool(e, "connected", p->connected);
+	es_cbor_enc_kv_uint(e, "last_success_ms", p->last_success_ms);
+	es_cbor_enc_kv_uint(e, "segments_pending", p->segments_pending);
+	es_cbor_enc_kv_uint(e, "bytes_pending", p->bytes_pending);
+	es_cbor_enc_kv_uint(e, "lag_s", p->lag_s);
+	es_cbor_enc_kv_uint(e, "bytes_sent", p->bytes_sent);
+	es_cbor_enc_kv_uint(e, "bytes_received", p->bytes_received);
+	es_cbor_enc_kv_uint(e, "checksum_failures", p->checksum_failures);
+	es_cbor_enc_kv_uint(e, "segments_sent", p->segments_sent);
+	es_cbor_enc_kv_uint(e, "segments_received", p->segments_received);
+	es_cbor_enc_kv_text(e, "last_error", p->last_error);
+	es_cbor_enc_kv_bool(e, "awaiting_approval", p->awaiting_approval);
 }
 
 static int op_peers(struct api_ops *o, struct api_request *rq,
-		    struct api_enc *e)
+		    struct es_cbor_enc *e)
 {
 	struct es_sync_peer_status *list = NULL;
 	size_t n = 0;
@@ -473,8 +478,8 @@ static int op_peers(struct api_ops *o, struct api_request *rq,
 	if (rc < 0)
 		return sync_fail(o, rc);
 	reply_ok(e, 1);
-	api_enc_text(e, "peers");
-	api_enc_array(e, n);
+	es_cbor_enc_text(e, "peers");
+	es_cbor_enc_array(e, n);
 	for (size_t i = 0; i < n; i++)
 		enc_peer(e, &list[i]);
 	free(list);
@@ -482,7 +487,7 @@ static int op_peers(struct api_ops *o, struct api_request *rq,
 }
 
 static int op_sync_now(struct api_ops *o, struct api_request *rq,
-		       struct api_enc *e)
+		       struct es_cbor_enc *e)
 {
 	int rc = es_engine_sync_now(o->engine);
 
@@ -494,7 +499,7 @@ static int op_sync_now(struct api_ops *o, struct api_request *rq,
 }
 
 static int op_peers_approve(struct api_ops *o, struct api_request *rq,
-			    struct api_enc *e)
+			    struct es_cbor_enc *e)
 {
 	int rc = es_engine_peer_approve(o->engine, rq->device, rq->approve);
 
@@ -515,16 +520,16 @@ static int op_peers_approve(struct api_ops *o, struct api_request *rq,
 			return sync_fail(o, rc);
 	}
 	reply_ok(e, 3);
-	api_enc_kv_text(e, "device", rq->device);
-	api_enc_kv_bool(e, "approved", rq->approve);
-	api_enc_kv_bool(e, "allow_listed", rc == 1);
+	es_cbor_enc_kv_text(e, "device", rq->device);
+	es_cbor_enc_kv_bool(e, "approved", rq->approve);
+	es_cbor_enc_kv_bool(e, "allow_listed", rc == 1);
 	return 0;
 }
 
 /* ---- dispatch --------------------------------------------------------- */
 
 typedef int (*op_fn)(struct api_ops *o, struct api_request *rq,
-		     struct api_enc *e);
+		     struct es_cbor_enc *e);
 
 static const op_fn handlers[API_OP_COUNT] = {
     [API_OP_PING] = op_ping,
@@ -559,7 +564,7 @@ static void log_internal(struct api_ops *o, const struct api_request *rq,
 }
 
 static void reply_error(struct api_ops *o, const struct api_request *rq, int rc,
-			struct api_enc *e)
+			struct es_cbor_enc *e)
 {
 	const char *op = api_op_name(rq->op);
 	const char *code = api_ops_code(rc);
@@ -571,34 +576,34 @@ static void reply_error(struct api_ops *o, const struct api_request *rq, int rc,
 		log_internal(o, rq, rc);
 	snprintf(msg, sizeof(msg), "%s%s%s", op ? op : "", op ? ": " : "",
 		 o->err);
-	api_enc_reset(e, ENC_KEEP);
-	api_enc_map(e, 3);
-	api_enc_kv_uint(e, "v", API_PROTOCOL);
-	api_enc_kv_bool(e, "ok", 0);
-	api_enc_text(e, "error");
-	api_enc_map(e, 2);
-	api_enc_kv_text(e, "code", code);
-	api_enc_kv_text(e, "message", msg);
+	es_cbor_enc_reset(e, ENC_KEEP);
+	es_cbor_enc_map(e, 3);
+	es_cbor_enc_kv_uint(e, "v", API_PROTOCOL);
+	es_cbor_enc_kv_bool(e, "ok", 0);
+	es_cbor_enc_text(e, "error");
+	es_cbor_enc_map(e, 2);
+	es_cbor_enc_kv_text(e, "code", code);
+	es_cbor_enc_kv_text(e, "message", msg);
 }
 
 int api_ops_handle(struct api_ops *o, const void *req, size_t len, int late,
-		   struct api_enc *out)
+		   struct es_cbor_enc *out)
 {
 	struct api_request rq;
 	int rc;
 
-	api_enc_reset(out, ENC_KEEP);
+	es_cbor_enc_reset(out, ENC_KEEP);
 	rc = api_request_parse(&rq, req, len, o->err);
 	if (rc == 0 && late)
 		rc = fail(o, ES_E_ENGINE_CLOSING, "the agent is shutting down");
 	if (rc == 0) {
 		rc = handlers[rq.op](o, &rq, out);
-		if (rc == 0 && api_enc_error(out))
-			rc = fail(o, api_enc_error(out),
+		if (rc == 0 && es_cbor_enc_error(out))
+			rc = fail(o, es_cbor_enc_error(out),
 				  "out of memory encoding the reply");
 	}
 	if (rc)
 		reply_error(o, &rq, rc, out);
 	api_request_fini(&rq);
-	return api_enc_error(out);
+	return es_cbor_enc_error(out);
 }

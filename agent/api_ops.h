@@ -36,7 +36,7 @@ void api_ops_fini(struct api_ops *o);
  * not even an error reply could be encoded.
  */
 int api_ops_handle(struct api_ops *o, const void *req, size_t len, int late,
-		   struct api_enc *out);
+		   struct es_cbor_enc *out);
 
 /* The stable code of any error the server can answer ("not_found"...). */
 const char *api_ops_code(int err);

@@ -65,7 +65,7 @@
 struct worker {
 	struct es_api_server *s;
 	struct api_ops ops;
-	struct api_enc enc;
+	struct es_cbor_enc enc;
 };
 
 struct es_api_server {
@@ -386,7 +386,7 @@ static void destroy(struct es_api_server *s)
 		pthread_join(s->threads[i], NULL);
 	for (unsigned i = 0; s->workers && i < s->nworkers; i++) {
 		api_ops_fini(&s->workers[i].ops);
-		api_enc_fini(&s->workers[i].enc);
+		es_cbor_enc_fini(&s->workers[i].enc);
 	}
 	if (s->bound && path_is_ours(s))
 		unlink(s->path);
@@ -413,7 +413,7 @@ static int init_workers(struct es_api_server *s)
 		struct worker *w = &s->workers[i];
 
 		w->s = s;
-		api_enc_init(&w->enc);
+		es_cbor_enc_init(&w->enc);
 		rc = api_ops_init(&w->ops, s->engine, s->max_message);
 		if (rc)
 			return rc;

@@ -5,7 +5,7 @@
  * Each call encodes its request into c->enc (reused, so a session of
  * inserts allocates once), sends it, waits at most the timeout for the
  * reply and reads the fields it needs straight from the reply buffer
- * (api_map_index spans, no tree). {ok: false} replies become
+ * (es_cbor_map_index spans, no tree). {ok: false} replies become
  * ES_E_CLIENT_REMOTE with the agent's code and message kept in c.
  *
  * A request larger than the agent takes would make nng drop the
@@ -35,7 +35,7 @@ struct es_client {
 	nng_socket sock;
 	unsigned timeout_ms;
 	uint64_t max_message; /* the agent's; 0 until asked */
-	struct api_enc enc;
+	struct es_cbor_enc enc;
 	char code[32];
 	char msg[API_ERR_MAX + 96];
 	char err[API_ERR_MAX];
@@ -47,8 +47,8 @@ struct es_client {
 #define MAX_FIELDS 16
 struct reply {
 	nng_msg *msg;
-	struct api_reader r;
-	struct api_span f[MAX_FIELDS];
+	struct es_cbor_reader r;
+	struct es_cbor_span f[MAX_FIELDS];
 };
 
 static int set_error(struct es_client *c, int rc, const char *code,
@@ -146,7 +146,7 @@ int es_client_open(struct es_client **cp, const char *socket_path,
 		free(url);
 		return -ENOMEM;
 	}
-	api_enc_init(&c->enc);
+	es_cbor_enc_init(&c->enc);
 	c->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
 	sprintf(url, "%s%s", strncmp(socket_path, "ipc://", 6) ? "ipc://" : "",
 		socket_path);
@@ -184,7 +184,7 @@ void es_client_close(struct es_client *c)
 	if (!c)
 		return;
 	nng_close(c->sock);
-	api_enc_fini(&c->enc);
+	es_cbor_enc_fini(&c->enc);
 	free(c);
 }
 
@@ -200,24 +200,24 @@ static int proto(struct es_client *c, const char *op)
 static int remote_error(struct es_client *c, struct reply *rp, const char *op)
 {
 	static const char *const keys[] = {"code", "message"};
-	struct api_span f[2];
-	struct api_reader sub;
+	struct es_cbor_span f[2];
+	struct es_cbor_reader sub;
 	char msg[API_ERR_MAX];
 
 	if (!rp->f[K_ERROR].p)
 		return set_error(c, ES_E_CLIENT_PROTOCOL, "protocol",
 				 "%s: the agent refused without saying why",
 				 op);
-	api_reader_span(&sub, &rp->r, &rp->f[K_ERROR]);
-	if (api_map_index(&sub, keys, 2, f, 1, "error") || !f[0].p)
+	es_cbor_reader_span(&sub, &rp->r, &rp->f[K_ERROR]);
+	if (es_cbor_map_index(&sub, keys, 2, f, 1, "error") || !f[0].p)
 		return proto(c, op);
-	api_reader_span(&sub, &rp->r, &f[0]);
-	if (api_get_text(&sub, "error code", c->code, sizeof(c->code)))
+	es_cbor_reader_span(&sub, &rp->r, &f[0]);
+	if (es_cbor_get_text(&sub, "error code", c->code, sizeof(c->code)))
 		return proto(c, op);
 	msg[0] = '\0';
 	if (f[1].p) {
-		api_reader_span(&sub, &rp->r, &f[1]);
-		if (api_get_text(&sub, "error message", msg, sizeof(msg)))
+		es_cbor_reader_span(&sub, &rp->r, &f[1]);
+		if (es_cbor_get_text(&sub, "error message", msg, sizeof(msg)))
 			return proto(c, op);
 	}
 	snprintf(c->msg, sizeof(c->msg), "%s", msg[0] ? msg : c->code);
@@ -253,18 +253,17 @@ static int round_trip(struct es_client *c, const void *req, size_t len,
 	if (rv)
 		return nng_fail(c, rv, op);
 	n = nng_msg_len(rp->msg);
-	api_reader_init(&rp->r, nng_msg_body(rp->msg), n, c->err);
-	rv = api_map_index(&rp->r, keys, nkeys, rp->f, 0, "reply");
-	if (rv == 0 && rp->r.p != rp->r.end)
-		rv = api_fail(&rp->r, API_E_BAD_REQUEST,
-			      "bytes follow the reply map");
+	es_cbor_reader_init(&rp->r, nng_msg_body(rp->msg), n, c->err);
+	rv = es_cbor_map_index(&rp->r, keys, nkeys, rp->f, 0, "reply");
+	if (rv == 0)
+		rv = es_cbor_reader_end(&rp->r);
 	if (rv == 0 && !rp->f[K_OK].p)
-		rv = api_fail(&rp->r, API_E_BAD_REQUEST, "no field 'ok'");
+		rv = es_cbor_fail(&rp->r, ES_E_CBOR_SCHEMA, "no field 'ok'");
 	if (rv == 0) {
-		struct api_reader sub;
+		struct es_cbor_reader sub;
 
-		api_reader_span(&sub, &rp->r, &rp->f[K_OK]);
-		rv = api_get_bool(&sub, "field 'ok'", &ok);
+		es_cbor_reader_span(&sub, &rp->r, &rp->f[K_OK]);
+		rv = es_cbor_get_bool(&sub, "field 'ok'", &ok);
 	}
 	if (rv)
 		rv = proto(c, op);
@@ -281,7 +280,7 @@ static int ask_limit(struct es_client *c);
 static int call(struct es_client *c, const char *op, const char *const *keys,
 		size_t nkeys, struct reply *rp)
 {
-	int rc = api_enc_error(&c->enc);
+	int rc = es_cbor_enc_error(&c->enc);
 
 	if (rc)
 		return set_error(c, rc, "system", "%s: out of memory", op);
@@ -299,39 +298,40 @@ static int call(struct es_client *c, const char *op, const char *const *keys,
 }
 
 /* Starts a request map of n entries besides v and op. */
-static struct api_enc *begin(struct es_client *c, const char *op, unsigned n)
+static struct es_cbor_enc *begin(struct es_client *c, const char *op,
+				 unsigned n)
 {
-	struct api_enc *e = &c->enc;
+	struct es_cbor_enc *e = &c->enc;
 
-	api_enc_reset(e, ENC_KEEP);
-	api_enc_map(e, 2 + n);
-	api_enc_kv_uint(e, "v", API_PROTOCOL);
-	api_enc_kv_text(e, "op", op);
+	es_cbor_enc_reset(e, ENC_KEEP);
+	es_cbor_enc_map(e, 2 + n);
+	es_cbor_enc_kv_uint(e, "v", API_PROTOCOL);
+	es_cbor_enc_kv_text(e, "op", op);
 	return e;
 }
 
 /* Typed fields of a reply; absent ones read as 0 or "". */
 static int get_u64(struct reply *rp, int k, const char *what, uint64_t *v)
 {
-	struct api_reader sub;
+	struct es_cbor_reader sub;
 
 	*v = 0;
 	if (!rp->f[k].p)
 		return 0;
-	api_reader_span(&sub, &rp->r, &rp->f[k]);
-	return api_get_uint(&sub, what, v);
+	es_cbor_reader_span(&sub, &rp->r, &rp->f[k]);
+	return es_cbor_get_uint(&sub, what, v);
 }
 
 static int get_text(struct reply *rp, int k, const char *what, char *buf,
 		    size_t size)
 {
-	struct api_reader sub;
+	struct es_cbor_reader sub;
 
 	buf[0] = '\0';
 	if (!rp->f[k].p)
 		return 0;
-	api_reader_span(&sub, &rp->r, &rp->f[k]);
-	return api_get_text(&sub, what, buf, size);
+	es_cbor_reader_span(&sub, &rp->r, &rp->f[k]);
+	return es_cbor_get_text(&sub, what, buf, size);
 }
 
 /* ---- operations ------------------------------------------------------- */
@@ -368,11 +368,11 @@ static const char *const ok_keys[] = {"ok", "error"};
 static int simple(struct es_client *c, const char *op, const char *field,
 		  const char *name)
 {
-	struct api_enc *e = begin(c, op, 1);
+	struct es_cbor_enc *e = begin(c, op, 1);
 	struct reply rp;
 	int rc;
 
-	api_enc_kv_text(e, field, name);
+	es_cbor_enc_kv_text(e, field, name);
 	rc = call(c, op, ok_keys, 2, &rp);
 	if (rc == 0)
 		reply_free(&rp);
@@ -383,17 +383,17 @@ int es_client_collection_create(struct es_client *c, const char *name,
 				uint32_t dim, const char *metric,
 				const char *sync)
 {
-	struct api_enc *e =
+	struct es_cbor_enc *e =
 	    begin(c, "collection.create", 2 + !!metric + !!sync);
 	struct reply rp;
 	int rc;
 
-	api_enc_kv_text(e, "name", name);
-	api_enc_kv_uint(e, "dim", dim);
+	es_cbor_enc_kv_text(e, "name", name);
+	es_cbor_enc_kv_uint(e, "dim", dim);
 	if (metric)
-		api_enc_kv_text(e, "metric", metric);
+		es_cbor_enc_kv_text(e, "metric", metric);
 	if (sync)
-		api_enc_kv_text(e, "sync", sync);
+		es_cbor_enc_kv_text(e, "sync", sync);
 	rc = call(c, "collection.create", ok_keys, 2, &rp);
 	if (rc == 0)
 		reply_free(&rp);
@@ -421,11 +421,11 @@ static const char *const coll_keys[] = {
  */
 static int read_list(struct es_client *c, const char *op, struct reply *rp,
 		     const char *field, size_t size,
-		     int (*one)(struct api_reader *sub, void *dst), void **out,
-		     size_t *n)
+		     int (*one)(struct es_cbor_reader *sub, void *dst),
+		     void **out, size_t *n)
 {
-	struct api_reader sub;
-	struct api_seq s = {0};
+	struct es_cbor_reader sub;
+	struct es_cbor_seq s = {0};
 	char *list = NULL, *grown;
 	size_t cnt = 0;
 	int rc;
@@ -434,9 +434,9 @@ static int read_list(struct es_client *c, const char *op, struct reply *rp,
 		reply_free(rp);
 		return 0;
 	}
-	api_reader_span(&sub, &rp->r, &rp->f[2]);
-	rc = api_array_begin(&sub, &s, field);
-	while (rc == 0 && (rc = api_seq_next(&sub, &s)) > 0) {
+	es_cbor_reader_span(&sub, &rp->r, &rp->f[2]);
+	rc = es_cbor_array_begin(&sub, &s, field);
+	while (rc == 0 && (rc = es_cbor_seq_next(&sub, &s)) > 0) {
 		grown = realloc(list, (cnt + 1) * size);
 		if (!grown) {
 			rc = -ENOMEM;
@@ -459,7 +459,7 @@ static int read_list(struct es_client *c, const char *op, struct reply *rp,
 }
 
 /* Reads one collection map (at sub) into out. */
-static int read_collection(struct api_reader *sub, void *dst)
+static int read_collection(struct es_cbor_reader *sub, void *dst)
 {
 	struct es_client_collection *out = dst;
 	struct reply m = {.r = *sub};
@@ -469,13 +469,13 @@ static int read_collection(struct api_reader *sub, void *dst)
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = api_map_index(&m.r, coll_keys, 10, m.f, 1, "collection");
+	rc = es_cbor_map_index(&m.r, coll_keys, 10, m.f, 1, "collection");
 	if (rc == 0)
 		rc = get_text(&m, 0, "name", out->name, sizeof(out->name));
 	if (rc == 0)
 		rc = get_u64(&m, 1, "dim", &dim);
 	if (rc == 0 && dim > UINT32_MAX)
-		rc = api_fail(&m.r, API_E_BAD_VALUE, "dim out of range");
+		rc = es_cbor_fail(&m.r, ES_E_CBOR_VALUE, "dim out of range");
 	out->dim = (uint32_t)dim;
 	if (rc == 0)
 		rc =
@@ -492,20 +492,20 @@ int es_client_collection_info(struct es_client *c, const char *name,
 			      struct es_client_collection *out)
 {
 	static const char *const keys[] = {"ok", "error", "collection"};
-	struct api_enc *e = begin(c, "collection.info", 1);
-	struct api_reader sub;
+	struct es_cbor_enc *e = begin(c, "collection.info", 1);
+	struct es_cbor_reader sub;
 	struct reply rp;
 	int rc;
 
-	api_enc_kv_text(e, "name", name);
+	es_cbor_enc_kv_text(e, "name", name);
 	rc = call(c, "collection.info", keys, 3, &rp);
 	if (rc)
 		return rc;
 	if (!rp.f[2].p) {
-		api_fail(&rp.r, API_E_BAD_REQUEST, "no field 'collection'");
+		es_cbor_fail(&rp.r, ES_E_CBOR_SCHEMA, "no field 'collection'");
 		rc = proto(c, "collection.info");
 	} else {
-		api_reader_span(&sub, &rp.r, &rp.f[2]);
+		es_cbor_reader_span(&sub, &rp.r, &rp.f[2]);
 		if (read_collection(&sub, out))
 			rc = proto(c, "collection.info");
 	}
@@ -534,18 +534,18 @@ int es_client_collection_list(struct es_client *c,
 
 static const char *const count_keys[] = {"ok", "error", "count"};
 
-static void enc_ids(struct api_enc *e, const uint64_t *ids, size_t n)
+static void enc_ids(struct es_cbor_enc *e, const uint64_t *ids, size_t n)
 {
-	api_enc_text(e, "ids");
-	api_enc_array(e, n);
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, n);
 	for (size_t i = 0; i < n; i++)
-		api_enc_uint(e, ids[i]);
+		es_cbor_enc_uint(e, ids[i]);
 }
 
 int es_client_insert(struct es_client *c, const char *name, const uint64_t *ids,
 		     const float *vectors, size_t n, uint32_t dim)
 {
-	struct api_enc *e;
+	struct es_cbor_enc *e;
 	struct reply rp;
 	int rc;
 
@@ -553,10 +553,10 @@ int es_client_insert(struct es_client *c, const char *name, const uint64_t *ids,
 		return set_error(c, -EINVAL, "bad_value",
 				 "insert: %zu vectors of dim %" PRIu32, n, dim);
 	e = begin(c, "insert", 3);
-	api_enc_kv_text(e, "collection", name);
+	es_cbor_enc_kv_text(e, "collection", name);
 	enc_ids(e, ids, n);
-	api_enc_text(e, "vectors");
-	api_enc_floats(e, vectors, n * dim);
+	es_cbor_enc_text(e, "vectors");
+	es_cbor_enc_floats(e, vectors, n * dim);
 	rc = call(c, "insert", count_keys, 3, &rp);
 	if (rc == 0)
 		reply_free(&rp);
@@ -566,11 +566,11 @@ int es_client_insert(struct es_client *c, const char *name, const uint64_t *ids,
 int es_client_delete(struct es_client *c, const char *name, const uint64_t *ids,
 		     size_t n)
 {
-	struct api_enc *e = begin(c, "delete", 2);
+	struct es_cbor_enc *e = begin(c, "delete", 2);
 	struct reply rp;
 	int rc;
 
-	api_enc_kv_text(e, "collection", name);
+	es_cbor_enc_kv_text(e, "collection", name);
 	enc_ids(e, ids, n);
 	rc = call(c, "delete", count_keys, 3, &rp);
 	if (rc == 0)
@@ -582,21 +582,21 @@ int es_client_get(struct es_client *c, const char *name, uint64_t id,
 		  float *out, uint32_t max_dim, uint32_t *dim)
 {
 	static const char *const keys[] = {"ok", "error", "vector"};
-	struct api_enc *e = begin(c, "get", 2);
-	struct api_reader sub;
-	struct api_item it;
+	struct es_cbor_enc *e = begin(c, "get", 2);
+	struct es_cbor_reader sub;
+	struct es_cbor_item it;
 	struct reply rp;
 	int rc;
 
 	*dim = 0;
-	api_enc_kv_text(e, "collection", name);
-	api_enc_kv_uint(e, "id", id);
+	es_cbor_enc_kv_text(e, "collection", name);
+	es_cbor_enc_kv_uint(e, "id", id);
 	rc = call(c, "get", keys, 3, &rp);
 	if (rc)
 		return rc;
 	if (rp.f[2].p)
-		api_reader_span(&sub, &rp.r, &rp.f[2]);
-	if (!rp.f[2].p || api_next(&sub, &it) || it.type != API_BYTES ||
+		es_cbor_reader_span(&sub, &rp.r, &rp.f[2]);
+	if (!rp.f[2].p || es_cbor_next(&sub, &it) || it.type != ES_CBOR_BYTES ||
 	    it.u % sizeof(float)) {
 		snprintf(c->err, sizeof(c->err),
 			 "field 'vector' is not a byte string of float32");
@@ -619,27 +619,27 @@ int es_client_get(struct es_client *c, const char *name, uint64_t id,
 static int read_hits(struct reply *rp, int k, int floats, uint32_t max,
 		     struct es_client_hit *hits, uint32_t *n)
 {
-	struct api_reader sub;
-	struct api_seq s = {0};
+	struct es_cbor_reader sub;
+	struct es_cbor_seq s = {0};
 	const char *what = floats ? "distances" : "ids";
 	uint32_t i = 0;
 	double d;
 	int rc;
 
 	if (!rp->f[k].p)
-		return api_fail(&rp->r, API_E_BAD_REQUEST, "no field '%s'",
-				what);
-	api_reader_span(&sub, &rp->r, &rp->f[k]);
-	rc = api_array_begin(&sub, &s, what);
-	while (rc == 0 && (rc = api_seq_next(&sub, &s)) > 0) {
+		return es_cbor_fail(&rp->r, ES_E_CBOR_SCHEMA, "no field '%s'",
+				    what);
+	es_cbor_reader_span(&sub, &rp->r, &rp->f[k]);
+	rc = es_cbor_array_begin(&sub, &s, what);
+	while (rc == 0 && (rc = es_cbor_seq_next(&sub, &s)) > 0) {
 		if (i == max)
-			return api_fail(&rp->r, API_E_BAD_REQUEST,
-					"%s has more than k entries", what);
+			return es_cbor_fail(&rp->r, ES_E_CBOR_SCHEMA,
+					    "%s has more than k entries", what);
 		if (floats) {
-			rc = api_get_number(&sub, what, &d);
+			rc = es_cbor_get_number(&sub, what, &d);
 			hits[i].distance = (float)d;
 		} else {
-			rc = api_get_uint(&sub, what, &hits[i].id);
+			rc = es_cbor_get_uint(&sub, what, &hits[i].id);
 		}
 		i += rc == 0;
 	}
@@ -652,17 +652,17 @@ int es_client_search(struct es_client *c, const char *name, const float *query,
 		     struct es_client_hit *hits)
 {
 	static const char *const keys[] = {"ok", "error", "ids", "distances"};
-	struct api_enc *e = begin(c, "search", 3 + !!L);
+	struct es_cbor_enc *e = begin(c, "search", 3 + !!L);
 	struct reply rp;
 	uint32_t n_ids = 0, n_dist = 0;
 	int rc;
 
-	api_enc_kv_text(e, "collection", name);
-	api_enc_text(e, "vector");
-	api_enc_floats(e, query, dim);
-	api_enc_kv_uint(e, "k", k);
+	es_cbor_enc_kv_text(e, "collection", name);
+	es_cbor_enc_text(e, "vector");
+	es_cbor_enc_floats(e, query, dim);
+	es_cbor_enc_kv_uint(e, "k", k);
 	if (L)
-		api_enc_kv_uint(e, "L", L);
+		es_cbor_enc_kv_uint(e, "L", L);
 	rc = call(c, "search", keys, 4, &rp);
 	if (rc)
 		return rc;
@@ -670,9 +670,9 @@ int es_client_search(struct es_client *c, const char *name, const float *query,
 	if (rc == 0)
 		rc = read_hits(&rp, 3, 1, k, hits, &n_dist);
 	if (rc == 0 && n_ids != n_dist)
-		rc = api_fail(&rp.r, API_E_BAD_REQUEST,
-			      "%" PRIu32 " ids but %" PRIu32 " distances",
-			      n_ids, n_dist);
+		rc = es_cbor_fail(&rp.r, ES_E_CBOR_SCHEMA,
+				  "%" PRIu32 " ids but %" PRIu32 " distances",
+				  n_ids, n_dist);
 	reply_free(&rp);
 	return rc ? proto(c, "search") : (int)n_ids;
 }
@@ -682,19 +682,19 @@ static const char *const seg_keys[] = {
     "indexed", "index_size", "seal_hlc", "origin",
 };
 
-static int read_segment(struct api_reader *sub, void *dst)
+static int read_segment(struct es_cbor_reader *sub, void *dst)
 {
 	struct es_client_segment *out = dst;
 	struct reply m = {.r = *sub};
-	struct api_reader v;
+	struct es_cbor_reader v;
 	uint64_t sum = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = api_map_index(&m.r, seg_keys, 8, m.f, 1, "segment");
+	rc = es_cbor_map_index(&m.r, seg_keys, 8, m.f, 1, "segment");
 	if (rc == 0 && m.f[0].p) {
-		api_reader_span(&v, &m.r, &m.f[0]);
-		rc = api_get_int(&v, "id", &out->id);
+		es_cbor_reader_span(&v, &m.r, &m.f[0]);
+		rc = es_cbor_get_int(&v, "id", &out->id);
 	}
 	if (rc == 0)
 		rc = get_u64(&m, 1, "count", &out->count);
@@ -704,8 +704,8 @@ static int read_segment(struct api_reader *sub, void *dst)
 		rc = get_u64(&m, 3, "checksum", &sum);
 	out->checksum = (uint32_t)sum;
 	if (rc == 0 && m.f[4].p) {
-		api_reader_span(&v, &m.r, &m.f[4]);
-		rc = api_get_bool(&v, "indexed", &out->indexed);
+		es_cbor_reader_span(&v, &m.r, &m.f[4]);
+		rc = es_cbor_get_bool(&v, "indexed", &out->indexed);
 	}
 	if (rc == 0)
 		rc = get_u64(&m, 5, "index_size", &out->index_size);
@@ -722,14 +722,14 @@ int es_client_segments(struct es_client *c, const char *name,
 		       struct es_client_segment **out, size_t *n)
 {
 	static const char *const keys[] = {"ok", "error", "segments"};
-	struct api_enc *e = begin(c, "segments", 1);
+	struct es_cbor_enc *e = begin(c, "segments", 1);
 	struct reply rp;
 	void *list = NULL;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
-	api_enc_kv_text(e, "collection", name);
+	es_cbor_enc_kv_text(e, "collection", name);
 	rc = call(c, "segments", keys, 3, &rp);
 	if (rc == 0)
 		rc = read_list(c, "segments", &rp, keys[2], sizeof(**out),
@@ -788,7 +788,7 @@ static const char *const peer_keys[] = {
     "awaiting_approval",
 };
 
-static int read_peer(struct api_reader *sub, void *dst)
+static int read_peer(struct es_cbor_reader *sub, void *dst)
 {
 	struct es_client_peer *out = dst;
 	struct reply m = {.r = *sub};
@@ -799,19 +799,19 @@ static int read_peer(struct api_reader *sub, void *dst)
 	    &out->checksum_failures, &out->segments_sent,
 	    &out->segments_received,
 	};
-	struct api_reader v;
+	struct es_cbor_reader v;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = api_map_index(&m.r, peer_keys, 14, m.f, 1, "peer");
+	rc = es_cbor_map_index(&m.r, peer_keys, 14, m.f, 1, "peer");
 	if (rc == 0)
 		rc = get_text(&m, 0, "peer", out->peer, sizeof(out->peer));
 	if (rc == 0)
 		rc =
 		    get_text(&m, 1, "device", out->device, sizeof(out->device));
 	if (rc == 0 && m.f[2].p) {
-		api_reader_span(&v, &m.r, &m.f[2]);
-		rc = api_get_bool(&v, "connected", &out->connected);
+		es_cbor_reader_span(&v, &m.r, &m.f[2]);
+		rc = es_cbor_get_bool(&v, "connected", &out->connected);
 	}
 	for (int i = 0; rc == 0 && i < 9; i++)
 		rc = get_u64(&m, 3 + i, peer_keys[3 + i], nums[i]);
@@ -819,9 +819,9 @@ static int read_peer(struct api_reader *sub, void *dst)
 		rc = get_text(&m, 12, "last_error", out->last_error,
 			      sizeof(out->last_error));
 	if (rc == 0 && m.f[13].p) { /* absent from older agents */
-		api_reader_span(&v, &m.r, &m.f[13]);
-		rc = api_get_bool(&v, "awaiting_approval",
-				  &out->awaiting_approval);
+		es_cbor_reader_span(&v, &m.r, &m.f[13]);
+		rc = es_cbor_get_bool(&v, "awaiting_approval",
+				      &out->awaiting_approval);
 	}
 	sub->p = m.r.p;
 	return rc;
@@ -861,21 +861,21 @@ int es_client_peer_approve(struct es_client *c, const char *device, int approve,
 			   int *allow_listed)
 {
 	static const char *const keys[] = {"ok", "error", "allow_listed"};
-	struct api_enc *e = begin(c, "peers.approve", 2);
-	struct api_reader v;
+	struct es_cbor_enc *e = begin(c, "peers.approve", 2);
+	struct es_cbor_reader v;
 	struct reply rp;
 	int rc, listed = 0;
 
 	if (allow_listed)
 		*allow_listed = 0;
-	api_enc_kv_text(e, "device", device ? device : "");
-	api_enc_kv_bool(e, "approve", approve);
+	es_cbor_enc_kv_text(e, "device", device ? device : "");
+	es_cbor_enc_kv_bool(e, "approve", approve);
 	rc = call(c, "peers.approve", keys, 3, &rp);
 	if (rc)
 		return rc;
 	if (rp.f[2].p) {
-		api_reader_span(&v, &rp.r, &rp.f[2]);
-		rc = api_get_bool(&v, "allow_listed", &listed);
+		es_cbor_reader_span(&v, &rp.r, &rp.f[2]);
+		rc = es_cbor_get_bool(&v, "allow_listed", &listed);
 	}
 	reply_free(&rp);
 	if (rc)

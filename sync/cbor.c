@@ -4,12 +4,19 @@
  * and the invariants are in edgesync/cbor.h.
  */
 #include <cbor.h>
+#include <float.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "edgesync/cbor.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+/* float32 byte strings are little-endian and are copied as they lie. */
+#error "edgesync supports little-endian hosts only (x86-64, aarch64)"
+#endif
 
 int es_cbor_fail(struct es_cbor_reader *r, int code, const char *fmt, ...)
 {
@@ -560,4 +567,109 @@ int es_cbor_get_text(struct es_cbor_reader *r, const char *what, char *buf,
 	memcpy(buf, p, n);
 	buf[n] = '\0';
 	return 0;
+}
+
+/* ---- float32 arrays --------------------------------------------------- */
+
+size_t es_cbor_floats_nonfinite(const float *v, size_t n)
+{
+	uint32_t bits, bad = 0;
+	size_t i;
+
+	/* A branch-free pass first (the compiler vectorizes it): exponent
+	 * all ones is NaN or infinity. */
+	for (i = 0; i < n; i++) {
+		memcpy(&bits, &v[i], sizeof(bits));
+		bad |= (bits & 0x7f800000u) == 0x7f800000u;
+	}
+	for (i = 0; bad && i < n; i++)
+		if (!isfinite(v[i]))
+			return i;
+	return n;
+}
+
+static int count_fail(struct es_cbor_reader *r, const char *what, uint64_t got,
+		      size_t n, uint64_t *count)
+{
+	*count = got;
+	return es_cbor_fail(r, ES_E_CBOR_COUNT,
+			    "%s has %" PRIu64 " values, %zu expected", what,
+			    got, n);
+}
+
+/* Element i of a float array given as an array of numbers. */
+static int float_elem(struct es_cbor_reader *r, const char *what, size_t i,
+		      float *out)
+{
+	struct es_cbor_item it;
+	double v;
+	int rc = es_cbor_next(r, &it);
+
+	if (rc)
+		return rc;
+	if (!item_number(&it, &v))
+		return es_cbor_fail(r, ES_E_CBOR_SCHEMA,
+				    "%s value %zu must be a number, not %s",
+				    what, i, es_cbor_type_name(it.type));
+	if (isnan(v))
+		return es_cbor_fail(r, ES_E_CBOR_VALUE, "%s value %zu is NaN",
+				    what, i);
+	if (!(fabs(v) <= FLT_MAX))
+		return es_cbor_fail(
+		    r, ES_E_CBOR_VALUE, "%s value %zu is %s", what, i,
+		    isinf(v) ? "infinite" : "beyond float32 range");
+	*out = (float)v;
+	return 0;
+}
+
+int es_cbor_get_floats(struct es_cbor_reader *r, const char *what, float *out,
+		       size_t n, uint64_t *count)
+{
+	struct es_cbor_item it;
+	struct es_cbor_seq s = {0};
+	size_t i = 0;
+	int rc = es_cbor_next(r, &it);
+
+	*count = UINT64_MAX;
+	if (rc)
+		return rc;
+	if (it.type == ES_CBOR_BYTES) {
+		if (it.u % sizeof(float))
+			return es_cbor_fail(r, ES_E_CBOR_COUNT,
+					    "%s has %" PRIu64 " bytes, not a "
+					    "whole number of float32",
+					    what, it.u);
+		if (it.u / sizeof(float) != n)
+			return count_fail(r, what, it.u / sizeof(float), n,
+					  count);
+		memcpy(out, it.data, n * sizeof(float));
+		i = es_cbor_floats_nonfinite(out, n);
+		if (i < n)
+			return es_cbor_fail(r, ES_E_CBOR_VALUE,
+					    "%s value %zu is %s", what, i,
+					    isnan(out[i]) ? "NaN" : "infinite");
+		return 0;
+	}
+	if (it.type != ES_CBOR_ARRAY)
+		return type_fail(r, what,
+				 "a byte string of float32 or an array of "
+				 "numbers",
+				 it.type);
+	if (!it.indef && it.u != n)
+		return count_fail(r, what, it.u, n, count);
+	s.left = it.u;
+	s.indef = it.indef;
+	while ((rc = es_cbor_seq_next(r, &s)) > 0) {
+		if (i == n)
+			return es_cbor_fail(r, ES_E_CBOR_COUNT,
+					    "%s has more than %zu values", what,
+					    n);
+		rc = float_elem(r, what, i, &out[i]);
+		if (rc)
+			return rc;
+		i++;
+	}
+	if (rc == 0 && i != n)
+		return count_fail(r, what, i, n, count);
+	return rc;
 }

@@ -6,6 +6,7 @@
  * message naming the problem; random and mutated inputs never crash.
  */
 #include <cbor.h>
+#include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1002,6 +1003,18 @@ static void test_err_names(void **state)
 	assert_false(api_name_valid(".."));
 }
 
+/* The shared codec's codes become the API's, which clients see. */
+static void test_cbor_codes(void **state)
+{
+	assert_int_equal(api_cbor_err(ES_E_CBOR_MALFORMED), API_E_BAD_REQUEST);
+	assert_int_equal(api_cbor_err(ES_E_CBOR_SCHEMA), API_E_BAD_REQUEST);
+	assert_int_equal(api_cbor_err(ES_E_CBOR_VALUE), API_E_BAD_VALUE);
+	assert_int_equal(api_cbor_err(ES_E_CBOR_COUNT), API_E_DIM);
+	assert_int_equal(api_cbor_err(API_E_TOO_LARGE), API_E_TOO_LARGE);
+	assert_int_equal(api_cbor_err(-ENOMEM), -ENOMEM);
+	assert_int_equal(api_cbor_err(0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1020,6 +1033,7 @@ int main(void)
 	    cmocka_unit_test(test_truncation),
 	    cmocka_unit_test(test_random_inputs),
 	    cmocka_unit_test(test_err_names),
+	    cmocka_unit_test(test_cbor_codes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

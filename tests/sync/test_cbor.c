@@ -4,9 +4,9 @@
  * our encoder never writes (long heads, indefinite containers, half
  * floats, tags), and hostile input: truncation at every byte, nesting
  * past the limit, declared lengths and counts far beyond the message,
- * indefinite strings, trailing bytes, random bytes. Every failure must
- * come back as a code with a message, never a crash or an overread
- * (run under AddressSanitizer).
+ * indefinite strings, trailing bytes, random bytes; float32 arrays in
+ * both forms. Every failure must come back as a code with a message,
+ * never a crash or an overread (run under AddressSanitizer).
  */
 #include <cbor.h>
 #include <errno.h>
@@ -467,6 +467,105 @@ static void test_malformed(void **state)
 	expect_skip("", 0, ES_E_CBOR_MALFORMED, "truncated");
 }
 
+/* ---- float32 arrays --------------------------------------------------- */
+
+/* Reads n floats from an exact copy of p; returns the code, keeps err
+ * and the count a mismatch reports in *got. */
+static int get_floats(const void *p, size_t len, float *out, size_t n,
+		      uint64_t *got)
+{
+	unsigned char *b = exact(p, len);
+	struct es_cbor_reader r;
+	int rc;
+
+	es_cbor_reader_init(&r, b, len, err);
+	rc = es_cbor_get_floats(&r, "vector", out, n, got);
+	if (rc == 0)
+		rc = es_cbor_reader_end(&r);
+	free(b);
+	return rc;
+}
+
+static void test_floats(void **state)
+{
+	static const float v[3] = {1.5f, -2.25f, 1e-30f};
+	/* [0.5 (half), -1, 7, 2.5 (double)] and the same, indefinite */
+	static const unsigned char arr[] = {0x84, 0xf9, 0x38, 0x00, 0x20,
+					    0x07, 0xfb, 0x40, 0x04, 0,
+					    0,	  0,	0,    0,    0};
+	static const unsigned char indef[] = {
+	    0x9f, 0xf9, 0x38, 0x00, 0x20, 0x07, 0xfb, 0x40,
+	    0x04, 0,	0,    0,    0,	  0,	0,    0xff};
+	static const unsigned char odd[] = {0x45, 1, 2, 3, 4, 5};
+	static const unsigned char inf[] = {0x82, 0xf9, 0x7c, 0x00, 0x01};
+	static const unsigned char huge[] = {0x81, 0xfb, 0x7e, 0x37, 0xe4,
+					     0x3c, 0x88, 0x00, 0x75, 0x9c};
+	static const unsigned char text[] = {0x81, 0x61, 'x'};
+	static const unsigned char map[] = {0xa0};
+	static const unsigned char short_bytes[] = {0x4c, 0, 0, 0, 0};
+	float bad[3] = {1.0f, NAN, 2.0f}, out[4];
+	struct es_cbor_enc e;
+	uint64_t got;
+
+	es_cbor_enc_init(&e);
+	es_cbor_enc_floats(&e, v, 3);
+	assert_int_equal(get_floats(e.buf, e.len, out, 3, &got), 0);
+	assert_memory_equal(out, v, sizeof(v));
+	expect_code(get_floats(e.buf, e.len, out, 2, &got), ES_E_CBOR_COUNT,
+		    "vector has 3 values, 2 expected");
+	assert_int_equal(got, 3);
+	expect_code(get_floats(e.buf, e.len, out, 4, &got), ES_E_CBOR_COUNT,
+		    "vector has 3 values, 4 expected");
+	assert_int_equal(got, 3);
+	es_cbor_enc_reset(&e, 0);
+	es_cbor_enc_floats(&e, bad, 3);
+	expect_code(get_floats(e.buf, e.len, out, 3, &got), ES_E_CBOR_VALUE,
+		    "vector value 1 is NaN");
+	es_cbor_enc_fini(&e);
+
+	assert_int_equal(get_floats(arr, sizeof(arr), out, 4, &got), 0);
+	assert_true(out[0] == 0.5f && out[1] == -1.0f && out[2] == 7.0f &&
+		    out[3] == 2.5f);
+	memset(out, 0, sizeof(out));
+	assert_int_equal(get_floats(indef, sizeof(indef), out, 4, &got), 0);
+	assert_true(out[0] == 0.5f && out[3] == 2.5f);
+	expect_code(get_floats(arr, sizeof(arr), out, 3, &got), ES_E_CBOR_COUNT,
+		    "vector has 4 values, 3 expected");
+	assert_int_equal(got, 4);
+	expect_code(get_floats(indef, sizeof(indef), out, 3, &got),
+		    ES_E_CBOR_COUNT, "vector has more than 3 values");
+	assert_true(got == UINT64_MAX);
+	expect_code(get_floats(indef, sizeof(indef), out, 5, &got),
+		    ES_E_CBOR_COUNT, "vector has 4 values, 5 expected");
+	assert_int_equal(got, 4);
+	expect_code(get_floats(odd, sizeof(odd), out, 1, &got), ES_E_CBOR_COUNT,
+		    "vector has 5 bytes, not a whole number of float32");
+	assert_true(got == UINT64_MAX);
+	expect_code(get_floats(inf, sizeof(inf), out, 2, &got), ES_E_CBOR_VALUE,
+		    "vector value 0 is infinite");
+	expect_code(get_floats(huge, sizeof(huge), out, 1, &got),
+		    ES_E_CBOR_VALUE, "vector value 0 is beyond float32 range");
+	expect_code(get_floats(text, sizeof(text), out, 1, &got),
+		    ES_E_CBOR_SCHEMA,
+		    "vector value 0 must be a number, not a text string");
+	expect_code(get_floats(map, sizeof(map), out, 1, &got),
+		    ES_E_CBOR_SCHEMA,
+		    "vector must be a byte string of float32 or an array of "
+		    "numbers, not a map");
+	expect_code(get_floats(short_bytes, sizeof(short_bytes), out, 3, &got),
+		    ES_E_CBOR_MALFORMED, "declares more bytes");
+}
+
+static void test_floats_nonfinite(void **state)
+{
+	float v[5] = {1.0f, -0.0f, 3e38f, INFINITY, NAN};
+
+	assert_int_equal(es_cbor_floats_nonfinite(v, 3), 3);
+	assert_int_equal(es_cbor_floats_nonfinite(v, 5), 3);
+	assert_int_equal(es_cbor_floats_nonfinite(v + 4, 1), 0);
+	assert_int_equal(es_cbor_floats_nonfinite(v, 0), 0);
+}
+
 /* Random bytes and random mutations of a valid message: any result but
  * a crash (ASan watches the reads). */
 static void test_random_inputs(void **state)
@@ -528,6 +627,8 @@ int main(void)
 	    cmocka_unit_test(test_deep_nesting),
 	    cmocka_unit_test(test_huge_lengths),
 	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_floats),
+	    cmocka_unit_test(test_floats_nonfinite),
 	    cmocka_unit_test(test_random_inputs),
 	};
 

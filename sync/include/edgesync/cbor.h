@@ -57,6 +57,9 @@ enum es_cbor_err {
 	/* The expected type with a value the reader refuses: negative, out
 	 * of range, too long, a NUL in text, NaN or infinite. */
 	ES_E_CBOR_VALUE = -5253,
+	/* An array of values (es_cbor_get_floats) holding another number of
+	 * them than the caller expects. */
+	ES_E_CBOR_COUNT = -5254,
 };
 
 /* ---- reader ----------------------------------------------------------- */
@@ -192,6 +195,27 @@ int es_cbor_get_bytes(struct es_cbor_reader *r, const char *what,
 		      const unsigned char **p, size_t *n);
 int es_cbor_get_text_ref(struct es_cbor_reader *r, const char *what,
 			 const char **p, size_t *n);
+
+/*
+ * es_cbor_get_floats reads n float32 into out: a byte string of n
+ * little-endian float32 (copied as it lies) or an array, definite or
+ * indefinite, of n numbers (integers or floats within float32 range).
+ * NaN and infinities are refused, naming the value ("vector value 2 is
+ * NaN", ES_E_CBOR_VALUE). Another count of values is ES_E_CBOR_COUNT
+ * ("vector has 4 values, 5 expected"); *count then holds the count found
+ * (UINT64_MAX when unknown: bytes that are not whole float32, an
+ * indefinite array longer than n), for a caller to name the mismatch in
+ * its own terms.
+ */
+int es_cbor_get_floats(struct es_cbor_reader *r, const char *what, float *out,
+		       size_t n, uint64_t *count);
+
+/*
+ * es_cbor_floats_nonfinite returns the index of the first NaN or infinity
+ * in v[0..n), or n if every value is finite (for float32 read in bulk,
+ * e.g. a byte string holding several vectors).
+ */
+size_t es_cbor_floats_nonfinite(const float *v, size_t n);
 
 /* ---- encoder ---------------------------------------------------------- */
 
