@@ -765,12 +765,15 @@ int rep_ipc_start(struct rep_ipc **sp, const struct rep_ipc_config *c)
 		destroy(s);
 		return rc;
 	}
+	/* Before the loop runs: its first request can be answered (with
+	 * *sp) before pthread_create returns. */
+	*sp = s;
 	rc = pthread_create(&s->loop, NULL, loop_main, s);
 	if (rc) {
+		*sp = NULL;
 		destroy(s);
 		return -rc;
 	}
-	*sp = s;
 	return 0;
 }
 

@@ -201,25 +201,36 @@ void cloud_count(struct sync_cloud *c, struct cloud_session *ss,
 		 uint64_t checksum_failures, uint64_t segments_received,
 		 uint64_t segments_sent);
 
+struct cloud_worker;
 /*
- * Writes the chunk cloud_chunk acknowledged ahead (ss->up.later), if
- * any: after its reply went out, still under the session's lock, so the
- * connection's next chunk waits for it.
+ * Writes the chunk cloud_chunk acknowledged ahead (ss->up.later) and
+ * sends its reply, out, through w while the write is in flight (w's
+ * ring), still under the session's lock, so the connection's next chunk
+ * waits for the write.
  */
-void cloud_write_later(struct sync_cloud *c, struct cloud_session *ss);
+void cloud_write_later(struct sync_cloud *c, struct cloud_session *ss,
+		       struct cloud_worker *w, const struct es_cbor_enc *out);
 
 /*
- * How cloud_handle sends a reply before it returns (a chunk written
- * behind its acknowledgement); sent says it did.
+ * What a worker lends cloud_handle: a way to send the reply before it
+ * returns (a chunk written behind its acknowledgement; sent says it
+ * did); an aligned buffer of cap bytes into which a chunk's data is
+ * copied before the session's lock, while the connection's previous
+ * chunk is still being written, so that its own write can start at
+ * once; and an io_uring in which that write goes while the reply is
+ * sent.
  */
-struct cloud_reply {
-	void (*send)(struct cloud_reply *r, const struct es_cbor_enc *out);
+struct cloud_worker {
+	void (*send)(struct cloud_worker *w, const struct es_cbor_enc *out);
 	int sent;
+	unsigned char *buf; /* SYNC_STAGE_ALIGN-aligned; NULL: none */
+	size_t cap;
+	struct io_uring *ring; /* for writes behind a reply; NULL: none */
 };
 
 /* cloud_ops.c: handles one request; the reply is left in out, or sent
- * through r already (r->sent). */
+ * through w already (w->sent). */
 void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
-		  size_t len, struct es_cbor_enc *out, struct cloud_reply *r);
+		  size_t len, struct es_cbor_enc *out, struct cloud_worker *w);
 
 #endif

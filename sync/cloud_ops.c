@@ -501,7 +501,7 @@ static void account(struct sync_cloud *c, struct cloud_session *ss,
 }
 
 void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
-		  size_t len, struct es_cbor_enc *out, struct cloud_reply *r)
+		  size_t len, struct es_cbor_enc *out, struct cloud_worker *w)
 {
 	struct cloud_session *ss = NULL;
 	struct sync_fail f;
@@ -517,7 +517,14 @@ void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
 	}
 	/* The parser checked the trailer and a chunk's data before the
 	 * session's lock: the workers check the requests of one connection
-	 * in parallel, and write in turn. */
+	 * in parallel, copy chunks that can be written directly into their
+	 * own aligned buffers, and write in turn. */
+	if (rc == 0 && rq.type == SYNC_T_CHUNK && rq.crc_ok && w->buf &&
+	    rq.data_len <= w->cap && rq.offset % SYNC_STAGE_ALIGN == 0 &&
+	    rq.data_len % SYNC_STAGE_ALIGN == 0) {
+		memcpy(w->buf, rq.data, rq.data_len);
+		rq.data = w->buf;
+	}
 	if ((rc == 0 || f.code == SYNC_C_CHECKSUM) &&
 	    !(ss = cloud_session_get(c, pipe)) && rc == 0)
 		rc = sync_failf(&f, SYNC_C_SESSION,
@@ -536,11 +543,8 @@ void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
 		sync_enc_fail(out, &f);
 	}
 	account(c, ss, pipe, &rq, parsed, len, out->len, &f);
-	if (ss && ss->up.later.n) {
-		r->send(r, out);
-		r->sent = 1;
-		cloud_write_later(c, ss);
-	}
+	if (ss && ss->up.later.n)
+		cloud_write_later(c, ss, w, out);
 	if (ss) {
 		pthread_mutex_unlock(&ss->lock);
 		cloud_session_put(c, ss);

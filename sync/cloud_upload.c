@@ -284,17 +284,23 @@ static int drain(struct sync_cloud *c, struct cloud_upload *up, uint64_t *now)
 	return rc;
 }
 
-void cloud_write_later(struct sync_cloud *c, struct cloud_session *ss)
+void cloud_write_later(struct sync_cloud *c, struct cloud_session *ss,
+		       struct cloud_worker *w, const struct es_cbor_enc *out)
 {
 	struct cloud_upload *up = &ss->up;
 	pthread_mutex_t *lk = sync_staging_lock(&c->s->staging, up->key);
+	struct sync_stage_io io;
 	uint64_t now = 0;
 	int rc;
 
 	pthread_mutex_lock(lk);
-	rc = sync_staging_append(&c->s->staging, up->key, &up->w, up->later.off,
-				 up->later.data, up->later.n, &up->later.crc,
-				 &now);
+	rc = sync_staging_append_start(
+	    &c->s->staging, up->key, &up->w, up->later.off, up->later.data,
+	    up->later.n, &up->later.crc, w->ring, &io, &now);
+	w->send(w, out); /* while the bytes go to disk */
+	w->sent = 1;
+	if (rc == 0)
+		rc = sync_staging_append_finish(&up->w, &io, &now);
 	pthread_mutex_unlock(lk);
 	memset(&up->later, 0, sizeof(up->later));
 	if (rc) {

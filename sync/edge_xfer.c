@@ -18,12 +18,12 @@
  *      cancelled and idle before the first piece at the new offset.
  *   3. Nothing leaves peer_transfer in flight: every path out cancels
  *      and waits for the busy slots, then closes the contexts.
- *   4. While the window is full and the loop waits for a reply, the next
- *      piece's request is built (for an upload: read and checksummed)
- *      and kept in pre; it is sent only if the next piece turns out to
- *      be exactly [pre_off, pre_off + pre_n), else freed. So the
- *      sender's reading overlaps the receiver's work even with a window
- *      of one.
+ *   4. While a request goes out (and, if it is still missing, while the
+ *      loop waits for a reply), the next piece's request is built (for
+ *      an upload: read and checksummed) and kept in pre; it is sent only
+ *      if the next piece turns out to be exactly [pre_off, pre_off +
+ *      pre_n), else freed. So the sender's reading overlaps its own
+ *      sending and the receiver's work, even with a window of one.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -58,6 +58,7 @@ struct xfer {
 	nng_msg *pre;
 	uint64_t pre_off;
 	size_t pre_n;
+	uint64_t size; /* of the whole transfer */
 };
 
 int peer_msg(struct sync_peer *p, nng_msg **msg)
@@ -140,6 +141,7 @@ static int post(struct xfer *x, struct xfer_slot *sl)
 	nng_aio_set_msg(sl->aio, m);
 	nng_aio_set_timeout(sl->aio, (nng_duration)send_ms);
 	nng_ctx_send(sl->ctx, sl->aio);
+	prebuild(x, sl->off + sl->n, x->size); /* while it goes out */
 	nng_aio_wait(sl->aio);
 	rv = nng_aio_result(sl->aio);
 	if (rv) {
@@ -298,7 +300,7 @@ static int run(struct xfer *x, uint64_t next, uint64_t size)
 int peer_transfer(struct sync_peer *p, const struct xfer_ops *ops, void *arg,
 		  uint64_t off, uint64_t size)
 {
-	struct xfer x = {.p = p, .ops = ops, .arg = arg};
+	struct xfer x = {.p = p, .ops = ops, .arg = arg, .size = size};
 	int rc;
 
 	rc = peer_session(p); /* the window and chunk are the session's */
@@ -306,7 +308,7 @@ int peer_transfer(struct sync_peer *p, const struct xfer_ops *ops, void *arg,
 		return rc;
 	x.w = p->window < 1 ? 1 : p->window;
 	x.w = x.w > SYNC_WINDOW_MAX ? SYNC_WINDOW_MAX : x.w;
-	x.piece = sync_piece_size(p->chunk, x.w);
+	x.piece = sync_piece_size(p->chunk, x.w + ops->behind);
 	rc = open_slots(&x);
 	if (rc == 0)
 		rc = run(&x, off, size);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <liburing.h>
 #include <mbedtls/sha256.h>
 
 #include "edgesync/crc32c.h"
@@ -312,11 +313,13 @@ static int aligned(uint64_t v)
 	return v % SYNC_STAGE_ALIGN == 0;
 }
 
-/* Copies p into w's aligned buffer (grown as needed) and writes it at
- * off through fd, opened with O_DIRECT. */
+/* Writes p at off through fd, opened with O_DIRECT: from p itself if it
+ * is aligned, else copied into w's aligned buffer (grown as needed). */
 static int write_direct(int fd, struct sync_stage_writer *w, const void *p,
 			size_t n, uint64_t off)
 {
+	if ((uintptr_t)p % SYNC_STAGE_ALIGN == 0)
+		return sync_pwrite_all(fd, p, n, (off_t)off);
 	if (w->cap < n) {
 		void *b = NULL;
 
@@ -330,16 +333,20 @@ static int write_direct(int fd, struct sync_stage_writer *w, const void *p,
 	return sync_pwrite_all(fd, w->buf, n, (off_t)off);
 }
 
-int sync_staging_append(struct sync_staging *st, const char *key,
-			struct sync_stage_writer *w, uint64_t off,
-			const void *p, size_t n, const uint32_t *crc,
-			uint64_t *now)
+int sync_staging_append_start(struct sync_staging *st, const char *key,
+			      struct sync_stage_writer *w, uint64_t off,
+			      const void *p, size_t n, const uint32_t *crc,
+			      struct io_uring *ring, struct sync_stage_io *io,
+			      uint64_t *now)
 {
 	int direct = !w->buffered && aligned(off) && aligned(n);
+	struct io_uring_sqe *sqe;
 	struct stat sb;
 	char part[4096];
 	int fd, rc;
 
+	memset(io, 0, sizeof(*io));
+	io->fd = -1;
 	rc = path_of(st, key, ".part", part, sizeof(part));
 	if (rc)
 		return rc;
@@ -354,36 +361,91 @@ int sync_staging_append(struct sync_staging *st, const char *key,
 		return -errno;
 	if (fstat(fd, &sb) != 0) {
 		rc = -errno;
-		goto out;
+		close(fd);
+		return rc;
 	}
 	*now = (uint64_t)sb.st_size;
 	if (*now != off) {
-		rc = SYNC_E_OFFSET;
-		goto out;
+		close(fd);
+		return SYNC_E_OFFSET;
 	}
-	rc = direct ? write_direct(fd, w, p, n, off)
-		    : sync_pwrite_all(fd, p, n, (off_t)off);
-	if (rc == -EINVAL && direct && fcntl(fd, F_SETFL, 0) == 0) {
+	io->fd = fd;
+	io->direct = direct;
+	io->off = off;
+	io->p = p;
+	io->n = n;
+	io->has_crc = crc != NULL;
+	io->crc = crc ? *crc : 0;
+	if (direct && ring && (uintptr_t)p % SYNC_STAGE_ALIGN == 0 &&
+	    n <= INT32_MAX && (sqe = io_uring_get_sqe(ring)) != NULL) {
+		io_uring_prep_write(sqe, fd, p, (unsigned)n, off);
+		if (io_uring_submit(ring) == 1) {
+			io->ring = ring;
+			return 0;
+		}
+	}
+	io->rc = direct ? write_direct(fd, w, p, n, off)
+			: sync_pwrite_all(fd, p, n, (off_t)off);
+	return 0;
+}
+
+int sync_staging_append_finish(struct sync_stage_writer *w,
+			       struct sync_stage_io *io, uint64_t *now)
+{
+	size_t done = 0;
+	int rc = io->rc;
+
+	if (io->ring) {
+		struct io_uring_cqe *cqe;
+
+		do
+			rc = io_uring_wait_cqe(io->ring, &cqe);
+		while (rc == -EINTR);
+		if (rc == 0) {
+			rc = cqe->res < 0 ? cqe->res : 0;
+			done = cqe->res < 0 ? 0 : (size_t)cqe->res;
+			io_uring_cqe_seen(io->ring, cqe);
+		}
+		if (rc == 0 && done < io->n) /* short: the rest by hand */
+			rc = -EINVAL;
+	}
+	if (rc == -EINVAL && io->direct && fcntl(io->fd, F_SETFL, 0) == 0) {
 		w->buffered = 1; /* refused after all: buffered */
-		rc = sync_pwrite_all(fd, p, n, (off_t)off);
+		rc = sync_pwrite_all(io->fd, (const char *)io->p + done,
+				     io->n - done, (off_t)(io->off + done));
 	}
 	if (rc) {
 		/* Keep the length an offset that was acknowledged. */
-		if (ftruncate(fd, (off_t)off) != 0)
+		if (ftruncate(io->fd, (off_t)io->off) != 0)
 			rc = -EIO;
-		goto out;
-	}
-	*now = off + n;
-	if (w->summed && w->crc_len == off) {
-		w->crc = es_crc32c_combine(w->crc,
-					   crc ? *crc : es_crc32c(0, p, n), n);
-		w->crc_len = off + n;
+		*now = io->off;
 	} else {
-		w->summed = 0;
+		*now = io->off + io->n;
+		if (w->summed && w->crc_len == io->off) {
+			w->crc = es_crc32c_combine(
+			    w->crc,
+			    io->has_crc ? io->crc : es_crc32c(0, io->p, io->n),
+			    io->n);
+			w->crc_len = io->off + io->n;
+		} else {
+			w->summed = 0;
+		}
 	}
-out:
-	close(fd);
+	close(io->fd);
+	io->fd = -1;
 	return rc;
+}
+
+int sync_staging_append(struct sync_staging *st, const char *key,
+			struct sync_stage_writer *w, uint64_t off,
+			const void *p, size_t n, const uint32_t *crc,
+			uint64_t *now)
+{
+	struct sync_stage_io io;
+	int rc = sync_staging_append_start(st, key, w, off, p, n, crc, NULL,
+					   &io, now);
+
+	return rc ? rc : sync_staging_append_finish(w, &io, now);
 }
 
 /*

@@ -140,6 +140,34 @@ int sync_staging_append(struct sync_staging *st, const char *key,
 			uint64_t *now);
 
 /*
+ * An append in two steps, so that the caller can do something else
+ * while the bytes go to disk (the cloud sends its reply): _start checks
+ * the offset as sync_staging_append does and submits the write to ring
+ * if it can go direct from p (p aligned, O_DIRECT allowed), else writes
+ * now; _finish waits for it, cuts the file back on a failure, folds the
+ * running sum and returns the append's result, with *now the length.
+ * p must stay valid until _finish. A _start that fails (SYNC_E_OFFSET,
+ * -ENOENT...) needs no _finish.
+ */
+struct io_uring;
+struct sync_stage_io {
+	int fd, direct, has_crc, rc;
+	struct io_uring *ring; /* the write is in it */
+	const void *p;
+	size_t n;
+	uint64_t off;
+	uint32_t crc;
+};
+
+int sync_staging_append_start(struct sync_staging *st, const char *key,
+			      struct sync_stage_writer *w, uint64_t off,
+			      const void *p, size_t n, const uint32_t *crc,
+			      struct io_uring *ring, struct sync_stage_io *io,
+			      uint64_t *now);
+int sync_staging_append_finish(struct sync_stage_writer *w,
+			       struct sync_stage_io *io, uint64_t *now);
+
+/*
  * sync_staging_check makes the staged file durable (fdatasync) and
  * verifies it against m (invariant 3): the header and footer through
  * es_ndvs_open, and the CRC32C of the whole file from w's running sum

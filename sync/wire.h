@@ -32,11 +32,15 @@
 #define SYNC_WINDOW_MAX	    16u
 
 /* The bytes of one request when window requests share a chunk: at most
- * one chunk is ever in flight, so a cut re-sends at most one chunk. */
+ * one chunk is ever in flight, so a cut re-sends at most one chunk.
+ * Pieces of 4 KiB and more are whole 4 KiB blocks, which a receiver
+ * writes directly (staging.h). */
 static inline uint32_t sync_piece_size(uint32_t chunk, uint32_t window)
 {
 	uint32_t n = window > 1 ? chunk / window : chunk;
 
+	if (window > 1 && n >= 4096u)
+		n &= ~4095u;
 	return n < SYNC_CHUNK_MIN
 		   ? (chunk < SYNC_CHUNK_MIN ? chunk : SYNC_CHUNK_MIN)
 		   : n;

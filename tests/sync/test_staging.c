@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <liburing.h>
 
 #include "edgesync/crc32c.h"
 #include "edgesync/ndvs.h"
@@ -259,6 +260,65 @@ static void test_summed(void **state)
 	free(seg);
 }
 
+/*
+ * The same through an io_uring, from an aligned buffer (the cloud's
+ * write behind its reply): the writes go in the ring, the sum and the
+ * file come out the same; an append at the wrong offset is refused at
+ * its start.
+ */
+static void test_async(void **state)
+{
+	struct sync_staging st;
+	struct sync_stage_meta m;
+	struct sync_stage_writer w;
+	struct sync_stage_io io;
+	struct io_uring ring;
+	char dir[400], key[SYNC_KEY_LEN + 1], why[200];
+	unsigned char *seg = segment(8, 1000, &m, "a");
+	void *buf = NULL;
+	uint64_t off, now = 0;
+	size_t n;
+
+	assert_int_equal(io_uring_queue_init(4, &ring, 0), 0);
+	assert_int_equal(
+	    posix_memalign(&buf, SYNC_STAGE_ALIGN, 2 * SYNC_STAGE_ALIGN), 0);
+	make_dir(dir, sizeof(dir), "st6");
+	assert_int_equal(sync_staging_init(&st, dir), 0);
+	sync_staging_key(m.coll, m.origin, m.origin_seq, key);
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
+	sync_stage_writer_init(&w, off);
+	for (off = 0; off < m.size; off += n) {
+		uint32_t crc;
+
+		n = m.size - off < 2 * SYNC_STAGE_ALIGN ? (size_t)(m.size - off)
+							: 2 * SYNC_STAGE_ALIGN;
+		memcpy(buf, seg + off, n);
+		crc = es_crc32c(0, buf, n);
+		assert_int_equal(sync_staging_append_start(&st, key, &w, off,
+							   buf, n, &crc, &ring,
+							   &io, &now),
+				 0);
+		assert_int_equal(sync_staging_append_finish(&w, &io, &now), 0);
+		assert_int_equal(now, off + n);
+		assert_int_equal(sync_staging_append_start(&st, key, &w, 0, buf,
+							   n, &crc, &ring, &io,
+							   &now),
+				 SYNC_E_OFFSET);
+		assert_int_equal(now, off + n);
+	}
+	assert_int_equal(w.summed, 1);
+	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
+			 0);
+	assert_int_equal(
+	    sync_staging_check(&st, key, &m, NULL, why, sizeof(why)), 0);
+	sync_stage_writer_fini(&w);
+	sync_staging_remove(&st, key);
+	sync_staging_fini(&st);
+	io_uring_queue_exit(&ring);
+	free(buf);
+	free(seg);
+}
+
 /* A byte damaged before it was written: caught by the running sum (the
  * bytes do not add up to the footer's CRC), and by the full read. */
 static void test_damaged_file(void **state)
@@ -390,6 +450,7 @@ int main(void)
 	    cmocka_unit_test(test_index),
 	    cmocka_unit_test(test_resume_and_check),
 	    cmocka_unit_test(test_summed),
+	    cmocka_unit_test(test_async),
 	    cmocka_unit_test(test_damaged_file),
 	    cmocka_unit_test(test_sweep),
 	};

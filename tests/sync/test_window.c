@@ -33,8 +33,9 @@
 #include "wire.h"
 
 #define TOKEN "lab-token-0123456789"
-#define CH    4096			 /* th_node_init's chunk size */
-#define PIECE (CH / SYNC_WINDOW_DEFAULT) /* what an edge sends at once */
+#define CH    4096 /* th_node_init's chunk size */
+/* What an edge uploads at once: the cloud writes one piece behind. */
+#define PIECE sync_piece_size(CH, SYNC_WINDOW_DEFAULT + 1)
 
 static char root[400];
 static struct es_cbor_enc E;
