@@ -472,6 +472,38 @@ static int sum_matches(const char *part, const struct sync_stage_writer *w,
 	return 0;
 }
 
+/*
+ * Opens key's .part, makes it durable first (invariant 3: what is checked
+ * is what stays) and checks that it holds m->size bytes: the descriptor
+ * in *fdp, or ES_E_SYNC_CHECKSUM with why, or -errno.
+ */
+static int open_durable(struct sync_staging *st, const char *key,
+			const struct sync_stage_meta *m, char *part,
+			size_t partlen, int *fdp, char *why, size_t whylen)
+{
+	struct stat sb;
+	int fd, rc;
+
+	rc = path_of(st, key, ".part", part, partlen);
+	if (rc)
+		return rc;
+	fd = open(part, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = fstat(fd, &sb) != 0 || fdatasync(fd) != 0 ? -errno : 0;
+	if (rc == 0 && (uint64_t)sb.st_size != m->size) {
+		snprintf(why, whylen,
+			 "staged %" PRIu64 " bytes of a %" PRIu64 "-byte file",
+			 (uint64_t)sb.st_size, m->size);
+		rc = ES_E_SYNC_CHECKSUM;
+	}
+	if (rc)
+		close(fd);
+	else
+		*fdp = fd;
+	return rc;
+}
+
 int sync_staging_check(struct sync_staging *st, const char *key,
 		       const struct sync_stage_meta *m,
 		       const struct sync_stage_writer *w, char *why,
@@ -479,28 +511,13 @@ int sync_staging_check(struct sync_staging *st, const char *key,
 {
 	struct es_ndvs_info info;
 	struct es_ndvs *seg;
-	struct stat sb;
 	char part[4096];
 	int fd, rc, summed, match = 0;
 
-	rc = path_of(st, key, ".part", part, sizeof(part));
+	rc = open_durable(st, key, m, part, sizeof(part), &fd, why, whylen);
 	if (rc)
 		return rc;
-	/* Durable first (invariant 3): what is checked is what stays. */
-	fd = open(part, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	rc = fstat(fd, &sb) != 0 || fdatasync(fd) != 0 ? -errno : 0;
 	close(fd);
-	if (rc)
-		return rc;
-	if ((uint64_t)sb.st_size != m->size) {
-		snprintf(why, whylen,
-			 "staged %" PRIu64 " bytes of a %" PRIu64
-			 "-byte segment",
-			 (uint64_t)sb.st_size, m->size);
-		return ES_E_SYNC_CHECKSUM;
-	}
 	summed = w && w->summed && w->crc_len == m->size;
 	memset(&info, 0, sizeof(info));
 	/* Without the sum, the full check maps the file and runs over the
@@ -584,28 +601,16 @@ int sync_staging_check_crc(struct sync_staging *st, const char *key,
 			   const struct sync_stage_writer *w, char *why,
 			   size_t whylen)
 {
-	struct stat sb;
 	char part[4096];
 	uint32_t crc = 0;
 	int fd, rc;
 
-	rc = path_of(st, key, ".part", part, sizeof(part));
+	rc = open_durable(st, key, m, part, sizeof(part), &fd, why, whylen);
 	if (rc)
 		return rc;
-	/* Durable first, as sync_staging_check (invariant 3). */
-	fd = open(part, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	rc = fstat(fd, &sb) != 0 || fdatasync(fd) != 0 ? -errno : 0;
-	if (rc == 0 && (uint64_t)sb.st_size != m->size) {
-		snprintf(why, whylen,
-			 "staged %" PRIu64 " bytes of a %" PRIu64 "-byte file",
-			 (uint64_t)sb.st_size, m->size);
-		rc = ES_E_SYNC_CHECKSUM;
-	}
-	if (rc == 0 && w && w->summed && w->crc_len == m->size)
+	if (w && w->summed && w->crc_len == m->size)
 		crc = w->crc; /* folded as it was written */
-	else if (rc == 0)
+	else
 		rc = file_crc(fd, m->size, &crc);
 	if (rc == 0 && crc != m->checksum) {
 		snprintf(why, whylen,
