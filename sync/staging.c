@@ -512,7 +512,7 @@ int sync_staging_check(struct sync_staging *st, const char *key,
 	struct es_ndvs_info info;
 	struct es_ndvs *seg;
 	char part[4096];
-	int fd, rc, summed, match = 0;
+	int fd = -1, rc, summed, match = 0;
 
 	rc = open_durable(st, key, m, part, sizeof(part), &fd, why, whylen);
 	if (rc)
@@ -603,7 +603,7 @@ int sync_staging_check_crc(struct sync_staging *st, const char *key,
 {
 	char part[4096];
 	uint32_t crc = 0;
-	int fd, rc;
+	int fd = -1, rc;
 
 	rc = open_durable(st, key, m, part, sizeof(part), &fd, why, whylen);
 	if (rc)
