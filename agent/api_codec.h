@@ -124,40 +124,4 @@ int api_request_parse(struct api_request *rq, const void *buf, size_t len,
 		      char *err);
 void api_request_fini(struct api_request *rq);
 
-/*
- * The names the codec had when it was the API's own, for the API's tests
- * (tests/agent): aliases of edgesync/cbor.h, no code of their own. The
- * agent itself uses the es_cbor_* names.
- */
-#define api_reader	es_cbor_reader
-#define api_span	es_cbor_span
-#define api_item	es_cbor_item
-#define api_enc		es_cbor_enc
-#define API_UINT	ES_CBOR_UINT
-#define api_reader_init es_cbor_reader_init
-#define api_reader_span es_cbor_reader_span
-#define api_next	es_cbor_next
-#define api_map_index	es_cbor_map_index
-#define api_get_uint	es_cbor_get_uint
-#define api_get_int	es_cbor_get_int
-#define api_get_bool	es_cbor_get_bool
-#define api_get_text	es_cbor_get_text
-#define api_enc_init	es_cbor_enc_init
-#define api_enc_fini	es_cbor_enc_fini
-#define api_enc_reset	es_cbor_enc_reset
-#define api_enc_error	es_cbor_enc_error
-#define api_enc_map	es_cbor_enc_map
-#define api_enc_array	es_cbor_enc_array
-#define api_enc_uint	es_cbor_enc_uint
-#define api_enc_int	es_cbor_enc_int
-#define api_enc_float	es_cbor_enc_float
-#define api_enc_text	es_cbor_enc_text
-#define api_enc_textn	es_cbor_enc_textn
-#define api_enc_bytes	es_cbor_enc_bytes
-#define api_enc_floats	es_cbor_enc_floats
-#define api_enc_raw	es_cbor_enc_raw
-#define api_enc_kv_uint es_cbor_enc_kv_uint
-#define api_enc_kv_text es_cbor_enc_kv_text
-#define api_enc_kv_bool es_cbor_enc_kv_bool
-
 #endif

@@ -24,40 +24,40 @@ static char err[API_ERR_MAX];
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static struct api_enc *enc_new(void)
+static struct es_cbor_enc *enc_new(void)
 {
-	struct api_enc *e = malloc(sizeof(*e));
+	struct es_cbor_enc *e = malloc(sizeof(*e));
 
 	assert_non_null(e);
-	api_enc_init(e);
+	es_cbor_enc_init(e);
 	return e;
 }
 
-static void enc_free(struct api_enc *e)
+static void enc_free(struct es_cbor_enc *e)
 {
-	api_enc_fini(e);
+	es_cbor_enc_fini(e);
 	free(e);
 }
 
 /* {v: 1, op: op, ...n more} */
-static struct api_enc *req(const char *op, unsigned n)
+static struct es_cbor_enc *req(const char *op, unsigned n)
 {
-	struct api_enc *e = enc_new();
+	struct es_cbor_enc *e = enc_new();
 
-	api_enc_map(e, 2 + n);
-	api_enc_kv_uint(e, "v", 1);
-	api_enc_kv_text(e, "op", op);
+	es_cbor_enc_map(e, 2 + n);
+	es_cbor_enc_kv_uint(e, "v", 1);
+	es_cbor_enc_kv_text(e, "op", op);
 	return e;
 }
 
-static int parse(struct api_request *rq, const struct api_enc *e)
+static int parse(struct api_request *rq, const struct es_cbor_enc *e)
 {
-	assert_int_equal(api_enc_error(e), 0);
+	assert_int_equal(es_cbor_enc_error(e), 0);
 	return api_request_parse(rq, e->buf, e->len, err);
 }
 
 /* Parses e expecting code and a message containing want. */
-static void expect(struct api_enc *e, int code, const char *want)
+static void expect(struct es_cbor_enc *e, int code, const char *want)
 {
 	struct api_request rq;
 	int rc = parse(&rq, e);
@@ -81,9 +81,9 @@ static void expect_raw(const void *buf, size_t len, int code, const char *want)
 /* Decodes rq's vectors (insert) or vector (search) with dim. */
 static int vectors(struct api_request *rq, uint32_t dim, float *out)
 {
-	struct api_reader r;
+	struct es_cbor_reader r;
 
-	api_reader_span(&r, &rq->reader, &rq->vectors);
+	es_cbor_reader_span(&r, &rq->reader, &rq->vectors);
 	if (rq->op == API_OP_SEARCH)
 		return api_get_vector(&r, dim, out, "vector", "faces");
 	return api_get_vectors(&r, rq->n_ids, dim, out, "faces");
@@ -113,13 +113,13 @@ static void test_enc_uint(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct api_enc *e = enc_new();
+		struct es_cbor_enc *e = enc_new();
 		struct cbor_load_result res;
-		struct api_reader r;
-		struct api_item it;
+		struct es_cbor_reader r;
+		struct es_cbor_item it;
 		cbor_item_t *item;
 
-		api_enc_uint(e, cases[i].v);
+		es_cbor_enc_uint(e, cases[i].v);
 		assert_int_equal(e->len, cases[i].len);
 		item = cbor_load(e->buf, e->len, &res);
 		assert_non_null(item);
@@ -127,9 +127,9 @@ static void test_enc_uint(void **state)
 		assert_true(cbor_isa_uint(item));
 		assert_true(cbor_get_int(item) == cases[i].v);
 		cbor_decref(&item);
-		api_reader_init(&r, e->buf, e->len, err);
-		assert_int_equal(api_next(&r, &it), 0);
-		assert_int_equal(it.type, API_UINT);
+		es_cbor_reader_init(&r, e->buf, e->len, err);
+		assert_int_equal(es_cbor_next(&r, &it), 0);
+		assert_int_equal(it.type, ES_CBOR_UINT);
 		assert_true(it.u == cases[i].v);
 		enc_free(e);
 	}
@@ -141,13 +141,13 @@ static void test_enc_int(void **state)
 					-65537, INT64_MIN, 5,	INT64_MAX};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct api_enc *e = enc_new();
+		struct es_cbor_enc *e = enc_new();
 		struct cbor_load_result res;
-		struct api_reader r;
+		struct es_cbor_reader r;
 		cbor_item_t *item;
 		int64_t v;
 
-		api_enc_int(e, cases[i]);
+		es_cbor_enc_int(e, cases[i]);
 		item = cbor_load(e->buf, e->len, &res);
 		assert_non_null(item);
 		if (cases[i] < 0) {
@@ -156,8 +156,8 @@ static void test_enc_int(void **state)
 				    cases[i]);
 		}
 		cbor_decref(&item);
-		api_reader_init(&r, e->buf, e->len, err);
-		assert_int_equal(api_get_int(&r, "x", &v), 0);
+		es_cbor_reader_init(&r, e->buf, e->len, err);
+		assert_int_equal(es_cbor_get_int(&r, "x", &v), 0);
 		assert_true(v == cases[i]);
 		enc_free(e);
 	}
@@ -166,7 +166,7 @@ static void test_enc_int(void **state)
 /* A reply-like structure, read back by libcbor. */
 static void test_enc_structure(void **state)
 {
-	struct api_enc *e = enc_new();
+	struct es_cbor_enc *e = enc_new();
 	float v[3] = {1.5f, -2.25f, 1e-30f}, got[3];
 	struct cbor_load_result res;
 	struct cbor_pair *pairs;
@@ -175,17 +175,17 @@ static void test_enc_structure(void **state)
 
 	memset(long_text, 'x', sizeof(long_text) - 1);
 	long_text[sizeof(long_text) - 1] = '\0';
-	api_enc_map(e, 5);
-	api_enc_kv_bool(e, "ok", 1);
-	api_enc_kv_text(e, "name", long_text);
-	api_enc_text(e, "vector");
-	api_enc_floats(e, v, 3);
-	api_enc_text(e, "distances");
-	api_enc_array(e, 2);
-	api_enc_float(e, 0.5f);
-	api_enc_float(e, -INFINITY);
-	api_enc_kv_bool(e, "no", 0);
-	assert_int_equal(api_enc_error(e), 0);
+	es_cbor_enc_map(e, 5);
+	es_cbor_enc_kv_bool(e, "ok", 1);
+	es_cbor_enc_kv_text(e, "name", long_text);
+	es_cbor_enc_text(e, "vector");
+	es_cbor_enc_floats(e, v, 3);
+	es_cbor_enc_text(e, "distances");
+	es_cbor_enc_array(e, 2);
+	es_cbor_enc_float(e, 0.5f);
+	es_cbor_enc_float(e, -INFINITY);
+	es_cbor_enc_kv_bool(e, "no", 0);
+	assert_int_equal(es_cbor_enc_error(e), 0);
 
 	item = cbor_load(e->buf, e->len, &res);
 	assert_non_null(item);
@@ -207,7 +207,7 @@ static void test_enc_structure(void **state)
 	assert_false(cbor_get_bool(pairs[4].value));
 	cbor_decref(&item);
 
-	api_enc_reset(e, 0);
+	es_cbor_enc_reset(e, 0);
 	assert_int_equal(e->len, 0);
 	assert_null(e->buf);
 	enc_free(e);
@@ -285,7 +285,7 @@ static void test_every_op(void **state)
 {
 	static const char *const plain[] = {"ping", "collection.list", "stats"};
 	struct api_request rq;
-	struct api_enc *e;
+	struct es_cbor_enc *e;
 
 	for (size_t i = 0; i < 3; i++) {
 		e = req(plain[i], 0);
@@ -296,10 +296,10 @@ static void test_every_op(void **state)
 	}
 
 	e = req("collection.create", 4);
-	api_enc_kv_text(e, "name", "faces_2-x");
-	api_enc_kv_uint(e, "dim", 128);
-	api_enc_kv_text(e, "metric", "cosine");
-	api_enc_kv_text(e, "sync", "both");
+	es_cbor_enc_kv_text(e, "name", "faces_2-x");
+	es_cbor_enc_kv_uint(e, "dim", 128);
+	es_cbor_enc_kv_text(e, "metric", "cosine");
+	es_cbor_enc_kv_text(e, "sync", "both");
 	assert_int_equal(parse(&rq, e), 0);
 	assert_int_equal(rq.op, API_OP_COLL_CREATE);
 	assert_string_equal(rq.name, "faces_2-x");
@@ -311,13 +311,13 @@ static void test_every_op(void **state)
 
 	/* "collection" is accepted for "name" and the other way round */
 	e = req("collection.drop", 1);
-	api_enc_kv_text(e, "collection", "a");
+	es_cbor_enc_kv_text(e, "collection", "a");
 	assert_int_equal(parse(&rq, e), 0);
 	assert_string_equal(rq.name, "a");
 	api_request_fini(&rq);
 	enc_free(e);
 	e = req("flush", 1);
-	api_enc_kv_text(e, "name", "b");
+	es_cbor_enc_kv_text(e, "name", "b");
 	assert_int_equal(parse(&rq, e), 0);
 	assert_int_equal(rq.op, API_OP_FLUSH);
 	assert_string_equal(rq.name, "b");
@@ -325,20 +325,20 @@ static void test_every_op(void **state)
 	enc_free(e);
 
 	e = req("get", 2);
-	api_enc_kv_text(e, "collection", "c");
-	api_enc_kv_uint(e, "id", UINT64_MAX);
+	es_cbor_enc_kv_text(e, "collection", "c");
+	es_cbor_enc_kv_uint(e, "id", UINT64_MAX);
 	assert_int_equal(parse(&rq, e), 0);
 	assert_true(rq.id == UINT64_MAX);
 	api_request_fini(&rq);
 	enc_free(e);
 
 	e = req("delete", 2);
-	api_enc_kv_text(e, "collection", "c");
-	api_enc_text(e, "ids");
-	api_enc_array(e, 3);
-	api_enc_uint(e, 0);
-	api_enc_uint(e, 1ull << 40);
-	api_enc_uint(e, UINT64_MAX);
+	es_cbor_enc_kv_text(e, "collection", "c");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, 3);
+	es_cbor_enc_uint(e, 0);
+	es_cbor_enc_uint(e, 1ull << 40);
+	es_cbor_enc_uint(e, UINT64_MAX);
 	assert_int_equal(parse(&rq, e), 0);
 	assert_int_equal(rq.n_ids, 3);
 	assert_true(rq.ids[1] == 1ull << 40 && rq.ids[2] == UINT64_MAX);
@@ -347,10 +347,10 @@ static void test_every_op(void **state)
 
 	/* search defaults: k 10, L 0; fields other ops use are ignored */
 	e = req("search", 3);
-	api_enc_kv_text(e, "collection", "c");
-	api_enc_text(e, "vector");
-	api_enc_floats(e, (float[]){1, 2}, 2);
-	api_enc_kv_text(e, "dim", "not a number, and not search's");
+	es_cbor_enc_kv_text(e, "collection", "c");
+	es_cbor_enc_text(e, "vector");
+	es_cbor_enc_floats(e, (float[]){1, 2}, 2);
+	es_cbor_enc_kv_text(e, "dim", "not a number, and not search's");
 	assert_int_equal(parse(&rq, e), 0);
 	assert_int_equal(rq.k, 10);
 	assert_int_equal(rq.L, 0);
@@ -358,7 +358,7 @@ static void test_every_op(void **state)
 	enc_free(e);
 
 	e = req("segments", 1);
-	api_enc_kv_text(e, "collection", "c");
+	es_cbor_enc_kv_text(e, "collection", "c");
 	assert_int_equal(parse(&rq, e), 0);
 	assert_int_equal(rq.op, API_OP_SEGMENTS);
 	api_request_fini(&rq);
@@ -370,35 +370,35 @@ static void test_vector_forms(void **state)
 {
 	float v[12], out[12];
 	struct api_request rq;
-	struct api_enc *e;
+	struct es_cbor_enc *e;
 
 	for (int i = 0; i < 12; i++)
 		v[i] = (float)i * 0.5f - 2.0f;
 	for (int form = 0; form < 4; form++) {
 		e = req("insert", 3);
-		api_enc_kv_text(e, "collection", "faces");
-		api_enc_text(e, "ids");
-		api_enc_array(e, 3);
+		es_cbor_enc_kv_text(e, "collection", "faces");
+		es_cbor_enc_text(e, "ids");
+		es_cbor_enc_array(e, 3);
 		for (int i = 0; i < 3; i++)
-			api_enc_uint(e, 100 + (uint64_t)i);
-		api_enc_text(e, "vectors");
+			es_cbor_enc_uint(e, 100 + (uint64_t)i);
+		es_cbor_enc_text(e, "vectors");
 		if (form == 0) {
-			api_enc_floats(e, v, 12);
+			es_cbor_enc_floats(e, v, 12);
 		} else {
-			api_enc_array(e, 3);
+			es_cbor_enc_array(e, 3);
 			for (int i = 0; i < 3; i++) {
 				if (form == 1) {
-					api_enc_floats(e, v + 4 * i, 4);
+					es_cbor_enc_floats(e, v + 4 * i, 4);
 					continue;
 				}
-				api_enc_array(e, 4);
+				es_cbor_enc_array(e, 4);
 				for (int j = 0; j < 4; j++) {
 					float x = v[4 * i + j];
 
 					if (form == 3 && x == floorf(x))
-						api_enc_int(e, (int64_t)x);
+						es_cbor_enc_int(e, (int64_t)x);
 					else
-						api_enc_float(e, x);
+						es_cbor_enc_float(e, x);
 				}
 			}
 		}
@@ -421,7 +421,7 @@ static void test_envelope_errors(void **state)
 	static const unsigned char indef_text[] = {0xa1, 0x7f, 0x61,
 						   'v',	 0xff, 0x01};
 	static const unsigned char stray_break[] = {0xa1, 0x61, 'v', 0xff};
-	struct api_enc *e;
+	struct es_cbor_enc *e;
 
 	expect_raw("", 0, API_E_BAD_REQUEST, "empty request");
 	expect_raw(garbage, sizeof(garbage), API_E_BAD_REQUEST,
@@ -434,35 +434,35 @@ static void test_envelope_errors(void **state)
 		   "unexpected break");
 
 	e = enc_new();
-	api_enc_array(e, 1);
-	api_enc_uint(e, 1);
+	es_cbor_enc_array(e, 1);
+	es_cbor_enc_uint(e, 1);
 	expect(e, API_E_BAD_REQUEST, "request must be a map, not an array");
 
 	e = req("ping", 0);
-	api_enc_uint(e, 7); /* trailing item */
+	es_cbor_enc_uint(e, 7); /* trailing item */
 	expect(e, API_E_BAD_REQUEST, "1 trailing bytes after the request map");
 
 	e = enc_new();
-	api_enc_map(e, 1);
-	api_enc_kv_text(e, "op", "ping");
+	es_cbor_enc_map(e, 1);
+	es_cbor_enc_kv_text(e, "op", "ping");
 	expect(e, API_E_BAD_REQUEST, "missing field 'v'");
 
 	e = enc_new();
-	api_enc_map(e, 2);
-	api_enc_kv_uint(e, "v", 2);
-	api_enc_kv_text(e, "op", "ping");
+	es_cbor_enc_map(e, 2);
+	es_cbor_enc_kv_uint(e, "v", 2);
+	es_cbor_enc_kv_text(e, "op", "ping");
 	expect(e, API_E_BAD_REQUEST, "protocol version 2 is not supported");
 
 	e = enc_new();
-	api_enc_map(e, 2);
-	api_enc_kv_text(e, "v", "1");
-	api_enc_kv_text(e, "op", "ping");
+	es_cbor_enc_map(e, 2);
+	es_cbor_enc_kv_text(e, "v", "1");
+	es_cbor_enc_kv_text(e, "op", "ping");
 	expect(e, API_E_BAD_REQUEST,
 	       "field 'v' must be an unsigned integer, not a text string");
 
 	e = enc_new();
-	api_enc_map(e, 1);
-	api_enc_kv_uint(e, "v", 1);
+	es_cbor_enc_map(e, 1);
+	es_cbor_enc_kv_uint(e, "v", 1);
 	expect(e, API_E_BAD_REQUEST, "missing field 'op'");
 
 	e = req("frobnicate", 0);
@@ -472,187 +472,187 @@ static void test_envelope_errors(void **state)
 	expect(e, API_E_UNKNOWN_OP, "unknown op 'bad?op?'");
 
 	e = enc_new();
-	api_enc_map(e, 2);
-	api_enc_kv_uint(e, "v", 1);
-	api_enc_text(e, "op");
-	api_enc_uint(e, 3);
+	es_cbor_enc_map(e, 2);
+	es_cbor_enc_kv_uint(e, "v", 1);
+	es_cbor_enc_text(e, "op");
+	es_cbor_enc_uint(e, 3);
 	expect(e, API_E_BAD_REQUEST, "field 'op' must be a text string");
 
 	e = req("ping", 1);
-	api_enc_uint(e, 5); /* key */
-	api_enc_uint(e, 6);
+	es_cbor_enc_uint(e, 5); /* key */
+	es_cbor_enc_uint(e, 6);
 	expect(e, API_E_BAD_REQUEST, "map keys must be text strings");
 
 	e = req("ping", 1);
-	api_enc_kv_text(e, "op", "stats");
+	es_cbor_enc_kv_text(e, "op", "stats");
 	expect(e, API_E_BAD_REQUEST, "field 'op' appears twice");
 
 	/* an unknown field of any shape is skipped */
 	e = req("ping", 2);
-	api_enc_text(e, "extra");
-	api_enc_map(e, 1);
-	api_enc_kv_text(e, "deeper", "still fine");
-	api_enc_kv_uint(e, "v2", 9);
+	es_cbor_enc_text(e, "extra");
+	es_cbor_enc_map(e, 1);
+	es_cbor_enc_kv_text(e, "deeper", "still fine");
+	es_cbor_enc_kv_uint(e, "v2", 9);
 	expect(e, 0, "");
 }
 
 static void test_field_errors(void **state)
 {
-	struct api_enc *e;
+	struct es_cbor_enc *e;
 
 	e = req("collection.create", 1);
-	api_enc_kv_uint(e, "dim", 4);
+	es_cbor_enc_kv_uint(e, "dim", 4);
 	expect(e, API_E_BAD_REQUEST, "missing field 'name'");
 
 	e = req("collection.create", 1);
-	api_enc_kv_text(e, "name", "x");
+	es_cbor_enc_kv_text(e, "name", "x");
 	expect(e, API_E_BAD_REQUEST, "missing field 'dim'");
 
 	e = req("collection.create", 2);
-	api_enc_kv_text(e, "name", "Faces");
-	api_enc_kv_uint(e, "dim", 4);
+	es_cbor_enc_kv_text(e, "name", "Faces");
+	es_cbor_enc_kv_uint(e, "dim", 4);
 	expect(e, API_E_BAD_VALUE, "collection name 'Faces' is not 1 to 64");
 
 	e = req("collection.info", 1);
-	api_enc_kv_text(e, "name", "");
+	es_cbor_enc_kv_text(e, "name", "");
 	expect(e, API_E_BAD_VALUE, "collection name '' is not");
 
 	e = req("collection.info", 1);
-	api_enc_text(e, "name");
-	api_enc_textn(e, "a\0b", 3);
+	es_cbor_enc_text(e, "name");
+	es_cbor_enc_textn(e, "a\0b", 3);
 	expect(e, API_E_BAD_VALUE, "field 'name' contains a NUL byte");
 
 	e = req("collection.info", 1);
-	api_enc_kv_text(e, "name",
-			"a2345678901234567890123456789012345678901"
-			"23456789012345678901234x");
+	es_cbor_enc_kv_text(e, "name",
+			    "a2345678901234567890123456789012345678901"
+			    "23456789012345678901234x");
 	expect(e, API_E_BAD_VALUE, "field 'name' is longer than 64 bytes");
 
 	e = req("collection.info", 1);
-	api_enc_text(e, "name");
-	api_enc_bytes(e, "abc", 3);
+	es_cbor_enc_text(e, "name");
+	es_cbor_enc_bytes(e, "abc", 3);
 	expect(e, API_E_BAD_REQUEST,
 	       "field 'name' must be a text string, not a byte string");
 
 	e = req("collection.create", 2);
-	api_enc_kv_text(e, "name", "x");
-	api_enc_kv_uint(e, "dim", 0);
+	es_cbor_enc_kv_text(e, "name", "x");
+	es_cbor_enc_kv_uint(e, "dim", 0);
 	expect(e, API_E_BAD_VALUE, "dim is 0, it must be 1 to 4096");
 
 	e = req("collection.create", 2);
-	api_enc_kv_text(e, "name", "x");
-	api_enc_kv_uint(e, "dim", 4097);
+	es_cbor_enc_kv_text(e, "name", "x");
+	es_cbor_enc_kv_uint(e, "dim", 4097);
 	expect(e, API_E_BAD_VALUE, "dim is 4097");
 
 	e = req("collection.create", 2);
-	api_enc_kv_text(e, "name", "x");
-	api_enc_text(e, "dim");
-	api_enc_int(e, -4);
+	es_cbor_enc_kv_text(e, "name", "x");
+	es_cbor_enc_text(e, "dim");
+	es_cbor_enc_int(e, -4);
 	expect(e, API_E_BAD_VALUE, "field 'dim' must not be negative");
 
 	e = req("collection.create", 2);
-	api_enc_kv_text(e, "name", "x");
-	api_enc_text(e, "dim");
-	api_enc_float(e, 4.0f);
+	es_cbor_enc_kv_text(e, "name", "x");
+	es_cbor_enc_text(e, "dim");
+	es_cbor_enc_float(e, 4.0f);
 	expect(e, API_E_BAD_REQUEST,
 	       "field 'dim' must be an unsigned integer, not a float");
 
 	e = req("collection.create", 3);
-	api_enc_kv_text(e, "name", "x");
-	api_enc_kv_uint(e, "dim", 4);
-	api_enc_kv_text(e, "metric", "hamming");
+	es_cbor_enc_kv_text(e, "name", "x");
+	es_cbor_enc_kv_uint(e, "dim", 4);
+	es_cbor_enc_kv_text(e, "metric", "hamming");
 	expect(e, API_E_BAD_VALUE, "metric must be one of l2, ip, cosine");
 
 	e = req("collection.create", 3);
-	api_enc_kv_text(e, "name", "x");
-	api_enc_kv_uint(e, "dim", 4);
-	api_enc_kv_text(e, "sync", "sideways-and-then-some");
+	es_cbor_enc_kv_text(e, "name", "x");
+	es_cbor_enc_kv_uint(e, "dim", 4);
+	es_cbor_enc_kv_text(e, "sync", "sideways-and-then-some");
 	expect(e, API_E_BAD_VALUE, "sync must be one of none, upload");
 
 	e = req("get", 1);
-	api_enc_kv_text(e, "collection", "x");
+	es_cbor_enc_kv_text(e, "collection", "x");
 	expect(e, API_E_BAD_REQUEST, "missing field 'id'");
 
 	e = req("insert", 2);
-	api_enc_kv_text(e, "collection", "x");
-	api_enc_text(e, "ids");
-	api_enc_array(e, 0);
+	es_cbor_enc_kv_text(e, "collection", "x");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, 0);
 	expect(e, API_E_BAD_REQUEST, "missing field 'vectors'");
 
 	e = req("insert", 1);
-	api_enc_text(e, "ids");
-	api_enc_array(e, 0);
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, 0);
 	expect(e, API_E_BAD_REQUEST, "missing field 'collection'");
 
 	e = req("delete", 2);
-	api_enc_kv_text(e, "collection", "x");
-	api_enc_kv_uint(e, "ids", 5);
+	es_cbor_enc_kv_text(e, "collection", "x");
+	es_cbor_enc_kv_uint(e, "ids", 5);
 	expect(e, API_E_BAD_REQUEST,
 	       "ids must be an array, not an unsigned integer");
 
 	e = req("delete", 2);
-	api_enc_kv_text(e, "collection", "x");
-	api_enc_text(e, "ids");
-	api_enc_array(e, 3);
-	api_enc_uint(e, 1);
-	api_enc_uint(e, 2);
-	api_enc_int(e, -3);
+	es_cbor_enc_kv_text(e, "collection", "x");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, 3);
+	es_cbor_enc_uint(e, 1);
+	es_cbor_enc_uint(e, 2);
+	es_cbor_enc_int(e, -3);
 	expect(e, API_E_BAD_VALUE,
 	       "ids[2] must be an unsigned integer, not a negative integer");
 
 	e = req("delete", 2);
-	api_enc_kv_text(e, "collection", "x");
-	api_enc_text(e, "ids");
-	api_enc_array(e, 2);
-	api_enc_uint(e, 1);
-	api_enc_text(e, "k"); /* a text string where an id goes */
+	es_cbor_enc_kv_text(e, "collection", "x");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, 2);
+	es_cbor_enc_uint(e, 1);
+	es_cbor_enc_text(e, "k"); /* a text string where an id goes */
 	expect(e, API_E_BAD_REQUEST, "ids[1] must be an unsigned integer");
 }
 
-static struct api_enc *search(unsigned extra)
+static struct es_cbor_enc *search(unsigned extra)
 {
-	struct api_enc *e = req("search", 2 + extra);
+	struct es_cbor_enc *e = req("search", 2 + extra);
 
-	api_enc_kv_text(e, "collection", "faces");
-	api_enc_text(e, "vector");
-	api_enc_floats(e, (float[]){1, 2, 3, 4}, 4);
+	es_cbor_enc_kv_text(e, "collection", "faces");
+	es_cbor_enc_text(e, "vector");
+	es_cbor_enc_floats(e, (float[]){1, 2, 3, 4}, 4);
 	return e;
 }
 
 static void test_limits(void **state)
 {
-	struct api_enc *e;
+	struct es_cbor_enc *e;
 
 	e = search(1);
-	api_enc_kv_uint(e, "k", 0);
+	es_cbor_enc_kv_uint(e, "k", 0);
 	expect(e, API_E_BAD_VALUE, "k must be at least 1");
 	e = search(1);
-	api_enc_kv_uint(e, "k", 1000);
+	es_cbor_enc_kv_uint(e, "k", 1000);
 	expect(e, 0, "");
 	e = search(1);
-	api_enc_kv_uint(e, "k", 1001);
+	es_cbor_enc_kv_uint(e, "k", 1001);
 	expect(e, API_E_TOO_LARGE, "k is 1001, at most 1000");
 	e = search(1);
-	api_enc_kv_uint(e, "L", 4096);
+	es_cbor_enc_kv_uint(e, "L", 4096);
 	expect(e, 0, "");
 	e = search(1);
-	api_enc_kv_uint(e, "L", 4097);
+	es_cbor_enc_kv_uint(e, "L", 4097);
 	expect(e, API_E_TOO_LARGE, "L is 4097, at most 4096");
 
 	/* 100,000 ids pass, 100,001 do not, nor an indefinite array of so */
 	for (int indef = 0; indef < 2; indef++) {
 		for (uint64_t n = API_MAX_BATCH; n <= API_MAX_BATCH + 1; n++) {
 			e = req("delete", 2);
-			api_enc_kv_text(e, "collection", "x");
-			api_enc_text(e, "ids");
+			es_cbor_enc_kv_text(e, "collection", "x");
+			es_cbor_enc_text(e, "ids");
 			if (indef)
-				api_enc_raw(e, "\x9f", 1);
+				es_cbor_enc_raw(e, "\x9f", 1);
 			else
-				api_enc_array(e, n);
+				es_cbor_enc_array(e, n);
 			for (uint64_t i = 0; i < n; i++)
-				api_enc_uint(e, i);
+				es_cbor_enc_uint(e, i);
 			if (indef)
-				api_enc_raw(e, "\xff", 1);
+				es_cbor_enc_raw(e, "\xff", 1);
 			if (n == API_MAX_BATCH)
 				expect(e, 0, "");
 			else
@@ -669,7 +669,7 @@ static void test_limits(void **state)
 static void test_vector_errors(void **state)
 {
 	struct api_request rq;
-	struct api_enc *e;
+	struct es_cbor_enc *e;
 	float v[8 * 128], out[8 * 128];
 
 	for (int i = 0; i < 8 * 128; i++)
@@ -677,15 +677,15 @@ static void test_vector_errors(void **state)
 
 	/* the brief's example: vector 3 of an array has 127 values */
 	e = req("insert", 3);
-	api_enc_kv_text(e, "collection", "faces");
-	api_enc_text(e, "ids");
-	api_enc_array(e, 5);
+	es_cbor_enc_kv_text(e, "collection", "faces");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, 5);
 	for (int i = 0; i < 5; i++)
-		api_enc_uint(e, (uint64_t)i);
-	api_enc_text(e, "vectors");
-	api_enc_array(e, 5);
+		es_cbor_enc_uint(e, (uint64_t)i);
+	es_cbor_enc_text(e, "vectors");
+	es_cbor_enc_array(e, 5);
 	for (int i = 0; i < 5; i++)
-		api_enc_floats(e, v, i == 3 ? 127 : 128);
+		es_cbor_enc_floats(e, v, i == 3 ? 127 : 128);
 	if (parse(&rq, e))
 		fail_msg("%s", err);
 	assert_int_equal(vectors(&rq, 128, out), API_E_DIM);
@@ -697,13 +697,13 @@ static void test_vector_errors(void **state)
 
 	/* one byte string for the batch: its length must be n x dim x 4 */
 	e = req("insert", 3);
-	api_enc_kv_text(e, "collection", "faces");
-	api_enc_text(e, "ids");
-	api_enc_array(e, 2);
-	api_enc_uint(e, 1);
-	api_enc_uint(e, 2);
-	api_enc_text(e, "vectors");
-	api_enc_floats(e, v, 255);
+	es_cbor_enc_kv_text(e, "collection", "faces");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, 2);
+	es_cbor_enc_uint(e, 1);
+	es_cbor_enc_uint(e, 2);
+	es_cbor_enc_text(e, "vectors");
+	es_cbor_enc_floats(e, v, 255);
 	assert_int_equal(parse(&rq, e), 0);
 	assert_int_equal(vectors(&rq, 128, out), API_E_DIM);
 	assert_string_equal(err, "vectors has 1020 bytes for 2 ids; "
@@ -722,32 +722,32 @@ static void test_vector_errors(void **state)
 
 		memcpy(bad, v, sizeof(bad));
 		e = req("insert", 3);
-		api_enc_kv_text(e, "collection", "faces");
-		api_enc_text(e, "ids");
-		api_enc_array(e, 2);
-		api_enc_uint(e, 1);
-		api_enc_uint(e, 2);
-		api_enc_text(e, "vectors");
+		es_cbor_enc_kv_text(e, "collection", "faces");
+		es_cbor_enc_text(e, "ids");
+		es_cbor_enc_array(e, 2);
+		es_cbor_enc_uint(e, 1);
+		es_cbor_enc_uint(e, 2);
+		es_cbor_enc_text(e, "vectors");
 		if (kind < 2) {
 			bad[6] = kind == 0 ? NAN : -INFINITY;
-			api_enc_floats(e, bad, 8);
+			es_cbor_enc_floats(e, bad, 8);
 		} else {
-			api_enc_array(e, 2);
+			es_cbor_enc_array(e, 2);
 			for (int i = 0; i < 2; i++) {
-				api_enc_array(e, 4);
+				es_cbor_enc_array(e, 4);
 				for (int j = 0; j < 4; j++) {
 					if (i == 1 && j == 2 && kind == 4)
-						api_enc_raw(
+						es_cbor_enc_raw(
 						    e,
 						    "\xfb\x7e\x37\xe4\x3c"
 						    "\x88\x00\x75\x9c",
 						    9); /* 1e300 */
 					else if (i == 1 && j == 2)
-						api_enc_float(
+						es_cbor_enc_float(
 						    e,
 						    kind == 2 ? NAN : INFINITY);
 					else
-						api_enc_float(e, 1.0f);
+						es_cbor_enc_float(e, 1.0f);
 				}
 			}
 		}
@@ -769,8 +769,8 @@ static void test_vector_errors(void **state)
 	enc_free(e);
 
 	e = req("search", 2);
-	api_enc_kv_text(e, "collection", "faces");
-	api_enc_kv_text(e, "vector", "1,2,3,4");
+	es_cbor_enc_kv_text(e, "collection", "faces");
+	es_cbor_enc_kv_text(e, "vector", "1,2,3,4");
 	assert_int_equal(parse(&rq, e), 0);
 	assert_int_equal(vectors(&rq, 4, out), API_E_BAD_REQUEST);
 	assert_non_null(strstr(err, "vector must be a byte string of float32 "
@@ -780,11 +780,11 @@ static void test_vector_errors(void **state)
 	enc_free(e);
 
 	e = req("search", 2);
-	api_enc_kv_text(e, "collection", "faces");
-	api_enc_text(e, "vector");
-	api_enc_array(e, 2);
-	api_enc_float(e, 1);
-	api_enc_text(e, "x"); /* a text string among the numbers */
+	es_cbor_enc_kv_text(e, "collection", "faces");
+	es_cbor_enc_text(e, "vector");
+	es_cbor_enc_array(e, 2);
+	es_cbor_enc_float(e, 1);
+	es_cbor_enc_text(e, "x"); /* a text string among the numbers */
 	assert_int_equal(parse(&rq, e), 0);
 	assert_int_equal(vectors(&rq, 2, out), API_E_BAD_REQUEST);
 	assert_non_null(strstr(err, "vector value 1 must be a number, not a "
@@ -793,9 +793,9 @@ static void test_vector_errors(void **state)
 	enc_free(e);
 
 	e = req("search", 2);
-	api_enc_kv_text(e, "collection", "faces");
-	api_enc_text(e, "vector");
-	api_enc_bytes(e, "abcde", 5);
+	es_cbor_enc_kv_text(e, "collection", "faces");
+	es_cbor_enc_text(e, "vector");
+	es_cbor_enc_bytes(e, "abcde", 5);
 	assert_int_equal(parse(&rq, e), 0);
 	assert_int_equal(vectors(&rq, 2, out), API_E_DIM);
 	assert_non_null(strstr(err, "vector has 5 bytes, not a whole number"));
@@ -804,15 +804,15 @@ static void test_vector_errors(void **state)
 
 	/* an array of vectors whose count is not the ids' */
 	e = req("insert", 3);
-	api_enc_kv_text(e, "collection", "faces");
-	api_enc_text(e, "ids");
-	api_enc_array(e, 2);
-	api_enc_uint(e, 1);
-	api_enc_uint(e, 2);
-	api_enc_text(e, "vectors");
-	api_enc_array(e, 3);
+	es_cbor_enc_kv_text(e, "collection", "faces");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, 2);
+	es_cbor_enc_uint(e, 1);
+	es_cbor_enc_uint(e, 2);
+	es_cbor_enc_text(e, "vectors");
+	es_cbor_enc_array(e, 3);
 	for (int i = 0; i < 3; i++)
-		api_enc_floats(e, v, 2);
+		es_cbor_enc_floats(e, v, 2);
 	assert_int_equal(parse(&rq, e), 0);
 	assert_int_equal(vectors(&rq, 2, out), API_E_BAD_REQUEST);
 	assert_string_equal(err, "vectors has 3 entries for 2 ids");
@@ -834,13 +834,13 @@ static void test_huge_lengths(void **state)
 	    {"\xbb\x7f\xff\xff\xff\xff\xff\xff\xff", 9}, /* map 2^63-1 */
 	    {"\x9a\xff\xff\xff\xff", 5},		 /* array 2^32-1 */
 	};
-	struct api_enc *e;
+	struct es_cbor_enc *e;
 
 	for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
 		e = req("ping", 1);
-		api_enc_text(e, "unknown");
-		api_enc_raw(e, heads[i].bytes, heads[i].len);
-		api_enc_raw(e, "\x01\x02\x03", 3);
+		es_cbor_enc_text(e, "unknown");
+		es_cbor_enc_raw(e, heads[i].bytes, heads[i].len);
+		es_cbor_enc_raw(e, "\x01\x02\x03", 3);
 		expect(e, API_E_BAD_REQUEST, "truncated CBOR");
 	}
 
@@ -850,75 +850,75 @@ static void test_huge_lengths(void **state)
 
 	/* ids that claim more entries than bytes follow: no allocation */
 	e = req("delete", 2);
-	api_enc_kv_text(e, "collection", "x");
-	api_enc_text(e, "ids");
-	api_enc_array(e, 50000);
-	api_enc_uint(e, 1);
+	es_cbor_enc_kv_text(e, "collection", "x");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, 50000);
+	es_cbor_enc_uint(e, 1);
 	expect(e, API_E_BAD_REQUEST, "truncated CBOR");
 
 	e = req("delete", 2);
-	api_enc_kv_text(e, "collection", "x");
-	api_enc_text(e, "ids");
-	api_enc_raw(e, "\x9b\x00\x00\x01\x00\x00\x00\x00\x00", 9);
-	api_enc_uint(e, 1);
+	es_cbor_enc_kv_text(e, "collection", "x");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_raw(e, "\x9b\x00\x00\x01\x00\x00\x00\x00\x00", 9);
+	es_cbor_enc_uint(e, 1);
 	expect(e, API_E_BAD_REQUEST, "truncated CBOR");
 }
 
 static void test_deep_nesting(void **state)
 {
-	struct api_enc *e;
+	struct es_cbor_enc *e;
 
 	for (int kind = 0; kind < 3; kind++) {
 		e = req("ping", 1);
-		api_enc_text(e, "deep");
+		es_cbor_enc_text(e, "deep");
 		for (int i = 0; i < 10000; i++) {
 			if (kind == 0)
-				api_enc_array(e, 1);
+				es_cbor_enc_array(e, 1);
 			else if (kind == 1)
-				api_enc_raw(e, "\x9f", 1); /* indefinite */
+				es_cbor_enc_raw(e, "\x9f", 1); /* indefinite */
 			else
-				api_enc_map(e, 1), api_enc_text(e, "m");
+				es_cbor_enc_map(e, 1), es_cbor_enc_text(e, "m");
 		}
-		api_enc_uint(e, 0);
+		es_cbor_enc_uint(e, 0);
 		expect(e, API_E_BAD_REQUEST, "CBOR nested deeper than 32");
 	}
 
 	/* 20 levels inside an unknown field are fine */
 	e = req("ping", 1);
-	api_enc_text(e, "deep");
+	es_cbor_enc_text(e, "deep");
 	for (int i = 0; i < 20; i++)
-		api_enc_array(e, 1);
-	api_enc_uint(e, 0);
+		es_cbor_enc_array(e, 1);
+	es_cbor_enc_uint(e, 0);
 	expect(e, 0, "");
 
 	/* so are 10,000 tags in a row: they are skipped, not nested */
 	e = req("ping", 1);
-	api_enc_text(e, "tagged");
+	es_cbor_enc_text(e, "tagged");
 	for (int i = 0; i < 10000; i++)
-		api_enc_raw(e, "\xd8\x20", 2);
-	api_enc_uint(e, 0);
+		es_cbor_enc_raw(e, "\xd8\x20", 2);
+	es_cbor_enc_uint(e, 0);
 	expect(e, 0, "");
 }
 
 /* A valid insert cut at every length is refused, never read past. */
 static void test_truncation(void **state)
 {
-	struct api_enc *e = req("insert", 3);
+	struct es_cbor_enc *e = req("insert", 3);
 	struct api_request rq;
 	unsigned char *copy;
 
-	api_enc_kv_text(e, "collection", "faces");
-	api_enc_text(e, "ids");
-	api_enc_array(e, 2);
-	api_enc_uint(e, 1);
-	api_enc_uint(e, 1ull << 33);
-	api_enc_text(e, "vectors");
-	api_enc_array(e, 2);
-	api_enc_floats(e, (float[]){1, 2, 3}, 3);
-	api_enc_array(e, 3);
-	api_enc_float(e, 1);
-	api_enc_float(e, 2);
-	api_enc_uint(e, 300);
+	es_cbor_enc_kv_text(e, "collection", "faces");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, 2);
+	es_cbor_enc_uint(e, 1);
+	es_cbor_enc_uint(e, 1ull << 33);
+	es_cbor_enc_text(e, "vectors");
+	es_cbor_enc_array(e, 2);
+	es_cbor_enc_floats(e, (float[]){1, 2, 3}, 3);
+	es_cbor_enc_array(e, 3);
+	es_cbor_enc_float(e, 1);
+	es_cbor_enc_float(e, 2);
+	es_cbor_enc_uint(e, 300);
 	assert_int_equal(parse(&rq, e), 0);
 	api_request_fini(&rq);
 	for (size_t n = 0; n < e->len; n++) {
@@ -936,7 +936,7 @@ static void test_truncation(void **state)
 /* Random bytes and mutations of a valid request never crash. */
 static void test_random_inputs(void **state)
 {
-	struct api_enc *e = req("insert", 3);
+	struct es_cbor_enc *e = req("insert", 3);
 	struct api_request rq;
 	unsigned char buf[96], *copy;
 	float out[64];
@@ -958,17 +958,17 @@ static void test_random_inputs(void **state)
 		free(copy);
 	}
 
-	api_enc_kv_text(e, "collection", "faces");
-	api_enc_text(e, "ids");
-	api_enc_array(e, 2);
-	api_enc_uint(e, 1);
-	api_enc_uint(e, 2);
-	api_enc_text(e, "vectors");
-	api_enc_array(e, 2);
-	api_enc_floats(e, (float[]){1, 2, 3, 4}, 4);
-	api_enc_array(e, 4);
+	es_cbor_enc_kv_text(e, "collection", "faces");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, 2);
+	es_cbor_enc_uint(e, 1);
+	es_cbor_enc_uint(e, 2);
+	es_cbor_enc_text(e, "vectors");
+	es_cbor_enc_array(e, 2);
+	es_cbor_enc_floats(e, (float[]){1, 2, 3, 4}, 4);
+	es_cbor_enc_array(e, 4);
 	for (int j = 0; j < 4; j++)
-		api_enc_float(e, (float)j);
+		es_cbor_enc_float(e, (float)j);
 	for (int i = 0; i < 50000; i++) {
 		copy = malloc(e->len);
 		memcpy(copy, e->buf, e->len);

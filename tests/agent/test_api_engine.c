@@ -219,8 +219,8 @@ static int raw_call(const char *path, const void *req, size_t len, char *code,
 {
 	static const char *const keys[] = {"ok", "error"};
 	static const char *const ekeys[] = {"code", "message"};
-	struct api_span fs[2], ef[2];
-	struct api_reader r, sub;
+	struct es_cbor_span fs[2], ef[2];
+	struct es_cbor_reader r, sub;
 	char url[160], err[API_ERR_MAX];
 	nng_socket sock;
 	nng_msg *m;
@@ -232,17 +232,18 @@ static int raw_call(const char *path, const void *req, size_t len, char *code,
 	assert_int_equal(nng_dial(sock, url, NULL, 0), 0);
 	assert_int_equal(nng_send(sock, (void *)req, len, 0), 0);
 	assert_int_equal(nng_recvmsg(sock, &m, 0), 0);
-	api_reader_init(&r, nng_msg_body(m), nng_msg_len(m), err);
-	assert_int_equal(api_map_index(&r, keys, 2, fs, 0, "reply"), 0);
-	api_reader_span(&sub, &r, &fs[0]);
-	assert_int_equal(api_get_bool(&sub, "ok", &ok), 0);
+	es_cbor_reader_init(&r, nng_msg_body(m), nng_msg_len(m), err);
+	assert_int_equal(es_cbor_map_index(&r, keys, 2, fs, 0, "reply"), 0);
+	es_cbor_reader_span(&sub, &r, &fs[0]);
+	assert_int_equal(es_cbor_get_bool(&sub, "ok", &ok), 0);
 	if (!ok) {
-		api_reader_span(&sub, &r, &fs[1]);
-		assert_int_equal(api_map_index(&sub, ekeys, 2, ef, 0, "e"), 0);
-		api_reader_span(&sub, &r, &ef[0]);
-		assert_int_equal(api_get_text(&sub, "code", code, 32), 0);
-		api_reader_span(&sub, &r, &ef[1]);
-		assert_int_equal(api_get_text(&sub, "m", msg, 300), 0);
+		es_cbor_reader_span(&sub, &r, &fs[1]);
+		assert_int_equal(es_cbor_map_index(&sub, ekeys, 2, ef, 0, "e"),
+				 0);
+		es_cbor_reader_span(&sub, &r, &ef[0]);
+		assert_int_equal(es_cbor_get_text(&sub, "code", code, 32), 0);
+		es_cbor_reader_span(&sub, &r, &ef[1]);
+		assert_int_equal(es_cbor_get_text(&sub, "m", msg, 300), 0);
 	}
 	nng_msg_free(m);
 	nng_close(sock);
@@ -256,7 +257,7 @@ static void test_errors(void **state)
 	char code[32], msg[300];
 	float v[128 * 5] = {0};
 	uint64_t ids[5] = {1, 2, 3, 4, 5};
-	struct api_enc e;
+	struct es_cbor_enc e;
 	int rc;
 
 	assert_int_equal(
@@ -275,27 +276,27 @@ static void test_errors(void **state)
 			 0); /* empty collection: no hits */
 
 	/* the protocol's own example, with arrays of numbers */
-	api_enc_init(&e);
-	api_enc_map(&e, 5);
-	api_enc_kv_uint(&e, "v", 1);
-	api_enc_kv_text(&e, "op", "insert");
-	api_enc_kv_text(&e, "collection", "faces");
-	api_enc_text(&e, "ids");
-	api_enc_array(&e, 5);
+	es_cbor_enc_init(&e);
+	es_cbor_enc_map(&e, 5);
+	es_cbor_enc_kv_uint(&e, "v", 1);
+	es_cbor_enc_kv_text(&e, "op", "insert");
+	es_cbor_enc_kv_text(&e, "collection", "faces");
+	es_cbor_enc_text(&e, "ids");
+	es_cbor_enc_array(&e, 5);
 	for (int i = 0; i < 5; i++)
-		api_enc_uint(&e, ids[i]);
-	api_enc_text(&e, "vectors");
-	api_enc_array(&e, 5);
+		es_cbor_enc_uint(&e, ids[i]);
+	es_cbor_enc_text(&e, "vectors");
+	es_cbor_enc_array(&e, 5);
 	for (int i = 0; i < 5; i++) {
-		api_enc_array(&e, i == 3 ? 127 : 128);
+		es_cbor_enc_array(&e, i == 3 ? 127 : 128);
 		for (int j = 0; j < (i == 3 ? 127 : 128); j++)
-			api_enc_float(&e, 0.5f);
+			es_cbor_enc_float(&e, 0.5f);
 	}
 	assert_int_equal(raw_call(f->path, e.buf, e.len, code, msg), 0);
 	assert_string_equal(code, "dim_mismatch");
 	assert_string_equal(msg, "insert: vector 3 has 127 values, collection "
 				 "'faces' has dim 128");
-	api_enc_fini(&e);
+	es_cbor_enc_fini(&e);
 
 	/* nothing of the refused batch went in */
 	assert_int_equal(es_client_search(f->c, "faces", v, 128, 4, 0, hits),
@@ -570,20 +571,20 @@ static void raw_approve(struct fx *f, const char *device, int bad_bool,
 			const char *code, const char *msg)
 {
 	char got_code[32], got_msg[300];
-	struct api_enc e;
+	struct es_cbor_enc e;
 
-	api_enc_init(&e);
-	api_enc_map(&e, 2 + (device != NULL) + bad_bool);
-	api_enc_kv_uint(&e, "v", 1);
-	api_enc_kv_text(&e, "op", "peers.approve");
+	es_cbor_enc_init(&e);
+	es_cbor_enc_map(&e, 2 + (device != NULL) + bad_bool);
+	es_cbor_enc_kv_uint(&e, "v", 1);
+	es_cbor_enc_kv_text(&e, "op", "peers.approve");
 	if (device)
-		api_enc_kv_text(&e, "device", device);
+		es_cbor_enc_kv_text(&e, "device", device);
 	if (bad_bool)
-		api_enc_kv_uint(&e, "approve", 1);
+		es_cbor_enc_kv_uint(&e, "approve", 1);
 	assert_int_equal(raw_call(f->path, e.buf, e.len, got_code, got_msg), 0);
 	assert_string_equal(got_code, code);
 	assert_string_equal(got_msg, msg);
-	api_enc_fini(&e);
+	es_cbor_enc_fini(&e);
 }
 
 static void test_peers_approve(void **state)

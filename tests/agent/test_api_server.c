@@ -145,8 +145,8 @@ static int raw_call(const char *path, const void *req, size_t len, char *code,
 {
 	static const char *const keys[] = {"ok", "error", "v"};
 	static const char *const ekeys[] = {"code", "message"};
-	struct api_span f[3], ef[2];
-	struct api_reader r, sub;
+	struct es_cbor_span f[3], ef[2];
+	struct es_cbor_reader r, sub;
 	char url[160], err[API_ERR_MAX];
 	nng_socket sock;
 	nng_msg *m;
@@ -160,21 +160,22 @@ static int raw_call(const char *path, const void *req, size_t len, char *code,
 	assert_int_equal(nng_dial(sock, url, NULL, 0), 0);
 	assert_int_equal(nng_send(sock, (void *)req, len, 0), 0);
 	assert_int_equal(nng_recvmsg(sock, &m, 0), 0);
-	api_reader_init(&r, nng_msg_body(m), nng_msg_len(m), err);
-	assert_int_equal(api_map_index(&r, keys, 3, f, 0, "reply"), 0);
-	api_reader_span(&sub, &r, &f[0]);
-	assert_int_equal(api_get_bool(&sub, "ok", &ok), 0);
-	api_reader_span(&sub, &r, &f[2]);
-	assert_int_equal(api_get_uint(&sub, "v", &v), 0);
+	es_cbor_reader_init(&r, nng_msg_body(m), nng_msg_len(m), err);
+	assert_int_equal(es_cbor_map_index(&r, keys, 3, f, 0, "reply"), 0);
+	es_cbor_reader_span(&sub, &r, &f[0]);
+	assert_int_equal(es_cbor_get_bool(&sub, "ok", &ok), 0);
+	es_cbor_reader_span(&sub, &r, &f[2]);
+	assert_int_equal(es_cbor_get_uint(&sub, "v", &v), 0);
 	assert_int_equal(v, 1);
 	if (!ok) {
-		api_reader_span(&sub, &r, &f[1]);
-		assert_int_equal(api_map_index(&sub, ekeys, 2, ef, 0, "e"), 0);
-		api_reader_span(&sub, &r, &ef[0]);
-		assert_int_equal(api_get_text(&sub, "code", code, 32), 0);
-		api_reader_span(&sub, &r, &ef[1]);
+		es_cbor_reader_span(&sub, &r, &f[1]);
+		assert_int_equal(es_cbor_map_index(&sub, ekeys, 2, ef, 0, "e"),
+				 0);
+		es_cbor_reader_span(&sub, &r, &ef[0]);
+		assert_int_equal(es_cbor_get_text(&sub, "code", code, 32), 0);
+		es_cbor_reader_span(&sub, &r, &ef[1]);
 		assert_int_equal(
-		    api_get_text(&sub, "msg", msg, API_ERR_MAX + 32), 0);
+		    es_cbor_get_text(&sub, "msg", msg, API_ERR_MAX + 32), 0);
 	}
 	nng_msg_free(m);
 	nng_close(sock);
@@ -319,7 +320,7 @@ static void test_errors(void **state)
 {
 	struct fx *f = *state;
 	struct es_client_hit hits[4];
-	struct api_enc e;
+	struct es_cbor_enc e;
 	uint64_t ids[2] = {1, 2};
 	float v[8] = {0};
 	char code[32], msg[API_ERR_MAX + 32];
@@ -351,31 +352,31 @@ static void test_errors(void **state)
 		      "1 to 64 characters of a-z, 0-9, _ and -");
 
 	/* what the client library would never send */
-	api_enc_init(&e);
-	api_enc_map(&e, 2);
-	api_enc_kv_uint(&e, "v", 1);
-	api_enc_kv_text(&e, "op", "compact");
+	es_cbor_enc_init(&e);
+	es_cbor_enc_map(&e, 2);
+	es_cbor_enc_kv_uint(&e, "v", 1);
+	es_cbor_enc_kv_text(&e, "op", "compact");
 	assert_int_equal(raw_call(f->path, e.buf, e.len, code, msg), 0);
 	assert_string_equal(code, "unknown_op");
 	assert_string_equal(msg, "unknown op 'compact'");
 	assert_int_equal(raw_call(f->path, "\xff\xfe", 2, code, msg), 0);
 	assert_string_equal(code, "bad_request");
 	assert_string_equal(msg, "request must be a map, not a break");
-	api_enc_reset(&e, 0);
-	api_enc_map(&e, 2);
-	api_enc_kv_uint(&e, "v", 7);
-	api_enc_kv_text(&e, "op", "ping");
+	es_cbor_enc_reset(&e, 0);
+	es_cbor_enc_map(&e, 2);
+	es_cbor_enc_kv_uint(&e, "v", 7);
+	es_cbor_enc_kv_text(&e, "op", "ping");
 	assert_int_equal(raw_call(f->path, e.buf, e.len, code, msg), 0);
 	assert_string_equal(code, "bad_request");
-	api_enc_reset(&e, 0);
-	api_enc_map(&e, 3);
-	api_enc_kv_uint(&e, "v", 1);
-	api_enc_kv_text(&e, "op", "insert");
-	api_enc_kv_text(&e, "collection", "faces");
+	es_cbor_enc_reset(&e, 0);
+	es_cbor_enc_map(&e, 3);
+	es_cbor_enc_kv_uint(&e, "v", 1);
+	es_cbor_enc_kv_text(&e, "op", "insert");
+	es_cbor_enc_kv_text(&e, "collection", "faces");
 	assert_int_equal(raw_call(f->path, e.buf, e.len, code, msg), 0);
 	assert_string_equal(code, "bad_request");
 	assert_string_equal(msg, "insert: missing field 'ids'");
-	api_enc_fini(&e);
+	es_cbor_enc_fini(&e);
 
 	/* the engine failing: internal, logged; closing: shutting_down */
 	fake_engine_fail(f->e, -EIO);
@@ -505,7 +506,7 @@ static void test_limits(void **state)
 	uint64_t *ids = calloc(n, sizeof(*ids));
 	float *v = calloc(n * 2, sizeof(*v));
 	char code[32], msg[API_ERR_MAX + 32];
-	struct api_enc e;
+	struct es_cbor_enc e;
 	int rc;
 
 	fx_stop(f);
@@ -527,21 +528,21 @@ static void test_limits(void **state)
 		      "request");
 
 	/* small on the wire, 6.4 MB once decoded: refused before decoding */
-	api_enc_init(&e);
-	api_enc_map(&e, 5);
-	api_enc_kv_uint(&e, "v", 1);
-	api_enc_kv_text(&e, "op", "insert");
-	api_enc_kv_text(&e, "collection", "c");
-	api_enc_text(&e, "ids");
-	api_enc_array(&e, API_MAX_BATCH);
+	es_cbor_enc_init(&e);
+	es_cbor_enc_map(&e, 5);
+	es_cbor_enc_kv_uint(&e, "v", 1);
+	es_cbor_enc_kv_text(&e, "op", "insert");
+	es_cbor_enc_kv_text(&e, "collection", "c");
+	es_cbor_enc_text(&e, "ids");
+	es_cbor_enc_array(&e, API_MAX_BATCH);
 	for (int i = 0; i < API_MAX_BATCH; i++)
-		api_enc_uint(&e, (uint64_t)i % 20);
-	api_enc_text(&e, "vectors");
-	api_enc_array(&e, API_MAX_BATCH);
+		es_cbor_enc_uint(&e, (uint64_t)i % 20);
+	es_cbor_enc_text(&e, "vectors");
+	es_cbor_enc_array(&e, API_MAX_BATCH);
 	for (int i = 0; i < API_MAX_BATCH; i++) {
-		api_enc_array(&e, 16);
+		es_cbor_enc_array(&e, 16);
 		for (int j = 0; j < 16; j++)
-			api_enc_uint(&e, 0);
+			es_cbor_enc_uint(&e, 0);
 	}
 	assert_true(e.len < (2 << 20));
 	assert_int_equal(raw_call(f->path, e.buf, e.len, code, msg), 0);
@@ -549,7 +550,7 @@ static void test_limits(void **state)
 	assert_string_equal(msg, "insert: 100000 vectors of dim 16 take "
 				 "6400000 bytes, more than the 2097152 a "
 				 "request may carry");
-	api_enc_fini(&e);
+	es_cbor_enc_fini(&e);
 
 	/*
 	 * A message past the limit drops its connection and nobody else's
@@ -851,17 +852,17 @@ static void sp_send(int fd, uint8_t type, uint64_t declared, const void *p,
 /* The ping request's body. */
 static size_t ping_body(uint8_t *buf, size_t cap)
 {
-	struct api_enc e;
+	struct es_cbor_enc e;
 	size_t n;
 
-	api_enc_init(&e);
-	api_enc_map(&e, 2);
-	api_enc_kv_uint(&e, "v", 1);
-	api_enc_kv_text(&e, "op", "ping");
+	es_cbor_enc_init(&e);
+	es_cbor_enc_map(&e, 2);
+	es_cbor_enc_kv_uint(&e, "v", 1);
+	es_cbor_enc_kv_text(&e, "op", "ping");
 	assert_true(e.len <= cap);
 	memcpy(buf, e.buf, e.len);
 	n = e.len;
-	api_enc_fini(&e);
+	es_cbor_enc_fini(&e);
 	return n;
 }
 
@@ -869,8 +870,8 @@ static size_t ping_body(uint8_t *buf, size_t cap)
 static int sp_reply(int fd, const uint8_t *hdr, size_t hl)
 {
 	static const char *const keys[] = {"ok", "error", "v"};
-	struct api_span f[3];
-	struct api_reader r, sub;
+	struct es_cbor_span f[3];
+	struct es_cbor_reader r, sub;
 	char err[API_ERR_MAX];
 	uint8_t head[9], body[512];
 	uint64_t len = 0;
@@ -883,10 +884,10 @@ static int sp_reply(int fd, const uint8_t *hdr, size_t hl)
 	assert_true(len > hl && len <= sizeof(body));
 	assert_int_equal(read_full(fd, body, len), (ssize_t)len);
 	assert_memory_equal(body, hdr, hl);
-	api_reader_init(&r, body + hl, len - hl, err);
-	assert_int_equal(api_map_index(&r, keys, 3, f, 0, "reply"), 0);
-	api_reader_span(&sub, &r, &f[0]);
-	assert_int_equal(api_get_bool(&sub, "ok", &ok), 0);
+	es_cbor_reader_init(&r, body + hl, len - hl, err);
+	assert_int_equal(es_cbor_map_index(&r, keys, 3, f, 0, "reply"), 0);
+	es_cbor_reader_span(&sub, &r, &f[0]);
+	assert_int_equal(es_cbor_get_bool(&sub, "ok", &ok), 0);
 	return ok;
 }
 
