@@ -28,7 +28,7 @@
 
 #include "collection_impl.h"
 #include "edgesync/store_error.h"
-#include "le.h"
+#include "edgesync/le.h"
 
 enum { REC_INSERT = 1, REC_DELETE = 2 };
 #define REC_HEADER 16 /* type u8, 3 zero bytes, count u32, hlc u64 */

@@ -9,7 +9,7 @@
 
 #include "edgesync/crc32c.h"
 #include "edgesync/store_error.h"
-#include "le.h"
+#include "edgesync/le.h"
 #include "ndvs_format.h"
 
 static const unsigned char ndvs_magic[4] = {'N', 'D', 'V', 'S'};

@@ -38,7 +38,7 @@
 #include <string.h>
 
 #include "edgesync/pq.h"
-#include "le.h"
+#include "edgesync/le.h"
 #include "pq_impl.h"
 
 #define K	       ES_PQ_CENTROIDS

@@ -35,7 +35,7 @@
 #include "edgesync/crc32c.h"
 #include "edgesync/ndvs.h"
 #include "io_util.h"
-#include "le.h"
+#include "edgesync/le.h"
 #include "vamana_index.h"
 
 #define SECTOR	     ES_VAMANA_SECTOR

@@ -53,7 +53,7 @@
 
 #include "edgesync/store_error.h"
 #include "io_util.h"
-#include "le.h"
+#include "edgesync/le.h"
 #include "uring_fetch.h"
 #include "vamana_index.h"
 

@@ -10,7 +10,7 @@
 #include "edgesync/store_error.h"
 #include "edgesync/vecs_file.h"
 #include "io_util.h"
-#include "le.h"
+#include "edgesync/le.h"
 
 #define READ_BUF (4u << 20)
 

@@ -90,7 +90,7 @@
 #include "edgesync/crc32c.h"
 #include "edgesync/wal.h"
 #include "io_util.h"
-#include "le.h"
+#include "edgesync/le.h"
 #include "wal_impl.h"
 
 #define WAL_HDR	      8u

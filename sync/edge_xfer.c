@@ -18,12 +18,12 @@
  *      cancelled and idle before the first piece at the new offset.
  *   3. Nothing leaves peer_transfer in flight: every path out cancels
  *      and waits for the busy slots, then closes the contexts.
- *   4. While a request goes out (and, if it is still missing, while the
- *      loop waits for a reply), the next piece's request is built (for
- *      an upload: read and checksummed) and kept in pre; it is sent only
- *      if the next piece turns out to be exactly [pre_off, pre_off +
- *      pre_n), else freed. So the sender's reading overlaps its own
- *      sending and the receiver's work, even with a window of one.
+ *   4. While a request goes out, the request of the piece after it is
+ *      built (for an upload: read and checksummed) and kept in pre; it
+ *      is sent only if the next piece turns out to be exactly [pre_off,
+ *      pre_off + pre_n), else freed. So the sender's reading overlaps
+ *      its own sending and the receiver's work, even with a window of
+ *      one.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -95,7 +95,7 @@ static void drop_pre(struct xfer *x)
 }
 
 /* Builds the request of the piece at next ahead (invariant 4); a failure
- * is left for post to meet again and report. */
+ * is left for the post of that piece to meet again and report. */
 static void prebuild(struct xfer *x, uint64_t next, uint64_t size)
 {
 	size_t n;
@@ -258,7 +258,6 @@ static int run(struct xfer *x, uint64_t next, uint64_t size)
 		}
 		if (x->busy == 0)
 			return 0;
-		prebuild(x, next, size);
 		sl = &x->slot[x->head];
 		rc = take_reply(x, sl);
 		if (rc == 0)

@@ -16,23 +16,12 @@
 #include <nng/nng.h>
 
 #include "edgesync/crc32c.h"
+#include "edgesync/le.h"
 #include "wire.h"
-
-static void put_le32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
 
 void sync_trailer_put(unsigned char *out, uint32_t crc)
 {
-	put_le32(out, crc);
+	le32_store(out, crc);
 }
 
 int sync_msg_sealed(nng_msg **m, const void *map, size_t len)
@@ -43,7 +32,7 @@ int sync_msg_sealed(nng_msg **m, const void *map, size_t len)
 		return -ENOMEM;
 	b = nng_msg_body(*m);
 	memcpy(b, map, len);
-	put_le32(b + len, es_crc32c(0, map, len));
+	le32_store(b + len, es_crc32c(0, map, len));
 	return 0;
 }
 
@@ -66,5 +55,5 @@ int sync_trailer_check(const void *buf, size_t len, const void *bulk,
 	} else {
 		crc = es_crc32c(0, b, len);
 	}
-	return crc == get_le32(b + len) ? 0 : -1;
+	return crc == le32_load(b + len) ? 0 : -1;
 }

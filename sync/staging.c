@@ -17,6 +17,7 @@
 #include <mbedtls/sha256.h>
 
 #include "edgesync/crc32c.h"
+#include "edgesync/le.h"
 #include "edgesync/ndvs.h"
 #include "edgesync/store_error.h"
 #include "staging.h"
@@ -116,64 +117,41 @@ static int path_of(const struct sync_staging *st, const char *key,
 
 /* ---- metadata --------------------------------------------------------- */
 
-static void put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static void meta_pack(unsigned char *b, const struct sync_stage_meta *m)
 {
 	size_t a = strlen(m->coll), o = strlen(m->origin);
 
 	memset(b, 0, META_SIZE);
 	memcpy(b, "ESSM", 4);
-	put32(b + 4, META_VERSION);
-	put64(b + 8, m->origin_seq);
-	put64(b + 16, m->seal_hlc);
-	put64(b + 24, m->count);
-	put64(b + 32, m->size);
-	put32(b + 40, m->dim);
-	put32(b + 44, m->checksum);
+	le32_store(b + 4, META_VERSION);
+	le64_store(b + 8, m->origin_seq);
+	le64_store(b + 16, m->seal_hlc);
+	le64_store(b + 24, m->count);
+	le64_store(b + 32, m->size);
+	le32_store(b + 40, m->dim);
+	le32_store(b + 44, m->checksum);
 	b[48] = (unsigned char)a;
 	memcpy(b + 49, m->coll, a);
 	b[113] = (unsigned char)o;
 	memcpy(b + 114, m->origin, o);
-	put32(b + META_CRC_AT, es_crc32c(0, b, META_CRC_AT));
+	le32_store(b + META_CRC_AT, es_crc32c(0, b, META_CRC_AT));
 }
 
 static int meta_unpack(const unsigned char *b, struct sync_stage_meta *m)
 {
 	size_t a = b[48], o = b[113];
 
-	if (memcmp(b, "ESSM", 4) || get32(b + 4) != META_VERSION ||
-	    get32(b + META_CRC_AT) != es_crc32c(0, b, META_CRC_AT) ||
+	if (memcmp(b, "ESSM", 4) || le32_load(b + 4) != META_VERSION ||
+	    le32_load(b + META_CRC_AT) != es_crc32c(0, b, META_CRC_AT) ||
 	    a > ES_SYNC_NAME_MAX || o > ES_SYNC_DEVICE_MAX)
 		return -EINVAL;
 	memset(m, 0, sizeof(*m));
-	m->origin_seq = get64(b + 8);
-	m->seal_hlc = get64(b + 16);
-	m->count = get64(b + 24);
-	m->size = get64(b + 32);
-	m->dim = get32(b + 40);
-	m->checksum = get32(b + 44);
+	m->origin_seq = le64_load(b + 8);
+	m->seal_hlc = le64_load(b + 16);
+	m->count = le64_load(b + 24);
+	m->size = le64_load(b + 32);
+	m->dim = le32_load(b + 40);
+	m->checksum = le32_load(b + 44);
 	memcpy(m->coll, b + 49, a);
 	memcpy(m->origin, b + 114, o);
 	return 0;

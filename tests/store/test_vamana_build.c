@@ -23,7 +23,7 @@
 #include "edgesync/ndvs.h"
 #include "edgesync/store_error.h"
 #include "edgesync/vamana.h"
-#include "le.h"
+#include "edgesync/le.h"
 #include "vamana_build.h"
 #include "vamana_format.h"
 

@@ -26,7 +26,7 @@
 #include "edgesync/pq.h"
 #include "edgesync/store_error.h"
 #include "edgesync/vamana.h"
-#include "le.h"
+#include "edgesync/le.h"
 #include "uring_fetch.h"
 #include "vamana_format.h"
 

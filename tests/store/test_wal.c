@@ -25,7 +25,7 @@
 
 #include "edgesync/store_error.h"
 #include "edgesync/wal.h"
-#include "le.h"
+#include "edgesync/le.h"
 #include "wal_impl.h"
 
 static char dir[64];

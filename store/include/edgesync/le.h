@@ -1,6 +1,8 @@
 /*
- * Private to the store: explicit little-endian packing. Every on-disk
- * field goes through these; no struct is ever written as it lies in memory.
+ * edgesync: explicit little-endian packing. Every on-disk and on-wire
+ * field (the store's files, sync's staging metadata and message
+ * trailers) goes through these; no struct is ever written as it lies in
+ * memory.
  */
 #ifndef EDGESYNC_LE_H
 #define EDGESYNC_LE_H
