@@ -13,7 +13,10 @@
 #     whole-file verification and the manifest install) over plain tcp
 #     and over TLS (tls+tcp, mutual authentication as the agents run it),
 #     with the cloud's data dir on disk (/var/tmp) and on tmpfs (/dev/shm),
-#     each with its ratio to iperf3;
+#     each with its ratio to iperf3, and under each figure where the
+#     time went per chunk: the edge's sending and waiting for the reply,
+#     the cloud's queueing, checking, waiting for the write before,
+#     writing and replying (the agents' debug log lines, in microseconds);
 #   - bytes re-sent after a cut: the cloud is SIGKILLed mid-transfer and
 #     restarted; the edge's bytes_sent (`edgesync peers --json`) minus
 #     those of the uncut run of the same segments;
@@ -211,7 +214,7 @@ run() {
 		--log-level debug "${copts[@]}"
 	sync
 	start "e-$name" "$edge_dir" --role edge --peer "$cloud_url" \
-		--sync-interval 3600000 "${eopts[@]}"
+		--sync-interval 3600000 --log-level debug "${eopts[@]}"
 	wait_installed "c-$name" $nseg
 	local ms
 	ms=$(ship_ms "$work/c-$name.log")
@@ -222,6 +225,14 @@ run() {
 	crash "c-$name" # not waiting for its index builds
 	rm -rf "$where/cloud-$name"
 	printf '%-28s %6s MB/s  (%d ms)\n' "$name" "${MBS[$name]}" "$ms"
+	stages "$name"
+}
+# stages NAME: the per-chunk times of the run's last upload, both sides
+stages() {
+	grep -ho 'chunk to .*' "$work/e-$1.log" | tail -1 |
+		sed 's/^.*: \([0-9]*\) pieces of up to \([0-9]*\) bytes; per piece (us): /    edge  (\1 pieces of \2 B; us each): /'
+	grep -ho 'per chunk (us): .*' "$work/c-$1.log" | tail -1 |
+		sed 's/^per chunk (us): /    cloud (us per chunk): /'
 }
 echo "== shipping $bytes bytes edge -> cloud"
 run plain-disk "$disk" plain

@@ -85,6 +85,7 @@ static void ctx_cb(void *arg)
 	}
 	if (x->state == CTX_RECV && rv == 0) {
 		x->msg = nng_aio_get_msg(x->aio);
+		x->t_recv = sync_mono_us();
 		x->state = CTX_WORK;
 		enqueue(c, x);
 		return;
@@ -160,6 +161,8 @@ static void *worker_main(void *arg)
 		x->msg = NULL;
 		wk.x = x;
 		wk.w.sent = 0;
+		wk.w.t_recv = x->t_recv;
+		wk.w.t_taken = sync_mono_us();
 		cloud_handle(c, nng_pipe_id(nng_msg_get_pipe(msg)),
 			     nng_msg_body(msg), nng_msg_len(msg), &out, &wk.w);
 		nng_msg_free(msg);

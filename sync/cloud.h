@@ -81,6 +81,14 @@ struct cloud_upload {
 		uint32_t crc;
 	} later;
 	int later_err;
+	/* Where the chunks' time went (sums in microseconds), logged at
+	 * debug level with the install: from receipt to a worker, the
+	 * worker's checks and copy, the wait for the session (the write
+	 * before), the write, and sending the reply. */
+	struct cloud_upload_times {
+		uint64_t begun_us, chunks, bytes;
+		uint64_t queued, checked, waited, written, replied;
+	} times;
 };
 
 /* The segment a connection is downloading, kept open between fetches. */
@@ -127,6 +135,7 @@ struct cloud_ctx {
 	enum cloud_ctx_state state;
 	nng_msg *msg;
 	struct cloud_ctx *next; /* work queue */
+	uint64_t t_recv;	/* sync_mono_us when its request arrived */
 };
 
 struct sync_cloud {
@@ -225,7 +234,8 @@ struct cloud_worker {
 	int sent;
 	unsigned char *buf; /* SYNC_STAGE_ALIGN-aligned; NULL: none */
 	size_t cap;
-	struct io_uring *ring; /* for writes behind a reply; NULL: none */
+	struct io_uring *ring;	  /* for writes behind a reply; NULL: none */
+	uint64_t t_recv, t_taken; /* the request's arrival, and the worker's */
 };
 
 /* cloud_ops.c: handles one request; the reply is left in out, or sent

@@ -500,12 +500,24 @@ static void account(struct sync_cloud *c, struct cloud_session *ss,
 		      from, sync_code_name(f->code), f->msg);
 }
 
+static void count_chunk(struct cloud_upload_times *t,
+			const struct cloud_worker *w, size_t n,
+			uint64_t t_checked, uint64_t t_locked)
+{
+	t->chunks++;
+	t->bytes += n;
+	t->queued += w->t_taken - w->t_recv;
+	t->checked += t_checked - w->t_taken;
+	t->waited += t_locked - t_checked;
+}
+
 void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
 		  size_t len, struct es_cbor_enc *out, struct cloud_worker *w)
 {
 	struct cloud_session *ss = NULL;
 	struct sync_fail f;
 	struct sync_req rq;
+	uint64_t t_checked = 0, t_locked = 0;
 	int rc, parsed;
 
 	es_cbor_enc_reset(out, (size_t)c->s->cfg.chunk_size * 2);
@@ -530,11 +542,16 @@ void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
 		rc = sync_failf(&f, SYNC_C_SESSION,
 				"this connection is closing");
 	if (ss) {
+		t_checked = sync_mono_us();
 		pthread_mutex_lock(&ss->lock);
+		t_locked = sync_mono_us();
 		if (rc == 0)
 			rc = dispatch(c, ss, &rq, out, &f);
 		else if (ss->authed) /* damaged in transit: counted */
 			cloud_count(c, ss, 1, 0, 0);
+		if (rc == 0 && rq.type == SYNC_T_CHUNK && ss->up.active)
+			count_chunk(&ss->up.times, w, rq.data_len, t_checked,
+				    t_locked);
 	}
 	if (rc || es_cbor_enc_error(out)) {
 		if (rc == 0)

@@ -145,6 +145,7 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 		return internal(f, "tombstones", -ENOMEM);
 	sync_stage_writer_init(&up->w, off);
 	up->staged = off;
+	up->times.begun_us = sync_mono_us();
 	up->active = 1;
 	sync_enc_ok(out, 2);
 	es_cbor_enc_kv_text(out, "state", "resume");
@@ -290,17 +291,22 @@ void cloud_write_later(struct sync_cloud *c, struct cloud_session *ss,
 	struct cloud_upload *up = &ss->up;
 	pthread_mutex_t *lk = sync_staging_lock(&c->s->staging, up->key);
 	struct sync_stage_io io;
-	uint64_t now = 0;
+	uint64_t now = 0, t0, t1, t2;
 	int rc;
 
 	pthread_mutex_lock(lk);
+	t0 = sync_mono_us();
 	rc = sync_staging_append_start(
 	    &c->s->staging, up->key, &up->w, up->later.off, up->later.data,
 	    up->later.n, &up->later.crc, w->ring, &io, &now);
+	t1 = sync_mono_us();
 	w->send(w, out); /* while the bytes go to disk */
 	w->sent = 1;
+	t2 = sync_mono_us();
 	if (rc == 0)
 		rc = sync_staging_append_finish(&up->w, &io, &now);
+	up->times.replied += t2 - t1;
+	up->times.written += sync_mono_us() - t0 - (t2 - t1);
 	pthread_mutex_unlock(lk);
 	memset(&up->later, 0, sizeof(up->later));
 	if (rc) {
@@ -329,7 +335,7 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 {
 	struct cloud_upload *up = &ss->up;
 	pthread_mutex_t *lk;
-	uint64_t now = 0;
+	uint64_t now = 0, t0;
 	int rc;
 
 	if (upload_match(ss, rq, f) || later_failed(ss, f))
@@ -364,9 +370,11 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 	}
 	lk = sync_staging_lock(&c->s->staging, up->key);
 	pthread_mutex_lock(lk);
+	t0 = sync_mono_us();
 	rc = put(c, up, rq->offset, rq->data, rq->data_len, rq->crc, &now);
 	if (rc == 0)
 		rc = drain(c, up, &now);
+	up->times.written += sync_mono_us() - t0;
 	pthread_mutex_unlock(lk);
 	if (rc == SYNC_E_OFFSET) {
 		up->staged = now;
@@ -437,6 +445,25 @@ static int install(struct sync_cloud *c, struct cloud_session *ss,
 	return 0;
 }
 
+/* Where the upload's time went, per chunk (cloud_upload_times). */
+static void log_times(struct sync_cloud *c, const struct cloud_session *ss)
+{
+	const struct cloud_upload *up = &ss->up;
+	const struct cloud_upload_times *t = &up->times;
+	uint64_t n = t->chunks ? t->chunks : 1;
+	uint64_t us = sync_mono_us() - t->begun_us;
+
+	sync_log(c->s, SYNC_LOG_DEBUG,
+		 "sync: upload of %s/%" PRIu64 " from %s: %" PRIu64
+		 " bytes in %" PRIu64 " chunks, %" PRIu64 " ms from begin "
+		 "to installed; per chunk (us): queued %" PRIu64
+		 ", checked %" PRIu64 ", waited for the session %" PRIu64
+		 ", written %" PRIu64 ", replied %" PRIu64,
+		 up->seg.origin, up->seg.origin_seq, ss->device, t->bytes,
+		 t->chunks, us / 1000, t->queued / n, t->checked / n,
+		 t->waited / n, t->written / n, t->replied / n);
+}
+
 int cloud_commit(struct sync_cloud *c, struct cloud_session *ss,
 		 const struct sync_req *rq, struct es_cbor_enc *out,
 		 struct sync_fail *f)
@@ -466,6 +493,7 @@ int cloud_commit(struct sync_cloud *c, struct cloud_session *ss,
 			 "tombstones)",
 			 up->seg.origin, up->seg.origin_seq, up->coll.name,
 			 ss->device, up->seg.size, up->n_tombs);
+		log_times(c, ss);
 	}
 	if (rc == 0 || f->code == SYNC_C_VERIFY)
 		cloud_session_end_upload(ss);

@@ -59,6 +59,9 @@ struct xfer {
 	uint64_t pre_off;
 	size_t pre_n;
 	uint64_t size; /* of the whole transfer */
+	/* Where the time went, for the debug log: pieces sent, and the
+	 * microseconds spent sending them and waiting for replies. */
+	uint64_t pieces, send_us, wait_us;
 };
 
 int peer_msg(struct sync_peer *p, nng_msg **msg)
@@ -120,6 +123,7 @@ static int post(struct xfer *x, struct xfer_slot *sl)
 			       ? sync_test_hooks.send_timeout_ms
 			       : PEER_SEND_MS;
 	nng_msg *m = NULL;
+	uint64_t t0;
 	size_t len;
 	int rc, rv;
 
@@ -140,9 +144,12 @@ static int post(struct xfer *x, struct xfer_slot *sl)
 	len = nng_msg_len(m);
 	nng_aio_set_msg(sl->aio, m);
 	nng_aio_set_timeout(sl->aio, (nng_duration)send_ms);
+	t0 = sync_mono_us();
 	nng_ctx_send(sl->ctx, sl->aio);
 	prebuild(x, sl->off + sl->n, x->size); /* while it goes out */
 	nng_aio_wait(sl->aio);
+	x->pieces++;
+	x->send_us += sync_mono_us() - t0;
 	rv = nng_aio_result(sl->aio);
 	if (rv) {
 		nng_msg_free(nng_aio_get_msg(sl->aio));
@@ -179,9 +186,11 @@ static int take_reply(struct xfer *x, struct xfer_slot *sl)
 {
 	struct sync_peer *p = x->p;
 	char err[ES_CBOR_ERR_MAX];
+	uint64_t t0 = sync_mono_us();
 	int rv, rc;
 
 	nng_aio_wait(sl->aio);
+	x->wait_us += sync_mono_us() - t0;
 	sl->busy = 0;
 	rv = nng_aio_result(sl->aio);
 	if (rv)
@@ -313,5 +322,12 @@ int peer_transfer(struct sync_peer *p, const struct xfer_ops *ops, void *arg,
 		rc = run(&x, off, size);
 	close_slots(&x);
 	drop_pre(&x);
+	if (x.pieces)
+		sync_log(p->s, SYNC_LOG_DEBUG,
+			 "sync: %s to %s: %" PRIu64 " pieces of up to %" PRIu32
+			 " bytes; per piece (us): sending %" PRIu64
+			 ", waiting for the reply %" PRIu64,
+			 sync_type_name(ops->type), p->url, x.pieces, x.piece,
+			 x.send_us / x.pieces, x.wait_us / x.pieces);
 	return rc;
 }

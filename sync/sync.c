@@ -85,6 +85,14 @@ uint64_t sync_mono_ms(void)
 	return clock_ms(CLOCK_MONOTONIC);
 }
 
+uint64_t sync_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 uint64_t sync_wall_hlc(void)
 {
 	return sync_wall_ms() << 16;

@@ -79,6 +79,7 @@ void sync_log_peer(struct es_sync *s, int level, const char *fmt, ...)
 
 uint64_t sync_wall_ms(void); /* Unix ms */
 uint64_t sync_mono_ms(void);
+uint64_t sync_mono_us(void);
 /* An HLC for "now" from the wall clock (ms << 16). */
 uint64_t sync_wall_hlc(void);
 
