@@ -23,14 +23,15 @@
 #include <stdint.h>
 
 #include "edgesync/cbor.h"
+#include "edgesync/name.h"
 
 #define API_PROTOCOL   1      /* the "v" of every request and reply */
 #define API_MAX_BATCH  100000 /* ids per insert or delete */
 #define API_MAX_K      1000   /* search results */
 #define API_MAX_L      4096   /* search list (ES_VAMANA_MAX_L) */
 #define API_MAX_DIM    4096
-#define API_NAME_MAX   64 /* collection names: [a-z0-9_-]{1,64} */
-#define API_DEVICE_MAX 64 /* device ids: 1..64 of ASCII 0x21..0x7e */
+#define API_NAME_MAX   ES_NAME_MAX /* collection names: es_name_valid */
+#define API_DEVICE_MAX 64	   /* device ids: 1..64 of ASCII 0x21..0x7e */
 #define API_ERR_MAX    ES_CBOR_ERR_MAX /* error messages, with the NUL */
 
 /* Codes of requests the server refuses before the engine sees them. */
@@ -67,9 +68,6 @@ int api_get_vector(struct es_cbor_reader *r, uint32_t dim, float *out,
  */
 int api_get_vectors(struct es_cbor_reader *r, size_t n, uint32_t dim,
 		    float *out, const char *coll);
-
-/* 1 if name is a valid collection name ([a-z0-9_-]{1,64}). */
-int api_name_valid(const char *name);
 
 /* ---- requests (server side) ------------------------------------------- */
 

@@ -280,22 +280,6 @@ static int get_ids(struct es_cbor_reader *r, const char *what, size_t max,
 
 /* ---- requests --------------------------------------------------------- */
 
-int api_name_valid(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n < 1 || n > API_NAME_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-'))
-			return 0;
-	}
-	return 1;
-}
-
 /* Copies text for a message: at most size - 1 bytes, '?' if unprintable. */
 static void printable(char *dst, size_t size, const unsigned char *s, size_t n)
 {
@@ -354,7 +338,7 @@ static int parse_name(struct es_cbor_reader *r, const struct es_cbor_span *sp,
 	rc = es_cbor_get_text(&sub, what, rq->name, sizeof(rq->name));
 	if (rc)
 		return rc;
-	if (api_name_valid(rq->name))
+	if (es_name_valid(rq->name))
 		return 0;
 	printable(shown, sizeof(shown), (const unsigned char *)rq->name,
 		  strlen(rq->name));

@@ -15,25 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "edgesync/name.h"
 #include "manifest_impl.h"
 
 #define METRIC_MAX  2 /* ES_METRIC_COSINE of the store */
 #define FLAGS_KNOWN (ES_COLLECTION_UPLOAD | ES_COLLECTION_DOWNLOAD)
 
+_Static_assert(ES_MANIFEST_NAME_MAX == ES_NAME_MAX, "one name rule");
+
 int manifest_name_valid(const char *name)
 {
-	size_t len = strnlen(name, ES_MANIFEST_NAME_MAX + 1);
-
-	if (len == 0 || len > ES_MANIFEST_NAME_MAX)
-		return ES_E_MANIFEST_NAME;
-	for (size_t i = 0; i < len; i++) {
-		char ch = name[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-		      ch == '_' || ch == '-'))
-			return ES_E_MANIFEST_NAME;
-	}
-	return 0;
+	return es_name_valid(name) ? 0 : ES_E_MANIFEST_NAME;
 }
 
 static int name_check(struct es_manifest *m, const char *name)

@@ -17,6 +17,7 @@
 
 #include "cloud.h"
 #include "edgesync/crc32c.h"
+#include "edgesync/name.h"
 #include "ident.h"
 
 static int internal(struct sync_fail *f, const char *what, int rc)
@@ -169,14 +170,14 @@ int cloud_collections(struct sync_cloud *c, struct cloud_session *ss,
 		return internal(f, "list_collections", rc);
 	for (size_t i = 0; i < n; i++)
 		if ((v[i].flags & ES_SYNC_FLAG_DOWNLOAD) &&
-		    sync_name_valid(v[i].name) && k < SYNC_COLLECTIONS_MAX)
+		    es_name_valid(v[i].name) && k < SYNC_COLLECTIONS_MAX)
 			k++;
 	sync_enc_ok(out, 1);
 	es_cbor_enc_text(out, "collections");
 	es_cbor_enc_array(out, k);
 	for (size_t i = 0, j = 0; i < n && j < k; i++) {
 		if (!(v[i].flags & ES_SYNC_FLAG_DOWNLOAD) ||
-		    !sync_name_valid(v[i].name))
+		    !es_name_valid(v[i].name))
 			continue;
 		sync_enc_collection(out, &v[i], 1);
 		j++;

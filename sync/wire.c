@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "edgesync/distance.h"
+#include "edgesync/name.h"
 #include "edgesync/ndvs.h"
 #include "wire.h"
 
@@ -97,21 +98,7 @@ int sync_failf(struct sync_fail *f, enum sync_code code, const char *fmt, ...)
 
 /* ---- validation ------------------------------------------------------- */
 
-int sync_name_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < 1 || n > ES_SYNC_NAME_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-'))
-			return 0;
-	}
-	return 1;
-}
+_Static_assert(ES_SYNC_NAME_MAX == ES_NAME_MAX, "one name rule");
 
 int sync_device_valid(const char *s)
 {
@@ -186,7 +173,7 @@ int sync_dec_name(struct es_cbor_reader *r, const char *what, char *name)
 {
 	int rc = es_cbor_get_text(r, what, name, ES_SYNC_NAME_MAX + 1);
 
-	if (rc == 0 && !sync_name_valid(name))
+	if (rc == 0 && !es_name_valid(name))
 		rc = es_cbor_fail(r, ES_E_CBOR_VALUE,
 				  "%s '%s' is not a collection name "
 				  "([a-z0-9_-]{1,64})",

@@ -996,11 +996,20 @@ static void test_err_names(void **state)
 	assert_string_equal(api_err_name(API_E_UNKNOWN_OP), "unknown_op");
 	assert_string_equal(api_err_name(API_E_TOO_LARGE), "too_large");
 	assert_null(api_err_name(-1));
-	assert_true(api_name_valid("a"));
-	assert_true(api_name_valid("abc_def-0123456789"));
-	assert_false(api_name_valid("a b"));
-	assert_false(api_name_valid("a/b"));
-	assert_false(api_name_valid(".."));
+	assert_true(es_name_valid("a"));
+	assert_true(es_name_valid("abc_def-0123456789"));
+	assert_false(es_name_valid("a b"));
+	assert_false(es_name_valid("a/b"));
+	assert_false(es_name_valid(".."));
+	assert_false(es_name_valid(""));
+	assert_false(es_name_valid("Abc"));
+	char n[ES_NAME_MAX + 2];
+	memset(n, 'x', sizeof(n) - 1);
+	n[ES_NAME_MAX] = 0;
+	assert_true(es_name_valid(n)); /* 64 */
+	n[ES_NAME_MAX] = 'x';
+	n[ES_NAME_MAX + 1] = 0;
+	assert_false(es_name_valid(n)); /* 65 */
 }
 
 /* The shared codec's codes become the API's, which clients see. */
