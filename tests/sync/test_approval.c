@@ -275,19 +275,6 @@ static void test_tls_approvals_only(void **state)
 	th_fini(&cloud.h);
 }
 
-static int setup(void **state)
-{
-	th_tmpdir(root, sizeof(root), "approval");
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	if (!getenv("ES_TEST_KEEP"))
-		th_rm_rf(root);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -297,7 +284,5 @@ int main(void)
 	    cmocka_unit_test(test_tls_approvals_only),
 	};
 
-	if (getenv("ES_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("ES_TEST_FILTER"));
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return TH_RUN(tests, root, "approval");
 }

@@ -2,13 +2,17 @@
  * The in-memory host of the sync tests (test_host.h).
  */
 #include <errno.h>
+#include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 #include "edgesync/crc32c.h"
 #include "edgesync/distance.h"
@@ -697,6 +701,36 @@ void th_rm_rf(const char *dir)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static struct {
+	char *root;
+	size_t size;
+	const char *tag;
+} group;
+
+void th_group(char *root, size_t size, const char *tag)
+{
+	group.root = root;
+	group.size = size;
+	group.tag = tag;
+	if (getenv("ES_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("ES_TEST_FILTER"));
+}
+
+int th_group_setup(void **state)
+{
+	(void)state;
+	th_tmpdir(group.root, group.size, group.tag);
+	return 0;
+}
+
+int th_group_teardown(void **state)
+{
+	(void)state;
+	if (!getenv("ES_TEST_KEEP"))
+		th_rm_rf(group.root);
+	return 0;
 }
 
 uint64_t th_ms(void)

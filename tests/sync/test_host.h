@@ -126,6 +126,19 @@ int th_free_port(void);
 /* A fresh directory under $TMPDIR or /tmp. */
 void th_tmpdir(char *buf, size_t size, const char *tag);
 void th_rm_rf(const char *dir);
+
+/*
+ * A test program's main: TH_RUN(tests, root, tag) runs the cmocka tests
+ * with a fresh directory (th_tmpdir) in the char array root, removed
+ * afterwards unless ES_TEST_KEEP is set; ES_TEST_FILTER picks tests by
+ * name.
+ */
+#define TH_RUN(tests, root, tag)                                               \
+	(th_group(root, sizeof(root), tag),                                    \
+	 cmocka_run_group_tests(tests, th_group_setup, th_group_teardown))
+void th_group(char *root, size_t size, const char *tag);
+int th_group_setup(void **state);
+int th_group_teardown(void **state);
 uint64_t th_ms(void);
 /* The number of files in dir whose names end in suffix, and the size of
  * the last one found. */

@@ -361,20 +361,6 @@ static void test_index_wait_expires(void **state)
 	stop_all(&edge, &cloud);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	th_tmpdir(root, sizeof(root), "index");
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	th_rm_rf(root);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -387,5 +373,5 @@ int main(void)
 	    cmocka_unit_test(test_index_wait_expires),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return TH_RUN(tests, root, "index");
 }
