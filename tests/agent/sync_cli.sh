@@ -15,109 +15,17 @@
 #   and is refused again once revoked.
 # Every wait polls with a bound; nothing asserts on time.
 # usage: sync_cli.sh EDGESYNC_BINARY SOURCE_DIR
-set -u
 es=$1
 src=$2
-dir=$(mktemp -d /tmp/es-test-sync-XXXXXX)
-declare -A PID SOCK
-cleanup() {
-	for n in "${!PID[@]}"; do
-		[ -n "${PID[$n]}" ] && kill -KILL "${PID[$n]}" 2>/dev/null
-	done
-	wait 2>/dev/null
-	# KEEP=1 keeps the directory (data, logs) to look at
-	if [ -n "${KEEP:-}" ]; then echo "kept $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
-TOKEN=sync-test-token-0123456789
-# Long enough for AddressSanitizer builds on a busy machine; a bound, not
-# a timed assertion: the checks after a wait look at state, not time.
-WAIT_S=${ES_SYNC_WAIT_S:-180}
+TEST_TAG=sync
+AGENT_OPTS=(--seal-threshold 1000000 --index-r 16 --index-l 32)
+WAIT_S=180
+. "$src/tests/agent/sync_lib.sh"
 
-# ---- helpers -----------------------------------------------------------
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# start NAME OPTIONS...: an agent with its own data dir, socket and log
-start() {
-	local n=$1
-	shift
-	SOCK[$n]="$dir/run-$n/agent.sock"
-	echo "== start $*" >>"$dir/$n.log"
-	$es agent --data-dir "$dir/$n" --socket "${SOCK[$n]}" \
-		--seal-threshold 1000000 --index-r 16 --index-l 32 \
-		--build-threads 1 --log-level debug "$@" >>"$dir/$n.log" 2>&1 &
-	PID[$n]=$!
-	for _ in $(seq $((WAIT_S * 10))); do
-		[ -S "${SOCK[$n]}" ] && return 0
-		kill -0 "${PID[$n]}" 2>/dev/null || break
-		sleep 0.1
-	done
-	bad "agent $n did not start"
-	tail -20 "$dir/$n.log"
-	exit 1
-}
-stop() { # NAME: SIGTERM, exit 0
-	kill -TERM "${PID[$1]}"
-	wait "${PID[$1]}"
-	local rc=$?
-	[ "$rc" = 0 ] && ok || bad "agent $1 exited $rc on SIGTERM"
-	PID[$1]=
-}
-crash() { # NAME: SIGKILL
-	kill -KILL "${PID[$1]}"
-	wait "${PID[$1]}" 2>/dev/null
-	PID[$1]=
-}
-# cli NAME ARGS...: the client against agent NAME, output in $dir/out
-cli() {
-	local n=$1
-	shift
-	$es -s "${SOCK[$n]}" "$@" >"$dir/out" 2>"$dir/err"
-}
-# must NAME ARGS...: cli, and it must succeed
-must() {
-	if cli "$@"; then ok; else
-		bad "failed: $*"
-		cat "$dir/err" "$dir/out"
-	fi
-}
-check() { python3 "$dir/check.py" "$@"; }
-# wait_for WHAT CMD...: polls CMD until it succeeds (bounded)
-wait_for() {
-	local what=$1
-	shift
-	local end=$((SECONDS + WAIT_S))
-	while [ $SECONDS -lt $end ]; do
-		if "$@" 2>/dev/null; then
-			ok
-			return 0
-		fi
-		sleep 0.2
-	done
-	bad "gave up waiting for $what"
-	return 1
-}
-device_of() { # NAME
-	cli "$1" --json status && check field "$dir/out" device_id
-}
-# segs NAME COLL FILE: the segments of COLL on NAME, as JSON, into FILE
-segs() {
-	$es -s "${SOCK[$1]}" --json segments "$2" >"$3" 2>/dev/null
-}
 # has_segs NAME COLL N [ORIGIN [indexed]]: at least N segments (of ORIGIN)
 has_segs() {
 	segs "$1" "$2" "$dir/segs.json" &&
 		check has_segments "$dir/segs.json" "$3" "${4:-}" "${5:-}"
-}
-# agree EDGE CLOUD COLL ORIGIN: both hold the same segments of ORIGIN
-agree() {
-	segs "$1" "$3" "$dir/a.json" && segs "$2" "$3" "$dir/b.json" &&
-		check same_segments "$dir/a.json" "$dir/b.json" "$4"
 }
 # same_search A B COLL: the same answers to the test queries
 same_search() {
@@ -147,96 +55,6 @@ staging_part() { # NAME: a transfer is half done in NAME's staging
 	return 1
 }
 
-cat >"$dir/check.py" <<'EOF'
-import json, sys
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
-
-def field(path, key):
-    print(load(path)[key])
-
-def has_segments(path, n, origin="", indexed=""):
-    segs = [s for s in load(path)["segments"]
-            if not origin or s["origin"] == origin]
-    return len(segs) >= int(n) and (not indexed or all(
-        s["indexed"] or s["count"] == 0 for s in segs))
-
-def ident(path, origin):
-    return sorted((s["checksum"], s["count"], s["size"], s["seal_hlc"])
-                  for s in load(path)["segments"] if s["origin"] == origin)
-
-def same_segments(a, b, origin):
-    x, y = ident(a, origin), ident(b, origin)
-    if x != y or not x:
-        print("segments of %s: %s vs %s" % (origin, x, y), file=sys.stderr)
-        return False
-    return True
-
-def same_search(a, b):
-    la = [json.loads(l) for l in open(a)]
-    lb = [json.loads(l) for l in open(b)]
-    if len(la) != len(lb) or not la:
-        return False
-    for qa, qb in zip(la, lb):
-        if qa["ids"] != qb["ids"] or not qa["ids"]:
-            print("query %d: %s vs %s" % (qa["query"], qa["ids"], qb["ids"]),
-                  file=sys.stderr)
-            return False
-        for da, db in zip(qa["distances"], qb["distances"]):
-            if abs(da - db) > 1e-4 * max(1.0, abs(da)):
-                return False
-    return True
-
-PEER_FIELDS = ["peer", "device", "connected", "last_success_ms",
-               "segments_pending", "bytes_pending", "lag_s", "bytes_sent",
-               "bytes_received", "checksum_failures", "segments_sent",
-               "segments_received", "last_error", "awaiting_approval"]
-
-def peers_fields(path, n):
-    peers = load(path)["peers"]
-    return len(peers) == int(n) and all(
-        sorted(p) == sorted(PEER_FIELDS) for p in peers)
-
-def peer_error(path):
-    peers = load(path)["peers"]
-    return bool(peers) and all(p["last_error"] and not p["last_success_ms"]
-                               for p in peers)
-
-def peer_ok(path, device):
-    return any(p["device"] == device and p["last_success_ms"] > 0
-               and p["segments_pending"] == 0 and not p["last_error"]
-               for p in load(path)["peers"])
-
-def awaiting(path, device, want="1"):
-    got = [p["awaiting_approval"] for p in load(path)["peers"]
-           if p["device"] == device]
-    return bool(got) and got[0] == (want == "1")
-
-def cloud_peers(path, *devices):
-    return sorted(p["device"] for p in load(path)["peers"]) == sorted(devices)
-
-def same_index(a, b, origin):
-    def sizes(p):
-        return sorted((s["checksum"], s["indexed"], s["index_size"])
-                      for s in load(p)["segments"] if s["origin"] == origin)
-    x, y = sizes(a), sizes(b)
-    if x != y or not x or not all(s[1] for s in x):
-        print("indexes of %s: %s vs %s" % (origin, x, y), file=sys.stderr)
-        return False
-    return True
-
-def lacks(path, name):
-    return name not in [c["name"] for c in load(path)["collections"]]
-
-def vectors(path, n):
-    return load(path)["vectors"] == int(n)
-
-f = globals()[sys.argv[1]]
-r = f(*sys.argv[2:])
-sys.exit(0 if r is None or r else 1)
-EOF
 
 # ---- data: clustered vectors, texmex .fvecs ----------------------------
 dim=16
@@ -282,13 +100,13 @@ must e1 flush docs
 wait_for "docs on the cloud" has_segs c1 docs 1 "$e1_id"
 wait_for "docs indexed on the edge" has_segs e1 docs 1 "$e1_id" indexed
 wait_for "docs indexed on the cloud" has_segs c1 docs 1 "$e1_id" indexed
-if agree e1 c1 docs "$e1_id"; then ok; else bad "docs: manifests differ"; fi
+if agree e1 c1 docs "" "$e1_id"; then ok; else bad "docs: manifests differ"; fi
 same_search e1 c1 docs
 # the cloud made the collection on the first upload; it does not publish it
 must c1 --json collection info docs
 check field "$dir/out" sync | grep -qx none && ok || bad "cloud docs sync"
 must c1 --json status
-check vectors "$dir/out" 2000 && ok || bad "cloud vectors: $(cat "$dir/out")"
+check status_vectors "$dir/out" 2000 && ok || bad "cloud vectors: $(cat "$dir/out")"
 
 # peers, status, sync-now
 must e1 --json peers
@@ -312,7 +130,7 @@ must c1 flush catalog
 must e1 sync-now
 wait_for "catalog on the edge" has_segs e1 catalog 1 "$c1_id" indexed
 wait_for "catalog indexed on the cloud" has_segs c1 catalog 1 "$c1_id" indexed
-if agree c1 e1 catalog "$c1_id"; then ok; else bad "catalog: manifests differ"; fi
+if agree c1 e1 catalog "" "$c1_id"; then ok; else bad "catalog: manifests differ"; fi
 same_search c1 e1 catalog
 # on the edge it downloads; it does not go back up
 must e1 --json collection info catalog
@@ -331,7 +149,7 @@ must e1 flush docs
 wait_for "the tombstones on the cloud" has_segs c1 docs 2 "$e1_id"
 if cli c1 get docs 5; then bad "id 5 still on the cloud"; else
 	grep -q not_found "$dir/err" && ok || bad "get 5: $(cat "$dir/err")"; fi
-if agree e1 c1 docs "$e1_id"; then ok; else bad "docs after deletes"; fi
+if agree e1 c1 docs "" "$e1_id"; then ok; else bad "docs after deletes"; fi
 wait_for "docs indexed on the cloud" has_segs c1 docs 2 "$e1_id" indexed
 wait_for "docs indexed on the edge" has_segs e1 docs 2 "$e1_id" indexed
 same_search e1 c1 docs
@@ -344,10 +162,10 @@ must e2 collection create docs --dim $dim
 must e2 import docs "$dir/more.fvecs" --first-id 100000
 must e2 flush docs
 wait_for "e2's docs on the cloud" has_segs c1 docs 1 "$e2_id"
-if agree e2 c1 docs "$e2_id"; then ok; else bad "e2 docs: manifests differ"; fi
-if agree e1 c1 docs "$e1_id"; then ok; else bad "e1 docs changed"; fi
+if agree e2 c1 docs "" "$e2_id"; then ok; else bad "e2 docs: manifests differ"; fi
+if agree e1 c1 docs "" "$e1_id"; then ok; else bad "e1 docs changed"; fi
 wait_for "catalog on e2" has_segs e2 catalog 1 "$c1_id"
-if agree c1 e2 catalog "$c1_id"; then ok; else bad "e2 catalog differs"; fi
+if agree c1 e2 catalog "" "$c1_id"; then ok; else bad "e2 catalog differs"; fi
 wait_for "both edges on the cloud" eval \
 	'cli c1 --json peers && check cloud_peers "$dir/out" "$e1_id" "$e2_id"'
 must c1 --json collection list
@@ -359,7 +177,7 @@ check lacks "$dir/out" private && ok || bad "private reached the cloud"
 start ei --role edge --peer "tcp://127.0.0.1:$port" --token "$TOKEN" \
 	--sync-interval 200 --fetch-indexes
 wait_for "catalog indexed on ei" has_segs ei catalog 1 "$c1_id" indexed
-if agree c1 ei catalog "$c1_id"; then ok; else bad "ei catalog differs"; fi
+if agree c1 ei catalog "" "$c1_id"; then ok; else bad "ei catalog differs"; fi
 segs c1 catalog "$dir/a.json" && segs ei catalog "$dir/b.json" &&
 	check same_index "$dir/a.json" "$dir/b.json" "$c1_id" && ok ||
 	bad "ei's catalog index is not the cloud's"
@@ -392,9 +210,9 @@ if wait_for "a half-done upload on the cloud" staging_part c1; then
 fi
 must e1 sync-now
 wait_for "big on the cloud after its restart" has_segs c1 big 1 "$e1_id"
-if agree e1 c1 big "$e1_id"; then ok; else bad "big: manifests differ"; fi
+if agree e1 c1 big "" "$e1_id"; then ok; else bad "big: manifests differ"; fi
 for coll in docs; do
-	if agree e1 c1 $coll "$e1_id" && agree e2 c1 $coll "$e2_id"; then
+	if agree e1 c1 $coll "" "$e1_id" && agree e2 c1 $coll "" "$e2_id"; then
 		ok; else bad "$coll after the cloud's restart"; fi
 done
 
@@ -410,10 +228,10 @@ fi
 wait_for "big2 on the cloud after the edge's restart" \
 	has_segs c1 big2 1 "$e1_id"
 for coll in docs big big2; do
-	if agree e1 c1 $coll "$e1_id"; then ok; else
+	if agree e1 c1 $coll "" "$e1_id"; then ok; else
 		bad "$coll: manifests differ after the edge's restart"; fi
 done
-if agree c1 e1 catalog "$c1_id"; then ok; else bad "catalog after restarts"; fi
+if agree c1 e1 catalog "" "$c1_id"; then ok; else bad "catalog after restarts"; fi
 
 # ---- a wrong token is refused ------------------------------------------
 start e3 --role edge --peer "tcp://127.0.0.1:$port" \
@@ -481,7 +299,7 @@ for n in t1 t2; do
 	must $n flush secure
 done
 wait_for "t1's segment over TLS" has_segs c2 secure 1 "$t1_id"
-if agree t1 c2 secure "$t1_id"; then ok; else bad "secure: manifests differ"; fi
+if agree t1 c2 secure "" "$t1_id"; then ok; else bad "secure: manifests differ"; fi
 wait_for "t2's refusal" peer_error t2
 segs c2 secure "$dir/c2.json"
 if check has_segments "$dir/c2.json" 1 "$t2_id"; then
@@ -528,7 +346,7 @@ must c2 peers approve "$t2_id"
 grep -q "approved" "$dir/out" && ok || bad "approve: $(cat "$dir/out")"
 must t2 sync-now
 wait_for "t2's segment after its approval" has_segs c2 secure 1 "$t2_id"
-if agree t2 c2 secure "$t2_id"; then ok; else bad "t2: manifests differ"; fi
+if agree t2 c2 secure "" "$t2_id"; then ok; else bad "t2: manifests differ"; fi
 wait_for "t2 no longer awaiting" awaits c2 "$t2_id" 0
 # revoke t2: its connection closes, its next hello is refused
 must c2 --json peers revoke "$t2_id"
@@ -547,9 +365,5 @@ for n in t1 t2 c2 e1 e2 c1; do stop $n; done
 for n in c1 e1; do
 	grep -q "sync: stopping" "$dir/$n.log" && ok || bad "$n: no sync stop"
 done
-if grep -h "AddressSanitizer\|runtime error\|LeakSanitizer" "$dir"/*.log; then
-	bad "sanitizer reports in the logs"; else ok; fi
-
-echo "sync_cli: $passed passed, $failed failed"
-[ "$failed" = 0 ] || KEEP=${KEEP:-1}
-[ "$failed" = 0 ]
+sanitizers_quiet
+finish sync_cli

@@ -25,7 +25,7 @@
 es=$1
 proxy=$2
 src=$3
-. "$src/tests/agent/sync_faults_lib.sh"
+. "$src/tests/agent/sync_lib.sh"
 
 seed=${ES_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 echo "sync_faults: seed $seed (ES_TEST_SEED=$seed to replay)"
@@ -91,7 +91,7 @@ segs e up "$dir/edge-up.json"
 # ---- the cloud: the upload starts; a watcher looks at it all along -----
 start c --role cloud --listen "tcp://127.0.0.1:$cport" "${SYNC[@]}"
 c_id=$(device_of c)
-$PY "$src/tests/agent/sync_faults_check.py" "$src" watch "${SOCK[c]}" up \
+$PY "$src/tests/agent/sync_check.py" "$src" watch "${SOCK[c]}" up \
 	"$dir/up.layout" "$dir/edge-up.json" "$dir/watch.stop" \
 	"$dir/watch.json" 2>"$dir/watch.log" &
 watch_pid=$!

@@ -21,7 +21,7 @@
 es=$1
 proxy=$2
 src=$3
-. "$src/tests/agent/sync_faults_lib.sh"
+. "$src/tests/agent/sync_lib.sh"
 
 seed=${ES_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 echo "sync_kills: seed $seed (ES_TEST_SEED=$seed to replay)"

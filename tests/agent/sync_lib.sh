@@ -1,9 +1,14 @@
-# Helpers of the sync fault tests (sync_faults.sh, sync_kills.sh), sourced
-# after setting es (the edgesync binary) and src (the source tree).
-# Agents run with their own data directory, socket and log under $dir;
-# every wait polls a condition with a bound, nothing asserts on time.
+# Helpers of the sync tests with real agents (sync_cli.sh, sync_faults.sh,
+# sync_kills.sh), sourced after setting es (the edgesync binary) and src
+# (the source tree); a test may set TEST_TAG (its directory's name),
+# AGENT_OPTS (the agents' store options) and WAIT_S before. Agents run with
+# their own data directory, socket and log under $dir; every wait polls a
+# condition with a bound, nothing asserts on time. check runs
+# sync_check.py.
 set -u
-dir=$(mktemp -d /tmp/es-test-faults-XXXXXX)
+dir=$(mktemp -d "/tmp/es-test-${TEST_TAG:-faults}-XXXXXX")
+[ -n "${AGENT_OPTS+x}" ] ||
+	AGENT_OPTS=(--seal-threshold 10000000 --index-r 8 --index-l 16)
 declare -A PID SOCK
 EXTRA_PIDS=()
 cleanup() {
@@ -30,12 +35,12 @@ TOKEN=sync-test-token-0123456789
 PY=/usr/bin/python3
 # A bound for AddressSanitizer builds on a busy machine, not a timing
 # assertion: the checks after a wait look at state.
-WAIT_S=${ES_SYNC_WAIT_S:-150}
+WAIT_S=${ES_SYNC_WAIT_S:-${WAIT_S:-150}}
 
 free_port() {
 	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-check() { $PY "$src/tests/agent/sync_faults_check.py" "$src" "$@"; }
+check() { $PY "$src/tests/agent/sync_check.py" "$src" "$@"; }
 # ready NAME: the agent answers on its socket (a socket file alone can be
 # a dead agent's)
 ready() { $es -s "${SOCK[$1]}" status >/dev/null 2>&1; }
@@ -47,8 +52,8 @@ start() {
 	SOCK[$n]="$dir/run-$n/agent.sock"
 	echo "== start $*" >>"$dir/$n.log"
 	$es agent --data-dir "$dir/$n" --socket "${SOCK[$n]}" \
-		--seal-threshold 10000000 --index-r 8 --index-l 16 \
-		--build-threads 1 --log-level debug "$@" >>"$dir/$n.log" 2>&1 &
+		"${AGENT_OPTS[@]}" --build-threads 1 --log-level debug "$@" \
+		>>"$dir/$n.log" 2>&1 &
 	PID[$n]=$!
 	local end=$((SECONDS + WAIT_S))
 	while [ $SECONDS -lt $end ]; do

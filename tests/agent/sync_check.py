@@ -1,6 +1,7 @@
-"""Checks of the sync fault tests (sync_faults.sh, sync_kills.sh).
+"""Checks of the sync tests with real agents (sync_cli.sh, sync_faults.sh,
+sync_kills.sh).
 
-usage: /usr/bin/python3 sync_faults_check.py SOURCE_DIR COMMAND ARGS...
+usage: /usr/bin/python3 sync_check.py SOURCE_DIR COMMAND ARGS...
 Exit status 0 when the check holds; what is wrong goes to stderr. Talks to
 agents through the CLI's JSON (files the scripts wrote) or, for bulk reads,
 the local API with agent/examples/client.py.
@@ -124,6 +125,92 @@ def vectors(path, n):
         return fail("%d vectors (%d growing), %s expected" %
                     (c["vectors"], c["growing"], n))
     return True
+
+
+def has_segments(path, n, origin="", indexed=""):
+    """At least n segments (of origin), all indexed if asked (empty ones
+    have no index)."""
+    segs = [s for s in load(path)["segments"]
+            if not origin or s["origin"] == origin]
+    return len(segs) >= int(n) and (not indexed or all(
+        s["indexed"] or s["count"] == 0 for s in segs))
+
+
+def same_index(a, b, origin):
+    """Both lists hold the same indexed segments of origin, same index."""
+    def sizes(p):
+        return sorted((s["checksum"], s["indexed"], s["index_size"])
+                      for s in load(p)["segments"] if s["origin"] == origin)
+    x, y = sizes(a), sizes(b)
+    if x != y or not x or not all(s[1] for s in x):
+        return fail("indexes of %s: %s vs %s" % (origin, x, y))
+    return True
+
+
+def same_search(a, b):
+    """Two `search --queries --json` outputs: the same ids, distances
+    within 1e-4."""
+    la = [json.loads(line) for line in open(a)]
+    lb = [json.loads(line) for line in open(b)]
+    if len(la) != len(lb) or not la:
+        return False
+    for qa, qb in zip(la, lb):
+        if qa["ids"] != qb["ids"] or not qa["ids"]:
+            return fail("query %d: %s vs %s" %
+                        (qa["query"], qa["ids"], qb["ids"]))
+        for da, db in zip(qa["distances"], qb["distances"]):
+            if abs(da - db) > 1e-4 * max(1.0, abs(da)):
+                return False
+    return True
+
+
+def status_vectors(path, n):
+    """`status --json`: n vectors in all."""
+    return load(path)["vectors"] == int(n)
+
+
+def lacks(path, name):
+    """`collection list --json` has no collection name."""
+    return name not in [c["name"] for c in load(path)["collections"]]
+
+
+PEER_FIELDS = ["peer", "device", "connected", "last_success_ms",
+               "segments_pending", "bytes_pending", "lag_s", "bytes_sent",
+               "bytes_received", "checksum_failures", "segments_sent",
+               "segments_received", "last_error", "awaiting_approval"]
+
+
+def peers_fields(path, n):
+    """`peers --json`: n peers, each with exactly PEER_FIELDS."""
+    peers = load(path)["peers"]
+    return len(peers) == int(n) and all(
+        sorted(p) == sorted(PEER_FIELDS) for p in peers)
+
+
+def peer_error(path):
+    """Every peer shows an error and never succeeded."""
+    peers = load(path)["peers"]
+    return bool(peers) and all(p["last_error"] and not p["last_success_ms"]
+                               for p in peers)
+
+
+def peer_ok(path, device):
+    """device synced, has nothing pending and no error."""
+    return any(p["device"] == device and p["last_success_ms"] > 0
+               and p["segments_pending"] == 0 and not p["last_error"]
+               for p in load(path)["peers"])
+
+
+def awaiting(path, device, want="1"):
+    """device is (want 1) or is not (0) awaiting approval."""
+    got = [p["awaiting_approval"] for p in load(path)["peers"]
+           if p["device"] == device]
+    return bool(got) and got[0] == (want == "1")
+
+
+def cloud_peers(path, *devices):
+    """The cloud's peers are exactly devices."""
+    return sorted(p["device"] for p in load(path)["peers"]) == sorted(devices)
 
 
 def staging_empty(dirpath):
