@@ -28,6 +28,7 @@
 #include "edgesync/sync.h"
 #include "sync_test.h"
 #include "test_host.h"
+#include "test_raw.h"
 #include "wire.h"
 
 #define TOKEN "lab-token-0123456789"
@@ -36,66 +37,9 @@ static char root[400];
 
 /* ---- a raw client ----------------------------------------------------- */
 
-static struct es_cbor_enc E;
-static nng_msg *last;
-static struct sync_reply rp;
-
-static nng_socket raw_open(const char *url)
-{
-	nng_socket s;
-
-	assert_int_equal(nng_req0_open(&s), 0);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
-	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 5000);
-	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	assert_int_equal(nng_dial(s, url, NULL, 0), 0);
-	return s;
-}
-
-/* Sends len bytes, with their trailer if sealed; returns the reply's
- * code (SYNC_C_NONE if ok), -1 if no reply came. */
-static int ask_bytes(nng_socket s, const void *buf, size_t len, int sealed,
-		     enum sync_type t)
-{
-	char err[ES_CBOR_ERR_MAX];
-	nng_msg *m;
-
-	sync_reply_fini(&rp);
-	if (last)
-		nng_msg_free(last);
-	last = NULL;
-	if (sealed) {
-		assert_int_equal(sync_msg_sealed(&m, buf, len), 0);
-	} else {
-		assert_int_equal(nng_msg_alloc(&m, 0), 0);
-		assert_int_equal(nng_msg_append(m, buf, len), 0);
-	}
-	if (nng_sendmsg(s, m, 0) != 0) {
-		nng_msg_free(m);
-		return -1;
-	}
-	if (nng_recvmsg(s, &last, 0) != 0)
-		return -1;
-	if (sync_reply_parse(&rp, t, nng_msg_body(last), nng_msg_len(last),
-			     err) != 0)
-		fail_msg("the cloud's reply does not parse: %s", err);
-	return rp.ok ? SYNC_C_NONE : (int)rp.code;
-}
-
-static int ask_raw(nng_socket s, const void *buf, size_t len, enum sync_type t)
-{
-	return ask_bytes(s, buf, len, 1, t);
-}
-
-static int ask(nng_socket s, enum sync_type t)
-{
-	assert_int_equal(es_cbor_enc_error(&E), 0);
-	return ask_raw(s, E.buf, E.len, t);
-}
-
 static void expect(nng_socket s, enum sync_type t, int code, const char *want)
 {
-	int got = ask(s, t);
+	int got = raw_ask(s, t);
 
 	if (got != code || (want && !strstr(rp.message, want)))
 		fail_msg("%s: got %s '%s', wanted %s '%s'", sync_type_name(t),
@@ -103,16 +47,10 @@ static void expect(nng_socket s, enum sync_type t, int code, const char *want)
 			 sync_code_name(code), want ? want : "");
 }
 
-static void req(enum sync_type t, size_t n)
-{
-	es_cbor_enc_reset(&E, 0);
-	sync_enc_request(&E, t, n);
-}
-
 static void hello(const char *device, const char *role, const char *token,
 		  int extra)
 {
-	req(SYNC_T_HELLO, 3 + (token != NULL) + (extra != 0));
+	raw_req(SYNC_T_HELLO, 3 + (token != NULL) + (extra != 0));
 	es_cbor_enc_kv_text(&E, "device", device);
 	es_cbor_enc_kv_text(&E, "role", role);
 	es_cbor_enc_kv_uint(&E, "hlc", 1);
@@ -132,7 +70,7 @@ static void begin(const char *name, uint32_t dim,
 	struct es_sync_collection c = {.dim = dim, .metric = 0};
 
 	snprintf(c.name, sizeof(c.name), "%s", name);
-	req(SYNC_T_BEGIN, 3);
+	raw_req(SYNC_T_BEGIN, 3);
 	es_cbor_enc_text(&E, "collection");
 	sync_enc_collection(&E, &c, 0);
 	es_cbor_enc_text(&E, "segment");
@@ -143,7 +81,7 @@ static void begin(const char *name, uint32_t dim,
 static void chunk(const char *coll, const struct es_sync_segment *seg,
 		  uint64_t off, const void *data, size_t n, uint32_t crc)
 {
-	req(SYNC_T_CHUNK, 6);
+	raw_req(SYNC_T_CHUNK, 6);
 	es_cbor_enc_kv_text(&E, "collection", coll);
 	es_cbor_enc_kv_text(&E, "origin", seg->origin);
 	es_cbor_enc_kv_uint(&E, "origin_seq", seg->origin_seq);
@@ -155,7 +93,7 @@ static void chunk(const char *coll, const struct es_sync_segment *seg,
 static void segref(enum sync_type t, size_t extra, const char *coll,
 		   const struct es_sync_segment *seg)
 {
-	req(t, 3 + extra);
+	raw_req(t, 3 + extra);
 	es_cbor_enc_kv_text(&E, "collection", coll);
 	es_cbor_enc_kv_text(&E, "origin", seg->origin);
 	es_cbor_enc_kv_uint(&E, "origin_seq", seg->origin_seq);
@@ -172,15 +110,17 @@ static void envelope_attacks(nng_socket s)
 					     0x00, 0x00, 0x00, 0x00, 0x00};
 	unsigned char deep[100];
 
-	assert_int_equal(ask_raw(s, garbage, sizeof(garbage), SYNC_T_PING),
+	assert_int_equal(
+	    raw_ask_bytes(s, garbage, sizeof(garbage), 1, SYNC_T_PING),
+	    SYNC_C_MALFORMED);
+	assert_int_equal(raw_ask_bytes(s, "", 0, 1, SYNC_T_PING),
 			 SYNC_C_MALFORMED);
-	assert_int_equal(ask_raw(s, "", 0, SYNC_T_PING), SYNC_C_MALFORMED);
-	assert_int_equal(ask_raw(s, array, sizeof(array), SYNC_T_PING),
+	assert_int_equal(raw_ask_bytes(s, array, sizeof(array), 1, SYNC_T_PING),
 			 SYNC_C_MALFORMED);
-	assert_int_equal(ask_raw(s, huge, sizeof(huge), SYNC_T_PING),
+	assert_int_equal(raw_ask_bytes(s, huge, sizeof(huge), 1, SYNC_T_PING),
 			 SYNC_C_MALFORMED);
 	memset(deep, 0x81, sizeof(deep));
-	assert_int_equal(ask_raw(s, deep, sizeof(deep), SYNC_T_PING),
+	assert_int_equal(raw_ask_bytes(s, deep, sizeof(deep), 1, SYNC_T_PING),
 			 SYNC_C_MALFORMED);
 
 	es_cbor_enc_reset(&E, 0);
@@ -197,7 +137,7 @@ static void envelope_attacks(nng_socket s)
 	es_cbor_enc_kv_uint(&E, "v", 1);
 	es_cbor_enc_kv_text(&E, "type", "frobnicate");
 	expect(s, SYNC_T_PING, SYNC_C_UNKNOWN_TYPE, "'frobnicate'");
-	req(SYNC_T_PING, 0);
+	raw_req(SYNC_T_PING, 0);
 	expect(s, SYNC_T_PING, SYNC_C_NONE, NULL);
 
 	/* The trailer: missing, short, or not the map's CRC32C (a ping
@@ -205,27 +145,27 @@ static void envelope_attacks(nng_socket s)
 	{
 		unsigned char b[64];
 
-		req(SYNC_T_PING, 0);
+		raw_req(SYNC_T_PING, 0);
 		assert_true(E.len + SYNC_TRAILER <= sizeof(b));
 		memcpy(b, E.buf, E.len);
-		assert_int_equal(ask_bytes(s, b, E.len, 0, SYNC_T_PING),
+		assert_int_equal(raw_ask_bytes(s, b, E.len, 0, SYNC_T_PING),
 				 SYNC_C_CHECKSUM);
-		assert_int_equal(ask_bytes(s, b, 3, 0, SYNC_T_PING),
+		assert_int_equal(raw_ask_bytes(s, b, 3, 0, SYNC_T_PING),
 				 SYNC_C_MALFORMED);
 		assert_non_null(strstr(rp.message, "no room for its CRC32C"));
 		sync_trailer_put(b + E.len, es_crc32c(0, b, E.len));
 		assert_int_equal(
-		    ask_bytes(s, b, E.len + SYNC_TRAILER, 0, SYNC_T_PING),
+		    raw_ask_bytes(s, b, E.len + SYNC_TRAILER, 0, SYNC_T_PING),
 		    SYNC_C_NONE);
 		b[E.len] ^= 0x40;
 		assert_int_equal(
-		    ask_bytes(s, b, E.len + SYNC_TRAILER, 0, SYNC_T_PING),
+		    raw_ask_bytes(s, b, E.len + SYNC_TRAILER, 0, SYNC_T_PING),
 		    SYNC_C_CHECKSUM);
 		assert_non_null(strstr(rp.message, "CRC32C trailer"));
 		b[E.len] ^= 0x40;
 		b[3] ^= 0x01; /* v: 1 -> 0, the map still parses */
 		assert_int_equal(
-		    ask_bytes(s, b, E.len + SYNC_TRAILER, 0, SYNC_T_PING),
+		    raw_ask_bytes(s, b, E.len + SYNC_TRAILER, 0, SYNC_T_PING),
 		    SYNC_C_CHECKSUM);
 	}
 }
@@ -236,7 +176,7 @@ static void session_attacks(nng_socket s, const struct es_sync_segment *seg)
 
 	begin("c", 8, seg, 0);
 	expect(s, SYNC_T_BEGIN, SYNC_C_SESSION, "hello");
-	req(SYNC_T_COLLECTIONS, 0);
+	raw_req(SYNC_T_COLLECTIONS, 0);
 	expect(s, SYNC_T_COLLECTIONS, SYNC_C_SESSION, NULL);
 	hello("edge-h", "edge", "wrong-token-0123456789", 0);
 	expect(s, SYNC_T_HELLO, SYNC_C_AUTH, "token");
@@ -365,18 +305,18 @@ static void forged_upload(nng_socket s, const struct es_sync_segment *seg)
 
 static void download_attacks(nng_socket s, const struct es_sync_segment *seg)
 {
-	req(SYNC_T_CHANGES, 2);
+	raw_req(SYNC_T_CHANGES, 2);
 	es_cbor_enc_kv_text(&E, "collection", "c");
 	es_cbor_enc_kv_uint(&E, "since", 0);
 	expect(s, SYNC_T_CHANGES, SYNC_C_NOT_FOUND, "no published");
-	req(SYNC_T_CHANGES, 1);
+	raw_req(SYNC_T_CHANGES, 1);
 	es_cbor_enc_kv_text(&E, "collection", "pub");
 	expect(s, SYNC_T_CHANGES, SYNC_C_MALFORMED, "needs field 'since'");
 	segref(SYNC_T_FETCH, 2, "pub", seg);
 	es_cbor_enc_kv_uint(&E, "offset", 0);
 	es_cbor_enc_kv_uint(&E, "length", 10);
 	expect(s, SYNC_T_FETCH, SYNC_C_NOT_FOUND, "no segment");
-	req(SYNC_T_COLLECTIONS, 0);
+	raw_req(SYNC_T_COLLECTIONS, 0);
 	expect(s, SYNC_T_COLLECTIONS, SYNC_C_NONE, NULL);
 	assert_int_equal(rp.n_colls, 1);
 	assert_string_equal(rp.colls[0].name, "pub");
@@ -418,7 +358,7 @@ static void published_attacks(nng_socket s, const struct es_sync_segment *p)
 	es_cbor_enc_kv_uint(&E, "length", 64);
 	es_cbor_enc_kv_text(&E, "part", "segment");
 	expect(s, SYNC_T_FETCH, SYNC_C_NONE, NULL);
-	req(SYNC_T_TOMBSTONES, 3);
+	raw_req(SYNC_T_TOMBSTONES, 3);
 	es_cbor_enc_kv_text(&E, "collection", "pub");
 	es_cbor_enc_kv_uint(&E, "add_version", p->add_version);
 	es_cbor_enc_kv_uint(&E, "first", 1000);
@@ -463,7 +403,7 @@ static void test_hostile_clients(void **state)
 	file = read_all(seg.path, &len);
 	assert_int_equal(len, seg.s.size);
 
-	s = raw_open(cloud.url);
+	s = raw_open(cloud.url, 5000);
 	envelope_attacks(s);
 	session_attacks(s, &seg.s);
 	begin_attacks(s, &seg.s);
@@ -475,7 +415,7 @@ static void test_hostile_clients(void **state)
 	 * connection (nng's RECVMAXSZ), and no reply comes. */
 	huge = calloc(1, 300 << 10);
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 1000);
-	assert_int_equal(ask_raw(s, huge, 300 << 10, SYNC_T_PING), -1);
+	assert_int_equal(raw_ask_bytes(s, huge, 300 << 10, 1, SYNC_T_PING), -1);
 	free(huge);
 	nng_close(s);
 	assert_int_equal(th_installs(&cloud.h), 0);
@@ -492,11 +432,7 @@ static void test_hostile_clients(void **state)
 		"the good edge's round");
 	th_node_stop(&edge);
 	th_node_stop(&cloud);
-	sync_reply_fini(&rp);
-	if (last)
-		nng_msg_free(last);
-	last = NULL;
-	es_cbor_enc_fini(&E);
+	raw_fini();
 	free(file);
 	th_fini(&edge.h);
 	th_fini(&scratch.h);

@@ -30,6 +30,7 @@
 #include "edgesync/sync.h"
 #include "sync_test.h"
 #include "test_host.h"
+#include "test_raw.h"
 #include "wire.h"
 
 #define TOKEN "lab-token-0123456789"
@@ -38,56 +39,14 @@
 #define PIECE sync_piece_size(CH, SYNC_WINDOW_DEFAULT + 1)
 
 static char root[400];
-static struct es_cbor_enc E;
-static nng_msg *last;
-static struct sync_reply rp;
-
-static nng_socket raw_open(const char *url)
-{
-	nng_socket s;
-
-	assert_int_equal(nng_req0_open(&s), 0);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 10000);
-	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 10000);
-	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	assert_int_equal(nng_dial(s, url, NULL, 0), 0);
-	return s;
-}
-
-/* Sends E; the reply's code (SYNC_C_NONE if ok) with rp filled in. */
-static int ask(nng_socket s, enum sync_type t)
-{
-	char err[ES_CBOR_ERR_MAX];
-	nng_msg *m;
-
-	assert_int_equal(es_cbor_enc_error(&E), 0);
-	sync_reply_fini(&rp);
-	if (last)
-		nng_msg_free(last);
-	last = NULL;
-	assert_int_equal(sync_msg_sealed(&m, E.buf, E.len), 0);
-	assert_int_equal(nng_sendmsg(s, m, 0), 0);
-	assert_int_equal(nng_recvmsg(s, &last, 0), 0);
-	if (sync_reply_parse(&rp, t, nng_msg_body(last), nng_msg_len(last),
-			     err) != 0)
-		fail_msg("the cloud's reply does not parse: %s", err);
-	return rp.ok ? SYNC_C_NONE : (int)rp.code;
-}
-
-static void req(enum sync_type t, size_t n)
-{
-	es_cbor_enc_reset(&E, 0);
-	sync_enc_request(&E, t, n);
-}
-
 static void hello(nng_socket s)
 {
-	req(SYNC_T_HELLO, 4);
+	raw_req(SYNC_T_HELLO, 4);
 	es_cbor_enc_kv_text(&E, "device", "edge-w");
 	es_cbor_enc_kv_text(&E, "role", "edge");
 	es_cbor_enc_kv_uint(&E, "hlc", 1);
 	es_cbor_enc_kv_bytes(&E, "token", TOKEN, strlen(TOKEN));
-	assert_int_equal(ask(s, SYNC_T_HELLO), SYNC_C_NONE);
+	assert_int_equal(raw_ask(s, SYNC_T_HELLO), SYNC_C_NONE);
 	assert_int_equal(rp.chunk_max, CH);
 	assert_int_equal(rp.window, SYNC_WINDOW_MAX);
 }
@@ -98,13 +57,13 @@ static uint64_t begin(nng_socket s, const struct es_sync_segment *seg)
 	struct es_sync_collection c = {.dim = 8, .metric = 0};
 
 	snprintf(c.name, sizeof(c.name), "w");
-	req(SYNC_T_BEGIN, 3);
+	raw_req(SYNC_T_BEGIN, 3);
 	es_cbor_enc_text(&E, "collection");
 	sync_enc_collection(&E, &c, 0);
 	es_cbor_enc_text(&E, "segment");
 	sync_enc_segment(&E, seg, 0);
 	es_cbor_enc_kv_uint(&E, "tombstones_total", 0);
-	assert_int_equal(ask(s, SYNC_T_BEGIN), SYNC_C_NONE);
+	assert_int_equal(raw_ask(s, SYNC_T_BEGIN), SYNC_C_NONE);
 	assert_int_equal(rp.state, SYNC_S_RESUME);
 	return rp.offset;
 }
@@ -116,14 +75,14 @@ static int chunk(nng_socket s, const struct es_sync_segment *seg,
 	uint64_t off = i * CH;
 	size_t n = seg->size - off < CH ? (size_t)(seg->size - off) : CH;
 
-	req(SYNC_T_CHUNK, 6);
+	raw_req(SYNC_T_CHUNK, 6);
 	es_cbor_enc_kv_text(&E, "collection", "w");
 	es_cbor_enc_kv_text(&E, "origin", seg->origin);
 	es_cbor_enc_kv_uint(&E, "origin_seq", seg->origin_seq);
 	es_cbor_enc_kv_uint(&E, "offset", off);
 	es_cbor_enc_kv_bytes(&E, "data", file + off, n);
 	es_cbor_enc_kv_uint(&E, "crc", es_crc32c(0, file + off, n));
-	return ask(s, SYNC_T_CHUNK);
+	return raw_ask(s, SYNC_T_CHUNK);
 }
 
 /* chunk i must be accepted, leaving staged bytes in order. */
@@ -136,11 +95,11 @@ static void chunk_ok(nng_socket s, const struct es_sync_segment *seg,
 
 static int commit(nng_socket s, const struct es_sync_segment *seg)
 {
-	req(SYNC_T_COMMIT, 3);
+	raw_req(SYNC_T_COMMIT, 3);
 	es_cbor_enc_kv_text(&E, "collection", "w");
 	es_cbor_enc_kv_text(&E, "origin", seg->origin);
 	es_cbor_enc_kv_uint(&E, "origin_seq", seg->origin_seq);
-	return ask(s, SYNC_T_COMMIT);
+	return raw_ask(s, SYNC_T_COMMIT);
 }
 
 static unsigned char *read_all(const char *path, size_t *len)
@@ -157,15 +116,6 @@ static unsigned char *read_all(const char *path, size_t *len)
 	assert_int_equal(fread(b, 1, *len, f), *len);
 	fclose(f);
 	return b;
-}
-
-static void raw_fini(void)
-{
-	sync_reply_fini(&rp);
-	if (last)
-		nng_msg_free(last);
-	last = NULL;
-	es_cbor_enc_fini(&E);
 }
 
 /* ---- the receiver, request by request ---------------------------------- */
@@ -192,7 +142,7 @@ static void test_receiver(void **state)
 	n = (seg.s.size + CH - 1) / CH;
 	assert_true(n > SYNC_WINDOW_MAX + 4);
 
-	s = raw_open(cloud.url);
+	s = raw_open(cloud.url, 10000);
 	hello(s);
 	assert_int_equal(begin(s, &seg.s), 0);
 	/* Out of order: 2 and 1 wait behind the gap, 0 fills it. */
@@ -221,7 +171,7 @@ static void test_receiver(void **state)
 	chunk_ok(s, &seg.s, file, 2, CH);
 	chunk_ok(s, &seg.s, file, 3, CH);
 	nng_close(s);
-	s = raw_open(cloud.url);
+	s = raw_open(cloud.url, 10000);
 	hello(s);
 	assert_int_equal(begin(s, &seg.s), CH);
 	/* The rest, in pairs swapped: 2 1 4 3 ... */
