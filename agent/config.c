@@ -28,6 +28,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "cpu_list.h"
 
 enum opt_type {
 	T_PATH,	   /* an absolute path */
@@ -41,6 +42,7 @@ enum opt_type {
 	T_USERS,   /* user names or uids */
 	T_GROUPS,  /* group names or gids */
 	T_LISTEN,  /* a tcp:// or tls+tcp:// address to listen on, or empty */
+	T_CPUS,	   /* a list of CPUs (cpu_list.h), or empty */
 	T_PEERS,   /* a tcp:// or tls+tcp:// address to dial, repeatable */
 	T_DEVICES, /* device ids, comma-separated, repeatable */
 	T_BOOL,	   /* true or false; on the command line, alone: true */
@@ -72,6 +74,8 @@ static const struct opt opts[] = {
 	"directory of the manifest, write-ahead logs, segments, indexes"),
     OPT("log-level", "agent", "LEVEL", "info", T_LEVEL, log_level, 0, 0, 1,
 	"error, warn, info or debug"),
+    OPT("cpus", "agent", "LIST", "", T_CPUS, cpus, 0, 0, 0,
+	"CPUs the agent runs on, like 0-1,3 (empty: every CPU it may use)"),
     OPT("socket", "api", "PATH", ES_CONFIG_DEFAULT_SOCKET, T_PATH, socket, 0, 0,
 	0, "Unix socket of the local API (mode 0660, its directory 0750)"),
     OPT("workers", "api", "N", "16", T_UINT, workers, 1, 1024, 0,
@@ -563,6 +567,7 @@ static int set_string(struct es_config *c, const struct opt *o, const char *v,
 		      char *why, size_t wl)
 {
 	char **dst = field(c, o), *copy;
+	cpu_set_t cpus;
 	int rc;
 
 	if (o->type == T_PATH && !*v) {
@@ -573,6 +578,8 @@ static int set_string(struct es_config *c, const struct opt *o, const char *v,
 		rc = check_token(v, why, wl);
 	else if (o->type == T_LISTEN)
 		rc = *v ? check_url(v, 1, why, wl) : 0;
+	else if (o->type == T_CPUS)
+		rc = *v ? es_cpu_list_parse(v, &cpus, why, wl) : 0;
 	else
 		rc = check_path(o, v, why, wl);
 	if (rc < 0)
@@ -793,6 +800,7 @@ static int set_value(struct es_config *c, const struct opt *o, const char *v,
 	case T_FILE:
 	case T_TOKEN:
 	case T_LISTEN:
+	case T_CPUS:
 		return set_string(c, o, v, why, wl);
 	case T_UINT:
 	case T_SIZE:
@@ -819,6 +827,7 @@ static void clear_value(struct es_config *c, const struct opt *o)
 	case T_FILE:
 	case T_TOKEN:
 	case T_LISTEN:
+	case T_CPUS:
 		free(*(char **)field(c, o));
 		*(char **)field(c, o) = NULL;
 		break;
@@ -1002,6 +1011,7 @@ int es_config_format(const struct es_config *c, size_t i, char *buf, size_t len)
 	case T_FILE:
 	case T_TOKEN:
 	case T_LISTEN:
+	case T_CPUS:
 		return snprintf(buf, len, "%s", *(char *const *)f);
 	case T_UINT:
 	case T_SIZE:

@@ -40,6 +40,7 @@ struct es_config {
 	/* [agent] */
 	char *data_dir;
 	enum es_log_level log_level;
+	char *cpus; /* a CPU list (cpu_list.h); "": not pinned */
 	/* [api] */
 	char *socket;
 	uint64_t workers;

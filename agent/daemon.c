@@ -46,6 +46,7 @@
 #include "api_server.h"
 #include "cli.h"
 #include "config.h"
+#include "cpu_list.h"
 #include "edgesync/client.h"
 #include "edgesync/sync.h"
 #include "engine.h"
@@ -563,6 +564,8 @@ static int start(struct agent *ag)
 		 ES_VERSION, (int)getpid(),
 		 ag->args.file ? ag->args.file : "(none)",
 		 es_config_log_level_name(c->log_level));
+	if (*c->cpus)
+		log_info("running on CPUs %s", c->cpus);
 	if (socket_in_use(c->socket)) {
 		log_errorx("another agent is serving %s; not starting",
 			   c->socket);
@@ -689,6 +692,44 @@ static void tune_malloc(const struct es_config *c)
 	mallopt(M_TRIM_THRESHOLD, (int)(8 * chunk));
 }
 
+/*
+ * Pins the process to the configured CPUs before any thread starts, so
+ * that every thread (the engine's, the API's, sync's and nng's) inherits
+ * them. Every CPU listed must be one the process may run on now.
+ */
+static int pin_cpus(const struct es_config *c)
+{
+	cpu_set_t want, allowed, both;
+	char why[160], list[256];
+	int rc;
+
+	if (!c->cpus || !*c->cpus)
+		return 0;
+	if (es_cpu_list_parse(c->cpus, &want, why, sizeof(why)) != 0) {
+		cli_error("cpus: %s", why);
+		return -EINVAL;
+	}
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) {
+		rc = -errno;
+		log_error(rc, "cpus: cannot read the CPUs this agent may use");
+		return rc;
+	}
+	CPU_AND(&both, &want, &allowed);
+	if (!CPU_EQUAL(&both, &want)) {
+		es_cpu_list_format(&allowed, list, sizeof(list));
+		cli_error("cpus: %s names CPUs this agent may not run on "
+			  "(it may use %s)",
+			  c->cpus, list);
+		return -EINVAL;
+	}
+	if (sched_setaffinity(0, sizeof(want), &want) != 0) {
+		rc = -errno;
+		log_error(rc, "cpus: cannot run on %s", c->cpus);
+		return rc;
+	}
+	return 0;
+}
+
 int cli_agent(int argc, char **argv)
 {
 	struct agent ag = {.sigfd = -1};
@@ -710,6 +751,11 @@ int cli_agent(int argc, char **argv)
 	}
 	atomic_store(&log_max, (int)ag.config.log_level);
 	tune_malloc(&ag.config);
+	rc = pin_cpus(&ag.config);
+	if (rc < 0) {
+		rc = rc == -EINVAL ? CLI_CONFIG : CLI_FAIL;
+		goto fini;
+	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);

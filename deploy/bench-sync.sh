@@ -7,13 +7,18 @@
 #   bash deploy/bench-sync.sh --mib 256    # a quicker trial
 #
 # What it prints:
-#   - iperf3 -c 127.0.0.1 (5 s), at the start and at the end;
+#   - iperf3 -c 127.0.0.1 (5 s), at the start and at the end, and in
+#     each round of the plain tcp figure below;
 #   - segment shipping MB/s (the cloud's log: from the edge's hello to the
 #     last segment installed, i.e. begin, chunks, commit with its fsync,
 #     whole-file verification and the manifest install) over plain tcp
 #     and over TLS (tls+tcp, mutual authentication as the agents run it),
 #     with the cloud's data dir on disk (/var/tmp) and on tmpfs (/dev/shm),
-#     each with its ratio to iperf3, and under each figure where the
+#     each with its ratio to iperf3. Plain tcp to disk runs --reps rounds
+#     (default 3), each an iperf3 run and a transfer with everything free
+#     to run on any CPU, then both again pinned (iperf3 -A 0,1; edge
+#     --cpus 0, cloud --cpus 1); the medians are compared. Under each
+#     figure is where the
 #     time went per chunk: the edge's sending and waiting for the reply,
 #     the cloud's queueing, checking, waiting for the write before,
 #     writing and replying (the agents' debug log lines, in microseconds);
@@ -32,7 +37,7 @@
 #   - then --edges N (default 100; 0 skips it) release edge agents, each
 #     with one small segment (2000 x 128), into one cloud: the time from
 #     sync-now on every edge to the last install.
-# Options: --mib N (data size), --seg-mib M, --edges N, --keep (keep the
+# Options: --mib N (data size), --seg-mib M, --edges N, --reps N, --keep (keep the
 # work directory, out/bench-sync). ES_BIN=PATH uses that edgesync binary
 # instead of building build/release. Installs iperf3 if it is missing
 # (run as root or with sudo).
@@ -43,12 +48,14 @@ mib=1024
 seg_mib=
 keep=0
 edges=100
+reps=3
 while [ $# -gt 0 ]; do
 	case $1 in
 	--mib) mib=$2; shift 2 ;;
 	--seg-mib) seg_mib=$2; shift 2 ;;
 	--keep) keep=1; shift ;;
 	--edges) edges=$2; shift 2 ;;
+	--reps) reps=$2; shift 2 ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "unknown option $1" >&2; exit 2 ;;
 	esac
@@ -72,6 +79,7 @@ dim=1024
 per_seg=$(((${seg_mib:-$mib} * 1048576) / (dim * 4)))
 token=bench-$($py -c "import secrets; print(secrets.token_hex(12))")
 declare -A PID
+declare -a IPF IPP
 cleanup() {
 	for n in "${!PID[@]}"; do
 		[ -n "${PID[$n]}" ] && kill -KILL "${PID[$n]}" 2>/dev/null
@@ -133,13 +141,13 @@ for l in open(sys.argv[1]):
 print(int((inst - hello).total_seconds() * 1000))
 EOF
 }
-iperf() {
+iperf() { # [-A CLIENT,SERVER]
 	local port
 	port=$(free_port)
 	iperf3 -s -1 -p "$port" >/dev/null 2>&1 &
 	local spid=$!
 	sleep 0.5
-	iperf3 -c 127.0.0.1 -p "$port" -t 5 -J >"$work/iperf.json"
+	iperf3 -c 127.0.0.1 -p "$port" -t 5 -J "$@" >"$work/iperf.json"
 	wait $spid || true
 	json "$work/iperf.json" 'round(d["end"]["sum_received"]["bits_per_second"] / 8e6)'
 }
@@ -194,10 +202,11 @@ $o x509 -req -in "$C/edge.csr" -CA "$C/ca.crt" -CAkey "$C/ca.key" \
 ip1=$(iperf)
 echo "iperf3 -c 127.0.0.1 -t 5: $ip1 MB/s"
 
-# run NAME WHERE MODE: ship every segment to a fresh cloud; MB/s
+# run NAME WHERE MODE [pinned]: ship every segment to a fresh cloud; MB/s.
+# pinned: the edge runs on CPU 0 and the cloud on CPU 1 (--cpus).
 declare -A MBS SENT
 run() {
-	local name=$1 where=$2 mode=$3 port cloud_url copts eopts
+	local name=$1 where=$2 mode=$3 pin=${4:-} port cloud_url copts eopts
 	port=$(free_port)
 	if [ "$mode" = tls ]; then
 		cloud_url=tls+tcp://127.0.0.1:$port
@@ -207,6 +216,10 @@ run() {
 		cloud_url=tcp://127.0.0.1:$port
 		copts=(--token "$token")
 		eopts=(--token "$token")
+	fi
+	if [ -n "$pin" ]; then
+		copts+=(--cpus 1)
+		eopts+=(--cpus 0)
 	fi
 	rm -rf "$where/cloud-$name"
 	: >"$work/c-$name.log"
@@ -235,7 +248,30 @@ stages() {
 		sed 's/^per chunk (us): /    cloud (us per chunk): /'
 }
 echo "== shipping $bytes bytes edge -> cloud"
-run plain-disk "$disk" plain
+# Plain tcp to disk, the figure held against iperf3: $reps rounds, each
+# with iperf3 and the agents free to run anywhere, then with both pinned
+# the same way (iperf3 -A 0,1: client on CPU 0, server on CPU 1; the edge
+# on CPU 0, the cloud on CPU 1). On a 2-core VM a wakeup across CPUs costs
+# about 8 times one on the same CPU (perf bench sched pipe), and an agent
+# hands every chunk between several threads. Medians are compared.
+pinned=
+[ "$(nproc)" -ge 2 ] && pinned=1
+for r in $(seq "$reps"); do
+	IPF[$r]=$(iperf)
+	echo "iperf3 -c 127.0.0.1 -t 5: ${IPF[$r]} MB/s"
+	run "plain-disk-$r" "$disk" plain
+	[ -n "$pinned" ] || continue
+	IPP[$r]=$(iperf -A 0,1)
+	echo "iperf3 -c 127.0.0.1 -t 5 -A 0,1: ${IPP[$r]} MB/s"
+	run "plain-disk-pinned-$r" "$disk" plain pinned
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+plain_free=$(median $(for r in $(seq "$reps"); do echo "${MBS[plain-disk-$r]}"; done))
+ip_free=$(median "${IPF[@]}")
+if [ -n "$pinned" ]; then
+	plain_pinned=$(median $(for r in $(seq "$reps"); do echo "${MBS[plain-disk-pinned-$r]}"; done))
+	ip_pinned=$(median "${IPP[@]}")
+fi
 run tls-disk "$disk" tls
 run plain-tmpfs "$shm" plain
 run tls-tmpfs "$shm" tls
@@ -332,9 +368,18 @@ ip2=$(iperf)
 echo "iperf3 -c 127.0.0.1 -t 5: $ip2 MB/s"
 ip=$(((ip1 + ip2) / 2))
 echo
-echo "== summary ($(nproc) cores; iperf3 $ip1 and $ip2 MB/s, mean $ip)"
-for n in plain-disk plain-tmpfs tls-disk tls-tmpfs; do
-	$py -c "print('%-12s %6d MB/s  %5.1f%% of iperf3' % ('$n', ${MBS[$n]}, 100.0 * ${MBS[$n]} / $ip))"
+echo "== summary ($(nproc) cores)"
+ratio() { # NAME MBS IPERF WHAT
+	$py -c "print('%-30s %6d MB/s  %5.1f%% of iperf3 (%s)' % ('$1', $2, 100.0 * $2 / $3, '$4'))"
+}
+ratio "plain-disk, free" "$plain_free" "$ip_free" \
+	"medians of $reps: $(for r in $(seq "$reps"); do printf '%s/%s ' "${MBS[plain-disk-$r]}" "${IPF[$r]}"; done | sed 's/ $//')"
+if [ -n "$pinned" ]; then
+	ratio "plain-disk, pinned" "$plain_pinned" "$ip_pinned" \
+		"medians of $reps: $(for r in $(seq "$reps"); do printf '%s/%s ' "${MBS[plain-disk-pinned-$r]}" "${IPP[$r]}"; done | sed 's/ $//')"
+fi
+for n in plain-tmpfs tls-disk tls-tmpfs; do
+	ratio "$n" "${MBS[$n]}" "$ip" "iperf3 $ip1 and $ip2 before and after, mean $ip"
 done
 echo "re-sent after a cut: $resent bytes (chunk 1 MiB)"
 echo "seal -> searchable: median ${sorted[2]} ms of 5"

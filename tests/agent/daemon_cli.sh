@@ -142,6 +142,9 @@ badconf "3: index-l: 8 is less than index-r (16)" "[store]" \
 	"index-r = 16" "index-l = 8"
 badconf "2: build-threads: 1000 is out of range" "[store]" \
 	"build-threads = 1000"
+badconf "2: cpus: '3-1': the range 3-1 runs backwards" "[agent]" "cpus = 3-1"
+badconf "2: cpus: '0,,1' is not a list of CPUs" "[agent]" "cpus = 0,,1"
+badconf "2: cpus: '4096': CPUs are numbered below" "[agent]" "cpus = 4096"
 badconf "2: role: 'hub' is not edge, cloud or none" "[sync]" "role = hub"
 badconf "2: role: an edge needs at least one peer" "[sync]" "role = edge"
 badconf "3: peer: 'http://x:1' is not tcp://HOST:PORT" "[sync]" \
@@ -175,6 +178,27 @@ badconf "2: allow-devices: a cloud admits devices" "[sync]" \
 badconf "2: allow-devices: 'x*' is not a device id" "[sync]" \
 	"allow-devices = ok, $(printf 'x%.0s' $(seq 65))"
 badconf "2: sync-interval: 5 is out of range" "[sync]" "sync-interval = 5"
+
+# ---- pinned to CPUs ----------------------------------------------------
+# A CPU the process may not use is refused at start; a good list pins every
+# thread the agent starts (engine, API, sync, nng).
+expect 78 $es agent --cpus 1023 --data-dir "$dir/pinned" \
+	--socket "$dir/pinned.sock"
+says "cpus: 1023 names CPUs this agent may not run on (it may use "
+first_cpu=$(taskset -pc $$ | sed 's/.*: *//; s/[-,].*//')
+$es agent --cpus "$first_cpu" --data-dir "$dir/pinned" \
+	--socket "$dir/pinned.sock" 2>"$dir/pinned.log" &
+pid=$!
+if wait_for_socket "$dir/pinned.sock" "$pid"; then
+	py 'import glob,sys
+lists = set(l.split()[1] for f in glob.glob("/proc/%s/task/*/status" % sys.argv[1]) for l in open(f) if l.startswith("Cpus_allowed_list"))
+assert lists == {sys.argv[2]}, lists' "$pid" "$first_cpu"
+	if grep -q "running on CPUs $first_cpu" "$dir/pinned.log"; then ok; else
+		bad "pinned agent log"; cat "$dir/pinned.log"; fi
+else
+	bad "the pinned agent did not start"; cat "$dir/pinned.log"
+fi
+kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 
 # ---- the agent runs ----------------------------------------------------
 $es agent -c "$dir/agent.conf" "${opts[@]}" 2>"$dir/agent.log" &
