@@ -522,21 +522,16 @@ void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
 	int rc, parsed;
 
 	es_cbor_enc_reset(out, (size_t)c->s->cfg.chunk_size * 2);
-	rc = sync_req_parse(&rq, buf, len, &f);
+	/* The parser checks the trailer and a chunk's data before the
+	 * session's lock, copying the data into the worker's aligned buffer
+	 * as it goes: the workers check the requests of one connection in
+	 * parallel, and write in turn. */
+	rc =
+	    sync_req_parse_into(&rq, buf, len, w->buf, w->buf ? w->cap : 0, &f);
 	parsed = rc == 0;
 	if (rc == 0 && rq.type == SYNC_T_PING) {
 		sync_enc_ok(out, 0);
 		goto out;
-	}
-	/* The parser checked the trailer and a chunk's data before the
-	 * session's lock: the workers check the requests of one connection
-	 * in parallel, copy chunks that can be written directly into their
-	 * own aligned buffers, and write in turn. */
-	if (rc == 0 && rq.type == SYNC_T_CHUNK && rq.crc_ok && w->buf &&
-	    rq.data_len <= w->cap && rq.offset % SYNC_STAGE_ALIGN == 0 &&
-	    rq.data_len % SYNC_STAGE_ALIGN == 0) {
-		memcpy(w->buf, rq.data, rq.data_len);
-		rq.data = w->buf;
 	}
 	if ((rc == 0 || f.code == SYNC_C_CHECKSUM) &&
 	    !(ss = cloud_session_get(c, pipe)) && rc == 0)

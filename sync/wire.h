@@ -166,6 +166,13 @@ struct sync_req {
  */
 int sync_req_parse(struct sync_req *rq, const void *buf, size_t len,
 		   struct sync_fail *f);
+/*
+ * sync_req_parse_into is sync_req_parse that also copies a chunk's data,
+ * if it fits in the cap bytes at to, into to while it checks it (one pass
+ * over the data: es_crc32c_copy); rq->data then points at the copy.
+ */
+int sync_req_parse_into(struct sync_req *rq, const void *buf, size_t len,
+			void *to, size_t cap, struct sync_fail *f);
 void sync_req_fini(struct sync_req *rq);
 
 /* ---- replies ---------------------------------------------------------- */
