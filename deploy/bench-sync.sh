@@ -18,10 +18,10 @@
 #     (default 3), each an iperf3 run and a transfer with everything free
 #     to run on any CPU, then both again pinned (iperf3 -A 0,1; edge
 #     --cpus 0, cloud --cpus 1); the medians are compared. Under each
-#     figure is where the
-#     time went per chunk: the edge's sending and waiting for the reply,
-#     the cloud's queueing, checking, waiting for the write before,
-#     writing and replying (the agents' debug log lines, in microseconds);
+#     figure is where the time went per chunk: the edge's sending,
+#     building the next piece and waiting for the reply, the cloud's
+#     queueing, checking, waiting for the write before, writing and
+#     replying (the agents' debug log lines, in microseconds);
 #   - bytes re-sent after a cut: the cloud is SIGKILLed mid-transfer and
 #     restarted; the edge's bytes_sent (`edgesync peers --json`) minus
 #     those of the uncut run of the same segments;

@@ -18,12 +18,15 @@
  *      cancelled and idle before the first piece at the new offset.
  *   3. Nothing leaves peer_transfer in flight: every path out cancels
  *      and waits for the busy slots, then closes the contexts.
- *   4. While a request goes out, the request of the piece after it is
- *      built (for an upload: read and checksummed) and kept in pre; it
- *      is sent only if the next piece turns out to be exactly [pre_off,
- *      pre_off + pre_n), else freed. So the sender's reading overlaps
- *      its own sending and the receiver's work, even with a window of
- *      one.
+ *   4. While the loop waits for a reply, the request of the next piece
+ *      is built (for an upload: read and checksummed) and kept in pre;
+ *      it is sent only if the next piece turns out to be exactly
+ *      [pre_off, pre_off + pre_n), else freed. So the sender's reading
+ *      overlaps the receiver's work, even with a window of one, and not
+ *      its own sending: while a piece goes out both CPUs of a small
+ *      machine are busy copying it (in alternating runs on 2 cores,
+ *      building during the send gave a median of 1,049 MB/s, during the
+ *      wait 1,120).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -60,8 +63,9 @@ struct xfer {
 	size_t pre_n;
 	uint64_t size; /* of the whole transfer */
 	/* Where the time went, for the debug log: pieces sent, and the
-	 * microseconds spent sending them and waiting for replies. */
-	uint64_t pieces, send_us, wait_us;
+	 * microseconds spent sending them, building the next ones and
+	 * waiting for replies. */
+	uint64_t pieces, send_us, build_us, wait_us;
 };
 
 int peer_msg(struct sync_peer *p, nng_msg **msg)
@@ -101,17 +105,19 @@ static void drop_pre(struct xfer *x)
  * is left for the post of that piece to meet again and report. */
 static void prebuild(struct xfer *x, uint64_t next, uint64_t size)
 {
+	uint64_t t0 = sync_mono_us();
 	size_t n;
 
 	if (x->pre || next >= size)
 		return;
 	n = size - next < x->piece ? (size_t)(size - next) : x->piece;
-	if (x->ops->request(x->p, x->arg, next, n, &x->pre) != 0) {
+	if (x->ops->request(x->p, x->arg, next, n, &x->pre) == 0) {
+		x->pre_off = next;
+		x->pre_n = n;
+	} else {
 		x->pre = NULL;
-		return;
 	}
-	x->pre_off = next;
-	x->pre_n = n;
+	x->build_us += sync_mono_us() - t0;
 }
 
 /* Builds (or takes the prebuilt) and sends the request of sl's piece,
@@ -146,7 +152,6 @@ static int post(struct xfer *x, struct xfer_slot *sl)
 	nng_aio_set_timeout(sl->aio, (nng_duration)send_ms);
 	t0 = sync_mono_us();
 	nng_ctx_send(sl->ctx, sl->aio);
-	prebuild(x, sl->off + sl->n, x->size); /* while it goes out */
 	nng_aio_wait(sl->aio);
 	x->pieces++;
 	x->send_us += sync_mono_us() - t0;
@@ -268,6 +273,7 @@ static int run(struct xfer *x, uint64_t next, uint64_t size)
 		if (x->busy == 0)
 			return 0;
 		sl = &x->slot[x->head];
+		prebuild(x, next, size); /* while the reply is awaited */
 		rc = take_reply(x, sl);
 		if (rc == 0)
 			rc = x->ops->reply(p, x->arg, sl->off, sl->n, &resume);
@@ -326,8 +332,10 @@ int peer_transfer(struct sync_peer *p, const struct xfer_ops *ops, void *arg,
 		sync_log(p->s, SYNC_LOG_DEBUG,
 			 "sync: %s to %s: %" PRIu64 " pieces of up to %" PRIu32
 			 " bytes; per piece (us): sending %" PRIu64
+			 ", building the next %" PRIu64
 			 ", waiting for the reply %" PRIu64,
 			 sync_type_name(ops->type), p->url, x.pieces, x.piece,
-			 x.send_us / x.pieces, x.wait_us / x.pieces);
+			 x.send_us / x.pieces, x.build_us / x.pieces,
+			 x.wait_us / x.pieces);
 	return rc;
 }
