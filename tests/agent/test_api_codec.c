@@ -50,6 +50,21 @@ static struct es_cbor_enc *req(const char *op, unsigned n)
 	return e;
 }
 
+/* An insert into 'faces' of the n ids from first, up to its "vectors"
+ * key: the caller encodes the vectors. */
+static struct es_cbor_enc *insert_req(uint64_t first, unsigned n)
+{
+	struct es_cbor_enc *e = req("insert", 3);
+
+	es_cbor_enc_kv_text(e, "collection", "faces");
+	es_cbor_enc_text(e, "ids");
+	es_cbor_enc_array(e, n);
+	for (unsigned i = 0; i < n; i++)
+		es_cbor_enc_uint(e, first + i);
+	es_cbor_enc_text(e, "vectors");
+	return e;
+}
+
 static int parse(struct api_request *rq, const struct es_cbor_enc *e)
 {
 	assert_int_equal(es_cbor_enc_error(e), 0);
@@ -375,13 +390,7 @@ static void test_vector_forms(void **state)
 	for (int i = 0; i < 12; i++)
 		v[i] = (float)i * 0.5f - 2.0f;
 	for (int form = 0; form < 4; form++) {
-		e = req("insert", 3);
-		es_cbor_enc_kv_text(e, "collection", "faces");
-		es_cbor_enc_text(e, "ids");
-		es_cbor_enc_array(e, 3);
-		for (int i = 0; i < 3; i++)
-			es_cbor_enc_uint(e, 100 + (uint64_t)i);
-		es_cbor_enc_text(e, "vectors");
+		e = insert_req(100, 3);
 		if (form == 0) {
 			es_cbor_enc_floats(e, v, 12);
 		} else {
@@ -676,13 +685,7 @@ static void test_vector_errors(void **state)
 		v[i] = (float)i;
 
 	/* the brief's example: vector 3 of an array has 127 values */
-	e = req("insert", 3);
-	es_cbor_enc_kv_text(e, "collection", "faces");
-	es_cbor_enc_text(e, "ids");
-	es_cbor_enc_array(e, 5);
-	for (int i = 0; i < 5; i++)
-		es_cbor_enc_uint(e, (uint64_t)i);
-	es_cbor_enc_text(e, "vectors");
+	e = insert_req(0, 5);
 	es_cbor_enc_array(e, 5);
 	for (int i = 0; i < 5; i++)
 		es_cbor_enc_floats(e, v, i == 3 ? 127 : 128);
@@ -696,13 +699,7 @@ static void test_vector_errors(void **state)
 	enc_free(e);
 
 	/* one byte string for the batch: its length must be n x dim x 4 */
-	e = req("insert", 3);
-	es_cbor_enc_kv_text(e, "collection", "faces");
-	es_cbor_enc_text(e, "ids");
-	es_cbor_enc_array(e, 2);
-	es_cbor_enc_uint(e, 1);
-	es_cbor_enc_uint(e, 2);
-	es_cbor_enc_text(e, "vectors");
+	e = insert_req(1, 2);
 	es_cbor_enc_floats(e, v, 255);
 	assert_int_equal(parse(&rq, e), 0);
 	assert_int_equal(vectors(&rq, 128, out), API_E_DIM);
@@ -721,13 +718,7 @@ static void test_vector_errors(void **state)
 		    "vector 1 value 2 is beyond float32 range"};
 
 		memcpy(bad, v, sizeof(bad));
-		e = req("insert", 3);
-		es_cbor_enc_kv_text(e, "collection", "faces");
-		es_cbor_enc_text(e, "ids");
-		es_cbor_enc_array(e, 2);
-		es_cbor_enc_uint(e, 1);
-		es_cbor_enc_uint(e, 2);
-		es_cbor_enc_text(e, "vectors");
+		e = insert_req(1, 2);
 		if (kind < 2) {
 			bad[6] = kind == 0 ? NAN : -INFINITY;
 			es_cbor_enc_floats(e, bad, 8);
@@ -803,13 +794,7 @@ static void test_vector_errors(void **state)
 	enc_free(e);
 
 	/* an array of vectors whose count is not the ids' */
-	e = req("insert", 3);
-	es_cbor_enc_kv_text(e, "collection", "faces");
-	es_cbor_enc_text(e, "ids");
-	es_cbor_enc_array(e, 2);
-	es_cbor_enc_uint(e, 1);
-	es_cbor_enc_uint(e, 2);
-	es_cbor_enc_text(e, "vectors");
+	e = insert_req(1, 2);
 	es_cbor_enc_array(e, 3);
 	for (int i = 0; i < 3; i++)
 		es_cbor_enc_floats(e, v, 2);

@@ -33,6 +33,22 @@ static void make_dir(char *buf, size_t size, const char *name)
 	snprintf(buf, size, "%s/%s", root, name);
 }
 
+/* A fresh staging in root/name with m's transfer opened in it (key) and
+ * a writer at its staged length. */
+static void stage_fresh(struct sync_staging *st, const char *name,
+			const struct sync_stage_meta *m, char *key,
+			struct sync_stage_writer *w)
+{
+	char dir[400];
+	uint64_t off;
+
+	make_dir(dir, sizeof(dir), name);
+	assert_int_equal(sync_staging_init(st, dir), 0);
+	sync_staging_key(m->coll, m->origin, m->origin_seq, key);
+	assert_int_equal(sync_staging_open(st, key, m, &off), 0);
+	sync_stage_writer_init(w, off);
+}
+
 /* An NDVS segment in memory (written to disk and read back). */
 static unsigned char *segment(uint32_t dim, uint64_t count,
 			      struct sync_stage_meta *m, const char *coll)
@@ -227,16 +243,12 @@ static void test_summed(void **state)
 	struct sync_staging st;
 	struct sync_stage_meta m;
 	struct sync_stage_writer w;
-	char dir[400], key[SYNC_KEY_LEN + 1], why[200];
+	char key[SYNC_KEY_LEN + 1], why[200];
 	unsigned char *seg = segment(8, 1000, &m, "s");
 	uint64_t off, now = 0;
 	size_t n;
 
-	make_dir(dir, sizeof(dir), "st5");
-	assert_int_equal(sync_staging_init(&st, dir), 0);
-	sync_staging_key(m.coll, m.origin, m.origin_seq, key);
-	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
-	sync_stage_writer_init(&w, off);
+	stage_fresh(&st, "st5", &m, key, &w);
 	for (off = 0; off < m.size; off += n) {
 		uint32_t crc;
 
@@ -273,7 +285,7 @@ static void test_async(void **state)
 	struct sync_stage_writer w;
 	struct sync_stage_io io;
 	struct io_uring ring;
-	char dir[400], key[SYNC_KEY_LEN + 1], why[200];
+	char key[SYNC_KEY_LEN + 1], why[200];
 	unsigned char *seg = segment(8, 1000, &m, "a");
 	void *buf = NULL;
 	uint64_t off, now = 0;
@@ -282,11 +294,7 @@ static void test_async(void **state)
 	assert_int_equal(io_uring_queue_init(4, &ring, 0), 0);
 	assert_int_equal(
 	    posix_memalign(&buf, SYNC_STAGE_ALIGN, 2 * SYNC_STAGE_ALIGN), 0);
-	make_dir(dir, sizeof(dir), "st6");
-	assert_int_equal(sync_staging_init(&st, dir), 0);
-	sync_staging_key(m.coll, m.origin, m.origin_seq, key);
-	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
-	sync_stage_writer_init(&w, off);
+	stage_fresh(&st, "st6", &m, key, &w);
 	for (off = 0; off < m.size; off += n) {
 		uint32_t crc;
 
@@ -326,15 +334,11 @@ static void test_damaged_file(void **state)
 	struct sync_staging st;
 	struct sync_stage_meta m;
 	struct sync_stage_writer w;
-	char dir[400], key[SYNC_KEY_LEN + 1], why[200];
+	char key[SYNC_KEY_LEN + 1], why[200];
 	unsigned char *seg = segment(4, 50, &m, "d");
-	uint64_t off, now;
+	uint64_t now;
 
-	make_dir(dir, sizeof(dir), "st2");
-	assert_int_equal(sync_staging_init(&st, dir), 0);
-	sync_staging_key(m.coll, m.origin, m.origin_seq, key);
-	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
-	sync_stage_writer_init(&w, off);
+	stage_fresh(&st, "st2", &m, key, &w);
 	seg[100] ^= 0x04;
 	assert_int_equal(
 	    sync_staging_append(&st, key, &w, 0, seg, m.size, NULL, &now), 0);
