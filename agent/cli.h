@@ -43,6 +43,10 @@ double cli_now(void);
 /* cli_json_string prints s as a JSON string literal. */
 void cli_json_string(FILE *f, const char *s);
 
+/* cli_human_bytes writes n as "512 B", "1.5 MiB"... into buf; returns
+ * buf. */
+const char *cli_human_bytes(uint64_t n, char *buf, size_t len);
+
 /*
  * A progress bar on stderr, drawn only when stderr is a terminal and at
  * most ten times a second.
@@ -72,7 +76,7 @@ int cli_bench_search(int argc, char **argv);
 int cli_agent(int argc, char **argv);
 
 /*
- * The client commands (cli_client.c): each talks to a running agent
+ * The client commands (cli_client.c, cli_status.c): each talks to a running agent
  * through the client library. cli_client_globals takes the options given
  * before the command (-s SOCKET, --json) and returns how many arguments
  * it used, or -1 after a usage message.

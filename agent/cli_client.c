@@ -1,7 +1,8 @@
 /*
- * The client commands of edgesync: collection, import, insert, search,
- * delete, get, flush, status, segments, peers (approve, revoke),
- * sync-now. Each talks to a running agent
+ * The client commands of edgesync that work on collections and vectors:
+ * collection, import, insert, search, delete, get, flush (status,
+ * segments, peers and sync-now are in cli_status.c), and what every
+ * client command shares (cli_client.h). Each talks to a running agent
  * through the client library only (edgesync/client.h), prints a table for
  * people or, with --json, JSON for scripts, and exits 0, 1 (the agent or
  * the connection failed; the message says which) or 64 (usage).
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_client.h"
 #include "config.h"
 #include "edgesync/client.h"
 #include "edgesync/store_error.h"
@@ -28,25 +30,6 @@
 
 static const char *global_socket;
 static int global_json;
-
-struct client_args {
-	const char *socket;
-	int json;
-	char **pos; /* the positional arguments */
-	int npos;
-};
-
-/* Takes one option of the command (its val and argument); 0 or an exit
- * code. */
-typedef int (*own_opt_fn)(void *ctx, int val, const char *arg);
-
-struct cmd_spec {
-	const char *usage;
-	const char *help;
-	const struct option *own; /* the command's options, NULL-ended */
-	own_opt_fn fn;
-	int min_pos, max_pos;
-};
 
 static const char *default_socket(void)
 {
@@ -87,8 +70,8 @@ int cli_client_globals(int argc, char **argv)
  * Parses -s, --json, --help and the command's own options; returns -1 to
  * go on, or an exit code.
  */
-static int parse(int argc, char **argv, const struct cmd_spec *spec, void *ctx,
-		 struct client_args *a)
+int cli_cmd_parse(int argc, char **argv, const struct cmd_spec *spec, void *ctx,
+		  struct client_args *a)
 {
 	struct option opts[MAX_OWN_OPTS + 4];
 	int n = 0, c, rc;
@@ -133,7 +116,7 @@ static int parse(int argc, char **argv, const struct cmd_spec *spec, void *ctx,
 	return -1;
 }
 
-static int connect_agent(const struct client_args *a, struct es_client **c)
+int cli_connect(const struct client_args *a, struct es_client **c)
 {
 	int rc = es_client_open(c, a->socket, 0);
 
@@ -146,8 +129,8 @@ static int connect_agent(const struct client_args *a, struct es_client **c)
 }
 
 /* Reports a failed request; returns CLI_FAIL. */
-static int fail(struct es_client *c, const struct client_args *a, int rc,
-		const char *what)
+int cli_failed(struct es_client *c, const struct client_args *a, int rc,
+	       const char *what)
 {
 	if (rc == ES_E_CLIENT_REMOTE)
 		cli_error("%s: %s (%s)", what, es_client_error(c),
@@ -160,41 +143,12 @@ static int fail(struct es_client *c, const struct client_args *a, int rc,
 	return CLI_FAIL;
 }
 
-static int no_own_opts(void *ctx, int val, const char *arg)
+int cli_no_opts(void *ctx, int val, const char *arg)
 {
 	return CLI_USAGE;
 }
 
 /* ---- printing --------------------------------------------------------- */
-
-static const char *human_bytes(uint64_t n, char *buf, size_t len)
-{
-	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double v = (double)n;
-	int u = 0;
-
-	while (v >= 1024 && u < 4) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%llu B", (unsigned long long)n);
-	else
-		snprintf(buf, len, "%.1f %s", v, unit[u]);
-	return buf;
-}
-
-/* A hybrid logical clock (48 bits of milliseconds) as UTC time. */
-static const char *hlc_time(uint64_t hlc, char *buf, size_t len)
-{
-	time_t t = (time_t)((hlc >> 16) / 1000);
-	struct tm tm;
-
-	if (!hlc || !gmtime_r(&t, &tm) ||
-	    !strftime(buf, len, "%Y-%m-%d %H:%M:%SZ", &tm))
-		snprintf(buf, len, "-");
-	return buf;
-}
 
 static void json_collection(const struct es_client_collection *k)
 {
@@ -223,7 +177,7 @@ static void print_collection(const struct es_client_collection *k)
 	       (unsigned long long)k->vectors, (unsigned long long)k->growing,
 	       (unsigned long long)k->segments, (unsigned long long)k->indexed,
 	       (unsigned long long)k->version,
-	       human_bytes(k->bytes, b, sizeof(b)));
+	       cli_human_bytes(k->bytes, b, sizeof(b)));
 }
 
 /* Parses "1,2,3" into out (at most max values); the count or -1. */
@@ -321,7 +275,7 @@ static int collection_create(int argc, char **argv)
 	struct es_client_collection k;
 	struct client_args a = {0};
 	struct es_client *c;
-	int rc = parse(argc, argv, &spec, &x, &a);
+	int rc = cli_cmd_parse(argc, argv, &spec, &x, &a);
 
 	if (rc >= 0)
 		return rc;
@@ -336,14 +290,14 @@ static int collection_create(int argc, char **argv)
 	if (one_of("--metric", x.metric, metrics) ||
 	    (x.sync && one_of("--sync", x.sync, syncs)))
 		return cli_usage(spec.usage, NULL);
-	if (connect_agent(&a, &c))
+	if (cli_connect(&a, &c))
 		return CLI_FAIL;
 	rc = es_client_collection_create(c, a.pos[0], (uint32_t)x.dim, x.metric,
 					 x.sync);
 	if (rc == 0)
 		rc = es_client_collection_info(c, a.pos[0], &k);
 	if (rc < 0) {
-		fail(c, &a, rc, a.pos[0]);
+		cli_failed(c, &a, rc, a.pos[0]);
 	} else if (a.json) {
 		json_collection(&k);
 		putchar('\n');
@@ -361,7 +315,7 @@ static int collection_list(int argc, char **argv)
 	    "edgesync collection list",
 	    "Lists the collections with their sizes.",
 	    NULL,
-	    no_own_opts,
+	    cli_no_opts,
 	    0,
 	    0};
 	struct es_client_collection *list = NULL;
@@ -369,15 +323,15 @@ static int collection_list(int argc, char **argv)
 	struct es_client *c;
 	size_t n = 0;
 	char b[32];
-	int rc = parse(argc, argv, &spec, NULL, &a);
+	int rc = cli_cmd_parse(argc, argv, &spec, NULL, &a);
 
 	if (rc >= 0)
 		return rc;
-	if (connect_agent(&a, &c))
+	if (cli_connect(&a, &c))
 		return CLI_FAIL;
 	rc = es_client_collection_list(c, &list, &n);
 	if (rc < 0) {
-		fail(c, &a, rc, "collection list");
+		cli_failed(c, &a, rc, "collection list");
 	} else if (a.json) {
 		printf("{\"collections\":[");
 		for (size_t i = 0; i < n; i++) {
@@ -398,7 +352,7 @@ static int collection_list(int argc, char **argv)
 			       (unsigned long long)list[i].vectors,
 			       (unsigned long long)list[i].growing,
 			       (unsigned long long)list[i].segments,
-			       human_bytes(list[i].bytes, b, sizeof(b)));
+			       cli_human_bytes(list[i].bytes, b, sizeof(b)));
 	}
 	free(list);
 	es_client_close(c);
@@ -415,11 +369,11 @@ static int name_command(int argc, char **argv, const struct cmd_spec *spec,
 	struct client_args a = {0};
 	struct es_client *c;
 	const char *name;
-	int rc = parse(argc, argv, spec, NULL, &a);
+	int rc = cli_cmd_parse(argc, argv, spec, NULL, &a);
 
 	if (rc >= 0)
 		return rc;
-	if (connect_agent(&a, &c))
+	if (cli_connect(&a, &c))
 		return CLI_FAIL;
 	name = a.pos[0];
 	rc = 0;
@@ -430,7 +384,7 @@ static int name_command(int argc, char **argv, const struct cmd_spec *spec,
 	if (rc >= 0 && op != OP_DROP)
 		rc = es_client_collection_info(c, name, &k);
 	if (rc < 0) {
-		fail(c, &a, rc, name);
+		cli_failed(c, &a, rc, name);
 	} else if (a.json && op == OP_DROP) {
 		printf("{\"dropped\":");
 		cli_json_string(stdout, name);
@@ -461,7 +415,7 @@ static int collection_info(int argc, char **argv)
 	    "Shows a collection: dimension, metric, sync, vectors, "
 	    "segments, bytes.",
 	    NULL,
-	    no_own_opts,
+	    cli_no_opts,
 	    1,
 	    1};
 
@@ -475,7 +429,7 @@ static int collection_drop(int argc, char **argv)
 	    "Deletes a collection with all its vectors, segments and "
 	    "indexes.",
 	    NULL,
-	    no_own_opts,
+	    cli_no_opts,
 	    1,
 	    1};
 
@@ -490,7 +444,7 @@ int cli_flush(int argc, char **argv)
 	    "returns once it\nis durable (its index is built in the "
 	    "background).",
 	    NULL,
-	    no_own_opts,
+	    cli_no_opts,
 	    1,
 	    1};
 
@@ -559,7 +513,7 @@ static int import_rows(struct es_client *c, const struct client_args *a,
 			if (bar.active)
 				fputc('\n', stderr);
 			bar.active = 0;
-			fail(c, a, rc, a->pos[0]);
+			cli_failed(c, a, rc, a->pos[0]);
 			if (rc == ES_E_CLIENT_TOO_BIG)
 				cli_error("a smaller --batch fits");
 			break;
@@ -608,7 +562,7 @@ int cli_import(int argc, char **argv)
 	struct es_vecs *v;
 	uint64_t done = 0, count;
 	double t0;
-	int rc = parse(argc, argv, &spec, &x, &a);
+	int rc = cli_cmd_parse(argc, argv, &spec, &x, &a);
 
 	if (rc >= 0)
 		return rc;
@@ -625,13 +579,13 @@ int cli_import(int argc, char **argv)
 		es_vecs_close(v);
 		return CLI_USAGE;
 	}
-	if (connect_agent(&a, &c)) {
+	if (cli_connect(&a, &c)) {
 		es_vecs_close(v);
 		return CLI_FAIL;
 	}
 	rc = es_client_collection_info(c, a.pos[0], &k);
 	if (rc < 0) {
-		fail(c, &a, rc, a.pos[0]);
+		cli_failed(c, &a, rc, a.pos[0]);
 	} else if (k.dim != es_vecs_dim(v)) {
 		cli_error("%s has vectors of dim %u; collection %s has dim %u",
 			  a.pos[1], es_vecs_dim(v), a.pos[0], k.dim);
@@ -699,7 +653,7 @@ int cli_insert(int argc, char **argv)
 	static float vec[MAX_DIM];
 	struct client_args a = {0};
 	struct es_client *c;
-	int dim, rc = parse(argc, argv, &spec, &x, &a);
+	int dim, rc = cli_cmd_parse(argc, argv, &spec, &x, &a);
 
 	if (rc >= 0)
 		return rc;
@@ -708,11 +662,11 @@ int cli_insert(int argc, char **argv)
 	dim = parse_vector(x.vector, vec, MAX_DIM);
 	if (dim < 0)
 		return CLI_USAGE;
-	if (connect_agent(&a, &c))
+	if (cli_connect(&a, &c))
 		return CLI_FAIL;
 	rc = es_client_insert(c, a.pos[0], &x.id, vec, 1, (uint32_t)dim);
 	if (rc < 0)
-		fail(c, &a, rc, a.pos[0]);
+		cli_failed(c, &a, rc, a.pos[0]);
 	else if (a.json)
 		printf("{\"inserted\":1,\"id\":%llu}\n",
 		       (unsigned long long)x.id);
@@ -730,7 +684,7 @@ int cli_get(int argc, char **argv)
 	    "Prints the vector stored under ID, as comma-separated values "
 	    "(what insert\n--vector takes).",
 	    NULL,
-	    no_own_opts,
+	    cli_no_opts,
 	    2,
 	    2};
 	static float vec[MAX_DIM];
@@ -738,17 +692,17 @@ int cli_get(int argc, char **argv)
 	struct es_client *c;
 	uint32_t dim = 0;
 	uint64_t id;
-	int rc = parse(argc, argv, &spec, NULL, &a);
+	int rc = cli_cmd_parse(argc, argv, &spec, NULL, &a);
 
 	if (rc >= 0)
 		return rc;
 	if (cli_parse_u64("ID", a.pos[1], &id))
 		return cli_usage(spec.usage, NULL);
-	if (connect_agent(&a, &c))
+	if (cli_connect(&a, &c))
 		return CLI_FAIL;
 	rc = es_client_get(c, a.pos[0], id, vec, MAX_DIM, &dim);
 	if (rc < 0) {
-		fail(c, &a, rc, a.pos[0]);
+		cli_failed(c, &a, rc, a.pos[0]);
 	} else {
 		if (a.json)
 			printf("{\"id\":%llu,\"vector\":[",
@@ -768,14 +722,14 @@ int cli_delete(int argc, char **argv)
 	    "Deletes the vectors with these ids (ids that are not there "
 	    "are not an error).",
 	    NULL,
-	    no_own_opts,
+	    cli_no_opts,
 	    2,
 	    1 << 20};
 	struct client_args a = {0};
 	struct es_client *c;
 	uint64_t *ids;
 	size_t n;
-	int rc = parse(argc, argv, &spec, NULL, &a);
+	int rc = cli_cmd_parse(argc, argv, &spec, NULL, &a);
 
 	if (rc >= 0)
 		return rc;
@@ -791,11 +745,11 @@ int cli_delete(int argc, char **argv)
 			return cli_usage(spec.usage, NULL);
 		}
 	}
-	rc = connect_agent(&a, &c) ? -1 : 0;
+	rc = cli_connect(&a, &c) ? -1 : 0;
 	if (rc == 0) {
 		rc = es_client_delete(c, a.pos[0], ids, n);
 		if (rc < 0)
-			fail(c, &a, rc, a.pos[0]);
+			cli_failed(c, &a, rc, a.pos[0]);
 		else if (a.json)
 			printf("{\"deleted\":%zu}\n", n);
 		else
@@ -882,7 +836,7 @@ static int search_file(struct es_client *c, const struct client_args *a,
 			print_hits(a, 1, i, hits, rc);
 	}
 	if (rc < 0)
-		fail(c, a, rc, a->pos[0]);
+		cli_failed(c, a, rc, a->pos[0]);
 	else if (isatty(STDERR_FILENO))
 		fprintf(stderr, "%llu queries in %.2f s\n",
 			(unsigned long long)count, cli_now() - t0);
@@ -917,7 +871,7 @@ int cli_search(int argc, char **argv)
 	static float vec[MAX_DIM];
 	struct client_args a = {0};
 	struct es_client *c;
-	int dim = 0, rc = parse(argc, argv, &spec, &x, &a);
+	int dim = 0, rc = cli_cmd_parse(argc, argv, &spec, &x, &a);
 
 	if (rc >= 0)
 		return rc;
@@ -929,7 +883,7 @@ int cli_search(int argc, char **argv)
 					     "4096");
 	if (x.vector && (dim = parse_vector(x.vector, vec, MAX_DIM)) < 0)
 		return CLI_USAGE;
-	if (connect_agent(&a, &c))
+	if (cli_connect(&a, &c))
 		return CLI_FAIL;
 	if (x.queries) {
 		rc = search_file(c, &a, &x, hits);
@@ -937,473 +891,10 @@ int cli_search(int argc, char **argv)
 		rc = es_client_search(c, a.pos[0], vec, (uint32_t)dim,
 				      (uint32_t)x.k, (uint32_t)x.L, hits);
 		if (rc < 0)
-			fail(c, &a, rc, a.pos[0]);
+			cli_failed(c, &a, rc, a.pos[0]);
 		else
 			print_hits(&a, 0, 0, hits, rc);
 	}
-	es_client_close(c);
-	return rc < 0 ? CLI_FAIL : CLI_OK;
-}
-
-/* ---- status, segments ------------------------------------------------- */
-
-static int fetch_peers(struct es_client *c, struct es_client_peer **peers,
-		       size_t *n);
-static void json_peers(const struct es_client_peer *p, size_t n);
-static void print_peer_line(const struct es_client_peer *p);
-
-int cli_status(int argc, char **argv)
-{
-	static const struct cmd_spec spec = {
-	    "edgesync status",
-	    "Shows the agent: version, device id, uptime, collections, "
-	    "vectors, segments,\nbytes, requests served, seals pending.",
-	    NULL,
-	    no_own_opts,
-	    0,
-	    0};
-	struct es_client_peer *peers = NULL;
-	struct es_client_stats s;
-	struct client_args a = {0};
-	struct es_client *c;
-	size_t n_peers = 0;
-	char b[32];
-	int sync, rc = parse(argc, argv, &spec, NULL, &a);
-
-	if (rc >= 0)
-		return rc;
-	if (connect_agent(&a, &c))
-		return CLI_FAIL;
-	rc = es_client_stats(c, &s);
-	sync = rc == 0 && fetch_peers(c, &peers, &n_peers) == 0;
-	if (rc < 0) {
-		fail(c, &a, rc, "status");
-	} else if (a.json) {
-		printf("{\"socket\":");
-		cli_json_string(stdout, a.socket);
-		printf(",\"version\":");
-		cli_json_string(stdout, s.version);
-		printf(",\"device_id\":");
-		cli_json_string(stdout, s.device_id);
-		printf(",\"uptime_s\":%llu,\"collections\":%llu,"
-		       "\"vectors\":%llu,\"segments\":%llu,\"bytes\":%llu,"
-		       "\"inserts\":%llu,\"searches\":%llu,"
-		       "\"seals_pending\":%llu",
-		       (unsigned long long)s.uptime_s,
-		       (unsigned long long)s.collections,
-		       (unsigned long long)s.vectors,
-		       (unsigned long long)s.segments,
-		       (unsigned long long)s.bytes,
-		       (unsigned long long)s.inserts,
-		       (unsigned long long)s.searches,
-		       (unsigned long long)s.seals_pending);
-		if (sync) {
-			printf(",\"peers\":");
-			json_peers(peers, n_peers);
-		}
-		printf("}\n");
-	} else {
-		printf("agent          edgesync %s on %s\ndevice         %s\n"
-		       "uptime         %llud %02lluh %02llum %02llus\n"
-		       "collections    %llu\nvectors        %llu\n"
-		       "segments       %llu\non disk        %s\n"
-		       "inserts        %llu since start\n"
-		       "searches       %llu since start\n"
-		       "seals pending  %llu\n",
-		       s.version, a.socket, s.device_id,
-		       (unsigned long long)(s.uptime_s / 86400),
-		       (unsigned long long)(s.uptime_s / 3600 % 24),
-		       (unsigned long long)(s.uptime_s / 60 % 60),
-		       (unsigned long long)(s.uptime_s % 60),
-		       (unsigned long long)s.collections,
-		       (unsigned long long)s.vectors,
-		       (unsigned long long)s.segments,
-		       human_bytes(s.bytes, b, sizeof(b)),
-		       (unsigned long long)s.inserts,
-		       (unsigned long long)s.searches,
-		       (unsigned long long)s.seals_pending);
-		if (sync && !n_peers)
-			printf("sync           no peer yet\n");
-		for (size_t i = 0; sync && i < n_peers; i++)
-			print_peer_line(&peers[i]);
-	}
-	free(peers);
-	es_client_close(c);
-	return rc < 0 ? CLI_FAIL : CLI_OK;
-}
-
-static void print_segment(const struct es_client_segment *g, int json)
-{
-	char t[32], b1[32], b2[32];
-
-	hlc_time(g->seal_hlc, t, sizeof(t));
-	if (json) {
-		printf("{\"id\":%lld,\"count\":%llu,\"size\":%llu,"
-		       "\"checksum\":\"0x%08x\",\"indexed\":%s,"
-		       "\"index_size\":%llu,\"seal_hlc\":%llu,\"sealed\":",
-		       (long long)g->id, (unsigned long long)g->count,
-		       (unsigned long long)g->size, g->checksum,
-		       g->indexed ? "true" : "false",
-		       (unsigned long long)g->index_size,
-		       (unsigned long long)g->seal_hlc);
-		cli_json_string(stdout, t);
-		printf(",\"origin\":");
-		cli_json_string(stdout, g->origin);
-		putchar('}');
-		return;
-	}
-	printf("%8lld %10llu %10s %-7s %10s  0x%08x  %-20s  %.16s\n",
-	       (long long)g->id, (unsigned long long)g->count,
-	       human_bytes(g->size, b1, sizeof(b1)), g->indexed ? "yes" : "no",
-	       g->indexed ? human_bytes(g->index_size, b2, sizeof(b2)) : "-",
-	       g->checksum, t, g->origin);
-}
-
-int cli_segments(int argc, char **argv)
-{
-	static const struct cmd_spec spec = {
-	    "edgesync segments NAME",
-	    "Lists the sealed segments of a collection: vectors, size, "
-	    "whether the index\nis built, CRC32C, when and where it was "
-	    "sealed.",
-	    NULL,
-	    no_own_opts,
-	    1,
-	    1};
-	struct es_client_segment *segs = NULL;
-	struct client_args a = {0};
-	struct es_client *c;
-	size_t n = 0;
-	int rc = parse(argc, argv, &spec, NULL, &a);
-
-	if (rc >= 0)
-		return rc;
-	if (connect_agent(&a, &c))
-		return CLI_FAIL;
-	rc = es_client_segments(c, a.pos[0], &segs, &n);
-	if (rc < 0) {
-		fail(c, &a, rc, a.pos[0]);
-	} else if (a.json) {
-		printf("{\"collection\":");
-		cli_json_string(stdout, a.pos[0]);
-		printf(",\"segments\":[");
-		for (size_t i = 0; i < n; i++) {
-			if (i)
-				putchar(',');
-			print_segment(&segs[i], 1);
-		}
-		printf("]}\n");
-	} else {
-		printf("%8s %10s %10s %-7s %10s  %-10s  %-20s  %s\n", "ID",
-		       "VECTORS", "SIZE", "INDEXED", "INDEX", "CRC32C",
-		       "SEALED", "ORIGIN");
-		for (size_t i = 0; i < n; i++)
-			print_segment(&segs[i], 0);
-	}
-	free(segs);
-	es_client_close(c);
-	return rc < 0 ? CLI_FAIL : CLI_OK;
-}
-
-/* ---- sync: peers, sync-now -------------------------------------------- */
-
-/* The peers of an agent that syncs; -1 for one that does not. */
-static int fetch_peers(struct es_client *c, struct es_client_peer **peers,
-		       size_t *n)
-{
-	int rc = es_client_peers(c, peers, n);
-
-	if (rc == ES_E_CLIENT_REMOTE &&
-	    !strcmp(es_client_error_code(c), "no_sync"))
-		return -1;
-	if (rc < 0)
-		cli_error("peers: %s", es_client_error(c));
-	return rc < 0 ? -1 : 0;
-}
-
-static const char *ago(uint64_t unix_ms, char *buf, size_t len)
-{
-	struct timespec ts;
-	uint64_t now;
-
-	if (!unix_ms)
-		return "never";
-	clock_gettime(CLOCK_REALTIME, &ts);
-	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	snprintf(
-	    buf, len, "%llu s ago",
-	    (unsigned long long)(now > unix_ms ? (now - unix_ms) / 1000 : 0));
-	return buf;
-}
-
-static void json_peers(const struct es_client_peer *p, size_t n)
-{
-	putchar('[');
-	for (size_t i = 0; i < n; i++, p++) {
-		printf("%s{\"peer\":", i ? "," : "");
-		cli_json_string(stdout, p->peer);
-		printf(",\"device\":");
-		cli_json_string(stdout, p->device);
-		printf(",\"connected\":%s,\"last_success_ms\":%llu,"
-		       "\"segments_pending\":%llu,\"bytes_pending\":%llu,"
-		       "\"lag_s\":%llu,\"bytes_sent\":%llu,"
-		       "\"bytes_received\":%llu,\"checksum_failures\":%llu,"
-		       "\"segments_sent\":%llu,\"segments_received\":%llu,"
-		       "\"last_error\":",
-		       p->connected ? "true" : "false",
-		       (unsigned long long)p->last_success_ms,
-		       (unsigned long long)p->segments_pending,
-		       (unsigned long long)p->bytes_pending,
-		       (unsigned long long)p->lag_s,
-		       (unsigned long long)p->bytes_sent,
-		       (unsigned long long)p->bytes_received,
-		       (unsigned long long)p->checksum_failures,
-		       (unsigned long long)p->segments_sent,
-		       (unsigned long long)p->segments_received);
-		cli_json_string(stdout, p->last_error);
-		printf(",\"awaiting_approval\":%s}",
-		       p->awaiting_approval ? "true" : "false");
-	}
-	putchar(']');
-}
-
-/* One line of status per peer. */
-static void print_peer_line(const struct es_client_peer *p)
-{
-	char t[32], b1[32], b2[32], b3[32];
-
-	printf("sync           %s%s%s%s: %s%s, last success %s, %llu segments "
-	       "(%s) pending, lag %llu s, sent %s, received %s%s%s\n",
-	       p->peer, *p->device ? " (" : "", p->device,
-	       *p->device ? ")" : "",
-	       p->connected ? "connected" : "not connected",
-	       p->awaiting_approval ? ", awaiting approval" : "",
-	       ago(p->last_success_ms, t, sizeof(t)),
-	       (unsigned long long)p->segments_pending,
-	       human_bytes(p->bytes_pending, b1, sizeof(b1)),
-	       (unsigned long long)p->lag_s,
-	       human_bytes(p->bytes_sent, b2, sizeof(b2)),
-	       human_bytes(p->bytes_received, b3, sizeof(b3)),
-	       *p->last_error ? "; last error: " : "", p->last_error);
-}
-
-static void print_peer(const struct es_client_peer *p)
-{
-	char t[32], b[32];
-
-	printf("peer               %s\n"
-	       "device             %s\n"
-	       "connected          %s\n"
-	       "last success       %s\n"
-	       "pending            %llu segments, %s\n"
-	       "lag                %llu s\n",
-	       p->peer, *p->device ? p->device : "-",
-	       p->connected ? "yes" : "no",
-	       ago(p->last_success_ms, t, sizeof(t)),
-	       (unsigned long long)p->segments_pending,
-	       human_bytes(p->bytes_pending, b, sizeof(b)),
-	       (unsigned long long)p->lag_s);
-	printf("sent               %s in %llu segments\n",
-	       human_bytes(p->bytes_sent, b, sizeof(b)),
-	       (unsigned long long)p->segments_sent);
-	printf("received           %s in %llu segments\n",
-	       human_bytes(p->bytes_received, b, sizeof(b)),
-	       (unsigned long long)p->segments_received);
-	printf("checksum failures  %llu\nlast error         %s\n",
-	       (unsigned long long)p->checksum_failures,
-	       *p->last_error ? p->last_error : "-");
-	if (p->awaiting_approval)
-		printf("approval           awaiting: `edgesync peers approve "
-		       "%s` admits it\n",
-		       *p->device ? p->device : p->peer);
-}
-
-/* 0 if s is a device id (1..64 of ASCII 0x21..0x7e), else -1 and why. */
-static int check_device(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0) {
-		cli_error("the device id is empty");
-		return -1;
-	}
-	if (n > 64) {
-		cli_error("device id '%.20s...' is %zu characters, at most 64",
-			  s, n);
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == ' ') {
-			cli_error("device id '%s' contains a space", s);
-			return -1;
-		}
-		if (c < 0x21 || c > 0x7e) {
-			cli_error("device id contains a character that is not "
-				  "printable ASCII (byte 0x%02x at %zu)",
-				  c, i);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-static int peers_approval(int argc, char **argv, int approve)
-{
-	static const struct cmd_spec approve_spec = {
-	    "edgesync peers approve DEVICE",
-	    "Approves DEVICE on this cloud: an edge with that device id that "
-	    "proves its\nidentity (its TLS certificate, or the token) is "
-	    "admitted from its next\nconnection, even though it is not in "
-	    "allow-devices. A device that never\nconnected can be approved "
-	    "ahead of time. `edgesync peers` lists the devices\nawaiting "
-	    "approval; `edgesync peers revoke DEVICE` undoes it.",
-	    NULL,
-	    no_own_opts,
-	    1,
-	    1};
-	static const struct cmd_spec revoke_spec = {
-	    "edgesync peers revoke DEVICE",
-	    "Revokes the approval of DEVICE on this cloud: its connections "
-	    "are closed\nand it is refused from its next hello. A device "
-	    "listed in allow-devices\nstays admitted until it is removed "
-	    "from the configuration.",
-	    NULL,
-	    no_own_opts,
-	    1,
-	    1};
-	const struct cmd_spec *spec = approve ? &approve_spec : &revoke_spec;
-	struct client_args a = {0};
-	struct es_client *c;
-	const char *dev;
-	int rc = parse(argc, argv, spec, NULL, &a), listed = 0;
-
-	if (rc >= 0)
-		return rc;
-	dev = a.pos[0];
-	if (check_device(dev))
-		return cli_usage(spec->usage, NULL);
-	if (connect_agent(&a, &c))
-		return CLI_FAIL;
-	rc = es_client_peer_approve(c, dev, approve, &listed);
-	if (rc < 0) {
-		fail(c, &a, rc, approve ? "peers approve" : "peers revoke");
-	} else if (a.json) {
-		printf("{\"device\":");
-		cli_json_string(stdout, dev);
-		printf(",\"approved\":%s,\"allow_listed\":%s}\n",
-		       approve ? "true" : "false", listed ? "true" : "false");
-	} else if (approve) {
-		printf("device %s approved: admitted from its next "
-		       "connection\n",
-		       dev);
-	} else {
-		printf("device %s revoked: its connections are closed and it "
-		       "is refused from its next hello\n",
-		       dev);
-	}
-	if (rc >= 0 && listed && !a.json)
-		printf("note: allow-devices lists %s, which admits it whatever "
-		       "its approval\n",
-		       dev);
-	es_client_close(c);
-	return rc < 0 ? CLI_FAIL : CLI_OK;
-}
-
-static int peers_approve(int argc, char **argv)
-{
-	return peers_approval(argc, argv, 1);
-}
-
-static int peers_revoke(int argc, char **argv)
-{
-	return peers_approval(argc, argv, 0);
-}
-
-int cli_peers(int argc, char **argv)
-{
-	static const struct cmd_spec spec = {
-	    "edgesync peers [approve DEVICE | revoke DEVICE]",
-	    "Shows the sync peers: on an edge the clouds it dials, on a "
-	    "cloud the edges\nthat said hello since it started and the "
-	    "devices awaiting approval; for\neach, connected, last "
-	    "success, segments and bytes pending, lag, bytes and\nsegments "
-	    "sent and received, checksum failures and the last error.\n\n"
-	    "On a cloud, `edgesync peers approve DEVICE` admits a device "
-	    "that is not in\nallow-devices, `edgesync peers revoke DEVICE` "
-	    "refuses it again (see their\n--help).",
-	    NULL,
-	    no_own_opts,
-	    0,
-	    0};
-	static const struct cli_cmd cmds[] = {
-	    {"approve", peers_approve, "admit a device on this cloud"},
-	    {"revoke", peers_revoke, "refuse an approved device again"},
-	    {NULL, NULL, NULL},
-	};
-	struct es_client_peer *peers = NULL;
-	struct client_args a = {0};
-	struct es_client *c;
-	size_t n = 0;
-	int rc;
-
-	if (argc >= 2 &&
-	    (!strcmp(argv[1], "approve") || !strcmp(argv[1], "revoke")))
-		return cli_dispatch("edgesync peers", cmds, argc - 1, argv + 1);
-	rc = parse(argc, argv, &spec, NULL, &a);
-	if (rc >= 0)
-		return rc;
-	if (connect_agent(&a, &c))
-		return CLI_FAIL;
-	rc = es_client_peers(c, &peers, &n);
-	if (rc < 0) {
-		fail(c, &a, rc, a.socket);
-	} else if (a.json) {
-		printf("{\"peers\":");
-		json_peers(peers, n);
-		printf("}\n");
-	} else if (!n) {
-		printf("no peer yet\n");
-	} else {
-		for (size_t i = 0; i < n; i++) {
-			if (i)
-				putchar('\n');
-			print_peer(&peers[i]);
-		}
-	}
-	free(peers);
-	es_client_close(c);
-	return rc < 0 ? CLI_FAIL : CLI_OK;
-}
-
-int cli_sync_now(int argc, char **argv)
-{
-	static const struct cmd_spec spec = {
-	    "edgesync sync-now",
-	    "Wakes the agent's sync for a round now, instead of at the "
-	    "next interval\n(an edge dials its peers; a cloud has nothing "
-	    "to start). Returns at once;\n`edgesync peers` shows the "
-	    "outcome.",
-	    NULL,
-	    no_own_opts,
-	    0,
-	    0};
-	struct client_args a = {0};
-	struct es_client *c;
-	int rc = parse(argc, argv, &spec, NULL, &a);
-
-	if (rc >= 0)
-		return rc;
-	if (connect_agent(&a, &c))
-		return CLI_FAIL;
-	rc = es_client_sync_now(c);
-	if (rc < 0)
-		fail(c, &a, rc, a.socket);
-	else if (a.json)
-		printf("{\"sync_now\":true}\n");
-	else
-		printf("sync round requested\n");
 	es_client_close(c);
 	return rc < 0 ? CLI_FAIL : CLI_OK;
 }
