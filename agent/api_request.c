@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "api_codec.h"
+#include "edgesync/sync.h"
 
 enum field {
 	F_V,
@@ -348,39 +349,18 @@ static int parse_name(struct es_cbor_reader *r, const struct es_cbor_span *sp,
 			    shown, API_NAME_MAX);
 }
 
-/* A device id: 1..64 of ASCII 0x21..0x7e; the message names the fault. */
+/* A device id (es_sync_device_check); the message names the fault. */
 static int parse_device(struct es_cbor_reader *r, struct es_cbor_reader *sub,
 			struct api_request *rq)
 {
-	char shown[API_DEVICE_MAX + 1];
-	size_t n;
+	char why[160];
 	int rc = es_cbor_get_text(sub, "field 'device'", rq->device,
 				  sizeof(rq->device));
 
 	if (rc)
 		return rc;
-	n = strlen(rq->device);
-	if (n == 0)
-		return es_cbor_fail(r, API_E_BAD_VALUE,
-				    "device id is empty: it must be 1 to %d "
-				    "printable ASCII characters without spaces",
-				    API_DEVICE_MAX);
-	printable(shown, sizeof(shown), (const unsigned char *)rq->device, n);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)rq->device[i];
-
-		if (c == ' ')
-			return es_cbor_fail(r, API_E_BAD_VALUE,
-					    "device id '%s' contains a space "
-					    "(at %zu)",
-					    shown, i);
-		if (c < 0x21 || c > 0x7e)
-			return es_cbor_fail(
-			    r, API_E_BAD_VALUE,
-			    "device id '%s' contains a byte that is "
-			    "not printable ASCII (0x%02x at %zu)",
-			    shown, c, i);
-	}
+	if (es_sync_device_check(rq->device, why, sizeof(why)))
+		return es_cbor_fail(r, API_E_BAD_VALUE, "%s", why);
 	return 0;
 }
 

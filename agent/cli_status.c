@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "cli_client.h"
 #include "edgesync/client.h"
+#include "edgesync/sync.h"
 
 /* ---- status, segments ------------------------------------------------- */
 
@@ -300,37 +301,6 @@ static void print_peer(const struct es_client_peer *p)
 		       *p->device ? p->device : p->peer);
 }
 
-/* 0 if s is a device id (1..64 of ASCII 0x21..0x7e), else -1 and why. */
-static int check_device(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0) {
-		cli_error("the device id is empty");
-		return -1;
-	}
-	if (n > 64) {
-		cli_error("device id '%.20s...' is %zu characters, at most 64",
-			  s, n);
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == ' ') {
-			cli_error("device id '%s' contains a space", s);
-			return -1;
-		}
-		if (c < 0x21 || c > 0x7e) {
-			cli_error("device id contains a character that is not "
-				  "printable ASCII (byte 0x%02x at %zu)",
-				  c, i);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static int peers_approval(int argc, char **argv, int approve)
 {
 	static const struct cmd_spec approve_spec = {
@@ -359,13 +329,16 @@ static int peers_approval(int argc, char **argv, int approve)
 	struct client_args a = {0};
 	struct es_client *c;
 	const char *dev;
+	char why[160];
 	int rc = cli_cmd_parse(argc, argv, spec, NULL, &a), listed = 0;
 
 	if (rc >= 0)
 		return rc;
 	dev = a.pos[0];
-	if (check_device(dev))
+	if (es_sync_device_check(dev, why, sizeof(why))) {
+		cli_error("%s", why);
 		return cli_usage(spec->usage, NULL);
+	}
 	if (cli_connect(&a, &c))
 		return CLI_FAIL;
 	rc = es_client_peer_approve(c, dev, approve, &listed);

@@ -29,6 +29,7 @@
 
 #include "config.h"
 #include "cpu_list.h"
+#include "edgesync/sync.h"
 
 enum opt_type {
 	T_PATH,	   /* an absolute path */
@@ -632,26 +633,6 @@ static int add_peer(struct es_config *c, const char *v, int append, char *why,
 }
 
 /* A device id: 1 to 64 of ASCII 0x21..0x7e, no comma (sync.h). */
-static int check_device(const char *v, char *why, size_t wl)
-{
-	size_t n = strlen(v);
-
-	for (const char *p = v; *p; p++) {
-		if ((unsigned char)*p > ' ' && *p != 0x7f &&
-		    !((unsigned char)*p & 0x80) && *p != ',')
-			continue;
-		n = 0;
-		break;
-	}
-	if (n >= 1 && n <= 64)
-		return 0;
-	snprintf(why, wl,
-		 "'%s' is not a device id (1 to 64 printable ASCII "
-		 "characters, no blanks or commas)",
-		 v);
-	return -EINVAL;
-}
-
 /* Adds the device ids of v (split at commas and blanks) to the list. */
 static int add_devices(struct es_config *c, const char *v, int append,
 		       char *why, size_t wl)
@@ -668,7 +649,7 @@ static int add_devices(struct es_config *c, const char *v, int append,
 			rc = -ENOMEM;
 	for (tok = rc ? NULL : strtok_r(copy, ", \t", &save); tok;
 	     tok = strtok_r(NULL, ", \t", &save)) {
-		rc = check_device(tok, why, wl);
+		rc = es_sync_device_check(tok, why, wl);
 		if (rc == 0 && !(grown[n++] = strdup(tok)))
 			rc = -ENOMEM;
 		if (rc)

@@ -241,7 +241,7 @@ int es_sync_device_approval(struct es_sync *s, const char *device, int approved)
 	uint32_t *pipes = NULL;
 	size_t n = 0;
 
-	if (!device || !sync_device_valid(device))
+	if (!device || es_sync_device_check(device, NULL, 0))
 		return -EINVAL;
 	if (s->cfg.role != ES_SYNC_CLOUD || !c)
 		return 0;

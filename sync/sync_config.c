@@ -46,7 +46,7 @@ static int check_cloud(struct es_sync *s, const struct es_sync_config *c,
 			      "tls+tcp://host:port or ipc:///path");
 	for (size_t i = 0; i < c->n_allow_devices; i++)
 		if (!c->allow_devices[i] ||
-		    !sync_device_valid(c->allow_devices[i]))
+		    es_sync_device_check(c->allow_devices[i], NULL, 0))
 			return bad(s, "allow_devices holds an invalid device "
 				      "id");
 	if (u.scheme == SYNC_URL_TLS) {
@@ -105,7 +105,7 @@ int sync_config_check(struct es_sync *s, const struct es_sync_config *c,
 {
 	if (check_host(s, h))
 		return ES_E_SYNC_CONFIG;
-	if (!c->device_id || !sync_device_valid(c->device_id))
+	if (!c->device_id || es_sync_device_check(c->device_id, NULL, 0))
 		return bad(s, "device_id must be 1 to 64 printable ASCII "
 			      "characters without spaces");
 	if (!c->staging_dir || !*c->staging_dir)

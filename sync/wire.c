@@ -100,16 +100,48 @@ int sync_failf(struct sync_fail *f, enum sync_code code, const char *fmt, ...)
 
 _Static_assert(ES_SYNC_NAME_MAX == ES_NAME_MAX, "one name rule");
 
-int sync_device_valid(const char *s)
+int es_sync_device_check(const char *s, char *why, size_t len)
 {
-	size_t n = strlen(s);
+	char shown[ES_SYNC_DEVICE_MAX + 1];
+	size_t n = strlen(s), i;
 
-	if (n < 1 || n > ES_SYNC_DEVICE_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
-			return 0;
-	return 1;
+	/* The id as a message can show it: at most 64 bytes, printable. */
+	for (i = 0; i < n && i < ES_SYNC_DEVICE_MAX; i++)
+		shown[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+	shown[i] = '\0';
+	if (n == 0) {
+		if (why)
+			snprintf(why, len,
+				 "device id is empty: it must be 1 to %d "
+				 "printable ASCII characters without spaces",
+				 ES_SYNC_DEVICE_MAX);
+		return -EINVAL;
+	}
+	if (n > ES_SYNC_DEVICE_MAX) {
+		if (why)
+			snprintf(why, len,
+				 "device id '%.20s...' is %zu characters, at "
+				 "most %d",
+				 shown, n, ES_SYNC_DEVICE_MAX);
+		return -EINVAL;
+	}
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x21 && c <= 0x7e)
+			continue;
+		if (why && c == ' ')
+			snprintf(why, len,
+				 "device id '%s' contains a space (at %zu)",
+				 shown, i);
+		else if (why)
+			snprintf(why, len,
+				 "device id '%s' contains a byte that is not "
+				 "printable ASCII (0x%02x at %zu)",
+				 shown, c, i);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int sync_segment_check(const struct es_sync_segment *seg, uint32_t dim,
@@ -185,7 +217,7 @@ int sync_dec_device(struct es_cbor_reader *r, const char *what, char *dev)
 {
 	int rc = es_cbor_get_text(r, what, dev, ES_SYNC_DEVICE_MAX + 1);
 
-	if (rc == 0 && !sync_device_valid(dev))
+	if (rc == 0 && es_sync_device_check(dev, NULL, 0) != 0)
 		rc = es_cbor_fail(r, ES_E_CBOR_VALUE,
 				  "%s is not a device id (1 to 64 printable "
 				  "ASCII characters, no space)",

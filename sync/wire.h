@@ -123,7 +123,6 @@ int sync_failf(struct sync_fail *f, enum sync_code code, const char *fmt, ...)
 
 /* ---- validation ------------------------------------------------------- */
 
-int sync_device_valid(const char *s); /* 1..64 of 0x21..0x7e */
 /* 0 if seg is coherent for a collection of dim (size, dim, clocks),
  * else -1 with the reason in why. */
 int sync_segment_check(const struct es_sync_segment *seg, uint32_t dim,

@@ -175,7 +175,7 @@ says "configuration OK"
 badconf "2: allow-devices: a cloud admits devices" "[sync]" \
 	"allow-devices = a,b" "role = edge" "peer = tcp://a:1" \
 	"token = 0123456789abcdef"
-badconf "2: allow-devices: 'x*' is not a device id" "[sync]" \
+badconf "2: allow-devices: device id 'x*\.\.\.' is 65 characters, at most 64" "[sync]" \
 	"allow-devices = ok, $(printf 'x%.0s' $(seq 65))"
 badconf "2: sync-interval: 5 is out of range" "[sync]" "sync-interval = 5"
 

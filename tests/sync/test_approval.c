@@ -12,7 +12,8 @@
  *   - lab mode (plain tcp, token, no allow list) admits without asking; no
  *     callback means no approvals;
  *   - a TLS cloud without allow_devices and without a token starts when
- *     its host approves, admits only approved devices, and says so.
+ *     its host approves, admits only approved devices, and says so;
+ *   - es_sync_device_check, the rule of a device id, names each fault.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -275,6 +276,36 @@ static void test_tls_approvals_only(void **state)
 	th_fini(&cloud.h);
 }
 
+/* The rule every device id meets, and what it says of each fault. */
+static void test_device_check(void **state)
+{
+	char why[160], id[80];
+
+	(void)state;
+	assert_int_equal(es_sync_device_check("edge-7", why, sizeof(why)), 0);
+	assert_int_equal(es_sync_device_check("!~", NULL, 0), 0);
+	memset(id, 'x', 64);
+	id[64] = '\0';
+	assert_int_equal(es_sync_device_check(id, NULL, 0), 0);
+	id[64] = 'x';
+	id[65] = '\0';
+	assert_int_equal(es_sync_device_check(id, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "device id 'xxxxxxxxxxxxxxxxxxxx...' is 65 "
+				 "characters, at most 64");
+	assert_int_equal(es_sync_device_check("", why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "device id is empty: it must be 1 to 64 "
+				 "printable ASCII characters without spaces");
+	assert_int_equal(es_sync_device_check("has space", why, sizeof(why)),
+			 -EINVAL);
+	assert_string_equal(why,
+			    "device id 'has space' contains a space (at 3)");
+	assert_int_equal(es_sync_device_check("tab\there", why, sizeof(why)),
+			 -EINVAL);
+	assert_string_equal(why, "device id 'tab?here' contains a byte that is "
+				 "not printable ASCII (0x09 at 3)");
+	assert_int_equal(es_sync_device_check("caf\xc3\xa9", NULL, 0), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -282,6 +313,7 @@ int main(void)
 	    cmocka_unit_test(test_host_fails),
 	    cmocka_unit_test(test_lab_and_no_callback),
 	    cmocka_unit_test(test_tls_approvals_only),
+	    cmocka_unit_test(test_device_check),
 	};
 
 	return TH_RUN(tests, root, "approval");

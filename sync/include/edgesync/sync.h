@@ -260,6 +260,15 @@ int es_sync_status(struct es_sync *s, struct es_sync_peer_status **out,
 enum es_sync_role es_sync_role(const struct es_sync *s);
 
 /*
+ * es_sync_device_check: 0 if s is a device id, 1 to ES_SYNC_DEVICE_MAX
+ * printable ASCII characters (0x21..0x7e: no spaces, no control bytes);
+ * else -EINVAL, and why (if not NULL) says what is wrong and shows the id
+ * ("device id 'a b' contains a space (at 1)"). The one rule of every
+ * place a device id comes in: peers, configuration, the API and the CLI.
+ */
+int es_sync_device_check(const char *s, char *why, size_t len);
+
+/*
  * es_sync_device_approval tells a cloud that an operator approved
  * (approved 1) or revoked (0) device at run time. A revoked device's
  * connections are closed, so its next hello asks device_approved again.
