@@ -632,8 +632,8 @@ static int add_peer(struct es_config *c, const char *v, int append, char *why,
 	return 0;
 }
 
-/* A device id: 1 to 64 of ASCII 0x21..0x7e, no comma (sync.h). */
-/* Adds the device ids of v (split at commas and blanks) to the list. */
+/* Adds the device ids of v (split at commas and blanks) to the list, each
+ * checked by es_sync_device_check. */
 static int add_devices(struct es_config *c, const char *v, int append,
 		       char *why, size_t wl)
 {
