@@ -194,20 +194,3 @@ uint32_t es_crc32c(uint32_t crc, const void *buf, size_t len)
 	pthread_once(&crc_once, crc_init);
 	return ~(hw ? hw->interleaved(~crc, buf, len) : sw_crc(~crc, buf, len));
 }
-
-/* One long block of the interleaved path: three streams of LONG bytes. */
-#define COPY_BLOCK (3 * ES_CRC32C_LONG)
-
-uint32_t es_crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
-{
-	const unsigned char *s = src;
-	unsigned char *d = dst;
-
-	for (size_t at = 0; at < len; at += COPY_BLOCK) {
-		size_t n = len - at < COPY_BLOCK ? len - at : COPY_BLOCK;
-
-		crc = es_crc32c(crc, s + at, n);
-		memcpy(d + at, s + at, n);
-	}
-	return crc;
-}

@@ -37,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <liburing.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -114,34 +113,14 @@ static void reply(struct cloud_ctx *x, const struct es_cbor_enc *out)
 	pthread_mutex_unlock(&x->c->send_lock);
 }
 
-struct worker {
-	struct cloud_worker w;
-	struct cloud_ctx *x;
-};
-
-static void send_early(struct cloud_worker *w, const struct es_cbor_enc *out)
-{
-	reply(((struct worker *)w)->x, out);
-}
-
 static void *worker_main(void *arg)
 {
 	struct sync_cloud *c = arg;
-	struct worker wk = {.w.send = send_early};
-	struct io_uring ring;
+	struct cloud_worker w;
 	struct es_cbor_enc out;
 	struct cloud_ctx *x;
 	nng_msg *msg;
-	void *buf = NULL;
 
-	/* Without them, chunks are copied at the write, and written before
-	 * the reply goes (staging.c). */
-	if (posix_memalign(&buf, SYNC_STAGE_ALIGN, c->s->cfg.chunk_size) == 0) {
-		wk.w.buf = buf;
-		wk.w.cap = c->s->cfg.chunk_size;
-	}
-	if (io_uring_queue_init(4, &ring, 0) == 0)
-		wk.w.ring = &ring;
 	es_cbor_enc_init(&out);
 	for (;;) {
 		pthread_mutex_lock(&c->qlock);
@@ -159,20 +138,14 @@ static void *worker_main(void *arg)
 
 		msg = x->msg;
 		x->msg = NULL;
-		wk.x = x;
-		wk.w.sent = 0;
-		wk.w.t_recv = x->t_recv;
-		wk.w.t_taken = sync_mono_us();
+		w.t_recv = x->t_recv;
+		w.t_taken = sync_mono_us();
 		cloud_handle(c, nng_pipe_id(nng_msg_get_pipe(msg)),
-			     nng_msg_body(msg), nng_msg_len(msg), &out, &wk.w);
+			     nng_msg_body(msg), nng_msg_len(msg), &out, &w);
 		nng_msg_free(msg);
-		if (!wk.w.sent)
-			reply(x, &out);
+		reply(x, &out);
 	}
 	es_cbor_enc_fini(&out);
-	if (wk.w.ring)
-		io_uring_queue_exit(&ring);
-	free(buf);
 	return NULL;
 }
 

@@ -69,25 +69,13 @@ struct cloud_upload {
 	uint64_t total;
 	char key[SYNC_KEY_LEN + 1];
 	struct sync_stage_writer w;
-	/* Write-behind (cloud_upload.c): the staged length as this session
-	 * knows it, the in-order chunk acknowledged but not yet written,
-	 * and the error of the last such write, reported on the next
-	 * request. */
-	uint64_t staged;
-	struct {
-		const unsigned char *data; /* in the request's message */
-		size_t n;
-		uint64_t off;
-		uint32_t crc;
-	} later;
-	int later_err;
 	/* Where the chunks' time went (sums in microseconds), logged at
 	 * debug level with the install: from receipt to a worker, the
-	 * worker's checks and copy, the wait for the session (the write
-	 * before), the write, and sending the reply. */
+	 * worker's checks, the wait for the session (another request of the
+	 * connection), and the write. */
 	struct cloud_upload_times {
 		uint64_t begun_us, chunks, bytes;
-		uint64_t queued, checked, waited, written, replied;
+		uint64_t queued, checked, waited, written;
 	} times;
 };
 
@@ -210,37 +198,15 @@ void cloud_count(struct sync_cloud *c, struct cloud_session *ss,
 		 uint64_t checksum_failures, uint64_t segments_received,
 		 uint64_t segments_sent);
 
-struct cloud_worker;
-/*
- * Writes the chunk cloud_chunk acknowledged ahead (ss->up.later) and
- * sends its reply, out, through w while the write is in flight (w's
- * ring), still under the session's lock, so the connection's next chunk
- * waits for the write.
- */
-void cloud_write_later(struct sync_cloud *c, struct cloud_session *ss,
-		       struct cloud_worker *w, const struct es_cbor_enc *out);
-
-/*
- * What a worker lends cloud_handle: a way to send the reply before it
- * returns (a chunk written behind its acknowledgement; sent says it
- * did); an aligned buffer of cap bytes into which a chunk's data is
- * copied before the session's lock, while the connection's previous
- * chunk is still being written, so that its own write can start at
- * once; and an io_uring in which that write goes while the reply is
- * sent.
- */
+/* When a request arrived and when a worker took it (cloud_handle's
+ * timing of chunks). */
 struct cloud_worker {
-	void (*send)(struct cloud_worker *w, const struct es_cbor_enc *out);
-	int sent;
-	unsigned char *buf; /* SYNC_STAGE_ALIGN-aligned; NULL: none */
-	size_t cap;
-	struct io_uring *ring;	  /* for writes behind a reply; NULL: none */
-	uint64_t t_recv, t_taken; /* the request's arrival, and the worker's */
+	uint64_t t_recv, t_taken;
 };
 
-/* cloud_ops.c: handles one request; the reply is left in out, or sent
- * through w already (w->sent). */
+/* cloud_ops.c: handles one request; the reply is left in out. */
 void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
-		  size_t len, struct es_cbor_enc *out, struct cloud_worker *w);
+		  size_t len, struct es_cbor_enc *out,
+		  const struct cloud_worker *w);
 
 #endif

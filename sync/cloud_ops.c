@@ -513,7 +513,8 @@ static void count_chunk(struct cloud_upload_times *t,
 }
 
 void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
-		  size_t len, struct es_cbor_enc *out, struct cloud_worker *w)
+		  size_t len, struct es_cbor_enc *out,
+		  const struct cloud_worker *w)
 {
 	struct cloud_session *ss = NULL;
 	struct sync_fail f;
@@ -523,11 +524,9 @@ void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
 
 	es_cbor_enc_reset(out, (size_t)c->s->cfg.chunk_size * 2);
 	/* The parser checks the trailer and a chunk's data before the
-	 * session's lock, copying the data into the worker's aligned buffer
-	 * as it goes: the workers check the requests of one connection in
-	 * parallel, and write in turn. */
-	rc =
-	    sync_req_parse_into(&rq, buf, len, w->buf, w->buf ? w->cap : 0, &f);
+	 * session's lock: the workers check the requests of one connection
+	 * in parallel, and write in turn. */
+	rc = sync_req_parse(&rq, buf, len, &f);
 	parsed = rc == 0;
 	if (rc == 0 && rq.type == SYNC_T_PING) {
 		sync_enc_ok(out, 0);
@@ -556,8 +555,6 @@ void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
 		sync_enc_fail(out, &f);
 	}
 	account(c, ss, pipe, &rq, parsed, len, out->len, &f);
-	if (ss && ss->up.later.n)
-		cloud_write_later(c, ss, w, out);
 	if (ss) {
 		pthread_mutex_unlock(&ss->lock);
 		cloud_session_put(c, ss);

@@ -8,21 +8,17 @@
  *   chunk             CRC32C (cloud_handle, before the session's lock),
  *                     then written at the staged length, or held in
  *                     memory if it is ahead of it (the window), or
- *                     ignored if it is behind it (a duplicate)
- *                                                      [UPLOADING]
+ *                     ignored if it is behind it (a duplicate), and only
+ *                     then acknowledged              [UPLOADING]
  *   commit            fdatasync, whole-file check -> host install ->
  *                     installed                        [done]
  *
- * Write-behind: a chunk that lands exactly at the staged length, with
- * nothing held, is acknowledged first and written right after its reply
- * went out (cloud_write_later, still under the session's lock), so the
- * sender's next chunk crosses the network while this one goes to disk.
- * The acknowledgement promises what the old one did (the bytes are
- * verified and will be at that offset; nothing is durable before
- * commit's fdatasync); a write that then fails truncates the file back
- * and fails the connection's next request on this upload, and a crash
- * before the write loses the chunk like any chunk in flight: the next
- * begin resumes at the staged length.
+ * A chunk is acknowledged once its append returned: its bytes are in the
+ * page cache, which a crash of this process does not lose, and on their
+ * way to disk (staging.h, the writer's streaming). So a crash costs only
+ * the chunk in flight, and nothing is durable before commit's fdatasync
+ * (a power cut makes the check at commit fail, and the sender starts
+ * over).
  *
  * The transfer state (metadata, tombstones, held chunks) lives in the
  * connection's session; the bytes live in the staging directory, so a
@@ -144,7 +140,6 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	if (add_tombs(up, rq->tombs, rq->n_tombs))
 		return internal(f, "tombstones", -ENOMEM);
 	sync_stage_writer_init(&up->w, off);
-	up->staged = off;
 	up->times.begun_us = sync_mono_us();
 	up->active = 1;
 	sync_enc_ok(out, 2);
@@ -285,50 +280,6 @@ static int drain(struct sync_cloud *c, struct cloud_upload *up, uint64_t *now)
 	return rc;
 }
 
-void cloud_write_later(struct sync_cloud *c, struct cloud_session *ss,
-		       struct cloud_worker *w, const struct es_cbor_enc *out)
-{
-	struct cloud_upload *up = &ss->up;
-	pthread_mutex_t *lk = sync_staging_lock(&c->s->staging, up->key);
-	struct sync_stage_io io;
-	uint64_t now = 0, t0, t1, t2;
-	int rc;
-
-	pthread_mutex_lock(lk);
-	t0 = sync_mono_us();
-	rc = sync_staging_append_start(
-	    &c->s->staging, up->key, &up->w, up->later.off, up->later.data,
-	    up->later.n, &up->later.crc, w->ring, &io, &now);
-	t1 = sync_mono_us();
-	w->send(w, out); /* while the bytes go to disk */
-	w->sent = 1;
-	t2 = sync_mono_us();
-	if (rc == 0)
-		rc = sync_staging_append_finish(&up->w, &io, &now);
-	up->times.replied += t2 - t1;
-	up->times.written += sync_mono_us() - t0 - (t2 - t1);
-	pthread_mutex_unlock(lk);
-	memset(&up->later, 0, sizeof(up->later));
-	if (rc) {
-		up->later_err = rc;
-		up->staged = now;
-	}
-}
-
-/* The failure of a write behind its acknowledgement ends the upload: the
- * sender begins again, at the staged length. */
-static int later_failed(struct cloud_session *ss, struct sync_fail *f)
-{
-	int rc = ss->up.later_err;
-
-	if (rc == 0)
-		return 0;
-	cloud_session_end_upload(ss);
-	return sync_failf(f, SYNC_C_STATE,
-			  "writing the last chunk failed (%s): send begin",
-			  es_sync_strerror(rc));
-}
-
 int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 		const struct sync_req *rq, struct es_cbor_enc *out,
 		struct sync_fail *f)
@@ -338,7 +289,7 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 	uint64_t now = 0, t0;
 	int rc;
 
-	if (upload_match(ss, rq, f) || later_failed(ss, f))
+	if (upload_match(ss, rq, f))
 		return -1;
 	if (rq->data_len == 0 || rq->data_len > c->s->cfg.chunk_size)
 		return sync_failf(f, SYNC_C_INVALID,
@@ -358,16 +309,6 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 				  " fails its CRC32C; discarded",
 				  rq->offset);
 	}
-	if (rq->offset == up->staged && up->n_held == 0) {
-		up->later.data = rq->data;
-		up->later.n = rq->data_len;
-		up->later.off = rq->offset;
-		up->later.crc = rq->crc;
-		up->staged += rq->data_len;
-		sync_enc_ok(out, 1);
-		es_cbor_enc_kv_uint(out, "offset", up->staged);
-		return 0;
-	}
 	lk = sync_staging_lock(&c->s->staging, up->key);
 	pthread_mutex_lock(lk);
 	t0 = sync_mono_us();
@@ -377,7 +318,6 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 	up->times.written += sync_mono_us() - t0;
 	pthread_mutex_unlock(lk);
 	if (rc == SYNC_E_OFFSET) {
-		up->staged = now;
 		f->has_offset = 1;
 		f->offset = now;
 		return sync_failf(f, SYNC_C_OFFSET,
@@ -393,7 +333,6 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 	}
 	if (rc)
 		return internal(f, "staging", rc);
-	up->staged = now;
 	sync_enc_ok(out, 1);
 	es_cbor_enc_kv_uint(out, "offset", now);
 	return 0;
@@ -458,10 +397,10 @@ static void log_times(struct sync_cloud *c, const struct cloud_session *ss)
 		 " bytes in %" PRIu64 " chunks, %" PRIu64 " ms from begin "
 		 "to installed; per chunk (us): queued %" PRIu64
 		 ", checked %" PRIu64 ", waited for the session %" PRIu64
-		 ", written %" PRIu64 ", replied %" PRIu64,
+		 ", written %" PRIu64,
 		 up->seg.origin, up->seg.origin_seq, ss->device, t->bytes,
 		 t->chunks, us / 1000, t->queued / n, t->checked / n,
-		 t->waited / n, t->written / n, t->replied / n);
+		 t->waited / n, t->written / n);
 }
 
 int cloud_commit(struct sync_cloud *c, struct cloud_session *ss,
@@ -472,7 +411,7 @@ int cloud_commit(struct sync_cloud *c, struct cloud_session *ss,
 	pthread_mutex_t *lk;
 	int rc;
 
-	if (upload_match(ss, rq, f) || later_failed(ss, f))
+	if (upload_match(ss, rq, f))
 		return -1;
 	if (up->n_tombs != up->total)
 		return sync_failf(f, SYNC_C_STATE,

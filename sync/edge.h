@@ -110,10 +110,6 @@ int peer_session(struct sync_peer *p);
 
 struct xfer_ops {
 	enum sync_type type;
-	/* The receiver acknowledges a piece before it writes it (the cloud's
-	 * write-behind): one more piece's worth is not yet safe, so pieces
-	 * are chunk / (window + 1). */
-	int behind;
 	int (*request)(struct sync_peer *p, void *arg, uint64_t off, size_t n,
 		       nng_msg **msg);
 	int (*reply)(struct sync_peer *p, void *arg, uint64_t off, size_t n,

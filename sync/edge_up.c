@@ -233,7 +233,6 @@ static int chunk_reply(struct sync_peer *p, void *arg, uint64_t off, size_t n,
 
 static const struct xfer_ops chunk_ops = {
     .type = SYNC_T_CHUNK,
-    .behind = 1,
     .request = chunk_request,
     .reply = chunk_reply,
 };

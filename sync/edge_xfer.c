@@ -322,7 +322,7 @@ int peer_transfer(struct sync_peer *p, const struct xfer_ops *ops, void *arg,
 		return rc;
 	x.w = p->window < 1 ? 1 : p->window;
 	x.w = x.w > SYNC_WINDOW_MAX ? SYNC_WINDOW_MAX : x.w;
-	x.piece = sync_piece_size(p->chunk, x.w + ops->behind);
+	x.piece = sync_piece_size(p->chunk, x.w);
 	rc = open_slots(&x);
 	if (rc == 0)
 		rc = run(&x, off, size);

@@ -13,7 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <liburing.h>
 #include <mbedtls/sha256.h>
 
 #include "edgesync/crc32c.h"
@@ -259,8 +258,8 @@ int sync_staging_open(struct sync_staging *st, const char *key,
 		return rc;
 	}
 	/* The whole segment's blocks now (the length stays 0): a disk
-	 * without the room says so at begin, not at 90%, and direct
-	 * writes land in blocks already allocated, in one extent. */
+	 * without the room says so at begin, not at 90%, and the appends
+	 * land in blocks already allocated, in one extent. */
 	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)m->size) != 0 &&
 	    errno != EOPNOTSUPP) {
 		rc = -errno;
@@ -278,63 +277,47 @@ void sync_stage_writer_init(struct sync_stage_writer *w, uint64_t offset)
 {
 	memset(w, 0, sizeof(*w));
 	w->summed = offset == 0;
+	w->flushed = offset;
 }
 
 void sync_stage_writer_fini(struct sync_stage_writer *w)
 {
-	free(w->buf);
 	memset(w, 0, sizeof(*w));
 }
 
-static int aligned(uint64_t v)
+/*
+ * Starts the writeback of [off, off + n) and finishes that of what w
+ * appended before it, which then leaves the page cache (the writer's
+ * streaming, staging.h). Errors are left for the fdatasync at commit.
+ */
+static void stream(int fd, struct sync_stage_writer *w, uint64_t off, size_t n)
 {
-	return v % SYNC_STAGE_ALIGN == 0;
-}
-
-/* Writes p at off through fd, opened with O_DIRECT: from p itself if it
- * is aligned, else copied into w's aligned buffer (grown as needed). */
-static int write_direct(int fd, struct sync_stage_writer *w, const void *p,
-			size_t n, uint64_t off)
-{
-	if ((uintptr_t)p % SYNC_STAGE_ALIGN == 0)
-		return sync_pwrite_all(fd, p, n, (off_t)off);
-	if (w->cap < n) {
-		void *b = NULL;
-
-		if (posix_memalign(&b, SYNC_STAGE_ALIGN, n) != 0)
-			return -ENOMEM;
-		free(w->buf);
-		w->buf = b;
-		w->cap = n;
+	(void)sync_file_range(fd, (off_t)off, (off_t)n, SYNC_FILE_RANGE_WRITE);
+	if (w->flushed < off) {
+		(void)sync_file_range(
+		    fd, (off_t)w->flushed, (off_t)(off - w->flushed),
+		    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+			SYNC_FILE_RANGE_WAIT_AFTER);
+		(void)posix_fadvise(fd, (off_t)w->flushed,
+				    (off_t)(off - w->flushed),
+				    POSIX_FADV_DONTNEED);
 	}
-	memcpy(w->buf, p, n);
-	return sync_pwrite_all(fd, w->buf, n, (off_t)off);
+	w->flushed = off;
 }
 
-int sync_staging_append_start(struct sync_staging *st, const char *key,
-			      struct sync_stage_writer *w, uint64_t off,
-			      const void *p, size_t n, const uint32_t *crc,
-			      struct io_uring *ring, struct sync_stage_io *io,
-			      uint64_t *now)
+int sync_staging_append(struct sync_staging *st, const char *key,
+			struct sync_stage_writer *w, uint64_t off,
+			const void *p, size_t n, const uint32_t *crc,
+			uint64_t *now)
 {
-	int direct = !w->buffered && aligned(off) && aligned(n);
-	struct io_uring_sqe *sqe;
 	struct stat sb;
 	char part[4096];
 	int fd, rc;
 
-	memset(io, 0, sizeof(*io));
-	io->fd = -1;
 	rc = path_of(st, key, ".part", part, sizeof(part));
 	if (rc)
 		return rc;
-	fd = open(part, O_WRONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
-	if (fd < 0 && errno == EINVAL && direct) {
-		/* A file system without O_DIRECT: buffered from now on. */
-		w->buffered = 1;
-		direct = 0;
-		fd = open(part, O_WRONLY | O_CLOEXEC);
-	}
+	fd = open(part, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &sb) != 0) {
@@ -347,83 +330,25 @@ int sync_staging_append_start(struct sync_staging *st, const char *key,
 		close(fd);
 		return SYNC_E_OFFSET;
 	}
-	io->fd = fd;
-	io->direct = direct;
-	io->off = off;
-	io->p = p;
-	io->n = n;
-	io->has_crc = crc != NULL;
-	io->crc = crc ? *crc : 0;
-	if (direct && ring && (uintptr_t)p % SYNC_STAGE_ALIGN == 0 &&
-	    n <= INT32_MAX && (sqe = io_uring_get_sqe(ring)) != NULL) {
-		io_uring_prep_write(sqe, fd, p, (unsigned)n, off);
-		if (io_uring_submit(ring) == 1) {
-			io->ring = ring;
-			return 0;
-		}
-	}
-	io->rc = direct ? write_direct(fd, w, p, n, off)
-			: sync_pwrite_all(fd, p, n, (off_t)off);
-	return 0;
-}
-
-int sync_staging_append_finish(struct sync_stage_writer *w,
-			       struct sync_stage_io *io, uint64_t *now)
-{
-	size_t done = 0;
-	int rc = io->rc;
-
-	if (io->ring) {
-		struct io_uring_cqe *cqe;
-
-		do
-			rc = io_uring_wait_cqe(io->ring, &cqe);
-		while (rc == -EINTR);
-		if (rc == 0) {
-			rc = cqe->res < 0 ? cqe->res : 0;
-			done = cqe->res < 0 ? 0 : (size_t)cqe->res;
-			io_uring_cqe_seen(io->ring, cqe);
-		}
-		if (rc == 0 && done < io->n) /* short: the rest by hand */
-			rc = -EINVAL;
-	}
-	if (rc == -EINVAL && io->direct && fcntl(io->fd, F_SETFL, 0) == 0) {
-		w->buffered = 1; /* refused after all: buffered */
-		rc = sync_pwrite_all(io->fd, (const char *)io->p + done,
-				     io->n - done, (off_t)(io->off + done));
-	}
+	rc = sync_pwrite_all(fd, p, n, (off_t)off);
 	if (rc) {
 		/* Keep the length an offset that was acknowledged. */
-		if (ftruncate(io->fd, (off_t)io->off) != 0)
+		if (ftruncate(fd, (off_t)off) != 0)
 			rc = -EIO;
-		*now = io->off;
-	} else {
-		*now = io->off + io->n;
-		if (w->summed && w->crc_len == io->off) {
-			w->crc = es_crc32c_combine(
-			    w->crc,
-			    io->has_crc ? io->crc : es_crc32c(0, io->p, io->n),
-			    io->n);
-			w->crc_len = io->off + io->n;
-		} else {
-			w->summed = 0;
-		}
+		close(fd);
+		return rc;
 	}
-	close(io->fd);
-	io->fd = -1;
-	return rc;
-}
-
-int sync_staging_append(struct sync_staging *st, const char *key,
-			struct sync_stage_writer *w, uint64_t off,
-			const void *p, size_t n, const uint32_t *crc,
-			uint64_t *now)
-{
-	struct sync_stage_io io;
-	int rc = sync_staging_append_start(st, key, w, off, p, n, crc, NULL,
-					   &io, now);
-
-	return rc ? rc : sync_staging_append_finish(w, &io, now);
+	*now = off + n;
+	if (w->summed && w->crc_len == off) {
+		w->crc = es_crc32c_combine(w->crc,
+					   crc ? *crc : es_crc32c(0, p, n), n);
+		w->crc_len = off + n;
+	} else {
+		w->summed = 0;
+	}
+	stream(fd, w, off, n);
+	close(fd);
+	return 0;
 }
 
 /*

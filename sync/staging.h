@@ -77,14 +77,16 @@ void sync_stage_meta_from(struct sync_stage_meta *m, const char *coll,
  * A receiver's writer, one per transfer in progress (a cloud session's
  * upload, an edge's download), owned by its caller:
  *
- * - Direct writes. Appends whose offset and length are multiples of
- *   SYNC_STAGE_ALIGN (every chunk but a segment's last) are copied into
- *   buf, an aligned buffer kept for the whole transfer, and written with
- *   O_DIRECT: a received segment does not fill the page cache with
- *   gigabytes nobody reads before the index build, the kernel does not
- *   copy it once more, and the fdatasync at commit has nothing left to
- *   write. Where O_DIRECT is refused (EINVAL: a file system without it)
- *   the writer falls back to buffered writes for good.
+ * - Streamed writes. An append is a buffered pwrite: when it returns,
+ *   the bytes are in the page cache, which a killed process does not
+ *   lose, so a receiver may acknowledge them at once (only what is still
+ *   on the wire is lost to a crash). Its writeback starts right away
+ *   (sync_file_range WRITE), and the appends before it are waited for
+ *   and dropped from the cache (from flushed up to it): a transfer keeps
+ *   about one append in memory however large the segment, the disk
+ *   works while the next append crosses the network, and the fdatasync
+ *   at commit has only the last one left to write. A failed writeback
+ *   is not reported here; that fdatasync reports it.
  * - The running sum. crc is the CRC32C of [0, crc_len) of the .part,
  *   folded from each append's (known) CRC with es_crc32c_combine as the
  *   bytes are written, so sync_staging_check verifies the whole file
@@ -93,13 +95,9 @@ void sync_stage_meta_from(struct sync_stage_meta *m, const char *coll,
  *   writer (another connection, another run) has summed != 1, and the
  *   check reads the file instead.
  */
-#define SYNC_STAGE_ALIGN 4096u
-
 struct sync_stage_writer {
-	unsigned char *buf;
-	size_t cap;
-	int buffered; /* O_DIRECT refused here: buffered writes only */
-	int summed;   /* crc covers [0, crc_len) of the .part */
+	uint64_t flushed; /* the .part before it is on disk and uncached */
+	int summed;	  /* crc covers [0, crc_len) of the .part */
 	uint32_t crc;
 	uint64_t crc_len;
 };
@@ -138,34 +136,6 @@ int sync_staging_append(struct sync_staging *st, const char *key,
 			struct sync_stage_writer *w, uint64_t off,
 			const void *p, size_t n, const uint32_t *crc,
 			uint64_t *now);
-
-/*
- * An append in two steps, so that the caller can do something else
- * while the bytes go to disk (the cloud sends its reply): _start checks
- * the offset as sync_staging_append does and submits the write to ring
- * if it can go direct from p (p aligned, O_DIRECT allowed), else writes
- * now; _finish waits for it, cuts the file back on a failure, folds the
- * running sum and returns the append's result, with *now the length.
- * p must stay valid until _finish. A _start that fails (SYNC_E_OFFSET,
- * -ENOENT...) needs no _finish.
- */
-struct io_uring;
-struct sync_stage_io {
-	int fd, direct, has_crc, rc;
-	struct io_uring *ring; /* the write is in it */
-	const void *p;
-	size_t n;
-	uint64_t off;
-	uint32_t crc;
-};
-
-int sync_staging_append_start(struct sync_staging *st, const char *key,
-			      struct sync_stage_writer *w, uint64_t off,
-			      const void *p, size_t n, const uint32_t *crc,
-			      struct io_uring *ring, struct sync_stage_io *io,
-			      uint64_t *now);
-int sync_staging_append_finish(struct sync_stage_writer *w,
-			       struct sync_stage_io *io, uint64_t *now);
 
 /*
  * sync_staging_check makes the staged file durable (fdatasync) and

@@ -33,8 +33,8 @@
 
 /* The bytes of one request when window requests share a chunk: at most
  * one chunk is ever in flight, so a cut re-sends at most one chunk.
- * Pieces of 4 KiB and more are whole 4 KiB blocks, which a receiver
- * writes directly (staging.h). */
+ * Pieces of 4 KiB and more are whole 4 KiB blocks (whole pages of the
+ * receiver's page cache). */
 static inline uint32_t sync_piece_size(uint32_t chunk, uint32_t window)
 {
 	uint32_t n = window > 1 ? chunk / window : chunk;
@@ -165,13 +165,6 @@ struct sync_req {
  */
 int sync_req_parse(struct sync_req *rq, const void *buf, size_t len,
 		   struct sync_fail *f);
-/*
- * sync_req_parse_into is sync_req_parse that also copies a chunk's data,
- * if it fits in the cap bytes at to, into to while it checks it (one pass
- * over the data: es_crc32c_copy); rq->data then points at the copy.
- */
-int sync_req_parse_into(struct sync_req *rq, const void *buf, size_t len,
-			void *to, size_t cap, struct sync_fail *f);
 void sync_req_fini(struct sync_req *rq);
 
 /* ---- replies ---------------------------------------------------------- */

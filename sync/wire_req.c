@@ -303,12 +303,6 @@ static int parse_map(struct sync_req *rq, const void *buf, size_t len,
 int sync_req_parse(struct sync_req *rq, const void *buf, size_t len,
 		   struct sync_fail *f)
 {
-	return sync_req_parse_into(rq, buf, len, NULL, 0, f);
-}
-
-int sync_req_parse_into(struct sync_req *rq, const void *buf, size_t len,
-			void *to, size_t cap, struct sync_fail *f)
-{
 	const unsigned char *in_buf = NULL;
 	uint32_t bulk = 0;
 	int rc;
@@ -323,12 +317,7 @@ int sync_req_parse_into(struct sync_req *rq, const void *buf, size_t len,
 	rc = parse_map(rq, buf, len - SYNC_TRAILER, f);
 	if (rc == 0 && rq->type == SYNC_T_CHUNK) {
 		in_buf = rq->data;
-		if (to && rq->data_len <= cap) {
-			bulk = es_crc32c_copy(0, to, rq->data, rq->data_len);
-			rq->data = to;
-		} else {
-			bulk = es_crc32c(0, rq->data, rq->data_len);
-		}
+		bulk = es_crc32c(0, rq->data, rq->data_len);
 		rq->crc_ok = bulk == rq->crc;
 	}
 	if (sync_trailer_check(buf, len, in_buf, rq->data_len, bulk) != 0)

@@ -104,33 +104,6 @@ static void test_streaming(void **state)
 				 whole);
 }
 
-/* Checksumming while copying: the same CRC as es_crc32c and the same
- * bytes, for lengths around the copy's blocks, from a running CRC. */
-static void test_copy(void **state)
-{
-	size_t lens[] = {0, 1, 4095, 24576, 24577, 49152, 100000, 524288};
-	size_t max = 524288 + 1;
-	unsigned char *src = malloc(max), *dst = malloc(max);
-	uint64_t seed = 11;
-
-	(void)state;
-	assert_non_null(src);
-	assert_non_null(dst);
-	for (size_t i = 0; i < max; i++)
-		src[i] = (unsigned char)next(&seed);
-	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
-		size_t n = lens[k];
-
-		memset(dst, 0xa5, max);
-		assert_int_equal(es_crc32c_copy(0x1234u, dst, src + 1, n),
-				 es_crc32c(0x1234u, src + 1, n));
-		assert_memory_equal(dst, src + 1, n);
-		assert_int_equal(dst[n], 0xa5); /* nothing past n */
-	}
-	free(src);
-	free(dst);
-}
-
 /* CRC(A || B) from CRC(A), CRC(B) and |B|, for lengths across the
  * table boundaries, 0 and beyond 4 GiB's bit pattern. */
 static void test_combine(void **state)
@@ -188,7 +161,6 @@ int main(void)
 	    cmocka_unit_test(test_rfc3720_vectors),
 	    cmocka_unit_test(test_paths_agree),
 	    cmocka_unit_test(test_streaming),
-	    cmocka_unit_test(test_copy),
 	    cmocka_unit_test(test_combine),
 	    cmocka_unit_test(test_names),
 	};

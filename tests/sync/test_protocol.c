@@ -31,10 +31,8 @@
 static char root[400];
 
 /* th_node_init's chunk size is 4096; the edge sends it in window pieces,
- * so that at most one chunk is in flight. */
-/* What an edge uploads at once: the cloud writes one piece behind its
- * reply, so a chunk is window + 1 pieces (PROTOCOL.md, "Window"). */
-#define PIECE sync_piece_size(4096, SYNC_WINDOW_DEFAULT + 1)
+ * so that at most one chunk is in flight (PROTOCOL.md, "Window"). */
+#define PIECE sync_piece_size(4096, SYNC_WINDOW_DEFAULT)
 
 static void cloud_init(struct th_node *n, const char *name, int port)
 {

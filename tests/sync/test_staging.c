@@ -19,12 +19,14 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <liburing.h>
 
 #include "edgesync/crc32c.h"
 #include "edgesync/ndvs.h"
 #include "staging.h"
 #include "sync_impl.h"
+
+/* The bytes of one append in the tests of whole transfers. */
+#define PIECE 8192u
 
 static char root[300];
 
@@ -234,9 +236,9 @@ static void test_resume_and_check(void **state)
 }
 
 /*
- * A fresh transfer in aligned chunks: written directly (where the file
- * system allows) and checked from the running sum, which must cover
- * every byte; the same bytes checked without a writer read the file.
+ * A fresh transfer in chunks: checked from the running sum, which must
+ * cover every byte; the same bytes checked without a writer read the
+ * file.
  */
 static void test_summed(void **state)
 {
@@ -252,8 +254,7 @@ static void test_summed(void **state)
 	for (off = 0; off < m.size; off += n) {
 		uint32_t crc;
 
-		n = m.size - off < 2 * SYNC_STAGE_ALIGN ? (size_t)(m.size - off)
-							: 2 * SYNC_STAGE_ALIGN;
+		n = m.size - off < PIECE ? (size_t)(m.size - off) : PIECE;
 		crc = es_crc32c(0, seg + off, n);
 		assert_int_equal(sync_staging_append(&st, key, &w, off,
 						     seg + off, n, &crc, &now),
@@ -273,46 +274,38 @@ static void test_summed(void **state)
 }
 
 /*
- * The same through an io_uring, from an aligned buffer (the cloud's
- * write behind its reply): the writes go in the ring, the sum and the
- * file come out the same; an append at the wrong offset is refused at
- * its start.
+ * Streaming: each append starts its own writeback and finishes the one
+ * before it (flushed follows the appends, one behind), an append at the
+ * wrong offset is refused with the length and changes nothing, and the
+ * file comes out whole.
  */
-static void test_async(void **state)
+static void test_streamed(void **state)
 {
 	struct sync_staging st;
 	struct sync_stage_meta m;
 	struct sync_stage_writer w;
-	struct sync_stage_io io;
-	struct io_uring ring;
 	char key[SYNC_KEY_LEN + 1], why[200];
 	unsigned char *seg = segment(8, 1000, &m, "a");
-	void *buf = NULL;
 	uint64_t off, now = 0;
 	size_t n;
 
-	assert_int_equal(io_uring_queue_init(4, &ring, 0), 0);
-	assert_int_equal(
-	    posix_memalign(&buf, SYNC_STAGE_ALIGN, 2 * SYNC_STAGE_ALIGN), 0);
 	stage_fresh(&st, "st6", &m, key, &w);
+	assert_int_equal(w.flushed, 0);
 	for (off = 0; off < m.size; off += n) {
 		uint32_t crc;
 
-		n = m.size - off < 2 * SYNC_STAGE_ALIGN ? (size_t)(m.size - off)
-							: 2 * SYNC_STAGE_ALIGN;
-		memcpy(buf, seg + off, n);
-		crc = es_crc32c(0, buf, n);
-		assert_int_equal(sync_staging_append_start(&st, key, &w, off,
-							   buf, n, &crc, &ring,
-							   &io, &now),
+		n = m.size - off < PIECE ? (size_t)(m.size - off) : PIECE;
+		crc = es_crc32c(0, seg + off, n);
+		assert_int_equal(sync_staging_append(&st, key, &w, off,
+						     seg + off, n, &crc, &now),
 				 0);
-		assert_int_equal(sync_staging_append_finish(&w, &io, &now), 0);
 		assert_int_equal(now, off + n);
-		assert_int_equal(sync_staging_append_start(&st, key, &w, 0, buf,
-							   n, &crc, &ring, &io,
-							   &now),
-				 SYNC_E_OFFSET);
+		assert_int_equal(w.flushed, off);
+		assert_int_equal(
+		    sync_staging_append(&st, key, &w, 0, seg, n, &crc, &now),
+		    SYNC_E_OFFSET);
 		assert_int_equal(now, off + n);
+		assert_int_equal(w.flushed, off);
 	}
 	assert_int_equal(w.summed, 1);
 	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
@@ -322,8 +315,6 @@ static void test_async(void **state)
 	sync_stage_writer_fini(&w);
 	sync_staging_remove(&st, key);
 	sync_staging_fini(&st);
-	io_uring_queue_exit(&ring);
-	free(buf);
 	free(seg);
 }
 
@@ -454,7 +445,7 @@ int main(void)
 	    cmocka_unit_test(test_index),
 	    cmocka_unit_test(test_resume_and_check),
 	    cmocka_unit_test(test_summed),
-	    cmocka_unit_test(test_async),
+	    cmocka_unit_test(test_streamed),
 	    cmocka_unit_test(test_damaged_file),
 	    cmocka_unit_test(test_sweep),
 	};

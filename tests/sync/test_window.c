@@ -35,8 +35,8 @@
 
 #define TOKEN "lab-token-0123456789"
 #define CH    4096 /* th_node_init's chunk size */
-/* What an edge uploads at once: the cloud writes one piece behind. */
-#define PIECE sync_piece_size(CH, SYNC_WINDOW_DEFAULT + 1)
+/* What an edge uploads at once: window pieces make a chunk. */
+#define PIECE sync_piece_size(CH, SYNC_WINDOW_DEFAULT)
 
 static char root[400];
 static void hello(nng_socket s)

@@ -21,13 +21,6 @@
 uint32_t es_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /*
- * es_crc32c_copy copies len bytes from src to dst (which must not overlap)
- * and returns es_crc32c(crc, src, len), reading src once: block by block,
- * each checksummed and copied while it is in the L1 cache.
- */
-uint32_t es_crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len);
-
-/*
  * es_crc32c_combine returns the CRC of A followed by B from crc_a (of A),
  * crc_b (of B, started from 0) and B's length, without the bytes: a
  * receiver that checked every chunk gets the whole file's CRC for free.
