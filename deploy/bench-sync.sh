@@ -20,8 +20,8 @@
 #     --cpus 0, cloud --cpus 1); the medians are compared. Under each
 #     figure is where the time went per chunk: the edge's sending,
 #     building the next piece and waiting for the reply, the cloud's
-#     queueing, checking, waiting for the write before, writing and
-#     replying (the agents' debug log lines, in microseconds);
+#     queueing, checking, waiting for the session and writing (the
+#     agents' debug log lines, in microseconds);
 #   - bytes re-sent after a cut: the cloud is SIGKILLed mid-transfer and
 #     restarted; the edge's bytes_sent (`edgesync peers --json`) minus
 #     those of the uncut run of the same segments;
