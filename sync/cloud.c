@@ -118,6 +118,7 @@ static void *worker_main(void *arg)
 	struct sync_cloud *c = arg;
 	struct cloud_worker w;
 	struct es_cbor_enc out;
+	uint32_t pipe;
 	struct cloud_ctx *x;
 	nng_msg *msg;
 
@@ -140,10 +141,14 @@ static void *worker_main(void *arg)
 		x->msg = NULL;
 		w.t_recv = x->t_recv;
 		w.t_taken = sync_mono_us();
-		cloud_handle(c, nng_pipe_id(nng_msg_get_pipe(msg)),
-			     nng_msg_body(msg), nng_msg_len(msg), &out, &w);
+		w.stream = 0;
+		pipe = nng_pipe_id(nng_msg_get_pipe(msg));
+		cloud_handle(c, pipe, nng_msg_body(msg), nng_msg_len(msg), &out,
+			     &w);
 		nng_msg_free(msg);
 		reply(x, &out);
+		if (w.stream)
+			cloud_stream(c, pipe);
 	}
 	es_cbor_enc_fini(&out);
 	return NULL;

@@ -202,11 +202,18 @@ void cloud_count(struct sync_cloud *c, struct cloud_session *ss,
  * timing of chunks). */
 struct cloud_worker {
 	uint64_t t_recv, t_taken;
+	int stream; /* set by cloud_handle: call cloud_stream after the reply */
 };
+
+/*
+ * cloud_stream starts the writeback of the chunks the upload of pipe's
+ * session wrote and acknowledged (sync_staging_stream), after their
+ * reply went.
+ */
+void cloud_stream(struct sync_cloud *c, uint32_t pipe);
 
 /* cloud_ops.c: handles one request; the reply is left in out. */
 void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
-		  size_t len, struct es_cbor_enc *out,
-		  const struct cloud_worker *w);
+		  size_t len, struct es_cbor_enc *out, struct cloud_worker *w);
 
 #endif

@@ -513,8 +513,7 @@ static void count_chunk(struct cloud_upload_times *t,
 }
 
 void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
-		  size_t len, struct es_cbor_enc *out,
-		  const struct cloud_worker *w)
+		  size_t len, struct es_cbor_enc *out, struct cloud_worker *w)
 {
 	struct cloud_session *ss = NULL;
 	struct sync_fail f;
@@ -544,9 +543,11 @@ void cloud_handle(struct sync_cloud *c, uint32_t pipe, const void *buf,
 			rc = dispatch(c, ss, &rq, out, &f);
 		else if (ss->authed) /* damaged in transit: counted */
 			cloud_count(c, ss, 1, 0, 0);
-		if (rc == 0 && rq.type == SYNC_T_CHUNK && ss->up.active)
+		if (rc == 0 && rq.type == SYNC_T_CHUNK && ss->up.active) {
 			count_chunk(&ss->up.times, w, rq.data_len, t_checked,
 				    t_locked);
+			w->stream = 1;
+		}
 	}
 	if (rc || es_cbor_enc_error(out)) {
 		if (rc == 0)

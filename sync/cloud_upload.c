@@ -14,11 +14,12 @@
  *                     installed                        [done]
  *
  * A chunk is acknowledged once its append returned: its bytes are in the
- * page cache, which a crash of this process does not lose, and on their
- * way to disk (staging.h, the writer's streaming). So a crash costs only
- * the chunk in flight, and nothing is durable before commit's fdatasync
- * (a power cut makes the check at commit fail, and the sender starts
- * over).
+ * page cache, which a crash of this process does not lose. So a crash
+ * costs only the chunk in flight, and nothing is durable before commit's
+ * fdatasync (a power cut makes the check at commit fail, and the sender
+ * starts over). Their way to disk (staging.h, the writer's streaming)
+ * starts after the reply went (cloud_stream, called by the worker), while
+ * the next chunk crosses the network.
  *
  * The transfer state (metadata, tombstones, held chunks) lives in the
  * connection's session; the bytes live in the staging directory, so a
@@ -140,6 +141,7 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	if (add_tombs(up, rq->tombs, rq->n_tombs))
 		return internal(f, "tombstones", -ENOMEM);
 	sync_stage_writer_init(&up->w, off);
+	up->w.defer = 1; /* streamed after the reply: cloud_stream */
 	up->times.begun_us = sync_mono_us();
 	up->active = 1;
 	sync_enc_ok(out, 2);
@@ -336,6 +338,24 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 	sync_enc_ok(out, 1);
 	es_cbor_enc_kv_uint(out, "offset", now);
 	return 0;
+}
+
+void cloud_stream(struct sync_cloud *c, uint32_t pipe)
+{
+	struct cloud_session *ss = cloud_session_get(c, pipe);
+	pthread_mutex_t *lk;
+
+	if (!ss)
+		return;
+	pthread_mutex_lock(&ss->lock);
+	if (ss->up.active) {
+		lk = sync_staging_lock(&c->s->staging, ss->up.key);
+		pthread_mutex_lock(lk);
+		sync_staging_stream(&c->s->staging, ss->up.key, &ss->up.w);
+		pthread_mutex_unlock(lk);
+	}
+	pthread_mutex_unlock(&ss->lock);
+	cloud_session_put(c, ss);
 }
 
 static uint64_t newest_clock(const struct cloud_upload *up)

@@ -346,9 +346,32 @@ int sync_staging_append(struct sync_staging *st, const char *key,
 	} else {
 		w->summed = 0;
 	}
-	stream(fd, w, off, n);
+	if (w->defer) {
+		if (w->pend_end != off)
+			w->pend_off = off;
+		w->pend_end = off + n;
+	} else {
+		stream(fd, w, off, n);
+	}
 	close(fd);
 	return 0;
+}
+
+void sync_staging_stream(struct sync_staging *st, const char *key,
+			 struct sync_stage_writer *w)
+{
+	char part[4096];
+	int fd;
+
+	if (w->pend_end <= w->pend_off ||
+	    path_of(st, key, ".part", part, sizeof(part)))
+		return;
+	fd = open(part, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		stream(fd, w, w->pend_off, (size_t)(w->pend_end - w->pend_off));
+		close(fd);
+	}
+	w->pend_off = w->pend_end = 0;
 }
 
 /*

@@ -86,7 +86,10 @@ void sync_stage_meta_from(struct sync_stage_meta *m, const char *coll,
  *   about one append in memory however large the segment, the disk
  *   works while the next append crosses the network, and the fdatasync
  *   at commit has only the last one left to write. A failed writeback
- *   is not reported here; that fdatasync reports it.
+ *   is not reported here; that fdatasync reports it. A writer with
+ *   defer set leaves the streaming to sync_staging_stream, which the
+ *   cloud calls after its reply has gone, so that waiting for the disk
+ *   is off the reply's path.
  * - The running sum. crc is the CRC32C of [0, crc_len) of the .part,
  *   folded from each append's (known) CRC with es_crc32c_combine as the
  *   bytes are written, so sync_staging_check verifies the whole file
@@ -97,7 +100,11 @@ void sync_stage_meta_from(struct sync_stage_meta *m, const char *coll,
  */
 struct sync_stage_writer {
 	uint64_t flushed; /* the .part before it is on disk and uncached */
-	int summed;	  /* crc covers [0, crc_len) of the .part */
+	/* With defer set, appends leave their streaming to
+	 * sync_staging_stream: [pend_off, pend_end) awaits it. */
+	int defer;
+	uint64_t pend_off, pend_end;
+	int summed; /* crc covers [0, crc_len) of the .part */
 	uint32_t crc;
 	uint64_t crc_len;
 };
@@ -136,6 +143,15 @@ int sync_staging_append(struct sync_staging *st, const char *key,
 			struct sync_stage_writer *w, uint64_t off,
 			const void *p, size_t n, const uint32_t *crc,
 			uint64_t *now);
+
+/*
+ * sync_staging_stream does the streaming (see the writer) of what w
+ * appended with defer set since the last call, if anything: the caller
+ * has acknowledged those bytes already, and the disk's waiting is off
+ * its reply's path. Under the key's lock; errors are left to the check.
+ */
+void sync_staging_stream(struct sync_staging *st, const char *key,
+			 struct sync_stage_writer *w);
 
 /*
  * sync_staging_check makes the staged file durable (fdatasync) and

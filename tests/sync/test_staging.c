@@ -318,6 +318,54 @@ static void test_streamed(void **state)
 	free(seg);
 }
 
+/* Deferred streaming (the cloud's, after its reply): the appends leave
+ * flushed alone and collect their range; sync_staging_stream streams it. */
+static void test_deferred(void **state)
+{
+	struct sync_staging st;
+	struct sync_stage_meta m;
+	struct sync_stage_writer w;
+	char key[SYNC_KEY_LEN + 1], why[200];
+	unsigned char *seg = segment(8, 1000, &m, "d");
+	uint64_t off, now = 0;
+	size_t n = PIECE;
+
+	assert_true(m.size > 3 * PIECE);
+	stage_fresh(&st, "st7", &m, key, &w);
+	w.defer = 1;
+	/* two appends pending: one range, streamed at once */
+	for (off = 0; off < 2 * PIECE; off += n) {
+		assert_int_equal(sync_staging_append(&st, key, &w, off,
+						     seg + off, n, NULL, &now),
+				 0);
+		assert_int_equal(w.flushed, 0);
+		assert_int_equal(w.pend_off, 0);
+		assert_int_equal(w.pend_end, off + n);
+	}
+	sync_staging_stream(&st, key, &w);
+	assert_int_equal(w.pend_end, 0);
+	assert_int_equal(w.flushed, 0);
+	/* then one by one: each streamed finishes the one before */
+	for (; off < m.size; off += n) {
+		n = m.size - off < PIECE ? (size_t)(m.size - off) : PIECE;
+		assert_int_equal(sync_staging_append(&st, key, &w, off,
+						     seg + off, n, NULL, &now),
+				 0);
+		assert_int_equal(w.pend_off, off);
+		assert_int_equal(w.flushed, off == 2 * PIECE ? 0 : off - PIECE);
+		sync_staging_stream(&st, key, &w);
+		assert_int_equal(w.flushed, off);
+	}
+	sync_staging_stream(&st, key, &w); /* nothing pending: nothing */
+	assert_int_equal(w.flushed, off - n);
+	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
+			 0);
+	sync_stage_writer_fini(&w);
+	sync_staging_remove(&st, key);
+	sync_staging_fini(&st);
+	free(seg);
+}
+
 /* A byte damaged before it was written: caught by the running sum (the
  * bytes do not add up to the footer's CRC), and by the full read. */
 static void test_damaged_file(void **state)
@@ -446,6 +494,7 @@ int main(void)
 	    cmocka_unit_test(test_resume_and_check),
 	    cmocka_unit_test(test_summed),
 	    cmocka_unit_test(test_streamed),
+	    cmocka_unit_test(test_deferred),
 	    cmocka_unit_test(test_damaged_file),
 	    cmocka_unit_test(test_sweep),
 	};
