@@ -388,14 +388,27 @@ int coll_read_ids(const char *path, const struct es_segment_meta *m,
 	return rc;
 }
 
+/*
+ * A segment's rows are many keys in a table much larger than the cache:
+ * the table gets room for all of them first (no rehash on the way), and
+ * each row's slots are fetched ROWS_AHEAD rows before they are used.
+ */
+#define ROWS_AHEAD 8
+
 int coll_rows_live(struct es_collection *c, uint32_t h, const uint64_t *ids)
 {
 	struct part *pt = c->parts[h];
-	int rc = 0;
+	uint64_t n = pt->meta.count;
+	int rc = idmap_reserve(&c->live, c->live.count + n);
 
-	for (uint64_t r = 0; rc == 0 && r < pt->meta.count; r++) {
+	for (uint64_t r = 0; rc == 0 && r < n; r++) {
 		uint64_t cur;
 
+		if (r + ROWS_AHEAD < n) {
+			idmap_prefetch(&c->live, ids[r + ROWS_AHEAD]);
+			if (c->tombs.count)
+				idmap_prefetch(&c->tombs, ids[r + ROWS_AHEAD]);
+		}
 		if (coll_wins(c, ids[r], pt->meta.seal_hlc, pt->meta.origin,
 			      &cur))
 			rc = coll_set_live(c, ids[r], loc_pack(h, r), cur);

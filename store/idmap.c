@@ -42,6 +42,12 @@ uint64_t idmap_get(const struct idmap *m, uint64_t key)
 	}
 }
 
+void idmap_prefetch(const struct idmap *m, uint64_t key)
+{
+	if (m->slots)
+		__builtin_prefetch(&m->slots[hash64(key) & m->mask]);
+}
+
 static void insert_fresh(struct idmap_slot *slots, uint64_t mask, uint64_t key,
 			 uint64_t value)
 {

@@ -30,6 +30,10 @@ void idmap_fini(struct idmap *m);
 /* idmap_get returns the value of key, or ES_IDMAP_NONE. */
 uint64_t idmap_get(const struct idmap *m, uint64_t key);
 
+/* idmap_prefetch starts loading the slot where a lookup of key begins,
+ * so that a loop over many keys can ask a few keys ahead. */
+void idmap_prefetch(const struct idmap *m, uint64_t key);
+
 /* idmap_put sets key to value (not ES_IDMAP_NONE); 0 or -ENOMEM. */
 int idmap_put(struct idmap *m, uint64_t key, uint64_t value);
 

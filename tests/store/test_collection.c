@@ -364,6 +364,42 @@ static void peer_segment(const char *path, uint64_t first, uint64_t n,
 	free(v);
 }
 
+/*
+ * A peer's segment larger than the lookahead of coll_rows_live, over
+ * local rows and a tombstone: each row goes live only where it wins, at
+ * install and again when the segment is loaded at the next open.
+ */
+static void test_install_many(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	struct es_collection_stats s;
+	struct es_segment_meta m;
+	uint64_t gone = 4000;
+	char staged[128];
+	float got[DIM];
+
+	cat.clock = 10;		       /* the peer's rows are at clock 1 */
+	insert_range(c, 0, 1000, 500); /* so these win over them */
+	assert_int_equal(es_collection_delete(c, &gone, 1), 0);
+	snprintf(staged, sizeof(staged), "%s/staged.ndvs", dir);
+	peer_segment(staged, 500, 5000, &m, 9); /* ids 500..5499 */
+	assert_int_equal(es_collection_install(c, staged, &m, NULL, 0), 0);
+	unlink(staged);
+	for (int round = 0; round < 2; round++) {
+		es_collection_stats(c, &s);
+		assert_int_equal(s.vectors, 5499); /* 0..5499 but 4000 */
+		assert_int_equal(es_collection_get(c, 700, got), 0);
+		assert_true(got[0] > 1100.0f); /* the local copy */
+		assert_int_equal(es_collection_get(c, 4000, got), -ENOENT);
+		assert_int_equal(es_collection_get(c, 5499, got), 0);
+		assert_true(got[0] < 5500.0f); /* the peer's */
+		assert_int_equal(es_collection_seal(c, 1), 0);
+		es_collection_close(c);
+		c = open_coll(100000);
+	}
+	es_collection_close(c);
+}
+
 static void build_index(const char *seg, const char *out, enum es_metric mt)
 {
 	struct es_vamana_build_params bp;
@@ -506,6 +542,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_threshold, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_install_many, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_adopt_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install_indexed, setup,
 					    teardown),
