@@ -72,7 +72,8 @@ struct cloud_upload {
 	/* Where the chunks' time went (sums in microseconds), logged at
 	 * debug level with the install: from receipt to a worker, the
 	 * worker's checks, the wait for the session (another request of the
-	 * connection), and the write. */
+	 * connection, or cloud_stream waiting for the chunk before's
+	 * writeback), and the pwrite. */
 	struct cloud_upload_times {
 		uint64_t begun_us, chunks, bytes;
 		uint64_t queued, checked, waited, written;

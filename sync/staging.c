@@ -21,6 +21,7 @@
 #include "edgesync/store_error.h"
 #include "staging.h"
 #include "sync_impl.h"
+#include "sync_test.h"
 
 #define META_SIZE    188
 #define META_CRC_AT  184
@@ -285,23 +286,36 @@ void sync_stage_writer_fini(struct sync_stage_writer *w)
 	memset(w, 0, sizeof(*w));
 }
 
+/* sync_file_range, or the error a test has the writeback fail with. */
+static int writeback(int fd, uint64_t off, uint64_t n, unsigned flags)
+{
+	if (sync_test_hooks.writeback_err)
+		return sync_test_hooks.writeback_err;
+	return sync_file_range(fd, (off_t)off, (off_t)n, flags) ? -errno : 0;
+}
+
 /*
  * Starts the writeback of [off, off + n) and finishes that of what w
  * appended before it, which then leaves the page cache (the writer's
- * streaming, staging.h). Errors are left for the fdatasync at commit.
+ * streaming, staging.h). The first failure is kept in w->werr; a range
+ * whose writeback failed stays in the cache.
  */
 static void stream(int fd, struct sync_stage_writer *w, uint64_t off, size_t n)
 {
-	(void)sync_file_range(fd, (off_t)off, (off_t)n, SYNC_FILE_RANGE_WRITE);
-	if (w->flushed < off) {
-		(void)sync_file_range(
-		    fd, (off_t)w->flushed, (off_t)(off - w->flushed),
-		    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-			SYNC_FILE_RANGE_WAIT_AFTER);
-		(void)posix_fadvise(fd, (off_t)w->flushed,
-				    (off_t)(off - w->flushed),
-				    POSIX_FADV_DONTNEED);
+	int rc = writeback(fd, off, n, SYNC_FILE_RANGE_WRITE);
+
+	if (rc == 0 && w->flushed < off) {
+		rc = writeback(fd, w->flushed, off - w->flushed,
+			       SYNC_FILE_RANGE_WAIT_BEFORE |
+				   SYNC_FILE_RANGE_WRITE |
+				   SYNC_FILE_RANGE_WAIT_AFTER);
+		if (rc == 0)
+			(void)posix_fadvise(fd, (off_t)w->flushed,
+					    (off_t)(off - w->flushed),
+					    POSIX_FADV_DONTNEED);
 	}
+	if (rc && !w->werr)
+		w->werr = rc;
 	w->flushed = off;
 }
 
@@ -374,6 +388,18 @@ void sync_staging_stream(struct sync_staging *st, const char *key,
 	w->pend_off = w->pend_end = 0;
 }
 
+/* A writeback that failed since w began (w->werr): what is on disk is
+ * not known to be what was appended, so the check fails. */
+static int write_failed(const struct sync_stage_writer *w, char *why,
+			size_t whylen)
+{
+	if (!w || !w->werr)
+		return 0;
+	snprintf(why, whylen, "writing the staged file failed: %s",
+		 strerror(-w->werr));
+	return ES_E_SYNC_CHECKSUM;
+}
+
 /*
  * The whole file's CRC32C from w's sum: the footer says the CRC of what
  * precedes it, so the file's must be that combined with the footer's.
@@ -444,6 +470,9 @@ int sync_staging_check(struct sync_staging *st, const char *key,
 	if (rc)
 		return rc;
 	close(fd);
+	rc = write_failed(w, why, whylen);
+	if (rc)
+		return rc;
 	summed = w && w->summed && w->crc_len == m->size;
 	memset(&info, 0, sizeof(info));
 	/* Without the sum, the full check maps the file and runs over the
@@ -534,6 +563,11 @@ int sync_staging_check_crc(struct sync_staging *st, const char *key,
 	rc = open_durable(st, key, m, part, sizeof(part), &fd, why, whylen);
 	if (rc)
 		return rc;
+	rc = write_failed(w, why, whylen);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
 	if (w && w->summed && w->crc_len == m->size)
 		crc = w->crc; /* folded as it was written */
 	else

@@ -86,7 +86,10 @@ void sync_stage_meta_from(struct sync_stage_meta *m, const char *coll,
  *   about one append in memory however large the segment, the disk
  *   works while the next append crosses the network, and the fdatasync
  *   at commit has only the last one left to write. A failed writeback
- *   is not reported here; that fdatasync reports it. A writer with
+ *   is reported to the wait, not to a later fdatasync on another
+ *   descriptor (the kernel reports it once), so the writer keeps it in
+ *   werr and the range stays cached; sync_staging_check then fails, and
+ *   the transfer starts over. A writer with
  *   defer set leaves the streaming to sync_staging_stream, which the
  *   cloud calls after its reply has gone, so that waiting for the disk
  *   is off the reply's path.
@@ -104,6 +107,10 @@ struct sync_stage_writer {
 	 * sync_staging_stream: [pend_off, pend_end) awaits it. */
 	int defer;
 	uint64_t pend_off, pend_end;
+	/* A writeback of the .part failed (-errno): its bytes on disk may
+	 * not be what was appended, so sync_staging_check fails. Kept here
+	 * because the failure is reported once, to the call that waits. */
+	int werr;
 	int summed; /* crc covers [0, crc_len) of the .part */
 	uint32_t crc;
 	uint64_t crc_len;

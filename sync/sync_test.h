@@ -23,6 +23,9 @@ struct sync_test_hooks {
 	 * offset (index: 1 for an index file); nonzero aborts the round as
 	 * if the connection had been cut. */
 	int (*fetched)(void *arg, int index, uint64_t offset, size_t n);
+	/* Staging: a negative errno the writeback of staged bytes fails with
+	 * (as a disk's EIO would), in place of sync_file_range's result. */
+	int writeback_err;
 	/* Cloud: nonzero makes the watchdog's probe fail. */
 	int (*probe_fail)(void *arg);
 	/* Cloud: the watchdog's period in ms (0: the default, 3000). */

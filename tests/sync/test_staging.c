@@ -24,6 +24,7 @@
 #include "edgesync/ndvs.h"
 #include "staging.h"
 #include "sync_impl.h"
+#include "sync_test.h"
 
 /* The bytes of one append in the tests of whole transfers. */
 #define PIECE 8192u
@@ -366,6 +367,47 @@ static void test_deferred(void **state)
 	free(seg);
 }
 
+/*
+ * A writeback that fails (a disk's EIO, reported once, to the wait):
+ * the writer keeps it, and the file fails both checks at commit though
+ * every byte in the page cache is right, so the transfer starts over.
+ */
+static void test_writeback_failed(void **state)
+{
+	struct sync_staging st;
+	struct sync_stage_meta m;
+	struct sync_stage_writer w;
+	char key[SYNC_KEY_LEN + 1], why[200];
+	unsigned char *seg = segment(8, 1000, &m, "w");
+	uint64_t off, now = 0;
+	size_t n;
+
+	stage_fresh(&st, "st8", &m, key, &w);
+	for (off = 0; off < m.size; off += n) {
+		n = m.size - off < PIECE ? (size_t)(m.size - off) : PIECE;
+		sync_test_hooks.writeback_err = off == PIECE ? -EIO : 0;
+		assert_int_equal(sync_staging_append(&st, key, &w, off,
+						     seg + off, n, NULL, &now),
+				 0);
+		assert_int_equal(w.werr, off < PIECE ? 0 : -EIO);
+	}
+	sync_test_hooks.writeback_err = 0;
+	assert_int_equal(w.summed, 1);
+	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
+			 ES_E_SYNC_CHECKSUM);
+	assert_non_null(strstr(why, "writing the staged file failed"));
+	assert_int_equal(
+	    sync_staging_check_crc(&st, key, &m, &w, why, sizeof(why)),
+	    ES_E_SYNC_CHECKSUM);
+	/* the bytes themselves are whole: the error alone fails the check */
+	assert_int_equal(
+	    sync_staging_check(&st, key, &m, NULL, why, sizeof(why)), 0);
+	sync_stage_writer_fini(&w);
+	sync_staging_remove(&st, key);
+	sync_staging_fini(&st);
+	free(seg);
+}
+
 /* A byte damaged before it was written: caught by the running sum (the
  * bytes do not add up to the footer's CRC), and by the full read. */
 static void test_damaged_file(void **state)
@@ -495,6 +537,7 @@ int main(void)
 	    cmocka_unit_test(test_summed),
 	    cmocka_unit_test(test_streamed),
 	    cmocka_unit_test(test_deferred),
+	    cmocka_unit_test(test_writeback_failed),
 	    cmocka_unit_test(test_damaged_file),
 	    cmocka_unit_test(test_sweep),
 	};
