@@ -52,6 +52,17 @@ static void stage_fresh(struct sync_staging *st, const char *name,
 	sync_stage_writer_init(w, off);
 }
 
+/* The end of a test that began with stage_fresh: its files, the writer,
+ * the staging and the segment go. */
+static void stage_done(struct sync_staging *st, const char *key,
+		       struct sync_stage_writer *w, unsigned char *seg)
+{
+	sync_stage_writer_fini(w);
+	sync_staging_remove(st, key);
+	sync_staging_fini(st);
+	free(seg);
+}
+
 /* An NDVS segment in memory (written to disk and read back). */
 static unsigned char *segment(uint32_t dim, uint64_t count,
 			      struct sync_stage_meta *m, const char *coll)
@@ -268,10 +279,7 @@ static void test_summed(void **state)
 			 0);
 	assert_int_equal(
 	    sync_staging_check(&st, key, &m, NULL, why, sizeof(why)), 0);
-	sync_stage_writer_fini(&w);
-	sync_staging_remove(&st, key);
-	sync_staging_fini(&st);
-	free(seg);
+	stage_done(&st, key, &w, seg);
 }
 
 /*
@@ -313,10 +321,7 @@ static void test_streamed(void **state)
 			 0);
 	assert_int_equal(
 	    sync_staging_check(&st, key, &m, NULL, why, sizeof(why)), 0);
-	sync_stage_writer_fini(&w);
-	sync_staging_remove(&st, key);
-	sync_staging_fini(&st);
-	free(seg);
+	stage_done(&st, key, &w, seg);
 }
 
 /* Deferred streaming (the cloud's, after its reply): the appends leave
@@ -361,10 +366,7 @@ static void test_deferred(void **state)
 	assert_int_equal(w.flushed, off - n);
 	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
 			 0);
-	sync_stage_writer_fini(&w);
-	sync_staging_remove(&st, key);
-	sync_staging_fini(&st);
-	free(seg);
+	stage_done(&st, key, &w, seg);
 }
 
 /*
@@ -402,10 +404,7 @@ static void test_writeback_failed(void **state)
 	/* the bytes themselves are whole: the error alone fails the check */
 	assert_int_equal(
 	    sync_staging_check(&st, key, &m, NULL, why, sizeof(why)), 0);
-	sync_stage_writer_fini(&w);
-	sync_staging_remove(&st, key);
-	sync_staging_fini(&st);
-	free(seg);
+	stage_done(&st, key, &w, seg);
 }
 
 /* A byte damaged before it was written: caught by the running sum (the
