@@ -76,10 +76,10 @@ int cli_bench_search(int argc, char **argv);
 int cli_agent(int argc, char **argv);
 
 /*
- * The client commands (cli_client.c, cli_status.c): each talks to a running agent
- * through the client library. cli_client_globals takes the options given
- * before the command (-s SOCKET, --json) and returns how many arguments
- * it used, or -1 after a usage message.
+ * The client commands (cli_client.c, cli_status.c): each talks to a
+ * running agent through the client library. cli_client_globals takes the
+ * options given before the command (-s SOCKET, --json) and returns how
+ * many arguments it used, or -1 after a usage message.
  */
 int cli_client_globals(int argc, char **argv);
 int cli_collection(int argc, char **argv);

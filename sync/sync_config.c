@@ -4,6 +4,7 @@
  * not outlive the call.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,19 @@ static int bad(struct es_sync *s, const char *what)
 {
 	sync_log(s, SYNC_LOG_ERROR, "sync: configuration: %s", what);
 	return ES_E_SYNC_CONFIG;
+}
+
+/* A device id of the configuration (in field), by the one rule
+ * (es_sync_device_check), which says what is wrong with it. */
+static int bad_device(struct es_sync *s, const char *field, const char *dev)
+{
+	char why[ES_SYNC_DEVICE_MAX + 128], msg[sizeof(why) + 64];
+
+	if (dev && es_sync_device_check(dev, why, sizeof(why)) == 0)
+		return 0;
+	snprintf(msg, sizeof(msg), "%s: %s", field,
+		 dev ? why : "a device id is missing");
+	return bad(s, msg);
 }
 
 static int tls_files(struct es_sync *s, const struct es_sync_config *c)
@@ -45,10 +59,8 @@ static int check_cloud(struct es_sync *s, const struct es_sync_config *c,
 		return bad(s, "a cloud needs listen_url: tcp://host:port, "
 			      "tls+tcp://host:port or ipc:///path");
 	for (size_t i = 0; i < c->n_allow_devices; i++)
-		if (!c->allow_devices[i] ||
-		    es_sync_device_check(c->allow_devices[i], NULL, 0))
-			return bad(s, "allow_devices holds an invalid device "
-				      "id");
+		if (bad_device(s, "allow_devices", c->allow_devices[i]))
+			return ES_E_SYNC_CONFIG;
 	if (u.scheme == SYNC_URL_TLS) {
 		if (tls_files(s, c))
 			return ES_E_SYNC_CONFIG;
@@ -105,9 +117,8 @@ int sync_config_check(struct es_sync *s, const struct es_sync_config *c,
 {
 	if (check_host(s, h))
 		return ES_E_SYNC_CONFIG;
-	if (!c->device_id || es_sync_device_check(c->device_id, NULL, 0))
-		return bad(s, "device_id must be 1 to 64 printable ASCII "
-			      "characters without spaces");
+	if (bad_device(s, "device_id", c->device_id))
+		return ES_E_SYNC_CONFIG;
 	if (!c->staging_dir || !*c->staging_dir)
 		return bad(s, "staging_dir is required");
 	if (c->chunk_size &&

@@ -215,13 +215,11 @@ int sync_dec_name(struct es_cbor_reader *r, const char *what, char *name)
 
 int sync_dec_device(struct es_cbor_reader *r, const char *what, char *dev)
 {
+	char why[ES_SYNC_DEVICE_MAX + 128];
 	int rc = es_cbor_get_text(r, what, dev, ES_SYNC_DEVICE_MAX + 1);
 
-	if (rc == 0 && es_sync_device_check(dev, NULL, 0) != 0)
-		rc = es_cbor_fail(r, ES_E_CBOR_VALUE,
-				  "%s is not a device id (1 to 64 printable "
-				  "ASCII characters, no space)",
-				  what);
+	if (rc == 0 && es_sync_device_check(dev, why, sizeof(why)) != 0)
+		rc = es_cbor_fail(r, ES_E_CBOR_VALUE, "%s: %s", what, why);
 	return rc;
 }
 
