@@ -36,6 +36,7 @@
 
 #include "cloud.h"
 #include "edgesync/crc32c.h"
+#include "sync_test.h"
 
 static int internal(struct sync_fail *f, const char *what, int rc)
 {
@@ -311,6 +312,8 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 				  " fails its CRC32C; discarded",
 				  rq->offset);
 	}
+	if (sync_test_hooks.chunk_in)
+		sync_test_hooks.chunk_in(sync_test_hooks.arg, rq->offset);
 	lk = sync_staging_lock(&c->s->staging, up->key);
 	pthread_mutex_lock(lk);
 	t0 = sync_mono_us();

@@ -15,10 +15,12 @@
  * failed round costs at most the chunk in flight.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -40,6 +42,8 @@ static int call(struct sync_peer *p, const struct es_cbor_enc *e,
 	if (p->reply_msg)
 		nng_msg_free(p->reply_msg);
 	p->reply_msg = NULL;
+	if (sync_is_stopping(p->s))
+		return SYNC_E_STOPPED; /* no new request (sync_edge_stop) */
 	if (es_cbor_enc_error(e))
 		return -ENOMEM;
 	if (sync_msg_sealed(&m, e->buf, e->len))
@@ -441,9 +445,37 @@ static void peer_fini(struct sync_peer *p)
 	pthread_mutex_destroy(&p->sock_lock);
 }
 
+/*
+ * Stop lets each peer's thread finish the request it has in flight (it
+ * sends no new one once stopping is set) before its socket is closed:
+ * closing an nng 1.5.2 socket while a reply arrives can wedge nng's
+ * reaper for good. The tcp transport then re-arms its read on an aio the
+ * close has already stopped, that read never completes, and the reaper
+ * waits for it, so the close hangs and so does every later one in the
+ * process. A thread still busy after PEER_STOP_GRACE_MS (a peer that
+ * does not answer) has its request ended by the close (ECLOSED).
+ */
 void sync_edge_stop(struct es_sync *s)
 {
-	/* Closing the sockets ends requests in flight (ECLOSED). */
+	unsigned grace = sync_test_hooks.stop_grace_ms
+			     ? sync_test_hooks.stop_grace_ms
+			     : PEER_STOP_GRACE_MS;
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += grace / 1000;
+	until.tv_nsec += (long)(grace % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	for (size_t i = 0; i < s->n_peers; i++) {
+		struct sync_peer *p = &s->peers[i];
+
+		if (p->started &&
+		    pthread_timedjoin_np(p->thread, NULL, &until) == 0)
+			p->started = 0;
+	}
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct sync_peer *p = &s->peers[i];
 

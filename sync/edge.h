@@ -21,9 +21,11 @@
 /* Reply timeouts: most requests, and a commit (+1 s per 20 MB). */
 #define PEER_TIMEOUT_MS 60000
 #define PEER_SEND_MS	10000
-#define PEER_ATTEMPTS	5     /* restarts of one segment in one round */
-#define PEER_BAD_CHUNKS 5     /* checksum failures of one chunk in a row */
-#define PEER_PAGES_MAX	10000 /* changes replies per collection per round */
+/* How long stop lets a peer's thread finish its request (sync_edge_stop). */
+#define PEER_STOP_GRACE_MS 2000
+#define PEER_ATTEMPTS	   5	 /* restarts of one segment in one round */
+#define PEER_BAD_CHUNKS	   5	 /* checksum failures of one chunk in a row */
+#define PEER_PAGES_MAX	   10000 /* changes replies per collection per round */
 
 /* Segments a peer awaits the cloud's index of (fetch_indexes). */
 #define PEER_INDEX_WAITS 16

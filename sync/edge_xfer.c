@@ -133,6 +133,8 @@ static int post(struct xfer *x, struct xfer_slot *sl)
 	size_t len;
 	int rc, rv;
 
+	if (sync_is_stopping(p->s))
+		return SYNC_E_STOPPED; /* no new request (sync_edge_stop) */
 	if (x->pre && x->pre_off == sl->off && x->pre_n == sl->n) {
 		m = x->pre;
 		x->pre = NULL;

@@ -1,8 +1,8 @@
 /*
  * Private to sync and its tests: hooks that let a test cut a transfer,
- * damage a chunk or fail the watchdog's probe at a chosen moment, as the
- * manifest's test hooks do. All NULL/0 in production; set them before
- * es_sync_start and clear them after es_sync_stop.
+ * damage or hold a chunk or fail the watchdog's probe at a chosen
+ * moment, as the manifest's test hooks do. All NULL/0 in production; set
+ * them before es_sync_start and clear them after es_sync_stop.
  */
 #ifndef EDGESYNC_SYNC_TEST_H
 #define EDGESYNC_SYNC_TEST_H
@@ -32,6 +32,12 @@ struct sync_test_hooks {
 	unsigned watchdog_ms;
 	/* Edge: how long a request waits for a connection (0: 10000). */
 	unsigned send_timeout_ms;
+	/* Cloud, upload: called with each chunk's offset before it is
+	 * written; may block, as a slow disk would. */
+	void (*chunk_in)(void *arg, uint64_t offset);
+	/* Edge: how long stop lets a request in flight finish (0: the
+	 * default, PEER_STOP_GRACE_MS). */
+	unsigned stop_grace_ms;
 };
 
 extern struct sync_test_hooks sync_test_hooks;

@@ -3,11 +3,12 @@
  * es_syncs talking nng over 127.0.0.1, each with the in-memory host of
  * test_host.c (real NDVS files, installs that move them). Upload,
  * download, duplicates, incremental rounds, resumption after the edge or
- * the cloud is stopped mid-transfer, a damaged chunk, a published segment
- * that fails verification, configurations refused, and TLS (certificates
- * made with openssl by make_certs.sh): the allowed device syncs, a device
- * outside the allow list and a device presenting another's certificate
- * are refused, and an edge refuses a cloud whose certificate another CA
+ * the cloud is stopped mid-transfer, an edge's stop that waits for the
+ * reply in flight, a damaged chunk, a published segment that fails
+ * verification, configurations refused, and TLS (certificates made with
+ * openssl by make_certs.sh): the allowed device syncs, a device outside
+ * the allow list and a device presenting another's certificate are
+ * refused, and an edge refuses a cloud whose certificate another CA
  * signed.
  */
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <cmocka.h>
 
 #include "edgesync/sync.h"
+#include "sync_impl.h"
 #include "sync_test.h"
 #include "test_host.h"
 #include "wire.h"
@@ -187,6 +189,9 @@ static struct {
 	size_t n;
 	uint64_t flip_at; /* damage the chunk at this offset once */
 	int flipped;
+	uint64_t in_at;	      /* the cloud holds the chunk at this offset */
+	int in_held;	      /* ... and is holding it */
+	struct es_sync *edge; /* ... until this edge is stopping */
 } hk = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static void hook_out(void *arg, uint64_t off, unsigned char *data, size_t n)
@@ -208,7 +213,8 @@ static int hook_acked(void *arg, uint64_t off, uint64_t size)
 	int cut = 0;
 
 	pthread_mutex_lock(&hk.lock);
-	if (hk.cut_after && ++hk.acked == hk.cut_after && !hk.cut)
+	hk.acked++;
+	if (hk.cut_after && hk.acked == hk.cut_after && !hk.cut)
 		cut = hk.cut = 1;
 	pthread_mutex_unlock(&hk.lock);
 	return cut;
@@ -223,6 +229,9 @@ static void hooks_reset(int cut_after)
 	hk.flip_at = 0;
 	hk.flipped = 0;
 	hk.hold = 0;
+	hk.in_at = 0;
+	hk.in_held = 0;
+	hk.edge = NULL;
 	pthread_mutex_unlock(&hk.lock);
 	sync_test_hooks.chunk_out = hook_out;
 	sync_test_hooks.chunk_acked = hook_acked;
@@ -236,6 +245,30 @@ static void hook_hold(int on)
 	pthread_mutex_unlock(&hk.lock);
 }
 
+/* The cloud, before it writes a chunk: the one at hk.in_at waits until
+ * hk.edge is stopping, and a little more, so the edge stops with that
+ * chunk's reply due (an edge that closed its socket at once would have
+ * closed it by then). */
+static void hook_in(void *arg, uint64_t off)
+{
+	struct es_sync *edge = NULL;
+
+	pthread_mutex_lock(&hk.lock);
+	if (!hk.in_at || off != hk.in_at || hk.in_held) {
+		pthread_mutex_unlock(&hk.lock);
+		return;
+	}
+	hk.in_held = 1;
+	pthread_mutex_unlock(&hk.lock);
+	while (!edge || !sync_is_stopping(edge)) {
+		usleep(1000);
+		pthread_mutex_lock(&hk.lock);
+		edge = hk.edge;
+		pthread_mutex_unlock(&hk.lock);
+	}
+	usleep(300 * 1000);
+}
+
 static uint64_t chunks(struct test_host *h, const char *coll)
 {
 	struct th_seg seg;
@@ -244,14 +277,20 @@ static uint64_t chunks(struct test_host *h, const char *coll)
 	return (seg.s.size + (PIECE - 1)) / PIECE;
 }
 
-static int hook_cut(void)
+/* A field of hk, read under its lock. */
+static int hk_int(const int *field)
 {
-	int c;
+	int v;
 
 	pthread_mutex_lock(&hk.lock);
-	c = hk.cut;
+	v = *field;
 	pthread_mutex_unlock(&hk.lock);
-	return c;
+	return v;
+}
+
+static int hook_cut(void)
+{
+	return hk_int(&hk.cut);
 }
 
 static uint64_t hook_first_offset(size_t from)
@@ -360,6 +399,51 @@ static void test_resume_cloud_restart(void **state)
 	assert_int_equal(th_segment(&edge.h, "big", 0, &seg), 0);
 	assert_true(
 	    th_same(&edge.h, &cloud.h, "big", "edge-c", seg.s.origin_seq));
+	th_node_stop(&edge);
+	th_node_stop(&cloud);
+	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
+	th_fini(&edge.h);
+	th_fini(&cloud.h);
+}
+
+/*
+ * An edge stopped with a chunk's reply due waits for that reply before it
+ * closes its socket (closing nng 1.5.2's socket as a reply arrives can
+ * wedge it), and sends nothing after it: the cloud holds exactly the
+ * chunks the edge saw acknowledged. Started again, the edge finishes.
+ */
+static void test_stop_waits_for_reply(void **state)
+{
+	struct th_node cloud, edge;
+	uint64_t size = 0;
+	struct th_seg seg;
+
+	cloud_init(&cloud, "sw-cloud", th_free_port());
+	edge_init(&edge, "sw-edge", "edge-s", &cloud);
+	th_add_collection(&edge.h, "big", 32, ES_SYNC_FLAG_UPLOAD);
+	th_add_segment(&edge.h, "big", 1000, 41, 0, NULL, 0);
+	hooks_reset(0);
+	hk.in_at = 3 * PIECE;
+	sync_test_hooks.chunk_in = hook_in;
+	sync_test_hooks.stop_grace_ms = 60000; /* the test ends the wait */
+	assert_int_equal(th_node_start(&cloud), 0);
+	assert_int_equal(th_node_start(&edge), 0);
+	pthread_mutex_lock(&hk.lock);
+	hk.edge = edge.s;
+	pthread_mutex_unlock(&hk.lock);
+	TH_WAIT(hk_int(&hk.in_held), "the cloud holding the fourth chunk");
+	th_node_stop(&edge);
+	assert_int_equal(hk_int(&hk.acked), 4);
+	assert_int_equal(th_files(cloud.staging, ".part", &size), 1);
+	assert_int_equal(size, 4 * PIECE);
+
+	hooks_reset(0);
+	assert_int_equal(th_node_start(&edge), 0);
+	TH_WAIT(th_count(&cloud.h, "big") == 1, "the upload");
+	assert_int_equal(hook_first_offset(0), 4 * PIECE);
+	assert_int_equal(th_segment(&edge.h, "big", 0, &seg), 0);
+	assert_true(
+	    th_same(&edge.h, &cloud.h, "big", "edge-s", seg.s.origin_seq));
 	th_node_stop(&edge);
 	th_node_stop(&cloud);
 	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
@@ -535,6 +619,7 @@ int main(void)
 	    cmocka_unit_test(test_upload_download),
 	    cmocka_unit_test(test_resume_edge_restart),
 	    cmocka_unit_test(test_resume_cloud_restart),
+	    cmocka_unit_test(test_stop_waits_for_reply),
 	    cmocka_unit_test(test_corrupt_chunk),
 	    cmocka_unit_test(test_download_verify_fails),
 	    cmocka_unit_test(test_tls),

@@ -223,7 +223,11 @@ struct es_sync;
  */
 int es_sync_start(struct es_sync **sp, const struct es_sync_config *c,
 		  const struct es_sync_host *host);
-/* Stops the threads; transfers in progress resume at the next start. */
+/*
+ * Stops the threads; transfers in progress resume at the next start. An
+ * edge sends no new request and lets the one in flight get its reply (at
+ * most 2 s) before it closes its connections.
+ */
 void es_sync_stop(struct es_sync *s);
 
 /* es_sync_now wakes the edge's peer threads for a round now. */
