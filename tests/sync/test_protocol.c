@@ -313,11 +313,26 @@ static size_t hook_count(void)
 	return n;
 }
 
+/* The end of a resumption test: edge and cloud hold the same "big"
+ * segment of dev; both are stopped and freed, the hooks cleared. */
+static void resume_done(struct th_node *edge, struct th_node *cloud,
+			const char *dev)
+{
+	struct th_seg seg;
+
+	assert_int_equal(th_segment(&edge->h, "big", 0, &seg), 0);
+	assert_true(th_same(&edge->h, &cloud->h, "big", dev, seg.s.origin_seq));
+	th_node_stop(edge);
+	th_node_stop(cloud);
+	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
+	th_fini(&edge->h);
+	th_fini(&cloud->h);
+}
+
 static void test_resume_edge_restart(void **state)
 {
 	struct th_node cloud, edge;
 	uint64_t size = 0, n, first;
-	struct th_seg seg;
 
 	cloud_init(&cloud, "re-cloud", th_free_port());
 	edge_init(&edge, "re-edge", "edge-r", &cloud);
@@ -346,14 +361,7 @@ static void test_resume_edge_restart(void **state)
 	assert_true(first >= 10 * PIECE && first % PIECE == 0);
 	assert_true(first <= (10 + SYNC_WINDOW_DEFAULT - 1) * PIECE);
 	assert_int_equal(hook_count(), n - first / PIECE);
-	assert_int_equal(th_segment(&edge.h, "big", 0, &seg), 0);
-	assert_true(
-	    th_same(&edge.h, &cloud.h, "big", "edge-r", seg.s.origin_seq));
-	th_node_stop(&edge);
-	th_node_stop(&cloud);
-	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
-	th_fini(&edge.h);
-	th_fini(&cloud.h);
+	resume_done(&edge, &cloud, "edge-r");
 }
 
 static void test_resume_cloud_restart(void **state)
@@ -396,14 +404,7 @@ static void test_resume_cloud_restart(void **state)
 	assert_true(hook_count() - before >= n - size / PIECE);
 	assert_true(hook_count() - before <=
 		    n - size / PIECE + SYNC_WINDOW_DEFAULT);
-	assert_int_equal(th_segment(&edge.h, "big", 0, &seg), 0);
-	assert_true(
-	    th_same(&edge.h, &cloud.h, "big", "edge-c", seg.s.origin_seq));
-	th_node_stop(&edge);
-	th_node_stop(&cloud);
-	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
-	th_fini(&edge.h);
-	th_fini(&cloud.h);
+	resume_done(&edge, &cloud, "edge-c");
 }
 
 /*
@@ -416,7 +417,6 @@ static void test_stop_waits_for_reply(void **state)
 {
 	struct th_node cloud, edge;
 	uint64_t size = 0;
-	struct th_seg seg;
 
 	cloud_init(&cloud, "sw-cloud", th_free_port());
 	edge_init(&edge, "sw-edge", "edge-s", &cloud);
@@ -441,14 +441,7 @@ static void test_stop_waits_for_reply(void **state)
 	assert_int_equal(th_node_start(&edge), 0);
 	TH_WAIT(th_count(&cloud.h, "big") == 1, "the upload");
 	assert_int_equal(hook_first_offset(0), 4 * PIECE);
-	assert_int_equal(th_segment(&edge.h, "big", 0, &seg), 0);
-	assert_true(
-	    th_same(&edge.h, &cloud.h, "big", "edge-s", seg.s.origin_seq));
-	th_node_stop(&edge);
-	th_node_stop(&cloud);
-	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
-	th_fini(&edge.h);
-	th_fini(&cloud.h);
+	resume_done(&edge, &cloud, "edge-s");
 }
 
 /* ---- damage ----------------------------------------------------------- */
