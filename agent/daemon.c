@@ -469,9 +469,10 @@ static int start_sync(struct agent *ag)
 
 /*
  * es_sync_stop on a thread of its own, waited for at most SYNC_STOP_MS:
- * nng 1.5.2 can hang for good closing a socket whose peer vanished at
- * the wrong moment, and that must not keep the agent from stopping. The
- * record is shared with that thread; the last of the two frees it.
+ * nng 1.5.2 can hang for good closing a socket while a message arrives
+ * on it (README, "Known limits"), and that must not keep the agent from
+ * stopping. The record is shared with that thread; the last of the two
+ * frees it.
  */
 struct sync_stopper {
 	struct es_sync *sync;

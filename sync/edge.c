@@ -453,7 +453,9 @@ static void peer_fini(struct sync_peer *p)
  * close has already stopped, that read never completes, and the reaper
  * waits for it, so the close hangs and so does every later one in the
  * process. A thread still busy after PEER_STOP_GRACE_MS (a peer that
- * does not answer) has its request ended by the close (ECLOSED).
+ * does not answer, a long commit) has its request ended by the close
+ * (ECLOSED). With a window above one, the requests after the one that
+ * stopped are cancelled (drop_all), not waited for.
  */
 void sync_edge_stop(struct es_sync *s)
 {
@@ -462,7 +464,7 @@ void sync_edge_stop(struct es_sync *s)
 			     : PEER_STOP_GRACE_MS;
 	struct timespec until;
 
-	clock_gettime(CLOCK_REALTIME, &until);
+	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += grace / 1000;
 	until.tv_nsec += (long)(grace % 1000) * 1000000L;
 	if (until.tv_nsec >= 1000000000L) {
@@ -473,7 +475,8 @@ void sync_edge_stop(struct es_sync *s)
 		struct sync_peer *p = &s->peers[i];
 
 		if (p->started &&
-		    pthread_timedjoin_np(p->thread, NULL, &until) == 0)
+		    pthread_clockjoin_np(p->thread, NULL, CLOCK_MONOTONIC,
+					 &until) == 0)
 			p->started = 0;
 	}
 	for (size_t i = 0; i < s->n_peers; i++) {

@@ -260,7 +260,9 @@ static void hook_in(void *arg, uint64_t off)
 	}
 	hk.in_held = 1;
 	pthread_mutex_unlock(&hk.lock);
-	while (!edge || !sync_is_stopping(edge)) {
+	/* Bounded, so that an edge that no longer waits (and is freed)
+	 * fails the test instead of hanging it. */
+	for (int i = 0; i < 30000 && (!edge || !sync_is_stopping(edge)); i++) {
 		usleep(1000);
 		pthread_mutex_lock(&hk.lock);
 		edge = hk.edge;
