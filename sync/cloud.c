@@ -79,6 +79,8 @@ static void ctx_cb(void *arg)
 	if (x->state == CTX_SEND && rv != 0)
 		nng_msg_free(nng_aio_get_msg(x->aio));
 	if (sync_is_stopping(c->s) || rv == NNG_ECLOSED) {
+		if (x->state == CTX_RECV && rv == 0) /* arrived as we stop */
+			nng_msg_free(nng_aio_get_msg(x->aio));
 		x->state = CTX_IDLE;
 		return;
 	}
