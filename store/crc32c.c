@@ -135,6 +135,8 @@ int es_crc32c_impl_available(enum es_crc32c_impl impl)
 	case ES_CRC32C_HW_SERIAL:
 	case ES_CRC32C_HW:
 		return hw != NULL;
+	case ES_CRC32C_HW_FOLD:
+		return hw && hw->fold;
 	}
 	return 0;
 }
@@ -149,6 +151,8 @@ const char *es_crc32c_impl_name(enum es_crc32c_impl impl)
 		return hw ? hw->serial_name : "unavailable";
 	case ES_CRC32C_HW:
 		return hw ? hw->name : "unavailable";
+	case ES_CRC32C_HW_FOLD:
+		return hw && hw->fold ? hw->fold_name : "unavailable";
 	}
 	return "unknown";
 }
@@ -156,6 +160,8 @@ const char *es_crc32c_impl_name(enum es_crc32c_impl impl)
 enum es_crc32c_impl es_crc32c_active(void)
 {
 	pthread_once(&crc_once, crc_init);
+	if (hw && hw->fold)
+		return ES_CRC32C_HW_FOLD;
 	return hw ? ES_CRC32C_HW : ES_CRC32C_PORTABLE;
 }
 
@@ -165,7 +171,9 @@ uint32_t es_crc32c_with(enum es_crc32c_impl impl, uint32_t crc, const void *buf,
 	uint32_t reg = ~crc;
 
 	pthread_once(&crc_once, crc_init);
-	if (impl == ES_CRC32C_HW && hw)
+	if (impl == ES_CRC32C_HW_FOLD && hw && hw->fold)
+		reg = hw->fold(reg, buf, len);
+	else if (impl == ES_CRC32C_HW && hw)
 		reg = hw->interleaved(reg, buf, len);
 	else if (impl == ES_CRC32C_HW_SERIAL && hw)
 		reg = hw->serial(reg, buf, len);
@@ -192,5 +200,8 @@ uint32_t es_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
 uint32_t es_crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	pthread_once(&crc_once, crc_init);
-	return ~(hw ? hw->interleaved(~crc, buf, len) : sw_crc(~crc, buf, len));
+	if (!hw)
+		return ~sw_crc(~crc, buf, len);
+	return ~(hw->fold ? hw->fold(~crc, buf, len)
+			  : hw->interleaved(~crc, buf, len));
 }

@@ -23,12 +23,15 @@
 uint32_t es_crc32c_shift_long(uint32_t reg);
 uint32_t es_crc32c_shift_short(uint32_t reg);
 
-/* A hardware implementation, if this architecture has one. */
+/* A hardware implementation, if this architecture has one; fold (and
+ * fold_name) only where the CPU can fold with carry-less multiplies. */
 struct es_crc32c_hw {
 	const char *name;	 /* of the interleaved path */
 	const char *serial_name; /* of the one-stream path */
+	const char *fold_name;	 /* of the folding path */
 	uint32_t (*serial)(uint32_t reg, const void *buf, size_t len);
 	uint32_t (*interleaved)(uint32_t reg, const void *buf, size_t len);
+	uint32_t (*fold)(uint32_t reg, const void *buf, size_t len);
 };
 
 /* es_crc32c_hw_detect returns the CPU's hardware path, or NULL. */

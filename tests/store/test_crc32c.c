@@ -10,12 +10,13 @@
 
 #include "edgesync/crc32c.h"
 
-static const enum es_crc32c_impl impls[] = {ES_CRC32C_PORTABLE,
-					    ES_CRC32C_HW_SERIAL, ES_CRC32C_HW};
+static const enum es_crc32c_impl impls[] = {
+    ES_CRC32C_PORTABLE, ES_CRC32C_HW_SERIAL, ES_CRC32C_HW, ES_CRC32C_HW_FOLD};
+#define N_IMPLS (sizeof(impls) / sizeof(impls[0]))
 
 static void test_check_value(void **state)
 {
-	for (size_t i = 0; i < sizeof(impls) / sizeof(impls[0]); i++) {
+	for (size_t i = 0; i < N_IMPLS; i++) {
 		if (!es_crc32c_impl_available(impls[i]))
 			continue;
 		assert_int_equal(es_crc32c_with(impls[i], 0, "123456789", 9),
@@ -49,17 +50,18 @@ static uint64_t next(uint64_t *s)
 }
 
 /*
- * Lengths around every block boundary of the three-stream path, at every
- * alignment: each available path gives the portable path's answer.
+ * Lengths around every block boundary of the three-stream path and of the
+ * folding path (256-byte blocks from 1 KiB on), at every alignment: each
+ * available path gives the portable path's answer.
  */
 static void test_paths_agree(void **state)
 {
 	const size_t max = 3 * 8192 * 2 + 3 * 256 * 2 + 64;
 	unsigned char *buf = malloc(max + 8);
 	uint64_t seed = 1;
-	size_t lens[] = {0,	1,     7,     8,     9,	    255,
-			 767,	768,   769,   1000,  4096,  24575,
-			 24576, 24577, 25344, 49152, 49919, max};
+	size_t lens[] = {0,    1,     7,     8,	    9,	   255,	  767,	 768,
+			 769,  1000,  1023,  1024,  1025,  1279,  1280,	 1281,
+			 4096, 24575, 24576, 24577, 25344, 49152, 49919, max};
 
 	assert_non_null(buf);
 	for (size_t i = 0; i < max + 8; i++)
@@ -69,7 +71,7 @@ static void test_paths_agree(void **state)
 			uint32_t want = es_crc32c_with(ES_CRC32C_PORTABLE, 0,
 						       buf + off, lens[l]);
 
-			for (size_t i = 1; i < 3; i++) {
+			for (size_t i = 1; i < N_IMPLS; i++) {
 				if (!es_crc32c_impl_available(impls[i]))
 					continue;
 				assert_int_equal(es_crc32c_with(impls[i], 0,
@@ -149,8 +151,13 @@ static void test_names(void **state)
 	assert_string_equal(es_crc32c_impl_name(ES_CRC32C_PORTABLE),
 			    "portable");
 	assert_true(es_crc32c_impl_available(es_crc32c_active()));
+	if (!es_crc32c_impl_available(ES_CRC32C_HW_FOLD))
+		print_message("no folding path on this CPU (AVX-512 and "
+			      "VPCLMULQDQ): not tested here\n");
 	/* The fastest path this CPU has is the one in use. */
-	if (es_crc32c_impl_available(ES_CRC32C_HW))
+	if (es_crc32c_impl_available(ES_CRC32C_HW_FOLD))
+		assert_int_equal(es_crc32c_active(), ES_CRC32C_HW_FOLD);
+	else if (es_crc32c_impl_available(ES_CRC32C_HW))
 		assert_int_equal(es_crc32c_active(), ES_CRC32C_HW);
 }
 

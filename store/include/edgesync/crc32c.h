@@ -32,12 +32,16 @@ uint32_t es_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 enum es_crc32c_impl {
 	ES_CRC32C_PORTABLE = 0, /* slicing-by-8, any CPU */
 	ES_CRC32C_HW_SERIAL,	/* one stream of CRC instructions */
-	ES_CRC32C_HW,		/* three interleaved streams (the default) */
+	ES_CRC32C_HW,		/* three interleaved streams */
+	ES_CRC32C_HW_FOLD,	/* carry-less multiply folding (x86 with
+				 * AVX-512 and VPCLMULQDQ), the default
+				 * where the CPU has it */
 };
 
 /*
  * es_crc32c_impl_available says whether impl can run on this CPU;
- * es_crc32c_impl_name names it ("portable", "sse4.2", "armv8-crc", ...).
+ * es_crc32c_impl_name names it ("portable", "sse4.2", "vpclmulqdq",
+ * "armv8-crc", ...).
  */
 int es_crc32c_impl_available(enum es_crc32c_impl impl);
 const char *es_crc32c_impl_name(enum es_crc32c_impl impl);
