@@ -24,7 +24,7 @@ uint32_t es_crc32c_shift_long(uint32_t reg);
 uint32_t es_crc32c_shift_short(uint32_t reg);
 
 /* A hardware implementation, if this architecture has one; fold (and
- * fold_name) only where the CPU can fold with carry-less multiplies. */
+ * fold_name) only on x86-64 with AVX-512 and VPCLMULQDQ. */
 struct es_crc32c_hw {
 	const char *name;	 /* of the interleaved path */
 	const char *serial_name; /* of the one-stream path */

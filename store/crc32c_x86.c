@@ -11,8 +11,8 @@
  * short of 128; test_crc32c checks the path against the portable one).
  * Sixteen lanes (four 512-bit registers) run side by side over 256-byte
  * blocks, are folded into one lane at the end, and that lane's 16 bytes
- * go through the crc32 instruction, which leaves the register the bytes
- * before it would have.
+ * go through the crc32 instruction from a zero register: the result is
+ * the register that feeding every byte before the tail would give.
  */
 #include "crc32c_impl.h"
 

@@ -68,18 +68,21 @@ static void test_paths_agree(void **state)
 		buf[i] = (unsigned char)next(&seed);
 	for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
 		for (size_t off = 0; off < 8; off++) {
-			uint32_t want = es_crc32c_with(ES_CRC32C_PORTABLE, 0,
+			/* 0, and CRCs to continue from at odd offsets */
+			uint32_t from =
+			    (off & 1) ? 0x9e3779b9u * (uint32_t)off : 0;
+			uint32_t want = es_crc32c_with(ES_CRC32C_PORTABLE, from,
 						       buf + off, lens[l]);
 
 			for (size_t i = 1; i < N_IMPLS; i++) {
 				if (!es_crc32c_impl_available(impls[i]))
 					continue;
-				assert_int_equal(es_crc32c_with(impls[i], 0,
+				assert_int_equal(es_crc32c_with(impls[i], from,
 								buf + off,
 								lens[l]),
 						 want);
 			}
-			assert_int_equal(es_crc32c(0, buf + off, lens[l]),
+			assert_int_equal(es_crc32c(from, buf + off, lens[l]),
 					 want);
 		}
 	}
@@ -151,7 +154,10 @@ static void test_names(void **state)
 	assert_string_equal(es_crc32c_impl_name(ES_CRC32C_PORTABLE),
 			    "portable");
 	assert_true(es_crc32c_impl_available(es_crc32c_active()));
-	if (!es_crc32c_impl_available(ES_CRC32C_HW_FOLD))
+	if (es_crc32c_impl_available(ES_CRC32C_HW_FOLD))
+		assert_string_equal(es_crc32c_impl_name(ES_CRC32C_HW_FOLD),
+				    "vpclmulqdq");
+	else
 		print_message("no folding path on this CPU (AVX-512 and "
 			      "VPCLMULQDQ): not tested here\n");
 	/* The fastest path this CPU has is the one in use. */

@@ -6,10 +6,11 @@
  * The value composes like zlib's crc32: es_crc32c(es_crc32c(0, a), b) is the
  * CRC of a followed by b, so callers can checksum while they stream.
  *
- * The implementation is chosen once, at first use: SSE4.2 on x86-64 or the
- * ARMv8 CRC32 instructions on aarch64 when the CPU has them, three
- * interleaved streams; otherwise portable slicing-by-8. All functions are
- * thread-safe.
+ * The implementation is chosen once, at first use: on x86-64 with AVX-512
+ * and VPCLMULQDQ, carry-less multiply folding (long buffers) with SSE4.2;
+ * else SSE4.2 on x86-64 or the ARMv8 CRC32 instructions on aarch64 when
+ * the CPU has them, three interleaved streams; otherwise portable
+ * slicing-by-8. All functions are thread-safe.
  */
 #ifndef EDGESYNC_CRC32C_H
 #define EDGESYNC_CRC32C_H
