@@ -631,7 +631,9 @@ static int sweep_key(struct sync_staging *st, const char *key, time_t now,
 		return 0;
 	}
 	rc = meta_read(st, key, &m);
-	if ((uint64_t)(now - mtime) > max_age_s)
+	/* A file dated ahead of now (the clock set back since, or a file
+	 * time finer than time()'s) is new, not 2^64 seconds old. */
+	if (mtime < now && (uint64_t)(now - mtime) > max_age_s)
 		gone = 1;
 	else if (rc)
 		gone = 1; /* no or bad .meta: left by a crash (invariant 4) */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -510,6 +511,35 @@ static void test_sweep(void **state)
 	sync_staging_fini(&st);
 }
 
+/* A transfer whose files are dated ahead of the clock (set back since
+ * they were written, or file times finer than time()'s) is not stale. */
+static void test_sweep_future_mtime(void **state)
+{
+	struct timeval tv[2] = {{.tv_sec = time(NULL) + 3600},
+				{.tv_sec = time(NULL) + 3600}};
+	struct sync_staging st;
+	struct sync_stage_meta m;
+	char dir[400], key[SYNC_KEY_LEN + 1], path[600];
+	uint64_t off;
+
+	make_dir(dir, sizeof(dir), "st4");
+	assert_int_equal(sync_staging_init(&st, dir), 0);
+	memset(&m, 0, sizeof(m));
+	snprintf(m.coll, sizeof(m.coll), "later");
+	snprintf(m.origin, sizeof(m.origin), "e");
+	m.size = 1000;
+	sync_staging_key(m.coll, "e", 0, key);
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
+	snprintf(path, sizeof(path), "%s/%s.meta", dir, key);
+	assert_int_equal(utimes(path, tv), 0);
+	snprintf(path, sizeof(path), "%s/%s.part", dir, key);
+	assert_int_equal(utimes(path, tv), 0);
+	assert_int_equal(
+	    sync_staging_sweep(&st, SYNC_STAGE_MAX_AGE_S, NULL, NULL), 0);
+	assert_int_equal(access(path, F_OK), 0);
+	sync_staging_fini(&st);
+}
+
 static int setup(void **state)
 {
 	const char *t = getenv("TMPDIR");
@@ -539,6 +569,7 @@ int main(void)
 	    cmocka_unit_test(test_writeback_failed),
 	    cmocka_unit_test(test_damaged_file),
 	    cmocka_unit_test(test_sweep),
+	    cmocka_unit_test(test_sweep_future_mtime),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
