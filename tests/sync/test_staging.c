@@ -64,6 +64,24 @@ static void stage_done(struct sync_staging *st, const char *key,
 	free(seg);
 }
 
+/* Appends the piece of seg at off (up to PIECE bytes, with its CRC32C
+ * if summed, else for the writer to compute), which must succeed; its
+ * length. */
+static size_t append_piece(struct sync_staging *st, const char *key,
+			   struct sync_stage_writer *w,
+			   const struct sync_stage_meta *m,
+			   const unsigned char *seg, uint64_t off, int summed,
+			   uint64_t *now)
+{
+	size_t n = m->size - off < PIECE ? (size_t)(m->size - off) : PIECE;
+	uint32_t crc = es_crc32c(0, seg + off, n);
+
+	assert_int_equal(sync_staging_append(st, key, w, off, seg + off, n,
+					     summed ? &crc : NULL, now),
+			 0);
+	return n;
+}
+
 /* An NDVS segment in memory (written to disk and read back). */
 static unsigned char *segment(uint32_t dim, uint64_t count,
 			      struct sync_stage_meta *m, const char *coll)
@@ -265,13 +283,7 @@ static void test_summed(void **state)
 
 	stage_fresh(&st, "st5", &m, key, &w);
 	for (off = 0; off < m.size; off += n) {
-		uint32_t crc;
-
-		n = m.size - off < PIECE ? (size_t)(m.size - off) : PIECE;
-		crc = es_crc32c(0, seg + off, n);
-		assert_int_equal(sync_staging_append(&st, key, &w, off,
-						     seg + off, n, &crc, &now),
-				 0);
+		n = append_piece(&st, key, &w, &m, seg, off, 1, &now);
 		assert_int_equal(now, off + n);
 	}
 	assert_int_equal(w.summed, 1);
@@ -302,17 +314,11 @@ static void test_streamed(void **state)
 	stage_fresh(&st, "st6", &m, key, &w);
 	assert_int_equal(w.flushed, 0);
 	for (off = 0; off < m.size; off += n) {
-		uint32_t crc;
-
-		n = m.size - off < PIECE ? (size_t)(m.size - off) : PIECE;
-		crc = es_crc32c(0, seg + off, n);
-		assert_int_equal(sync_staging_append(&st, key, &w, off,
-						     seg + off, n, &crc, &now),
-				 0);
+		n = append_piece(&st, key, &w, &m, seg, off, 1, &now);
 		assert_int_equal(now, off + n);
 		assert_int_equal(w.flushed, off);
 		assert_int_equal(
-		    sync_staging_append(&st, key, &w, 0, seg, n, &crc, &now),
+		    sync_staging_append(&st, key, &w, 0, seg, n, NULL, &now),
 		    SYNC_E_OFFSET);
 		assert_int_equal(now, off + n);
 		assert_int_equal(w.flushed, off);
@@ -335,16 +341,14 @@ static void test_deferred(void **state)
 	char key[SYNC_KEY_LEN + 1], why[200];
 	unsigned char *seg = segment(8, 1000, &m, "d");
 	uint64_t off, now = 0;
-	size_t n = PIECE;
+	size_t n;
 
 	assert_true(m.size > 3 * PIECE);
 	stage_fresh(&st, "st7", &m, key, &w);
 	w.defer = 1;
 	/* two appends pending: one range, streamed at once */
 	for (off = 0; off < 2 * PIECE; off += n) {
-		assert_int_equal(sync_staging_append(&st, key, &w, off,
-						     seg + off, n, NULL, &now),
-				 0);
+		n = append_piece(&st, key, &w, &m, seg, off, 0, &now);
 		assert_int_equal(w.flushed, 0);
 		assert_int_equal(w.pend_off, 0);
 		assert_int_equal(w.pend_end, off + n);
@@ -354,10 +358,7 @@ static void test_deferred(void **state)
 	assert_int_equal(w.flushed, 0);
 	/* then one by one: each streamed finishes the one before */
 	for (; off < m.size; off += n) {
-		n = m.size - off < PIECE ? (size_t)(m.size - off) : PIECE;
-		assert_int_equal(sync_staging_append(&st, key, &w, off,
-						     seg + off, n, NULL, &now),
-				 0);
+		n = append_piece(&st, key, &w, &m, seg, off, 0, &now);
 		assert_int_equal(w.pend_off, off);
 		assert_int_equal(w.flushed, off == 2 * PIECE ? 0 : off - PIECE);
 		sync_staging_stream(&st, key, &w);
@@ -387,11 +388,8 @@ static void test_writeback_failed(void **state)
 
 	stage_fresh(&st, "st8", &m, key, &w);
 	for (off = 0; off < m.size; off += n) {
-		n = m.size - off < PIECE ? (size_t)(m.size - off) : PIECE;
 		sync_test_hooks.writeback_err = off == PIECE ? -EIO : 0;
-		assert_int_equal(sync_staging_append(&st, key, &w, off,
-						     seg + off, n, NULL, &now),
-				 0);
+		n = append_piece(&st, key, &w, &m, seg, off, 0, &now);
 		assert_int_equal(w.werr, off < PIECE ? 0 : -EIO);
 	}
 	sync_test_hooks.writeback_err = 0;
