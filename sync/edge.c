@@ -462,15 +462,8 @@ void sync_edge_stop(struct es_sync *s)
 	unsigned grace = sync_test_hooks.stop_grace_ms
 			     ? sync_test_hooks.stop_grace_ms
 			     : PEER_STOP_GRACE_MS;
-	struct timespec until;
+	struct timespec until = sync_mono_ts(sync_mono_ms() + grace);
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += grace / 1000;
-	until.tv_nsec += (long)(grace % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct sync_peer *p = &s->peers[i];
 

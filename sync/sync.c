@@ -93,6 +93,14 @@ uint64_t sync_mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+struct timespec sync_mono_ts(uint64_t ms)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+			      .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	return ts;
+}
+
 uint64_t sync_wall_hlc(void)
 {
 	return sync_wall_ms() << 16;
@@ -106,11 +114,9 @@ int sync_is_stopping(struct es_sync *s)
 int sync_sleep(struct es_sync *s, uint64_t ms, uint64_t *wake_seen)
 {
 	uint64_t deadline = sync_mono_ms() + ms;
-	struct timespec ts;
+	struct timespec ts = sync_mono_ts(deadline);
 	int rc = 0;
 
-	ts.tv_sec = (time_t)(deadline / 1000);
-	ts.tv_nsec = (long)(deadline % 1000) * 1000000;
 	pthread_mutex_lock(&s->lock);
 	while (!sync_is_stopping(s) && !(wake_seen && s->wake != *wake_seen) &&
 	       sync_mono_ms() < deadline)

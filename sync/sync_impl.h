@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <sys/types.h>
 
 #include "edgesync/sync.h"
@@ -80,6 +81,8 @@ void sync_log_peer(struct es_sync *s, int level, const char *fmt, ...)
 uint64_t sync_wall_ms(void); /* Unix ms */
 uint64_t sync_mono_ms(void);
 uint64_t sync_mono_us(void);
+/* The instant ms on the monotonic clock (sync_mono_ms), for timed waits. */
+struct timespec sync_mono_ts(uint64_t ms);
 /* An HLC for "now" from the wall clock (ms << 16). */
 uint64_t sync_wall_hlc(void);
 
