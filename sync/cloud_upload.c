@@ -354,7 +354,7 @@ void cloud_stream(struct sync_cloud *c, uint32_t pipe)
 	if (ss->up.active) {
 		lk = sync_staging_lock(&c->s->staging, ss->up.key);
 		pthread_mutex_lock(lk);
-		sync_staging_stream(&c->s->staging, ss->up.key, &ss->up.w);
+		sync_staging_stream(&ss->up.w);
 		pthread_mutex_unlock(lk);
 	}
 	pthread_mutex_unlock(&ss->lock);

@@ -283,7 +283,30 @@ void sync_stage_writer_init(struct sync_stage_writer *w, uint64_t offset)
 
 void sync_stage_writer_fini(struct sync_stage_writer *w)
 {
+	if (w->has_fd)
+		close(w->fd);
 	memset(w, 0, sizeof(*w));
+}
+
+/*
+ * w's descriptor of the .part at part, opened if w has none or if its
+ * file has been removed since (a sweep, or another transfer of the key
+ * starting over), with the file's stat in *sb: 0 or -errno (-ENOENT if
+ * nothing is staged).
+ */
+static int writer_fd(struct sync_stage_writer *w, const char *part,
+		     struct stat *sb)
+{
+	if (w->has_fd && fstat(w->fd, sb) == 0 && sb->st_nlink > 0)
+		return 0;
+	if (w->has_fd)
+		close(w->fd);
+	w->has_fd = 0;
+	w->fd = open(part, O_WRONLY | O_CLOEXEC);
+	if (w->fd < 0)
+		return -errno;
+	w->has_fd = 1;
+	return fstat(w->fd, sb) != 0 ? -errno : 0;
 }
 
 /* sync_file_range, or the error a test has the writeback fail with. */
@@ -329,27 +352,19 @@ int sync_staging_append(struct sync_staging *st, const char *key,
 	int fd, rc;
 
 	rc = path_of(st, key, ".part", part, sizeof(part));
+	if (rc == 0)
+		rc = writer_fd(w, part, &sb);
 	if (rc)
 		return rc;
-	fd = open(part, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &sb) != 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
+	fd = w->fd;
 	*now = (uint64_t)sb.st_size;
-	if (*now != off) {
-		close(fd);
+	if (*now != off)
 		return SYNC_E_OFFSET;
-	}
 	rc = sync_pwrite_all(fd, p, n, (off_t)off);
 	if (rc) {
 		/* Keep the length an offset that was acknowledged. */
 		if (ftruncate(fd, (off_t)off) != 0)
 			rc = -EIO;
-		close(fd);
 		return rc;
 	}
 	*now = off + n;
@@ -367,24 +382,14 @@ int sync_staging_append(struct sync_staging *st, const char *key,
 	} else {
 		stream(fd, w, off, n);
 	}
-	close(fd);
 	return 0;
 }
 
-void sync_staging_stream(struct sync_staging *st, const char *key,
-			 struct sync_stage_writer *w)
+void sync_staging_stream(struct sync_stage_writer *w)
 {
-	char part[4096];
-	int fd;
-
-	if (w->pend_end <= w->pend_off ||
-	    path_of(st, key, ".part", part, sizeof(part)))
-		return;
-	fd = open(part, O_WRONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		stream(fd, w, w->pend_off, (size_t)(w->pend_end - w->pend_off));
-		close(fd);
-	}
+	if (w->pend_end > w->pend_off && w->has_fd)
+		stream(w->fd, w, w->pend_off,
+		       (size_t)(w->pend_end - w->pend_off));
 	w->pend_off = w->pend_end = 0;
 }
 

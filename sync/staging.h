@@ -102,6 +102,11 @@ void sync_stage_meta_from(struct sync_stage_meta *m, const char *coll,
  *   check reads the file instead.
  */
 struct sync_stage_writer {
+	/* The .part, open from the first append until fini (has_fd), so
+	 * that an append is one pwrite and not an open, a pwrite and a
+	 * close. An append finds a descriptor whose file was removed
+	 * since (no links left) and opens the path again. */
+	int has_fd, fd;
 	uint64_t flushed; /* the .part before it is on disk and uncached */
 	/* With defer set, appends leave their streaming to
 	 * sync_staging_stream: [pend_off, pend_end) awaits it. */
@@ -116,7 +121,8 @@ struct sync_stage_writer {
 	uint64_t crc_len;
 };
 
-/* A writer for a transfer that starts at offset (summed iff 0). */
+/* A writer for a transfer that starts at offset (summed iff 0). fini
+ * closes its descriptor; it is safe on a zeroed writer and twice. */
 void sync_stage_writer_init(struct sync_stage_writer *w, uint64_t offset);
 void sync_stage_writer_fini(struct sync_stage_writer *w);
 
@@ -157,8 +163,7 @@ int sync_staging_append(struct sync_staging *st, const char *key,
  * has acknowledged those bytes already, and the disk's waiting is off
  * its reply's path. Under the key's lock; errors are left to the check.
  */
-void sync_staging_stream(struct sync_staging *st, const char *key,
-			 struct sync_stage_writer *w);
+void sync_staging_stream(struct sync_stage_writer *w);
 
 /*
  * sync_staging_check makes the staged file durable (fdatasync) and

@@ -267,6 +267,42 @@ static void test_resume_and_check(void **state)
 }
 
 /*
+ * A writer keeps its .part open between appends; once that file is
+ * removed (a sweep, or the transfer started over), an append must not
+ * land in the removed file: it is refused while nothing is staged, and
+ * goes to the new .part once there is one.
+ */
+static void test_writer_after_remove(void **state)
+{
+	struct sync_staging st;
+	struct sync_stage_meta m;
+	struct sync_stage_writer w;
+	char key[SYNC_KEY_LEN + 1], *path;
+	unsigned char *seg = segment(8, 1000, &m, "c");
+	uint64_t off = 0, now = 0;
+	struct stat sb;
+
+	(void)state;
+	stage_fresh(&st, "st-removed", &m, key, &w);
+	append_piece(&st, key, &w, &m, seg, 0, 0, &now);
+	assert_true(w.has_fd);
+	sync_staging_remove(&st, key);
+	assert_int_equal(
+	    sync_staging_append(&st, key, &w, now, seg + now, 10, NULL, &now),
+	    -ENOENT);
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
+	assert_int_equal(off, 0);
+	assert_int_equal(append_piece(&st, key, &w, &m, seg, 0, 0, &now),
+			 PIECE);
+	assert_int_equal(sync_staging_path(&st, key, &path), 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, PIECE);
+	free(path);
+	stage_done(&st, key, &w, seg);
+	sync_stage_writer_fini(&w); /* twice: nothing left to close */
+}
+
+/*
  * A fresh transfer in chunks: checked from the running sum, which must
  * cover every byte; the same bytes checked without a writer read the
  * file.
@@ -353,7 +389,7 @@ static void test_deferred(void **state)
 		assert_int_equal(w.pend_off, 0);
 		assert_int_equal(w.pend_end, off + n);
 	}
-	sync_staging_stream(&st, key, &w);
+	sync_staging_stream(&w);
 	assert_int_equal(w.pend_end, 0);
 	assert_int_equal(w.flushed, 0);
 	/* then one by one: each streamed finishes the one before */
@@ -361,10 +397,10 @@ static void test_deferred(void **state)
 		n = append_piece(&st, key, &w, &m, seg, off, 0, &now);
 		assert_int_equal(w.pend_off, off);
 		assert_int_equal(w.flushed, off == 2 * PIECE ? 0 : off - PIECE);
-		sync_staging_stream(&st, key, &w);
+		sync_staging_stream(&w);
 		assert_int_equal(w.flushed, off);
 	}
-	sync_staging_stream(&st, key, &w); /* nothing pending: nothing */
+	sync_staging_stream(&w); /* nothing pending: nothing */
 	assert_int_equal(w.flushed, off - n);
 	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
 			 0);
@@ -561,6 +597,7 @@ int main(void)
 	    cmocka_unit_test(test_key),
 	    cmocka_unit_test(test_index),
 	    cmocka_unit_test(test_resume_and_check),
+	    cmocka_unit_test(test_writer_after_remove),
 	    cmocka_unit_test(test_summed),
 	    cmocka_unit_test(test_streamed),
 	    cmocka_unit_test(test_deferred),
