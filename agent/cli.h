@@ -1,6 +1,7 @@
 /*
  * Private to the agent: what the edgesync subcommands share. Exit codes
- * follow sysexits: 0 success, 1 runtime failure, 64 usage, 78 config.
+ * follow sysexits: 0 success, 1 runtime failure, 64 usage, 75 the agent
+ * stopped to be started again, 78 config.
  */
 #ifndef EDGESYNC_CLI_H
 #define EDGESYNC_CLI_H
@@ -8,10 +9,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CLI_OK	   0
-#define CLI_FAIL   1
-#define CLI_USAGE  64
-#define CLI_CONFIG 78
+#define CLI_OK	    0
+#define CLI_FAIL    1
+#define CLI_USAGE   64
+#define CLI_RESTART 75
+#define CLI_CONFIG  78
 
 struct cli_cmd {
 	const char *name;

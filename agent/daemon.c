@@ -16,6 +16,9 @@
  *                        -> es_api_server_stop (no new requests; those in
  *                        flight finish; the socket goes) -> es_engine_close
  *                        (seals in flight finish) -> exit 0
+ *     sync's restart  -> a SIGTERM to ourselves, stopped as above, exit 75
+ *                        (an edge's connection wedged in nng: only a new
+ *                        process reconnects; systemd starts it again)
  *
  * Invariants:
  *   1. SIGTERM, SIGINT and SIGHUP are blocked before the first thread is
@@ -24,7 +27,7 @@
  *   2. A log line is formatted only when its level is enabled, and written
  *      with one write(2), so lines from several threads do not interleave.
  *   3. Exit codes: 0 stopped cleanly, 1 runtime failure, 64 usage,
- *      78 configuration (sysexits).
+ *      75 stopped to be started again, 78 configuration (sysexits).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -231,7 +234,7 @@ static void agent_help(void)
 	    "cloud listens;\nsync options take effect at a restart.\n"
 	    "SIGTERM or SIGINT drain and stop; SIGHUP reloads the "
 	    "file.\nExit: 0 stopped, 1 runtime failure, 64 usage, "
-	    "78 configuration.\n");
+	    "75 stopped to be started again, 78 configuration.\n");
 }
 
 /* Parses argv; returns -1 to go on, or an exit code. */
@@ -399,6 +402,19 @@ static void sync_log_line(void *arg, int level, const char *msg)
 	LOG_AT(level, 0, "sync: %s", msg);
 }
 
+/* Set by sync_restart: the agent stops as for SIGTERM, then exits 75. */
+static atomic_int restart_wanted;
+
+/* Sync cannot go on in this process (sync.h, restart): sync has logged
+ * why; the main thread stops as it does for SIGTERM. */
+static void sync_restart(void *arg, const char *why)
+{
+	(void)arg;
+	(void)why;
+	if (!atomic_exchange(&restart_wanted, 1))
+		kill(getpid(), SIGTERM);
+}
+
 /* The sync configuration from ours; strings stay c's (sync copies). */
 static void sync_config(const struct es_config *c, struct es_engine *e,
 			const char *staging, struct es_sync_config *sc)
@@ -445,6 +461,7 @@ static int start_sync(struct agent *ag)
 	sync_config(c, ag->engine, staging, &sc);
 	es_engine_sync_host(ag->engine, &host);
 	host.log = sync_log_line;
+	host.restart = sync_restart;
 	rc = es_sync_start(&ag->sync, &sc, &host);
 	free(staging);
 	if (rc < 0) {
@@ -646,9 +663,13 @@ static int serve(struct agent *ag)
 			reload(ag);
 			continue;
 		}
-		log_info("%s from pid %u: stopping",
-			 si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM",
-			 si.ssi_pid);
+		if (atomic_load(&restart_wanted))
+			log_info("stopping, to be started again (exit %d)",
+				 CLI_RESTART);
+		else
+			log_info("%s from pid %u: stopping",
+				 si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM",
+				 si.ssi_pid);
 		return 0;
 	}
 }
@@ -666,7 +687,7 @@ static void stop(struct agent *ag)
 		 * the next start's recovery, as after a crash */
 		log_info("stopped (the data directory is recovered at the "
 			 "next start)");
-		_exit(CLI_OK);
+		_exit(atomic_load(&restart_wanted) ? CLI_RESTART : CLI_OK);
 	}
 	log_info("draining the engine");
 	es_engine_close(ag->engine);
@@ -777,6 +798,8 @@ int cli_agent(int argc, char **argv)
 	if (rc == CLI_OK) {
 		rc = serve(&ag) < 0 ? CLI_FAIL : CLI_OK;
 		stop(&ag);
+		if (rc == CLI_OK && atomic_load(&restart_wanted))
+			rc = CLI_RESTART;
 	}
 	close(ag.sigfd);
 fini:

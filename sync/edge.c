@@ -248,11 +248,18 @@ int sync_edge_status(struct es_sync *s, struct es_sync_peer_status **out,
 
 /* ---- connection ------------------------------------------------------- */
 
+/*
+ * Counts the connections from NNG_PIPE_EV_ADD_PRE to REM_POST: nng calls
+ * REM_POST for every pipe it called ADD_PRE for, including one it closes
+ * before ADD_POST (a peer speaking another protocol), so counting from
+ * ADD_POST would drop below zero there and show a connected peer as not
+ * connected from then on.
+ */
 static void pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
 	struct sync_peer *p = arg;
 
-	if (ev == NNG_PIPE_EV_ADD_POST) {
+	if (ev == NNG_PIPE_EV_ADD_PRE) {
 		atomic_fetch_add(&p->pipe_gen, 1);
 		atomic_fetch_add(&p->pipes, 1);
 	} else if (ev == NNG_PIPE_EV_REM_POST) {
@@ -272,7 +279,91 @@ static int dial(struct sync_peer *p)
 		rv = nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, p->recv_max);
 	if (rv == 0)
 		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+	if (rv == 0)
+		p->dialer = d;
 	return rv;
+}
+
+/* The connections nng counts on p's dialer (its "pipes" statistic), or
+ * -1 if it cannot say. */
+static int dialer_pipes(struct sync_peer *p)
+{
+	nng_stat *root, *d, *st;
+	int n = -1;
+
+	if (sync_test_hooks.dialer_pipes)
+		return sync_test_hooks.dialer_pipes(sync_test_hooks.arg,
+						    p->url);
+	if (nng_stats_get(&root) != 0)
+		return -1;
+	d = nng_stat_find_dialer(root, p->dialer);
+	st = d ? nng_stat_find(d, "pipes") : NULL;
+	if (st)
+		n = (int)nng_stat_value(st);
+	nng_stats_free(root);
+	return n;
+}
+
+/*
+ * Whether p's connection is wedged in nng 1.5.2 (README, "Known
+ * limits"): a pipe whose close meets an arriving message never finishes
+ * closing. nng has told us it went (NNG_PIPE_EV_REM_POST: p->pipes 0),
+ * but the rest of its removal, which counts it off the dialer and starts
+ * the redial, waits forever; so the dialer still counts it and never
+ * dials again. A healthy close does that rest within milliseconds, so
+ * the two counts disagreeing for PEER_WEDGE_MS means no connection will
+ * come in this process. Called by the peer thread after a failed round.
+ */
+static int peer_wedged(struct sync_peer *p)
+{
+	uint64_t now = sync_mono_ms();
+	uint64_t limit =
+	    sync_test_hooks.wedge_ms ? sync_test_hooks.wedge_ms : PEER_WEDGE_MS;
+	int sock_open, stuck = 0;
+
+	pthread_mutex_lock(&p->sock_lock);
+	sock_open = p->sock_open;
+	pthread_mutex_unlock(&p->sock_lock);
+	if (sock_open && atomic_load(&p->pipes) == 0) {
+		int n = dialer_pipes(p);
+
+		stuck = n > 0;
+		if (n < 0 && !p->no_stats) {
+			p->no_stats = 1;
+			sync_log(p->s, SYNC_LOG_WARN,
+				 "sync: nng gives no statistics of the dialer "
+				 "of %s: a connection wedged in nng would go "
+				 "unnoticed",
+				 p->url);
+		}
+	}
+	if (!stuck) {
+		p->wedged_since = 0;
+		return 0;
+	}
+	if (p->wedged_since == 0)
+		p->wedged_since = now;
+	return now - p->wedged_since >= limit;
+}
+
+/* The end of p's thread when its connection is wedged: says so where an
+ * operator looks, and asks the host for a restart. */
+static void peer_give_up(struct sync_peer *p)
+{
+	const struct es_sync_host *h = &p->s->host;
+	char why[sizeof(p->st.last_error)];
+
+	snprintf(why, sizeof(why),
+		 "the connection to %s is stuck closing inside nng (a known "
+		 "nng 1.5.2 fault after a cut) and will not reconnect: "
+		 "this process must restart",
+		 p->url);
+	pthread_mutex_lock(&p->s->stat_lock);
+	snprintf(p->st.last_error, sizeof(p->st.last_error), "%s", why);
+	pthread_mutex_unlock(&p->s->stat_lock);
+	sync_log(p->s, SYNC_LOG_ERROR, "sync: %s", why);
+	if (h->restart)
+		h->restart(h->arg, why);
 }
 
 static int peer_connect(struct sync_peer *p)
@@ -299,7 +390,7 @@ static int peer_connect(struct sync_peer *p)
 		nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, 200);
 		nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT,
 				  backoff < 10000 ? backoff : 10000);
-		nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, p);
+		nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, p);
 		nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, pipe_cb, p);
 		rv = dial(p);
 	}
@@ -384,6 +475,10 @@ static void *peer_main(void *arg)
 		if (rc == SYNC_E_STOPPED || sync_is_stopping(s))
 			break;
 		round_done(p, rc);
+		if (rc && peer_wedged(p)) {
+			peer_give_up(p);
+			break;
+		}
 		if (rc == 0) {
 			backoff = 0;
 			wait = s->cfg.interval_ms;

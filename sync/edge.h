@@ -23,9 +23,12 @@
 #define PEER_SEND_MS	10000
 /* How long stop lets a peer's thread finish its request (sync_edge_stop). */
 #define PEER_STOP_GRACE_MS 2000
-#define PEER_ATTEMPTS	   5	 /* restarts of one segment in one round */
-#define PEER_BAD_CHUNKS	   5	 /* checksum failures of one chunk in a row */
-#define PEER_PAGES_MAX	   10000 /* changes replies per collection per round */
+/* How long a connection may look wedged (peer_wedged) before the edge
+ * gives up on this process. */
+#define PEER_WEDGE_MS	60000
+#define PEER_ATTEMPTS	5     /* restarts of one segment in one round */
+#define PEER_BAD_CHUNKS 5     /* checksum failures of one chunk in a row */
+#define PEER_PAGES_MAX	10000 /* changes replies per collection per round */
 
 /* Segments a peer awaits the cloud's index of (fetch_indexes). */
 #define PEER_INDEX_WAITS 16
@@ -41,9 +44,12 @@ struct sync_peer {
 	pthread_mutex_t sock_lock; /* sock against es_sync_stop */
 	nng_socket sock;
 	int sock_open;
+	nng_dialer dialer; /* valid while sock_open */
 	nng_tls_config *tls;
 	atomic_uint pipe_gen; /* bumped by every new connection */
 	atomic_int pipes;
+	uint64_t wedged_since; /* ms; 0: not seen wedged (peer_wedged) */
+	int no_stats;	       /* nng gave no dialer statistics (logged) */
 
 	unsigned hello_gen; /* pipe_gen when hello succeeded */
 	int hello_ok;

@@ -38,6 +38,11 @@ struct sync_test_hooks {
 	/* Edge: how long stop lets a request in flight finish (0: the
 	 * default, PEER_STOP_GRACE_MS). */
 	unsigned stop_grace_ms;
+	/* Edge: the connections nng counts on the peer's dialer, in place
+	 * of nng's statistic (so a test can show a wedged one), and how
+	 * long one may look wedged (0: PEER_WEDGE_MS). */
+	int (*dialer_pipes)(void *arg, const char *url);
+	unsigned wedge_ms;
 };
 
 extern struct sync_test_hooks sync_test_hooks;

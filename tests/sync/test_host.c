@@ -306,6 +306,19 @@ static void h_log(void *arg, int level, const char *msg)
 	pthread_mutex_unlock(&h->lock);
 }
 
+/* Sync asked for a restart: counted, and kept as a log line. */
+static void h_restart(void *arg, const char *why)
+{
+	struct test_host *h = arg;
+	char line[600];
+
+	snprintf(line, sizeof(line), "restart asked: %s", why);
+	h_log(h, 0, line);
+	pthread_mutex_lock(&h->lock);
+	h->restarts++;
+	pthread_mutex_unlock(&h->lock);
+}
+
 /* The slot of device in h's approval table (added if new); under lock. */
 static int dev_slot(struct test_host *h, const char *device)
 {
@@ -391,6 +404,7 @@ void th_init(struct test_host *h, const char *name, const char *dir,
 	    .ack_put = h_ack_put,
 	    .hlc_observe = h_hlc_observe,
 	    .log = h_log,
+	    .restart = h_restart,
 	    .arg = h,
 	};
 }

@@ -62,6 +62,7 @@ struct test_host {
 	int approval_err; /* answered instead when < 0 */
 	int refuse_index; /* install_indexed refuses every index with it */
 	uint64_t indexed_installs; /* installs that kept their index */
+	unsigned restarts;	   /* times sync asked for a restart */
 	struct es_sync_host api;
 };
 

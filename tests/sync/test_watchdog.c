@@ -1,7 +1,10 @@
 /*
- * The cloud's listener watchdog (nng 1.5.2 bug #1518: a peer that hangs
- * up before the SP handshake can leave a listener that never accepts
- * again). Bare TCP connections that hang up in four ways, then a real
+ * Watching for nng's faults. The edge's: a connection that nng told us
+ * closed but still counts on its dialer, which then never dials again
+ * (README, "Known limits"), makes the edge ask its host for a restart;
+ * a cloud that is merely down does not. The cloud's listener watchdog
+ * (nng 1.5.2 bug #1518: a peer that hangs up before the SP handshake
+ * can leave a listener that never accepts again). Bare TCP connections that hang up in four ways, then a real
  * request, answered with no watchdog (it does not probe tcp://); bare
  * Unix connections on ipc:// (where this nng does freeze), after which the
  * watchdog must notice and listen again; and a probe failure on ipc://
@@ -14,6 +17,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +40,133 @@
 #include "wire.h"
 
 static char root[400];
+
+/* ---- an edge's wedged connection ------------------------------------ */
+
+static unsigned edge_restarts(struct th_node *n)
+{
+	unsigned r;
+
+	pthread_mutex_lock(&n->h.lock);
+	r = n->h.restarts;
+	pthread_mutex_unlock(&n->h.lock);
+	return r;
+}
+
+/* nng counting a connection on the dialer that it told us had closed:
+ * what a wedged close leaves behind. */
+static int one_stuck_pipe(void *arg, const char *url)
+{
+	(void)arg;
+	(void)url;
+	return 1;
+}
+
+static void test_edge_wedged(void **state)
+{
+	struct th_node edge;
+	struct es_sync_peer_status st;
+
+	th_node_init(&edge, root, "w-wedged", "edge-w", ES_SYNC_EDGE);
+	snprintf(edge.peer_url, sizeof(edge.peer_url), "tcp://127.0.0.1:%d",
+		 th_free_port());
+	sync_test_hooks.dialer_pipes = one_stuck_pipe;
+	sync_test_hooks.wedge_ms = 300;
+	sync_test_hooks.send_timeout_ms = 200;
+	assert_int_equal(th_node_start(&edge), 0);
+	TH_WAIT(edge_restarts(&edge) == 1, "a restart asked for");
+	assert_int_equal(th_log_count(&edge.h, "stuck closing inside nng"), 2);
+	assert_int_equal(th_status(&edge, NULL, &st), 0);
+	assert_non_null(strstr(st.last_error, "this process must restart"));
+	th_node_stop(&edge);
+	assert_int_equal(edge_restarts(&edge), 1); /* once: the thread ended */
+	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
+	th_fini(&edge.h);
+}
+
+/* A cloud that is down for many rounds is no wedge: nng's own count of
+ * the dialer's connections (0) agrees with ours, the edge keeps dialing,
+ * and it syncs once the cloud is up. */
+static void test_edge_cloud_down(void **state)
+{
+	struct th_node cloud, edge;
+	struct es_sync_peer_status st;
+	int port = th_free_port();
+	uint64_t t0;
+
+	th_node_init(&edge, root, "w-down", "edge-d", ES_SYNC_EDGE);
+	snprintf(edge.peer_url, sizeof(edge.peer_url), "tcp://127.0.0.1:%d",
+		 port);
+	th_add_collection(&edge.h, "c", 8, ES_SYNC_FLAG_UPLOAD);
+	th_add_segment(&edge.h, "c", 100, 93, 1, NULL, 0);
+	sync_test_hooks.wedge_ms = 300;
+	sync_test_hooks.send_timeout_ms = 200;
+	assert_int_equal(th_node_start(&edge), 0);
+	/* Rounds fail for ten times the limit (about five of them). */
+	t0 = th_ms();
+	TH_WAIT(th_ms() - t0 >= 3000, "rounds against a cloud that is down");
+	assert_int_equal(th_status(&edge, NULL, &st), 0);
+	assert_int_not_equal(st.last_error[0], '\0');
+	assert_int_equal(edge_restarts(&edge), 0);
+	assert_int_equal(th_log_count(&edge.h, "statistics"), 0);
+
+	th_node_init(&cloud, root, "w-down-cloud", "cloud-1", ES_SYNC_CLOUD);
+	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d", port);
+	assert_int_equal(th_node_start(&cloud), 0);
+	TH_WAIT(th_count(&cloud.h, "c") == 1,
+		"the upload once the cloud is up");
+	th_node_stop(&edge);
+	th_node_stop(&cloud);
+	assert_int_equal(edge_restarts(&edge), 0);
+	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
+	th_fini(&edge.h);
+	th_fini(&cloud.h);
+}
+
+static atomic_int wrong_pipes;
+
+static void count_pipe(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+	(void)pipe;
+	(void)ev;
+	(void)arg;
+	atomic_fetch_add(&wrong_pipes, 1);
+}
+
+/* A listener of another protocol: nng connects, then closes each pipe
+ * before it is ever ready. The edge's count of its connections must
+ * come out right, and the peer show as connected once a cloud is there. */
+static void test_edge_wrong_protocol(void **state)
+{
+	struct th_node cloud, edge;
+	struct es_sync_peer_status st;
+	nng_socket wrong;
+
+	th_node_init(&edge, root, "w-proto", "edge-p", ES_SYNC_EDGE);
+	snprintf(edge.peer_url, sizeof(edge.peer_url), "tcp://127.0.0.1:%d",
+		 th_free_port());
+	th_add_collection(&edge.h, "c", 8, ES_SYNC_FLAG_UPLOAD);
+	th_add_segment(&edge.h, "c", 100, 94, 1, NULL, 0);
+	assert_int_equal(nng_req0_open(&wrong), 0);
+	nng_pipe_notify(wrong, NNG_PIPE_EV_ADD_PRE, count_pipe, NULL);
+	assert_int_equal(nng_listen(wrong, edge.peer_url, NULL, 0), 0);
+	sync_test_hooks.send_timeout_ms = 200;
+	assert_int_equal(th_node_start(&edge), 0);
+	TH_WAIT(atomic_load(&wrong_pipes) >= 3, "three refused connections");
+	nng_close(wrong);
+
+	th_node_init(&cloud, root, "w-proto-cloud", "cloud-1", ES_SYNC_CLOUD);
+	snprintf(cloud.url, sizeof(cloud.url), "%s", edge.peer_url);
+	assert_int_equal(th_node_start(&cloud), 0);
+	TH_WAIT(th_count(&cloud.h, "c") == 1, "the upload to the real cloud");
+	assert_int_equal(th_status(&edge, NULL, &st), 0);
+	assert_int_equal(st.connected, 1);
+	th_node_stop(&edge);
+	th_node_stop(&cloud);
+	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
+	th_fini(&edge.h);
+	th_fini(&cloud.h);
+}
 
 /* ---- the listener watchdog -------------------------------------------- */
 
@@ -180,6 +311,9 @@ static void test_watchdog_recovery(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_edge_wedged),
+	    cmocka_unit_test(test_edge_cloud_down),
+	    cmocka_unit_test(test_edge_wrong_protocol),
 	    cmocka_unit_test(test_watchdog_tcp),
 	    cmocka_unit_test(test_watchdog_ipc),
 	    cmocka_unit_test(test_watchdog_recovery),

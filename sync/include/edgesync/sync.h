@@ -172,6 +172,15 @@ struct es_sync_host {
 	int (*device_approved)(void *arg, const char *device);
 	/* A log line from sync's threads. level: 0 error .. 3 debug. */
 	void (*log)(void *arg, int level, const char *msg);
+	/*
+	 * Edge, optional: sync cannot go on in this process. An edge's
+	 * connection to a peer is wedged inside nng and will not come back
+	 * before the process restarts (README, "Known limits"); why says
+	 * which. The host should stop and have itself started again. Called
+	 * from a peer thread, once per peer at most; that peer's thread has
+	 * then ended.
+	 */
+	void (*restart)(void *arg, const char *why);
 	void *arg;
 };
 
