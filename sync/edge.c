@@ -284,6 +284,28 @@ static int dial(struct sync_peer *p)
 	return rv;
 }
 
+/*
+ * The "dialer" scope of the statistics under s whose "id" is id, or
+ * NULL. nng_stat_find_dialer cannot be used: in nng 1.5.2 it checks the
+ * id of the top scope only and then returns the first "dialer" found
+ * anywhere below, so with two peers one would read the other's.
+ */
+static nng_stat *find_dialer(nng_stat *s, int id)
+{
+	nng_stat *c, *idst, *found;
+
+	if (nng_stat_type(s) != NNG_STAT_SCOPE)
+		return NULL;
+	if (!strcmp(nng_stat_name(s), "dialer")) {
+		idst = nng_stat_find(s, "id");
+		return idst && nng_stat_value(idst) == (uint64_t)id ? s : NULL;
+	}
+	for (c = nng_stat_child(s); c; c = nng_stat_next(c))
+		if ((found = find_dialer(c, id)) != NULL)
+			return found;
+	return NULL;
+}
+
 /* The connections nng counts on p's dialer (its "pipes" statistic), or
  * -1 if it cannot say. */
 static int dialer_pipes(struct sync_peer *p)
@@ -296,7 +318,7 @@ static int dialer_pipes(struct sync_peer *p)
 						    p->url);
 	if (nng_stats_get(&root) != 0)
 		return -1;
-	d = nng_stat_find_dialer(root, p->dialer);
+	d = find_dialer(root, nng_dialer_id(p->dialer));
 	st = d ? nng_stat_find(d, "pipes") : NULL;
 	if (st)
 		n = (int)nng_stat_value(st);
@@ -311,10 +333,12 @@ static int dialer_pipes(struct sync_peer *p)
  * but the rest of its removal, which counts it off the dialer and starts
  * the redial, waits forever; so the dialer still counts it and never
  * dials again. A healthy close does that rest within milliseconds, so
- * the two counts disagreeing for PEER_WEDGE_MS means no connection will
- * come in this process. Called by the peer thread after a failed round.
+ * the two counts disagreeing at PEER_WEDGE_SEEN failed rounds in a row
+ * spread over PEER_WEDGE_MS or more means no connection will come in
+ * this process. Called by the peer thread after each round; a good
+ * round (rc 0) starts the count again.
  */
-static int peer_wedged(struct sync_peer *p)
+static int peer_wedged(struct sync_peer *p, int rc)
 {
 	uint64_t now = sync_mono_ms();
 	uint64_t limit =
@@ -324,7 +348,7 @@ static int peer_wedged(struct sync_peer *p)
 	pthread_mutex_lock(&p->sock_lock);
 	sock_open = p->sock_open;
 	pthread_mutex_unlock(&p->sock_lock);
-	if (sock_open && atomic_load(&p->pipes) == 0) {
+	if (rc && sock_open && atomic_load(&p->pipes) == 0) {
 		int n = dialer_pipes(p);
 
 		stuck = n > 0;
@@ -339,11 +363,13 @@ static int peer_wedged(struct sync_peer *p)
 	}
 	if (!stuck) {
 		p->wedged_since = 0;
+		p->wedged_seen = 0;
 		return 0;
 	}
-	if (p->wedged_since == 0)
+	if (p->wedged_seen++ == 0)
 		p->wedged_since = now;
-	return now - p->wedged_since >= limit;
+	return p->wedged_seen >= PEER_WEDGE_SEEN &&
+	       now - p->wedged_since >= limit;
 }
 
 /* The end of p's thread when its connection is wedged: says so where an
@@ -475,7 +501,7 @@ static void *peer_main(void *arg)
 		if (rc == SYNC_E_STOPPED || sync_is_stopping(s))
 			break;
 		round_done(p, rc);
-		if (rc && peer_wedged(p)) {
+		if (peer_wedged(p, rc)) {
 			peer_give_up(p);
 			break;
 		}

@@ -23,8 +23,9 @@
 #define PEER_SEND_MS	10000
 /* How long stop lets a peer's thread finish its request (sync_edge_stop). */
 #define PEER_STOP_GRACE_MS 2000
-/* How long a connection may look wedged (peer_wedged) before the edge
- * gives up on this process. */
+/* How long, and at how many failed rounds in a row, a connection must
+ * look wedged (peer_wedged) before the edge gives up on this process. */
+#define PEER_WEDGE_SEEN 3
 #define PEER_WEDGE_MS	60000
 #define PEER_ATTEMPTS	5     /* restarts of one segment in one round */
 #define PEER_BAD_CHUNKS 5     /* checksum failures of one chunk in a row */
@@ -48,7 +49,8 @@ struct sync_peer {
 	nng_tls_config *tls;
 	atomic_uint pipe_gen; /* bumped by every new connection */
 	atomic_int pipes;
-	uint64_t wedged_since; /* ms; 0: not seen wedged (peer_wedged) */
+	uint64_t wedged_since; /* ms: the first of wedged_seen (peer_wedged) */
+	unsigned wedged_seen;  /* failed rounds in a row that looked wedged */
 	int no_stats;	       /* nng gave no dialer statistics (logged) */
 
 	unsigned hello_gen; /* pipe_gen when hello succeeded */

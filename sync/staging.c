@@ -289,15 +289,19 @@ void sync_stage_writer_fini(struct sync_stage_writer *w)
 }
 
 /*
- * w's descriptor of the .part at part, opened if w has none or if its
- * file has been removed since (a sweep, or another transfer of the key
- * starting over), with the file's stat in *sb: 0 or -errno (-ENOENT if
- * nothing is staged).
+ * w's descriptor of the .part at part, opened again unless the one w has
+ * is still the file at that path: the file may have been removed (a
+ * sweep, or another transfer of the key starting over) or installed (a
+ * link in the store, and the .part removed) since. With the file's stat
+ * in *sb: 0 or -errno (-ENOENT if nothing is staged).
  */
 static int writer_fd(struct sync_stage_writer *w, const char *part,
 		     struct stat *sb)
 {
-	if (w->has_fd && fstat(w->fd, sb) == 0 && sb->st_nlink > 0)
+	struct stat at;
+
+	if (w->has_fd && fstat(w->fd, sb) == 0 && stat(part, &at) == 0 &&
+	    at.st_dev == sb->st_dev && at.st_ino == sb->st_ino)
 		return 0;
 	if (w->has_fd)
 		close(w->fd);

@@ -103,9 +103,9 @@ void sync_stage_meta_from(struct sync_stage_meta *m, const char *coll,
  */
 struct sync_stage_writer {
 	/* The .part, open from the first append until fini (has_fd), so
-	 * that an append is one pwrite and not an open, a pwrite and a
-	 * close. An append finds a descriptor whose file was removed
-	 * since (no links left) and opens the path again. */
+	 * that an append does not open and close it. An append whose
+	 * descriptor is no longer the file at the path (removed, or
+	 * installed, since) opens the path again. */
 	int has_fd, fd;
 	uint64_t flushed; /* the .part before it is on disk and uncached */
 	/* With defer set, appends leave their streaming to

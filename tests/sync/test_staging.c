@@ -267,17 +267,18 @@ static void test_resume_and_check(void **state)
 }
 
 /*
- * A writer keeps its .part open between appends; once that file is
- * removed (a sweep, or the transfer started over), an append must not
- * land in the removed file: it is refused while nothing is staged, and
- * goes to the new .part once there is one.
+ * A writer keeps its .part open between appends; once that file is no
+ * longer the one at the path (removed by a sweep, or installed: linked
+ * into the store, then removed), an append must not land in it: it is
+ * refused while nothing is staged, and goes to the new .part once there
+ * is one.
  */
 static void test_writer_after_remove(void **state)
 {
 	struct sync_staging st;
 	struct sync_stage_meta m;
 	struct sync_stage_writer w;
-	char key[SYNC_KEY_LEN + 1], *path;
+	char key[SYNC_KEY_LEN + 1], *path, installed[600];
 	unsigned char *seg = segment(8, 1000, &m, "c");
 	uint64_t off = 0, now = 0;
 	struct stat sb;
@@ -286,6 +287,9 @@ static void test_writer_after_remove(void **state)
 	stage_fresh(&st, "st-removed", &m, key, &w);
 	append_piece(&st, key, &w, &m, seg, 0, 0, &now);
 	assert_true(w.has_fd);
+	assert_int_equal(sync_staging_path(&st, key, &path), 0);
+	snprintf(installed, sizeof(installed), "%s.installed", path);
+	assert_int_equal(link(path, installed), 0);
 	sync_staging_remove(&st, key);
 	assert_int_equal(
 	    sync_staging_append(&st, key, &w, now, seg + now, 10, NULL, &now),
@@ -294,9 +298,13 @@ static void test_writer_after_remove(void **state)
 	assert_int_equal(off, 0);
 	assert_int_equal(append_piece(&st, key, &w, &m, seg, 0, 0, &now),
 			 PIECE);
-	assert_int_equal(sync_staging_path(&st, key, &path), 0);
+	assert_int_equal(append_piece(&st, key, &w, &m, seg, now, 0, &now),
+			 PIECE);
 	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, 2 * PIECE);
+	assert_int_equal(stat(installed, &sb), 0); /* untouched */
 	assert_int_equal(sb.st_size, PIECE);
+	unlink(installed);
 	free(path);
 	stage_done(&st, key, &w, seg);
 	sync_stage_writer_fini(&w); /* twice: nothing left to close */

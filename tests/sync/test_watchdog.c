@@ -41,6 +41,14 @@
 
 static char root[400];
 
+/* Every test's end, passed or failed: no hook outlives its test. */
+static int reset_hooks(void **state)
+{
+	(void)state;
+	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
+	return 0;
+}
+
 /* ---- an edge's wedged connection ------------------------------------ */
 
 static unsigned edge_restarts(struct th_node *n)
@@ -80,27 +88,57 @@ static void test_edge_wedged(void **state)
 	assert_non_null(strstr(st.last_error, "this process must restart"));
 	th_node_stop(&edge);
 	assert_int_equal(edge_restarts(&edge), 1); /* once: the thread ended */
-	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
 	th_fini(&edge.h);
 }
 
-/* A cloud that is down for many rounds is no wedge: nng's own count of
+/* A loopback port held bound but not listening: a connection to it is
+ * refused, and no other test can take it meanwhile. */
+static int reserve_port(int *fd)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	*fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(*fd >= 0);
+	assert_int_equal(bind(*fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+/*
+ * A cloud that is down for many rounds is no wedge: nng's own count of
  * the dialer's connections (0) agrees with ours, the edge keeps dialing,
- * and it syncs once the cloud is up. */
+ * and it syncs once the cloud is up. Another edge in the same process,
+ * connected, must not lend its dialer's count (nng_stat_find_dialer in
+ * nng 1.5.2 returns the first dialer whatever the id).
+ */
 static void test_edge_cloud_down(void **state)
 {
-	struct th_node cloud, edge;
+	struct th_node cloud, edge, up_cloud, up_edge;
 	struct es_sync_peer_status st;
-	int port = th_free_port();
+	int held, port = reserve_port(&held);
 	uint64_t t0;
+
+	th_node_init(&up_cloud, root, "w-up-cloud", "cloud-2", ES_SYNC_CLOUD);
+	snprintf(up_cloud.url, sizeof(up_cloud.url), "tcp://127.0.0.1:%d",
+		 th_free_port());
+	th_node_init(&up_edge, root, "w-up", "edge-u", ES_SYNC_EDGE);
+	snprintf(up_edge.peer_url, sizeof(up_edge.peer_url), "%s",
+		 up_cloud.url);
+	th_add_collection(&up_edge.h, "c", 8, ES_SYNC_FLAG_UPLOAD);
+	th_add_segment(&up_edge.h, "c", 100, 95, 1, NULL, 0);
+	sync_test_hooks.wedge_ms = 300;
+	sync_test_hooks.send_timeout_ms = 200;
+	assert_int_equal(th_node_start(&up_cloud), 0);
+	assert_int_equal(th_node_start(&up_edge), 0);
+	TH_WAIT(th_count(&up_cloud.h, "c") == 1, "the connected edge's upload");
 
 	th_node_init(&edge, root, "w-down", "edge-d", ES_SYNC_EDGE);
 	snprintf(edge.peer_url, sizeof(edge.peer_url), "tcp://127.0.0.1:%d",
 		 port);
 	th_add_collection(&edge.h, "c", 8, ES_SYNC_FLAG_UPLOAD);
 	th_add_segment(&edge.h, "c", 100, 93, 1, NULL, 0);
-	sync_test_hooks.wedge_ms = 300;
-	sync_test_hooks.send_timeout_ms = 200;
 	assert_int_equal(th_node_start(&edge), 0);
 	/* Rounds fail for ten times the limit (about five of them). */
 	t0 = th_ms();
@@ -110,6 +148,7 @@ static void test_edge_cloud_down(void **state)
 	assert_int_equal(edge_restarts(&edge), 0);
 	assert_int_equal(th_log_count(&edge.h, "statistics"), 0);
 
+	close(held);
 	th_node_init(&cloud, root, "w-down-cloud", "cloud-1", ES_SYNC_CLOUD);
 	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d", port);
 	assert_int_equal(th_node_start(&cloud), 0);
@@ -117,10 +156,14 @@ static void test_edge_cloud_down(void **state)
 		"the upload once the cloud is up");
 	th_node_stop(&edge);
 	th_node_stop(&cloud);
+	th_node_stop(&up_edge);
+	th_node_stop(&up_cloud);
 	assert_int_equal(edge_restarts(&edge), 0);
-	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
+	assert_int_equal(edge_restarts(&up_edge), 0);
 	th_fini(&edge.h);
 	th_fini(&cloud.h);
+	th_fini(&up_edge.h);
+	th_fini(&up_cloud.h);
 }
 
 static atomic_int wrong_pipes;
@@ -163,7 +206,6 @@ static void test_edge_wrong_protocol(void **state)
 	assert_int_equal(st.connected, 1);
 	th_node_stop(&edge);
 	th_node_stop(&cloud);
-	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
 	th_fini(&edge.h);
 	th_fini(&cloud.h);
 }
@@ -231,7 +273,6 @@ static void test_watchdog_tcp(void **state)
 	 * watchdog restarts a frozen listener within a period or two). */
 	TH_WAIT(ping(url, 1000) == 0, "a ping after the hang-ups");
 	th_node_stop(&cloud);
-	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
 	th_fini(&cloud.h);
 }
 
@@ -272,7 +313,6 @@ static void test_watchdog_ipc(void **state)
 	TH_WAIT(th_count(&cloud.h, "c") == 1, "the upload over ipc");
 	th_node_stop(&edge);
 	th_node_stop(&cloud);
-	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
 	th_fini(&edge.h);
 	th_fini(&cloud.h);
 }
@@ -303,7 +343,6 @@ static void test_watchdog_recovery(void **state)
 	th_node_stop(&edge);
 	th_node_stop(&cloud);
 	assert_int_equal(th_log_count(&cloud.h, "restarted it"), 1);
-	memset(&sync_test_hooks, 0, sizeof(sync_test_hooks));
 	th_fini(&edge.h);
 	th_fini(&cloud.h);
 }
@@ -311,12 +350,12 @@ static void test_watchdog_recovery(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_edge_wedged),
-	    cmocka_unit_test(test_edge_cloud_down),
-	    cmocka_unit_test(test_edge_wrong_protocol),
-	    cmocka_unit_test(test_watchdog_tcp),
-	    cmocka_unit_test(test_watchdog_ipc),
-	    cmocka_unit_test(test_watchdog_recovery),
+	    cmocka_unit_test_teardown(test_edge_wedged, reset_hooks),
+	    cmocka_unit_test_teardown(test_edge_cloud_down, reset_hooks),
+	    cmocka_unit_test_teardown(test_edge_wrong_protocol, reset_hooks),
+	    cmocka_unit_test_teardown(test_watchdog_tcp, reset_hooks),
+	    cmocka_unit_test_teardown(test_watchdog_ipc, reset_hooks),
+	    cmocka_unit_test_teardown(test_watchdog_recovery, reset_hooks),
 	};
 
 	return TH_RUN(tests, root, "watchdog");

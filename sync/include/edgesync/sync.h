@@ -177,8 +177,8 @@ struct es_sync_host {
 	 * connection to a peer is wedged inside nng and will not come back
 	 * before the process restarts (README, "Known limits"); why says
 	 * which. The host should stop and have itself started again. Called
-	 * from a peer thread, once per peer at most; that peer's thread has
-	 * then ended.
+	 * on that peer's thread, once at most, just before the thread ends:
+	 * it must not call es_sync_stop (which joins that thread) itself.
 	 */
 	void (*restart)(void *arg, const char *why);
 	void *arg;
