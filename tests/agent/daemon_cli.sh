@@ -15,24 +15,7 @@ cleanup() {
 	if [ -n "${KEEP:-}" ]; then echo "kept $dir"; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
-# expect CODE CMD...: the command exits with CODE
-expect() {
-	local want=$1; shift
-	"$@" >"$dir/out" 2>"$dir/err"
-	local got=$?
-	if [ "$got" = "$want" ]; then ok; else
-		bad "exit $got, not $want: $*"; cat "$dir/err" "$dir/out"; fi
-}
-# says PATTERN: the last command's stderr or stdout matches
-says() {
-	if grep -q -- "$1" "$dir/err" "$dir/out"; then ok; else
-		bad "output lacks '$1'"; cat "$dir/err" "$dir/out"; fi
-}
+. "$src/tests/tools/cli_check.sh"
 # logged PATTERN: the agent's log matches
 logged() {
 	if grep -q -- "$1" "$dir/agent.log"; then ok; else
@@ -440,5 +423,4 @@ grep -q "^READY=1" "$dir/notify.txt" && grep -q "^STOPPING=1" \
 grep -q "ERROR: AddressSanitizer\|runtime error" "$dir/agent.log" &&
 	bad "sanitizer report in the agent log" && cat "$dir/agent.log"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+cli_check_done

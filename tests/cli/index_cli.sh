@@ -9,24 +9,7 @@ es=$1
 ref="/usr/bin/python3 $2/tests/tools/ndvs_ref.py"
 dir=$(mktemp -d /tmp/es-test-index-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
-# expect CODE CMD...: the command exits with CODE
-expect() {
-	local want=$1; shift
-	"$@" >"$dir/out" 2>"$dir/err"
-	local got=$?
-	if [ "$got" = "$want" ]; then ok; else
-		bad "exit $got, not $want: $*"; cat "$dir/err"; fi
-}
-# says PATTERN: the last command's stderr or stdout matches
-says() {
-	if grep -q -- "$1" "$dir/err" "$dir/out"; then ok; else
-		bad "output lacks '$1'"; cat "$dir/err" "$dir/out"; fi
-}
+. "$2/tests/tools/cli_check.sh"
 # recalls: "L recall" per line of the last `index search --json`
 recalls() {
 	/usr/bin/python3 -c 'import json, sys
@@ -134,5 +117,4 @@ expect 1 $es index build "$dir/s.ndvs" --out "$dir/no/such/dir/x.vamana"
 if compgen -G "$dir/n.vamana*" >/dev/null; then bad "leftover $(ls "$dir")"
 else ok; fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+cli_check_done

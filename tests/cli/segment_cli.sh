@@ -7,24 +7,7 @@ es=$1
 ref="/usr/bin/python3 $2/tests/tools/ndvs_ref.py"
 dir=$(mktemp -d /tmp/es-test-cli-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
-# expect CODE CMD...: the command exits with CODE
-expect() {
-	local want=$1; shift
-	"$@" >"$dir/out" 2>"$dir/err"
-	local got=$?
-	if [ "$got" = "$want" ]; then ok; else
-		bad "exit $got, not $want: $*"; cat "$dir/err"; fi
-}
-# says PATTERN: the last command's stderr or stdout matches
-says() {
-	if grep -q -- "$1" "$dir/err" "$dir/out"; then ok; else
-		bad "output lacks '$1'"; cat "$dir/err" "$dir/out"; fi
-}
+. "$2/tests/tools/cli_check.sh"
 
 # usage
 for c in "segment create" "segment verify" "segment info" "segment export" \
@@ -106,5 +89,4 @@ says "portable"
 expect 0 $es bench segment --mib 2 --dir "$dir"
 says "verify pread, cold"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+cli_check_done
