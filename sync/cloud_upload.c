@@ -346,17 +346,12 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 void cloud_stream(struct sync_cloud *c, uint32_t pipe)
 {
 	struct cloud_session *ss = cloud_session_get(c, pipe);
-	pthread_mutex_t *lk;
 
 	if (!ss)
 		return;
 	pthread_mutex_lock(&ss->lock);
-	if (ss->up.active) {
-		lk = sync_staging_lock(&c->s->staging, ss->up.key);
-		pthread_mutex_lock(lk);
+	if (ss->up.active)
 		sync_staging_stream(&ss->up.w);
-		pthread_mutex_unlock(lk);
-	}
 	pthread_mutex_unlock(&ss->lock);
 	cloud_session_put(c, ss);
 }

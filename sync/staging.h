@@ -161,7 +161,10 @@ int sync_staging_append(struct sync_staging *st, const char *key,
  * sync_staging_stream does the streaming (see the writer) of what w
  * appended with defer set since the last call, if anything: the caller
  * has acknowledged those bytes already, and the disk's waiting is off
- * its reply's path. Under the key's lock; errors are left to the check.
+ * its reply's path. It works on w's descriptor alone, so it needs only
+ * what guards w, not the key's lock (a stripe other transfers share:
+ * the wait for the disk must not hold them up); errors are left to the
+ * check.
  */
 void sync_staging_stream(struct sync_stage_writer *w);
 
