@@ -1,5 +1,6 @@
 /*
- * Private to the agent: the engine's state, shared by engine.c and
+ * Private to the agent: the engine's state, shared by engine.c,
+ * engine_peers.c (sync's status and admission for the API) and
  * sync_host.c (the engine as sync's host).
  *
  * Invariants:
