@@ -35,6 +35,11 @@ int vamana_graph_build(struct vamana_graph *g, const float *vectors, uint32_t n,
 		       uint32_t dim, const struct es_vamana_build_params *p);
 void vamana_graph_free(struct vamana_graph *g);
 
+/* 0 if p's R, L, alpha and metric can build a graph, or ES_E_VAMANA_PARAM. */
+int vamana_build_params_check(const struct es_vamana_build_params *p);
+/* The threads a build with p runs: p->threads, or one per online CPU. */
+unsigned vamana_build_threads(const struct es_vamana_build_params *p);
+
 /*
  * A walker is one thread's scratch for greedy searches of g with list
  * size L (1..ES_VAMANA_MAX_L); g must outlive it.
