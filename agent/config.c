@@ -108,6 +108,11 @@ static const struct opt opts[] = {
 	"edge with fetch-indexes: milliseconds to wait for a cloud to index "
 	"a segment it publishes without one, before taking it alone (0: "
 	"never wait)"),
+    OPT("idle-timeout", "sync", "MS", "600000", T_UINT, idle_timeout, 0,
+	86400000, 0,
+	"cloud: close a connection that sent no request for this many "
+	"milliseconds, such as one whose edge vanished without closing it "
+	"(0: never)"),
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -349,7 +354,8 @@ int es_config_sync_set(const struct es_config *c)
 	       c->chunk_size != ES_CONFIG_DEFAULT_CHUNK_SIZE ||
 	       c->backoff_max != ES_CONFIG_DEFAULT_BACKOFF_MAX ||
 	       c->fetch_indexes ||
-	       c->index_wait != ES_CONFIG_DEFAULT_INDEX_WAIT;
+	       c->index_wait != ES_CONFIG_DEFAULT_INDEX_WAIT ||
+	       c->idle_timeout != ES_CONFIG_DEFAULT_IDLE_TIMEOUT;
 }
 
 /* The name of the first sync option that is set, for messages. */
@@ -377,6 +383,8 @@ static const char *first_sync_key(const struct es_config *c)
 		return "fetch-indexes";
 	if (c->index_wait != ES_CONFIG_DEFAULT_INDEX_WAIT)
 		return "index-wait";
+	if (c->idle_timeout != ES_CONFIG_DEFAULT_IDLE_TIMEOUT)
+		return "idle-timeout";
 	return c->bandwidth ? "bandwidth" : "role";
 }
 
@@ -425,6 +433,11 @@ static int check_sync(const struct es_config *c, char *err, size_t errlen)
 	if (c->role == CFG_ROLE_EDGE && c->n_allow_devices)
 		return fail(c, "allow-devices", err, errlen,
 			    "a cloud admits devices; an edge dials its peers");
+	if (c->role == CFG_ROLE_EDGE &&
+	    c->idle_timeout != ES_CONFIG_DEFAULT_IDLE_TIMEOUT)
+		return fail(c, "idle-timeout", err, errlen,
+			    "a cloud closes idle connections; an edge's rounds "
+			    "keep its own busy");
 	if (c->role == CFG_ROLE_CLOUD && c->fetch_indexes)
 		return fail(c, "fetch-indexes", err, errlen,
 			    "an edge fetches indexes; a cloud serves its own");

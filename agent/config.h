@@ -30,6 +30,7 @@
 #define ES_CONFIG_DEFAULT_CHUNK_SIZE	(1u << 20)
 #define ES_CONFIG_DEFAULT_BACKOFF_MAX	60000  /* ms */
 #define ES_CONFIG_DEFAULT_INDEX_WAIT	600000 /* ms */
+#define ES_CONFIG_DEFAULT_IDLE_TIMEOUT	600000 /* ms */
 
 /* An error message: file, line, key and what was wrong. */
 #define ES_CONFIG_ERR_MAX 512
@@ -72,6 +73,7 @@ struct es_config {
 	uint64_t backoff_max;	/* edge: ms, cap of the reconnect backoff */
 	int fetch_indexes;	/* edge: take the cloud's indexes */
 	uint64_t index_wait;	/* edge: ms to wait for the cloud's index */
+	uint64_t idle_timeout;	/* cloud: ms without a request, 0: never */
 
 	char *path; /* the file loaded, if any */
 	/* Where each option was last set (indexed like the table). */

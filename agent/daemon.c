@@ -438,6 +438,8 @@ static void sync_config(const struct es_config *c, struct es_engine *e,
 	sc->backoff_max_ms = (uint32_t)c->backoff_max;
 	sc->fetch_indexes = c->role == CFG_ROLE_EDGE && c->fetch_indexes;
 	sc->index_wait_ms = (uint32_t)c->index_wait;
+	sc->idle_timeout_ms =
+	    c->role == CFG_ROLE_CLOUD ? (uint32_t)c->idle_timeout : 0;
 }
 
 /*

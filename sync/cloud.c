@@ -19,7 +19,8 @@
  *   3. Every request gets a reply, ok or refusal, unless the socket is
  *      closing or memory runs out (the sender then times out).
  *
- * The watchdog thread sweeps stale staging, and on ipc:// works around
+ * The watchdog thread sweeps stale staging, closes connections idle for
+ * longer than idle_timeout_ms (cloud_session.c), and on ipc:// works around
  * nng 1.5.2 bug #1518 (fixed upstream after 1.5.2; Debian 12 ships
  * 1.5.2): a peer that connects and hangs up before the SP handshake
  * completes can leave an ipc listener unable to accept ever again. Every
@@ -279,6 +280,8 @@ static void *watchdog_main(void *arg)
 
 	while (sync_sleep(c->s, wait, NULL) == 0) {
 		sync_sweep_maybe(c->s, 0);
+		if (c->s->cfg.idle_timeout_ms)
+			cloud_sessions_close_idle(c, c->s->cfg.idle_timeout_ms);
 		if (!c->probing || probe(c) == 0) {
 			failed_after_recovery = 0;
 			wait = period;

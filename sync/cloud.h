@@ -102,6 +102,9 @@ struct cloud_tcache {
 struct cloud_session {
 	uint32_t pipe;
 	int refs; /* under c->sess_lock */
+	/* sync_mono_ms when a request last took or gave the session back
+	 * (cloud_session_get, put); under c->sess_lock */
+	uint64_t active_ms;
 	struct cloud_session *next;
 	pthread_mutex_t lock; /* everything below */
 	int authed;
@@ -170,6 +173,9 @@ void cloud_sessions_fini(struct sync_cloud *c);
 void cloud_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg);
 struct cloud_session *cloud_session_get(struct sync_cloud *c, uint32_t pipe);
 void cloud_session_put(struct sync_cloud *c, struct cloud_session *ss);
+/* Closes the connections that no request holds and that have had none
+ * for idle_ms (the watchdog calls it; idle_timeout_ms in sync.h). */
+void cloud_sessions_close_idle(struct sync_cloud *c, uint64_t idle_ms);
 void cloud_session_end_upload(struct cloud_session *ss);
 /* Marks ss authenticated as device (device counters created if new). */
 int cloud_session_auth(struct sync_cloud *c, struct cloud_session *ss,

@@ -7,6 +7,7 @@
  * the revoked device's connections to make that now).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,7 @@ static void session_add(struct sync_cloud *c, nng_pipe p)
 	}
 	ss->pipe = id;
 	ss->refs = 1;
+	ss->active_ms = sync_mono_ms();
 	ss->fetch.fd = -1;
 	pthread_mutex_init(&ss->lock, NULL);
 	ss->next = c->sess[id % CLOUD_BUCKETS];
@@ -124,8 +126,10 @@ struct cloud_session *cloud_session_get(struct sync_cloud *c, uint32_t id)
 	for (ss = c->sess[id % CLOUD_BUCKETS]; ss; ss = ss->next)
 		if (ss->pipe == id)
 			break;
-	if (ss)
+	if (ss) {
 		ss->refs++;
+		ss->active_ms = sync_mono_ms();
+	}
 	pthread_mutex_unlock(&c->sess_lock);
 	return ss;
 }
@@ -136,9 +140,62 @@ void cloud_session_put(struct sync_cloud *c, struct cloud_session *ss)
 
 	pthread_mutex_lock(&c->sess_lock);
 	last = --ss->refs == 0;
+	ss->active_ms = sync_mono_ms();
 	pthread_mutex_unlock(&c->sess_lock);
 	if (last)
 		session_free(c, ss);
+}
+
+/* A connection that went idle, closed by cloud_sessions_close_idle. */
+struct idle_conn {
+	uint32_t pipe;
+	uint64_t idle_ms;
+	char device[ES_SYNC_DEVICE_MAX + 1]; /* "" before a hello */
+};
+
+void cloud_sessions_close_idle(struct sync_cloud *c, uint64_t idle_ms)
+{
+	struct idle_conn *idle;
+	struct cloud_session *ss;
+	uint64_t now = sync_mono_ms();
+	size_t n = 0;
+
+	/* sess_lock, then stat_lock (ss->dev); the pipes close unlocked */
+	pthread_mutex_lock(&c->sess_lock);
+	idle = calloc(c->n_sess + 1, sizeof(*idle));
+	pthread_mutex_lock(&c->s->stat_lock);
+	for (size_t b = 0; idle && b < CLOUD_BUCKETS; b++) {
+		for (ss = c->sess[b]; ss; ss = ss->next) {
+			if (ss->refs > 1 || now - ss->active_ms < idle_ms)
+				continue; /* in a request, or not idle */
+			idle[n].pipe = ss->pipe;
+			idle[n].idle_ms = now - ss->active_ms;
+			if (ss->dev)
+				snprintf(idle[n].device, sizeof(idle[n].device),
+					 "%s", ss->dev->st.device);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&c->s->stat_lock);
+	pthread_mutex_unlock(&c->sess_lock);
+	for (size_t i = 0; i < n; i++) {
+		nng_pipe p = NNG_PIPE_INITIALIZER;
+
+		/* An edge that syncs less often than idle_ms dials
+		 * again at once and leaves a connection without a
+		 * hello each time: those are closed quietly. */
+		sync_log(c->s,
+			 idle[i].device[0] ? SYNC_LOG_INFO : SYNC_LOG_DEBUG,
+			 "sync: closing connection %" PRIu32 " of %s: no "
+			 "request for %" PRIu64 " ms (idle-timeout)",
+			 idle[i].pipe,
+			 idle[i].device[0] ? idle[i].device
+					   : "a peer that never said hello",
+			 idle[i].idle_ms);
+		p.id = idle[i].pipe;
+		nng_pipe_close(p);
+	}
+	free(idle);
 }
 
 /* The counters of device, created if new; under s->stat_lock. */

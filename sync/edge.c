@@ -48,7 +48,8 @@ static int call(struct sync_peer *p, const struct es_cbor_enc *e,
 		return -ENOMEM;
 	if (sync_msg_sealed(&m, e->buf, e->len))
 		return -ENOMEM;
-	nng_socket_set_ms(p->sock, NNG_OPT_RECVTIMEO, timeout_ms);
+	nng_socket_set_ms(p->sock, NNG_OPT_RECVTIMEO,
+			  peer_reply_ms(timeout_ms));
 	rv = nng_sendmsg(p->sock, m, 0);
 	if (rv) {
 		nng_msg_free(m);
@@ -163,6 +164,13 @@ int peer_session(struct sync_peer *p)
 	return hello(p);
 }
 
+int peer_reply_ms(int ms)
+{
+	return sync_test_hooks.reply_timeout_ms
+		   ? (int)sync_test_hooks.reply_timeout_ms
+		   : ms;
+}
+
 int peer_request(struct sync_peer *p, enum sync_type t, int timeout_ms)
 {
 	int rc = 0;
@@ -262,8 +270,12 @@ static void pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 	if (ev == NNG_PIPE_EV_ADD_PRE) {
 		atomic_fetch_add(&p->pipe_gen, 1);
 		atomic_fetch_add(&p->pipes, 1);
+		atomic_store(&p->pipe_id, nng_pipe_id(pipe));
 	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		unsigned id = (unsigned)nng_pipe_id(pipe);
+
 		atomic_fetch_sub(&p->pipes, 1);
+		atomic_compare_exchange_strong(&p->pipe_id, &id, 0);
 	}
 }
 
@@ -479,6 +491,29 @@ static void round_done(struct sync_peer *p, int rc)
 			 p->url);
 }
 
+/*
+ * After a round that timed out on a connection: the cloud may have gone
+ * without a word (a power cut, a dropped route or NAT entry: nothing
+ * closes the socket, and the kernel can keep it for a quarter of an hour
+ * or, against a peer that stopped reading, for good), or it is too slow.
+ * Either way the connection is closed, so that the dialer dials again
+ * and the next round starts on a fresh one instead of waiting on this
+ * one again; an upload in progress resumes from what the cloud staged.
+ */
+static void peer_hang_up(struct sync_peer *p)
+{
+	nng_pipe pipe = NNG_PIPE_INITIALIZER;
+
+	pipe.id = atomic_exchange(&p->pipe_id, 0);
+	if (!pipe.id)
+		return;
+	sync_log(p->s, SYNC_LOG_WARN,
+		 "sync: no reply from %s in time: closing the connection, "
+		 "to dial again",
+		 p->url);
+	nng_pipe_close(pipe);
+}
+
 static uint64_t next_rand(struct sync_peer *p)
 {
 	p->rng ^= p->rng << 13;
@@ -501,6 +536,8 @@ static void *peer_main(void *arg)
 		if (rc == SYNC_E_STOPPED || sync_is_stopping(s))
 			break;
 		round_done(p, rc);
+		if (rc == -ETIMEDOUT)
+			peer_hang_up(p);
 		if (peer_wedged(p, rc)) {
 			peer_give_up(p);
 			break;

@@ -49,6 +49,7 @@ struct sync_peer {
 	nng_tls_config *tls;
 	atomic_uint pipe_gen; /* bumped by every new connection */
 	atomic_int pipes;
+	atomic_uint pipe_id; /* the newest connection (nng_pipe_id), 0: none */
 	uint64_t wedged_since; /* ms: the first of wedged_seen (peer_wedged) */
 	unsigned wedged_seen;  /* failed rounds in a row that looked wedged */
 	int no_stats;	       /* nng gave no dialer statistics (logged) */
@@ -94,6 +95,9 @@ int peer_request(struct sync_peer *p, enum sync_type t, int timeout_ms);
 
 /* Says hello if this connection has not (p->rp is then hello's reply). */
 int peer_session(struct sync_peer *p);
+
+/* How long a request waits for its reply: ms, unless a test shortens it. */
+int peer_reply_ms(int ms);
 
 /*
  * The transfer machinery both directions share (edge_xfer.c): the bytes

@@ -164,7 +164,7 @@ static int post(struct xfer *x, struct xfer_slot *sl)
 		return nng_fail(x, rv, sync_type_name(x->ops->type));
 	}
 	count_io(p, len, 0);
-	nng_aio_set_timeout(sl->aio, PEER_TIMEOUT_MS);
+	nng_aio_set_timeout(sl->aio, peer_reply_ms(PEER_TIMEOUT_MS));
 	nng_ctx_recv(sl->ctx, sl->aio);
 	sl->busy = 1;
 	return 0;

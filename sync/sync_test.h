@@ -43,6 +43,9 @@ struct sync_test_hooks {
 	 * long one may look wedged (0: PEER_WEDGE_MS). */
 	int (*dialer_pipes)(void *arg, const char *url);
 	unsigned wedge_ms;
+	/* Edge: how long a request waits for its reply (0: the caller's,
+	 * PEER_TIMEOUT_MS for most). */
+	unsigned reply_timeout_ms;
 };
 
 extern struct sync_test_hooks sync_test_hooks;

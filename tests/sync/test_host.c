@@ -677,6 +677,18 @@ size_t th_log_count(struct test_host *h, const char *needle)
 	return n;
 }
 
+size_t th_log_first(struct test_host *h, const char *needle)
+{
+	size_t i;
+
+	pthread_mutex_lock(&h->lock);
+	for (i = 0; i < h->nlogs; i++)
+		if (strstr(h->logs[i], needle))
+			break;
+	pthread_mutex_unlock(&h->lock);
+	return i;
+}
+
 /* ---- helpers of the tests --------------------------------------------- */
 
 #include <arpa/inet.h>

@@ -108,6 +108,9 @@ void th_clear_acks(struct test_host *h);
 uint64_t th_installs(struct test_host *h);
 /* The number of log lines containing needle. */
 size_t th_log_count(struct test_host *h, const char *needle);
+/* The index of the first log line containing needle, or the number of
+ * lines if none does (so a line logged later compares greater). */
+size_t th_log_first(struct test_host *h, const char *needle);
 uint32_t th_flags(struct test_host *h, const char *coll);
 /*
  * th_approvals gives h a device_approved callback (before the node

@@ -209,6 +209,13 @@ struct es_sync_config {
 	uint32_t interval_ms;	 /* edge: between rounds, default 5000 */
 	uint32_t backoff_max_ms; /* edge: reconnect backoff cap, 60000 */
 	/*
+	 * cloud: a connection that has sent no request for this long is
+	 * closed (0: never). An edge whose path died without a word (power
+	 * cut, lost route) leaves a connection nothing else would close:
+	 * it would count as connected, and hold its session, for good.
+	 */
+	uint32_t idle_timeout_ms;
+	/*
 	 * edge: fetch the index a cloud has built for a segment with the
 	 * segment (needs the host's install_indexed); 0: build them here.
 	 */
