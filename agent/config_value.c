@@ -481,6 +481,21 @@ void config_value_clear(struct es_config *c, const struct opt *o)
 
 /* ---- printing values -------------------------------------------------- */
 
+/* The n strings of v joined by sep into buf (snprintf's contract). */
+static int format_words(char *const *v, size_t n, const char *sep, char *buf,
+			size_t len)
+{
+	size_t used = 0;
+
+	if (len)
+		buf[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		used += (size_t)snprintf(buf + (used < len ? used : len),
+					 used < len ? len - used : 0, "%s%s",
+					 i ? sep : "", v[i]);
+	return (int)used;
+}
+
 static int format_ids(const uint32_t *ids, size_t n, char *buf, size_t len)
 {
 	size_t used = 0;
@@ -526,30 +541,11 @@ int config_value_format(const struct es_config *c, const struct opt *o,
 		return format_ids(c->allow_uids, c->n_allow_uids, buf, len);
 	case T_GROUPS:
 		return format_ids(c->allow_gids, c->n_allow_gids, buf, len);
-	case T_PEERS: {
-		size_t used = 0;
-
-		if (len)
-			buf[0] = '\0';
-		for (size_t k = 0; k < c->n_peers; k++)
-			used +=
-			    (size_t)snprintf(buf + (used < len ? used : len),
-					     used < len ? len - used : 0,
-					     "%s%s", k ? " " : "", c->peers[k]);
-		return (int)used;
-	}
-	case T_DEVICES: {
-		size_t used = 0;
-
-		if (len)
-			buf[0] = '\0';
-		for (size_t k = 0; k < c->n_allow_devices; k++)
-			used += (size_t)snprintf(
-			    buf + (used < len ? used : len),
-			    used < len ? len - used : 0, "%s%s", k ? "," : "",
-			    c->allow_devices[k]);
-		return (int)used;
-	}
+	case T_PEERS:
+		return format_words(c->peers, c->n_peers, " ", buf, len);
+	case T_DEVICES:
+		return format_words(c->allow_devices, c->n_allow_devices, ",",
+				    buf, len);
 	}
 	return 0;
 }
