@@ -227,7 +227,7 @@ def bounds(stats, edge_peers, cloud_peers, layout_up, layout_down, chunk,
     """
     The bytes sent again stay within one chunk window (window chunks of
     chunk bytes) per fault that can lose data in flight (cut, truncate,
-    flip): the proxy counts the bytes of the "data" fields it passed in
+    flip, and a flip in a small message either way): the proxy counts the bytes of the "data" fields it passed in
     chunk messages (fetch replies down), partial ones included, so what
     was sent again is that count less the data's size. Every flip is
     caught and counted, by both sides for uploads.
@@ -241,13 +241,19 @@ def bounds(stats, edge_peers, cloud_peers, layout_up, layout_down, chunk,
     def data(layout):
         return sum(int(s) for s in layout.split(",") if s)
 
+    def lossy(d):
+        # A flipped small message is refused by its trailer and may cost
+        # the chunk it answered: a reply to an upload's chunk goes down,
+        # a request of a download's piece goes up, so small flips count
+        # against the data of both directions.
+        s = st[d]
+        return (s["cut"] + s["truncate"] + s["flip"] +
+                st["up"]["small_flip"] + st["down"]["small_flip"])
+
     for d, layout in (("up", layout_up), ("down", layout_down)):
         size = data(layout)
         s = st[d]
-        # a flipped small message (a chunk's reply, say) is refused by
-        # its trailer and may cost the chunk it answered
-        lossy = s["cut"] + s["truncate"] + s["flip"] + s["small_flip"]
-        allowed = lossy * window * chunk
+        allowed = lossy(d) * window * chunk
         again = s["payload"] - size
         print("%s: %d bytes of data, %d sent again (%.2f chunks) in %d "
               "chunk messages after %d cuts, %d truncations, %d flips, %d "
@@ -267,8 +273,7 @@ def bounds(stats, edge_peers, cloud_peers, layout_up, layout_down, chunk,
         size = data(layout_up if d == "up" else layout_down)
         s = st[d]
         v = (e if who == "edge" else c)[key]
-        lossy = s["cut"] + s["truncate"] + s["flip"] + s["small_flip"]
-        cap = size + lossy * window * chunk + s["messages"] * 512
+        cap = size + lossy(d) * window * chunk + s["messages"] * 512
         print("%s %s: %d (data %d, at most %d)" % (who, key, v, size, cap))
         if v < size or v > cap:
             ok = fail("%s %s = %d, outside [%d, %d]" %
