@@ -89,7 +89,8 @@ static const struct opt opts[] = {
 	"others only once `edgesync peers approve`d"),
     OPT("bandwidth", "sync", "BYTES", "0", T_SIZE, bandwidth, 0,
 	1099511627776.0, 0,
-	"bytes per second per peer, suffix K, M or G (0: no limit)"),
+	"edge: bytes per second per peer, suffix K, M or G (0: no limit); "
+	"a chunk then carries at most a minute of it"),
     OPT("sync-interval", "sync", "MS", "5000", T_UINT, sync_interval, 100,
 	86400000, 0, "edge: milliseconds between sync rounds"),
     OPT("chunk-size", "sync", "BYTES", "1M", T_SIZE, chunk_size, 1024,
@@ -434,10 +435,11 @@ static int check_sync(const struct es_config *c, char *err, size_t errlen)
 		return fail(c, "allow-devices", err, errlen,
 			    "a cloud admits devices; an edge dials its peers");
 	if (c->role == CFG_ROLE_EDGE &&
-	    c->idle_timeout != ES_CONFIG_DEFAULT_IDLE_TIMEOUT)
+	    c->origin[find_opt("idle-timeout")].file)
 		return fail(c, "idle-timeout", err, errlen,
-			    "a cloud closes idle connections; an edge's rounds "
-			    "keep its own busy");
+			    "set on an edge: only a cloud closes idle "
+			    "connections (an edge times out each request "
+			    "instead)");
 	if (c->role == CFG_ROLE_CLOUD && c->fetch_indexes)
 		return fail(c, "fetch-indexes", err, errlen,
 			    "an edge fetches indexes; a cloud serves its own");

@@ -37,7 +37,8 @@ void vamana_graph_free(struct vamana_graph *g);
 
 /* 0 if p's R, L, alpha and metric can build a graph, or ES_E_VAMANA_PARAM. */
 int vamana_build_params_check(const struct es_vamana_build_params *p);
-/* The threads a build with p runs: p->threads, or one per online CPU. */
+/* The threads a build with p runs: p->threads, or one per online CPU; at
+ * most 256. */
 unsigned vamana_build_threads(const struct es_vamana_build_params *p);
 
 /*

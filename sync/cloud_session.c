@@ -157,16 +157,23 @@ void cloud_sessions_close_idle(struct sync_cloud *c, uint64_t idle_ms)
 {
 	struct idle_conn *idle;
 	struct cloud_session *ss;
-	uint64_t now = sync_mono_ms();
-	size_t n = 0;
+	size_t n = 0, max;
+	uint64_t now;
 
-	/* sess_lock, then stat_lock (ss->dev); the pipes close unlocked */
 	pthread_mutex_lock(&c->sess_lock);
-	idle = calloc(c->n_sess + 1, sizeof(*idle));
+	max = c->n_sess;
+	pthread_mutex_unlock(&c->sess_lock);
+	idle = calloc(max + 1, sizeof(*idle));
+	if (!idle)
+		return;
+	/* sess_lock, then stat_lock (ss->dev); the pipes close unlocked.
+	 * now is read under the lock, so no active_ms is later than it. */
+	pthread_mutex_lock(&c->sess_lock);
+	now = sync_mono_ms();
 	pthread_mutex_lock(&c->s->stat_lock);
-	for (size_t b = 0; idle && b < CLOUD_BUCKETS; b++) {
-		for (ss = c->sess[b]; ss; ss = ss->next) {
-			if (ss->refs > 1 || now - ss->active_ms < idle_ms)
+	for (size_t b = 0; n < max && b < CLOUD_BUCKETS; b++) {
+		for (ss = c->sess[b]; ss && n < max; ss = ss->next) {
+			if (ss->refs > 1 || ss->active_ms + idle_ms > now)
 				continue; /* in a request, or not idle */
 			idle[n].pipe = ss->pipe;
 			idle[n].idle_ms = now - ss->active_ms;

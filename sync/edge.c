@@ -91,6 +91,24 @@ int peer_refusal(struct sync_peer *p, const char *what)
 			 p->url, sync_code_name(c), p->rp.message);
 }
 
+/*
+ * chunk, or less with a bandwidth limit: at most PEER_CHUNK_SECONDS of
+ * it, in whole 4 KiB blocks, at least SYNC_CHUNK_MIN. A throttled
+ * transfer then sends a request at least that often, so a cloud's
+ * idle-timeout does not close it between two, and a cut on a slow link
+ * costs less sent again.
+ */
+static uint32_t throttled_chunk(uint64_t bandwidth, uint32_t chunk)
+{
+	uint64_t cap = bandwidth * PEER_CHUNK_SECONDS;
+
+	if (!bandwidth || cap >= chunk)
+		return chunk;
+	if (cap >= 4096)
+		cap &= ~(uint64_t)4095;
+	return cap < SYNC_CHUNK_MIN ? SYNC_CHUNK_MIN : (uint32_t)cap;
+}
+
 /* hello, after a challenge with TLS; its own encoder keeps p->enc. */
 static int hello(struct sync_peer *p)
 {
@@ -137,9 +155,10 @@ static int hello(struct sync_peer *p)
 	if (rc)
 		goto out;
 	snprintf(p->cloud, sizeof(p->cloud), "%s", p->rp.device);
-	p->chunk = cfg->chunk_size < p->rp.chunk_max
-		       ? cfg->chunk_size
-		       : (uint32_t)p->rp.chunk_max;
+	p->chunk =
+	    throttled_chunk(cfg->bandwidth, cfg->chunk_size < p->rp.chunk_max
+						? cfg->chunk_size
+						: (uint32_t)p->rp.chunk_max);
 	p->window = p->rp.window < SYNC_WINDOW_DEFAULT ? (uint32_t)p->rp.window
 						       : SYNC_WINDOW_DEFAULT;
 	sync_observe_hlc(p->s, p->rp.hlc, p->cloud);
@@ -499,19 +518,21 @@ static void round_done(struct sync_peer *p, int rc)
  * Either way the connection is closed, so that the dialer dials again
  * and the next round starts on a fresh one instead of waiting on this
  * one again; an upload in progress resumes from what the cloud staged.
+ * 1 if a connection was closed.
  */
-static void peer_hang_up(struct sync_peer *p)
+static int peer_hang_up(struct sync_peer *p)
 {
 	nng_pipe pipe = NNG_PIPE_INITIALIZER;
 
 	pipe.id = atomic_exchange(&p->pipe_id, 0);
 	if (!pipe.id)
-		return;
+		return 0;
 	sync_log(p->s, SYNC_LOG_WARN,
 		 "sync: no reply from %s in time: closing the connection, "
 		 "to dial again",
 		 p->url);
 	nng_pipe_close(pipe);
+	return 1;
 }
 
 static uint64_t next_rand(struct sync_peer *p)
@@ -527,7 +548,7 @@ static void *peer_main(void *arg)
 	struct sync_peer *p = arg;
 	struct es_sync *s = p->s;
 	uint64_t backoff = 0, wait;
-	int rc;
+	int rc, hung_up;
 
 	while (!sync_is_stopping(s)) {
 		if (p->index == 0)
@@ -536,9 +557,11 @@ static void *peer_main(void *arg)
 		if (rc == SYNC_E_STOPPED || sync_is_stopping(s))
 			break;
 		round_done(p, rc);
-		if (rc == -ETIMEDOUT)
-			peer_hang_up(p);
-		if (peer_wedged(p, rc)) {
+		/* A connection we just closed looks wedged for a moment
+		 * (nng says it closed before it stops counting it): no
+		 * sample of such a round. */
+		hung_up = rc == -ETIMEDOUT && peer_hang_up(p);
+		if (!hung_up && peer_wedged(p, rc)) {
 			peer_give_up(p);
 			break;
 		}

@@ -30,6 +30,8 @@
 #define PEER_ATTEMPTS	5     /* restarts of one segment in one round */
 #define PEER_BAD_CHUNKS 5     /* checksum failures of one chunk in a row */
 #define PEER_PAGES_MAX	10000 /* changes replies per collection per round */
+/* With a bandwidth limit, a chunk is at most this many seconds of it. */
+#define PEER_CHUNK_SECONDS 60
 
 /* Segments a peer awaits the cloud's index of (fetch_indexes). */
 #define PEER_INDEX_WAITS 16

@@ -161,8 +161,8 @@ badconf "2: allow-devices: a cloud admits devices" "[sync]" \
 badconf "2: allow-devices: device id 'x*\.\.\.' is 65 characters, at most 64" "[sync]" \
 	"allow-devices = ok, $(printf 'x%.0s' $(seq 65))"
 badconf "2: sync-interval: 5 is out of range" "[sync]" "sync-interval = 5"
-badconf "2: idle-timeout: a cloud closes idle connections" "[sync]" \
-	"idle-timeout = 60000" "role = edge" "peer = tcp://a:1" \
+badconf "2: idle-timeout: set on an edge: only a cloud closes idle" \
+	"[sync]" "idle-timeout = 0" "role = edge" "peer = tcp://a:1" \
 	"token = 0123456789abcdef"
 badconf "2: idle-timeout: 86400001 is out of range" "[sync]" \
 	"idle-timeout = 86400001"

@@ -5,7 +5,8 @@
  * again, so it syncs with the cloud that then answers on that address;
  * a cloud closes connections that sent no request for idle_timeout_ms,
  * so a vanished edge stops counting as connected, and a connection held
- * by a request in progress is never closed as idle.
+ * by a request in progress is never closed as idle; a throttled edge
+ * sends chunks small enough to keep its requests coming.
  *
  * The silent peers are bare TCP sockets that do nng's SP handshake and
  * then read and drop whatever comes: the kernel keeps those connections
@@ -319,12 +320,43 @@ static void test_cloud_busy_not_idle(void **state)
 	th_fini(&cloud.h);
 }
 
+/*
+ * A throttled edge's chunks are at most a minute of its bandwidth, so
+ * its requests come at least that often and an idle-timeout above that
+ * never closes a throttled transfer: at 2,048 bytes/s, 122,880 bytes
+ * instead of 1 MiB (the one piece of this small segment is shorter).
+ */
+static void test_throttled_chunks(void **state)
+{
+	struct th_node cloud, edge;
+
+	th_node_init(&cloud, root, "t-cloud", "cloud-1", ES_SYNC_CLOUD);
+	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
+		 th_free_port());
+	th_node_init(&edge, root, "t-edge", "edge-t", ES_SYNC_EDGE);
+	snprintf(edge.peer_url, sizeof(edge.peer_url), "%s", cloud.url);
+	th_add_collection(&edge.h, "c", 8, ES_SYNC_FLAG_UPLOAD);
+	th_add_segment(&edge.h, "c", 100, 85, 1, NULL, 0);
+	edge.c.bandwidth = 2048;
+	edge.c.chunk_size = cloud.c.chunk_size = 1u << 20;
+	assert_int_equal(th_node_start(&cloud), 0);
+	assert_int_equal(th_node_start(&edge), 0);
+	TH_WAIT(th_count(&cloud.h, "c") == 1, "the upload");
+	th_node_stop(&edge);
+	th_node_stop(&cloud);
+	assert_int_equal(th_log_count(&edge.h, "pieces of up to 122880 bytes"),
+			 1);
+	th_fini(&edge.h);
+	th_fini(&cloud.h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_edge_silent_cloud, reset_hooks),
 	    cmocka_unit_test_teardown(test_cloud_closes_idle, reset_hooks),
 	    cmocka_unit_test_teardown(test_cloud_busy_not_idle, reset_hooks),
+	    cmocka_unit_test_teardown(test_throttled_chunks, reset_hooks),
 	};
 
 	return TH_RUN(tests, root, "silence");

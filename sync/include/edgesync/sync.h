@@ -204,15 +204,18 @@ struct es_sync_config {
 	const char *const *allow_devices;
 	size_t n_allow_devices;
 	const char *staging_dir; /* partial transfers, on the data volume */
-	uint64_t bandwidth;	 /* bytes/s per peer, 0 unlimited */
+	/* edge: bytes/s per peer, 0 unlimited; chunks are then at most 60 s
+	 * of it (so at least 1 KiB), so a request goes at least that often */
+	uint64_t bandwidth;
 	uint32_t chunk_size;	 /* default 1 MiB */
 	uint32_t interval_ms;	 /* edge: between rounds, default 5000 */
 	uint32_t backoff_max_ms; /* edge: reconnect backoff cap, 60000 */
 	/*
-	 * cloud: a connection that has sent no request for this long is
-	 * closed (0: never). An edge whose path died without a word (power
-	 * cut, lost route) leaves a connection nothing else would close:
-	 * it would count as connected, and hold its session, for good.
+	 * cloud: a connection that has sent no request for this long, and
+	 * is not in one, is closed (0: never; the agent's default is 10
+	 * minutes). An edge whose path died without a word (power cut, lost
+	 * route) leaves a connection nothing else would close: it would
+	 * count as connected, and hold its session, for good.
 	 */
 	uint32_t idle_timeout_ms;
 	/*
