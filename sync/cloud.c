@@ -20,7 +20,9 @@
  *      closing or memory runs out (the sender then times out).
  *
  * The watchdog thread sweeps stale staging, closes connections idle for
- * longer than idle_timeout_ms (cloud_session.c), and on ipc:// works around
+ * longer than idle_timeout_ms (cloud_session.c), asks the host for a
+ * restart when nng holds a connection that will never finish closing
+ * (wedge_check), and on ipc:// works around
  * nng 1.5.2 bug #1518 (fixed upstream after 1.5.2; Debian 12 ships
  * 1.5.2): a peer that connects and hangs up before the SP handshake
  * completes can leave an ipc listener unable to accept ever again. Every
@@ -269,6 +271,61 @@ static void recover(struct sync_cloud *c)
 			 c->listen_url, nng_strerror(rv));
 }
 
+/*
+ * Whether a connection of the cloud is wedged in nng 1.5.2 (README,
+ * "Known limits"), looked at the way an edge looks at its dialer
+ * (peer_wedged in edge.c): nng counts a connection from before we hear
+ * of it until just after we hear that it closed, so it counting more
+ * connections than we hold sessions for is normal for milliseconds,
+ * and, at every look for CLOUD_WEDGE_MS and at least CLOUD_WEDGE_SEEN
+ * looks, means a close that will never finish. nng's one reaper thread
+ * is then stuck: no closed connection is freed again (each keeps its
+ * descriptor) and closing the socket hangs. The host is asked for a
+ * restart, once.
+ */
+static void wedge_check(struct sync_cloud *c)
+{
+	const struct es_sync_host *h = &c->s->host;
+	uint64_t now = sync_mono_ms(), limit = sync_test_hooks.wedge_ms
+						   ? sync_test_hooks.wedge_ms
+						   : CLOUD_WEDGE_MS;
+	char why[512];
+	int theirs;
+	size_t ours;
+
+	if (c->wedge_told)
+		return;
+	theirs = sync_test_hooks.socket_pipes
+		     ? sync_test_hooks.socket_pipes(sync_test_hooks.arg)
+		     : sync_nng_pipes("socket", nng_socket_id(c->sock));
+	pthread_mutex_lock(&c->sess_lock);
+	ours = c->n_sess;
+	pthread_mutex_unlock(&c->sess_lock);
+	if (theirs < 0 && !c->no_stats) {
+		c->no_stats = 1;
+		sync_log(c->s, SYNC_LOG_WARN,
+			 "sync: nng gives no statistics of the cloud's socket: "
+			 "a connection wedged in nng would go unnoticed");
+	}
+	if (theirs < 0 || (size_t)theirs <= ours) {
+		c->wedged_seen = 0;
+		return;
+	}
+	if (c->wedged_seen++ == 0)
+		c->wedged_since = now;
+	if (c->wedged_seen < CLOUD_WEDGE_SEEN || now - c->wedged_since < limit)
+		return;
+	c->wedge_told = 1;
+	snprintf(why, sizeof(why),
+		 "%zu connection(s) of the cloud on %s are stuck closing "
+		 "inside nng (a known nng 1.5.2 fault): closed connections "
+		 "are no longer freed; this process must restart",
+		 (size_t)theirs - ours, c->listen_url);
+	sync_log(c->s, SYNC_LOG_ERROR, "sync: %s", why);
+	if (h->restart)
+		h->restart(h->arg, why);
+}
+
 static void *watchdog_main(void *arg)
 {
 	struct sync_cloud *c = arg;
@@ -282,6 +339,7 @@ static void *watchdog_main(void *arg)
 		sync_sweep_maybe(c->s, 0);
 		if (c->s->cfg.idle_timeout_ms)
 			cloud_sessions_close_idle(c, c->s->cfg.idle_timeout_ms);
+		wedge_check(c);
 		if (!c->probing || probe(c) == 0) {
 			failed_after_recovery = 0;
 			wait = period;

@@ -315,46 +315,13 @@ static int dial(struct sync_peer *p)
 	return rv;
 }
 
-/*
- * The "dialer" scope of the statistics under s whose "id" is id, or
- * NULL. nng_stat_find_dialer cannot be used: in nng 1.5.2 it checks the
- * id of the top scope only and then returns the first "dialer" found
- * anywhere below, so with two peers one would read the other's.
- */
-static nng_stat *find_dialer(nng_stat *s, int id)
-{
-	nng_stat *c, *idst, *found;
-
-	if (nng_stat_type(s) != NNG_STAT_SCOPE)
-		return NULL;
-	if (!strcmp(nng_stat_name(s), "dialer")) {
-		idst = nng_stat_find(s, "id");
-		return idst && nng_stat_value(idst) == (uint64_t)id ? s : NULL;
-	}
-	for (c = nng_stat_child(s); c; c = nng_stat_next(c))
-		if ((found = find_dialer(c, id)) != NULL)
-			return found;
-	return NULL;
-}
-
-/* The connections nng counts on p's dialer (its "pipes" statistic), or
- * -1 if it cannot say. */
+/* The connections nng counts on p's dialer, or -1 if it cannot say. */
 static int dialer_pipes(struct sync_peer *p)
 {
-	nng_stat *root, *d, *st;
-	int n = -1;
-
 	if (sync_test_hooks.dialer_pipes)
 		return sync_test_hooks.dialer_pipes(sync_test_hooks.arg,
 						    p->url);
-	if (nng_stats_get(&root) != 0)
-		return -1;
-	d = find_dialer(root, nng_dialer_id(p->dialer));
-	st = d ? nng_stat_find(d, "pipes") : NULL;
-	if (st)
-		n = (int)nng_stat_value(st);
-	nng_stats_free(root);
-	return n;
+	return sync_nng_pipes("dialer", nng_dialer_id(p->dialer));
 }
 
 /*

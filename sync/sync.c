@@ -145,6 +145,43 @@ void sync_observe_hlc(struct es_sync *s, uint64_t hlc, const char *from)
 	s->host.hlc_observe(s->host.arg, hlc);
 }
 
+/*
+ * The scope of kind under s whose "id" is id, or NULL. nng 1.5.2's
+ * nng_stat_find_dialer and its kin cannot be used: they check the id of
+ * the top scope only and then return the first scope of that kind found
+ * anywhere below, so with two peers one would read the other's.
+ */
+static nng_stat *find_scope(nng_stat *s, const char *kind, int id)
+{
+	nng_stat *c, *idst, *found;
+
+	if (nng_stat_type(s) != NNG_STAT_SCOPE)
+		return NULL;
+	if (!strcmp(nng_stat_name(s), kind)) {
+		idst = nng_stat_find(s, "id");
+		return idst && nng_stat_value(idst) == (uint64_t)id ? s : NULL;
+	}
+	for (c = nng_stat_child(s); c; c = nng_stat_next(c))
+		if ((found = find_scope(c, kind, id)) != NULL)
+			return found;
+	return NULL;
+}
+
+int sync_nng_pipes(const char *kind, int id)
+{
+	nng_stat *root, *sc, *st;
+	int n = -1;
+
+	if (nng_stats_get(&root) != 0)
+		return -1;
+	sc = find_scope(root, kind, id);
+	st = sc ? nng_stat_find(sc, "pipes") : NULL;
+	if (st)
+		n = (int)nng_stat_value(st);
+	nng_stats_free(root);
+	return n;
+}
+
 int sync_nng_err(int rv)
 {
 	switch (rv) {

@@ -103,6 +103,15 @@ void sync_sweep_maybe(struct es_sync *s, int force);
 /* The text of an nng error as a negative errno-like code. */
 int sync_nng_err(int rv);
 
+/*
+ * The connections nng counts on its object of kind ("socket", "dialer")
+ * whose id is id (its "pipes" statistic), or -1 if it cannot say. nng
+ * counts a connection from before NNG_PIPE_EV_ADD_PRE until after its
+ * close has finished, just after NNG_PIPE_EV_REM_POST: a count above ours
+ * that stays is a close that never finished (README, "Known limits").
+ */
+int sync_nng_pipes(const char *kind, int id);
+
 /* ---- sync_config.c ---------------------------------------------------- */
 
 /* Checks c and h, logging what is wrong: 0 or ES_E_SYNC_CONFIG. */

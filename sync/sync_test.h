@@ -43,6 +43,9 @@ struct sync_test_hooks {
 	 * long one may look wedged (0: PEER_WEDGE_MS). */
 	int (*dialer_pipes)(void *arg, const char *url);
 	unsigned wedge_ms;
+	/* Cloud: the connections nng counts on the socket, in place of
+	 * nng's statistic (wedge_ms applies too). */
+	int (*socket_pipes)(void *arg);
 	/* Edge: how long a request waits for its reply (0: the caller's,
 	 * PEER_TIMEOUT_MS for most). */
 	unsigned reply_timeout_ms;

@@ -2,7 +2,9 @@
  * Watching for nng's faults. The edge's: a connection that nng told us
  * closed but still counts on its dialer, which then never dials again
  * (README, "Known limits"), makes the edge ask its host for a restart;
- * a cloud that is merely down does not. The cloud's listener watchdog
+ * a cloud that is merely down does not. The cloud's: nng counting more
+ * connections than the cloud has sessions, for good, does the same;
+ * connections coming and going by the hundred do not. The cloud's listener watchdog
  * (nng 1.5.2 bug #1518: a peer that hangs up before the SP handshake
  * can leave a listener that never accepts again). Bare TCP connections that hang up in four ways, then a real
  * request, answered with no watchdog (it does not probe tcp://); bare
@@ -210,6 +212,73 @@ static void test_edge_wrong_protocol(void **state)
 	th_fini(&cloud.h);
 }
 
+/* ---- a cloud's wedged connection ----------------------------------- */
+
+/* nng counting many more connections on the cloud's socket than it has
+ * sessions: what closes that never finish leave behind. */
+static int stuck_socket(void *arg)
+{
+	(void)arg;
+	return 1000;
+}
+
+static void test_cloud_wedged(void **state)
+{
+	struct th_node cloud;
+
+	th_node_init(&cloud, root, "w-cwedged", "cloud-1", ES_SYNC_CLOUD);
+	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
+		 th_free_port());
+	sync_test_hooks.socket_pipes = stuck_socket;
+	sync_test_hooks.wedge_ms = 300;
+	sync_test_hooks.watchdog_ms = 50;
+	assert_int_equal(th_node_start(&cloud), 0);
+	TH_WAIT(edge_restarts(&cloud) == 1, "a restart asked for");
+	assert_int_equal(th_log_count(&cloud.h, "stuck closing inside nng"), 2);
+	th_node_stop(&cloud);
+	assert_int_equal(edge_restarts(&cloud), 1); /* once */
+	th_fini(&cloud.h);
+}
+
+static void hang_up_tcp(int port, int how);
+
+/*
+ * Connections that come and go, by the hundred, closed by their peers
+ * in four ways, by the cloud as idle, and an edge's that syncs: nng's
+ * count of the cloud's connections (its real statistic) and the cloud's
+ * sessions disagree for moments only, never for the limit.
+ */
+static void test_cloud_churn_not_wedged(void **state)
+{
+	struct th_node cloud, edge;
+	uint64_t t0;
+	int port = th_free_port();
+
+	th_node_init(&cloud, root, "w-churn", "cloud-1", ES_SYNC_CLOUD);
+	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d", port);
+	cloud.c.idle_timeout_ms = 100;
+	sync_test_hooks.wedge_ms = 300;
+	sync_test_hooks.watchdog_ms = 50;
+	assert_int_equal(th_node_start(&cloud), 0);
+	th_node_init(&edge, root, "w-churn-edge", "edge-c", ES_SYNC_EDGE);
+	snprintf(edge.peer_url, sizeof(edge.peer_url), "%s", cloud.url);
+	th_add_collection(&edge.h, "c", 8, ES_SYNC_FLAG_UPLOAD);
+	th_add_segment(&edge.h, "c", 100, 90, 1, NULL, 0);
+	assert_int_equal(th_node_start(&edge), 0);
+	t0 = th_ms();
+	for (int i = 0; i < 200 || th_ms() - t0 < 2000; i++) {
+		hang_up_tcp(port, i % 4);
+		usleep(5000);
+	}
+	TH_WAIT(th_count(&cloud.h, "c") == 1, "the edge's upload");
+	assert_int_equal(th_log_count(&cloud.h, "statistics"), 0);
+	th_node_stop(&edge);
+	th_node_stop(&cloud);
+	assert_int_equal(edge_restarts(&cloud), 0);
+	th_fini(&edge.h);
+	th_fini(&cloud.h);
+}
+
 /* ---- the listener watchdog -------------------------------------------- */
 
 /* A ping over a fresh connection; 0 if it was answered. */
@@ -353,6 +422,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_edge_wedged, reset_hooks),
 	    cmocka_unit_test_teardown(test_edge_cloud_down, reset_hooks),
 	    cmocka_unit_test_teardown(test_edge_wrong_protocol, reset_hooks),
+	    cmocka_unit_test_teardown(test_cloud_wedged, reset_hooks),
+	    cmocka_unit_test_teardown(test_cloud_churn_not_wedged, reset_hooks),
 	    cmocka_unit_test_teardown(test_watchdog_tcp, reset_hooks),
 	    cmocka_unit_test_teardown(test_watchdog_ipc, reset_hooks),
 	    cmocka_unit_test_teardown(test_watchdog_recovery, reset_hooks),

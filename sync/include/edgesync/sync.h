@@ -173,11 +173,12 @@ struct es_sync_host {
 	/* A log line from sync's threads. level: 0 error .. 3 debug. */
 	void (*log)(void *arg, int level, const char *msg);
 	/*
-	 * Edge, optional: sync cannot go on in this process. An edge's
-	 * connection to a peer is wedged inside nng and will not come back
-	 * before the process restarts (README, "Known limits"); why says
-	 * which. The host should stop and have itself started again. Called
-	 * on that peer's thread, once at most, just before the thread ends:
+	 * Optional: sync cannot go on in this process. A connection is
+	 * wedged inside nng (README, "Known limits"): an edge's to a peer
+	 * will not come back, a cloud's will never be freed, nor any closed
+	 * after it; why says which. The host should stop and have itself
+	 * started again. Called on an edge's peer thread just before it
+	 * ends, or on a cloud's watchdog thread, once at most per thread:
 	 * it must not call es_sync_stop (which joins that thread) itself.
 	 */
 	void (*restart)(void *arg, const char *why);
