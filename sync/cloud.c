@@ -271,59 +271,103 @@ static void recover(struct sync_cloud *c)
 			 c->listen_url, nng_strerror(rv));
 }
 
+/* The connections of c's socket that nng still holds, into a malloc'ed
+ * *ids: how many, or -1 (no statistics, or no memory). */
+static int nng_held(struct sync_cloud *c, uint32_t **ids)
+{
+	size_t max;
+	int n;
+
+	pthread_mutex_lock(&c->sess_lock);
+	max = c->n_sess + CLOUD_CLOSING;
+	pthread_mutex_unlock(&c->sess_lock);
+	for (int tries = 0;; tries++) {
+		free(*ids);
+		*ids = malloc(max * sizeof(**ids));
+		if (!*ids)
+			return -1;
+		n = sync_nng_socket_pipes(nng_socket_id(c->sock), *ids, max);
+		if (n < 0 || (size_t)n <= max)
+			return n;
+		if (tries == 1)
+			return (int)max; /* still growing: those read */
+		max = (size_t)n + CLOUD_CLOSING;
+	}
+}
+
 /*
  * Whether a connection of the cloud is wedged in nng 1.5.2 (README,
- * "Known limits"), looked at the way an edge looks at its dialer
- * (peer_wedged in edge.c): nng counts a connection from before we hear
- * of it until just after we hear that it closed, so it counting more
- * connections than we hold sessions for is normal for milliseconds,
- * and, at every look for CLOUD_WEDGE_MS and at least CLOUD_WEDGE_SEEN
- * looks, means a close that will never finish. nng's one reaper thread
- * is then stuck: no closed connection is freed again (each keeps its
- * descriptor) and closing the socket hangs. The host is asked for a
- * restart, once.
+ * "Known limits"). nng holds a connection's statistics from just after
+ * we hear of it (NNG_PIPE_EV_ADD_PRE: a session) until its close has
+ * finished, just after we hear that it closed (REM_POST: no session):
+ * one it holds without a session is closing, for milliseconds. The same
+ * one seen so at every look for CLOUD_WEDGE_MS, and at least
+ * CLOUD_WEDGE_SEEN looks, is a close that will never finish: nng's one
+ * reaper thread is stuck, so no closed connection is freed again (each
+ * keeps its descriptor) and closing the socket hangs. The host is then
+ * asked for a restart, once. Connections are followed by id, so any
+ * number of them coming and going never adds up to one stuck.
+ * Returns whether a connection is closing now (a probe would wait for
+ * it: see watchdog_main).
  */
-static void wedge_check(struct sync_cloud *c)
+static int wedge_check(struct sync_cloud *c)
 {
 	const struct es_sync_host *h = &c->s->host;
-	uint64_t now = sync_mono_ms(), limit = sync_test_hooks.wedge_ms
-						   ? sync_test_hooks.wedge_ms
-						   : CLOUD_WEDGE_MS;
+	uint64_t limit = sync_test_hooks.wedge_ms ? sync_test_hooks.wedge_ms
+						  : CLOUD_WEDGE_MS;
+	struct cloud_closing now_closing[CLOUD_CLOSING];
+	uint32_t *ids = NULL;
+	size_t k = 0;
+	uint64_t now;
+	int n, stuck = 0;
 	char why[512];
-	int theirs;
-	size_t ours;
 
-	if (c->wedge_told)
-		return;
-	theirs = sync_test_hooks.socket_pipes
-		     ? sync_test_hooks.socket_pipes(sync_test_hooks.arg)
-		     : sync_nng_pipes("socket", nng_socket_id(c->sock));
-	pthread_mutex_lock(&c->sess_lock);
-	ours = c->n_sess;
-	pthread_mutex_unlock(&c->sess_lock);
-	if (theirs < 0 && !c->no_stats) {
+	n = nng_held(c, &ids);
+	if (n < 0 && !c->no_stats && ids) {
 		c->no_stats = 1;
 		sync_log(c->s, SYNC_LOG_WARN,
-			 "sync: nng gives no statistics of the cloud's socket: "
-			 "a connection wedged in nng would go unnoticed");
+			 "sync: nng gives no statistics of the cloud's "
+			 "connections: one wedged in nng would go unnoticed");
 	}
-	if (theirs < 0 || (size_t)theirs <= ours) {
-		c->wedged_seen = 0;
-		return;
+	now = sync_mono_ms();
+	pthread_mutex_lock(&c->sess_lock);
+	for (int i = 0; i < n && k < CLOUD_CLOSING; i++) {
+		struct cloud_session *ss;
+
+		for (ss = c->sess[ids[i] % CLOUD_BUCKETS]; ss; ss = ss->next)
+			if (ss->pipe == ids[i])
+				break;
+		if (ss)
+			continue;
+		now_closing[k] = (struct cloud_closing){ids[i], now, 1};
+		for (size_t j = 0; j < c->n_closing_seen; j++) {
+			if (c->closing_seen[j].pipe != ids[i])
+				continue;
+			now_closing[k].since = c->closing_seen[j].since;
+			now_closing[k].looks = c->closing_seen[j].looks + 1;
+		}
+		if (now_closing[k].looks >= CLOUD_WEDGE_SEEN &&
+		    now - now_closing[k].since >= limit)
+			stuck = 1;
+		k++;
 	}
-	if (c->wedged_seen++ == 0)
-		c->wedged_since = now;
-	if (c->wedged_seen < CLOUD_WEDGE_SEEN || now - c->wedged_since < limit)
-		return;
-	c->wedge_told = 1;
-	snprintf(why, sizeof(why),
-		 "%zu connection(s) of the cloud on %s are stuck closing "
-		 "inside nng (a known nng 1.5.2 fault): closed connections "
-		 "are no longer freed; this process must restart",
-		 (size_t)theirs - ours, c->listen_url);
-	sync_log(c->s, SYNC_LOG_ERROR, "sync: %s", why);
-	if (h->restart)
-		h->restart(h->arg, why);
+	pthread_mutex_unlock(&c->sess_lock);
+	free(ids);
+	memcpy(c->closing_seen, now_closing, k * sizeof(now_closing[0]));
+	c->n_closing_seen = k;
+	if (stuck && !c->wedge_told) {
+		c->wedge_told = 1;
+		snprintf(why, sizeof(why),
+			 "a connection of the cloud on %s is stuck closing "
+			 "inside nng (a known nng 1.5.2 fault): closed "
+			 "connections are no longer freed; this process must "
+			 "restart",
+			 c->listen_url);
+		sync_log(c->s, SYNC_LOG_ERROR, "sync: %s", why);
+		if (h->restart)
+			h->restart(h->arg, why);
+	}
+	return k > 0;
 }
 
 static void *watchdog_main(void *arg)
@@ -339,8 +383,9 @@ static void *watchdog_main(void *arg)
 		sync_sweep_maybe(c->s, 0);
 		if (c->s->cfg.idle_timeout_ms)
 			cloud_sessions_close_idle(c, c->s->cfg.idle_timeout_ms);
-		wedge_check(c);
-		if (!c->probing || probe(c) == 0) {
+		/* The probe's own close waits for nng's reaper: not while a
+		 * connection is closing, which may be one that never will. */
+		if (wedge_check(c) || !c->probing || probe(c) == 0) {
 			failed_after_recovery = 0;
 			wait = period;
 			continue;

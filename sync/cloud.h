@@ -31,11 +31,12 @@
 #define CLOUD_SESSIONS_MAX 4096
 #define CLOUD_DEVICES_MAX  4096
 #define CLOUD_BUCKETS	   256
-/* How long, and at how many of the watchdog's looks in a row, nng must
- * count more connections than the cloud has sessions before the cloud
- * gives up on this process (wedge_check in cloud.c). */
+/* How long, and at how many of the watchdog's looks in a row, one
+ * connection must be seen closing in nng before the cloud gives up on
+ * this process (wedge_check in cloud.c); closings followed at once. */
 #define CLOUD_WEDGE_SEEN 3
 #define CLOUD_WEDGE_MS	 60000
+#define CLOUD_CLOSING	 64
 
 /* Counters of one device, across its connections (under s->stat_lock). */
 struct cloud_device {
@@ -154,10 +155,14 @@ struct sync_cloud {
 	int probing; /* ipc:// only: the watchdog probes the listener */
 	/* The watchdog's look for connections wedged in nng (cloud.c,
 	 * wedge_check); its thread alone touches these. */
-	uint64_t wedged_since; /* ms: the first of wedged_seen */
-	unsigned wedged_seen;  /* looks in a row that found one */
-	int wedge_told;	       /* the host was asked for a restart */
-	int no_stats;	       /* nng gave no statistics (logged) */
+	struct cloud_closing {
+		uint32_t pipe;
+		uint64_t since; /* ms: the first look that saw it */
+		unsigned looks; /* in a row */
+	} closing_seen[CLOUD_CLOSING];
+	size_t n_closing_seen;
+	int wedge_told; /* the host was asked for a restart */
+	int no_stats;	/* nng gave no statistics (logged) */
 
 	pthread_mutex_t send_lock; /* closing, against replies */
 	int closing;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cloud.h"
+#include "sync_test.h"
 
 void cloud_sessions_init(struct sync_cloud *c)
 {
@@ -114,8 +115,12 @@ void cloud_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	if (ev == NNG_PIPE_EV_ADD_PRE) {
 		atomic_fetch_add(&c->accepted, 1);
 		session_add(c, p);
-	} else if (ev == NNG_PIPE_EV_REM_POST)
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
 		session_remove(c, nng_pipe_id(p));
+		if (sync_test_hooks.pipe_removed)
+			sync_test_hooks.pipe_removed(sync_test_hooks.arg,
+						     nng_pipe_id(p));
+	}
 }
 
 struct cloud_session *cloud_session_get(struct sync_cloud *c, uint32_t id)

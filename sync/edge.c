@@ -222,10 +222,15 @@ int peer_throttle(struct sync_peer *p, size_t n)
 {
 	uint64_t bw = p->s->cfg.bandwidth, now = sync_mono_ms();
 	int64_t cap = (int64_t)(bw > p->chunk ? bw : p->chunk);
+	uint64_t idle;
 
 	if (!bw)
 		return 0;
-	p->tokens += (int64_t)((now - p->tokens_ms) * bw / 1000);
+	/* at most what fills the bucket, so the product cannot wrap */
+	idle = now - p->tokens_ms;
+	if (idle > (uint64_t)cap * 1000 / bw + 1)
+		idle = (uint64_t)cap * 1000 / bw + 1;
+	p->tokens += (int64_t)(idle * bw / 1000);
 	p->tokens_ms = now;
 	if (p->tokens > cap)
 		p->tokens = cap;

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,41 @@ int sync_nng_pipes(const char *kind, int id)
 		n = (int)nng_stat_value(st);
 	nng_stats_free(root);
 	return n;
+}
+
+/* Adds the "pipe" scopes under s of socket sock_id to ids (see
+ * sync_nng_socket_pipes); n counts them all. */
+static void pipe_scopes(nng_stat *s, int sock_id, uint32_t *ids, size_t max,
+			size_t *n)
+{
+	nng_stat *c, *sock, *id;
+
+	if (nng_stat_type(s) != NNG_STAT_SCOPE)
+		return;
+	if (!strcmp(nng_stat_name(s), "pipe")) {
+		sock = nng_stat_find(s, "socket");
+		id = nng_stat_find(s, "id");
+		if (sock && id && nng_stat_value(sock) == (uint64_t)sock_id) {
+			if (*n < max)
+				ids[*n] = (uint32_t)nng_stat_value(id);
+			(*n)++;
+		}
+		return;
+	}
+	for (c = nng_stat_child(s); c; c = nng_stat_next(c))
+		pipe_scopes(c, sock_id, ids, max, n);
+}
+
+int sync_nng_socket_pipes(int sock_id, uint32_t *ids, size_t max)
+{
+	nng_stat *root;
+	size_t n = 0;
+
+	if (nng_stats_get(&root) != 0)
+		return -1;
+	pipe_scopes(root, sock_id, ids, max, &n);
+	nng_stats_free(root);
+	return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 
 int sync_nng_err(int rv)

@@ -104,13 +104,22 @@ void sync_sweep_maybe(struct es_sync *s, int force);
 int sync_nng_err(int rv);
 
 /*
- * The connections nng counts on its object of kind ("socket", "dialer")
- * whose id is id (its "pipes" statistic), or -1 if it cannot say. nng
- * counts a connection from before NNG_PIPE_EV_ADD_PRE until after its
- * close has finished, just after NNG_PIPE_EV_REM_POST: a count above ours
- * that stays is a close that never finished (README, "Known limits").
+ * The connections nng counts on its object of kind ("dialer") whose id
+ * is id (its "pipes" statistic), or -1 if it cannot say. nng counts a
+ * connection from before NNG_PIPE_EV_ADD_PRE until its close has
+ * finished, after NNG_PIPE_EV_REM_POST: a count above ours that stays is
+ * a close that never finished (README, "Known limits").
  */
 int sync_nng_pipes(const char *kind, int id);
+
+/*
+ * The ids of the connections of socket sock_id that nng holds statistics
+ * for, into ids (up to max): nng keeps them from just after
+ * NNG_PIPE_EV_ADD_PRE (for a connection it accepted) until its close has
+ * finished, after NNG_PIPE_EV_REM_POST. How many there are (maybe more
+ * than max), or -1 if nng gives no statistics.
+ */
+int sync_nng_socket_pipes(int sock_id, uint32_t *ids, size_t max);
 
 /* ---- sync_config.c ---------------------------------------------------- */
 

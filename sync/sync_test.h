@@ -43,9 +43,10 @@ struct sync_test_hooks {
 	 * long one may look wedged (0: PEER_WEDGE_MS). */
 	int (*dialer_pipes)(void *arg, const char *url);
 	unsigned wedge_ms;
-	/* Cloud: the connections nng counts on the socket, in place of
-	 * nng's statistic (wedge_ms applies too). */
-	int (*socket_pipes)(void *arg);
+	/* Cloud: called on nng's thread that closes connections, after a
+	 * connection's session is gone; may block it, as a close stuck
+	 * inside nng does (wedge_ms applies to the cloud too). */
+	void (*pipe_removed)(void *arg, uint32_t pipe);
 	/* Edge: how long a request waits for its reply (0: the caller's,
 	 * PEER_TIMEOUT_MS for most). */
 	unsigned reply_timeout_ms;

@@ -178,8 +178,9 @@ struct es_sync_host {
 	 * will not come back, a cloud's will never be freed, nor any closed
 	 * after it; why says which. The host should stop and have itself
 	 * started again. Called on an edge's peer thread just before it
-	 * ends, or on a cloud's watchdog thread, once at most per thread:
-	 * it must not call es_sync_stop (which joins that thread) itself.
+	 * ends (once per peer at most), or on a cloud's watchdog thread
+	 * (once at most): it must not call es_sync_stop (which joins that
+	 * thread) itself.
 	 */
 	void (*restart)(void *arg, const char *why);
 	void *arg;
@@ -205,8 +206,9 @@ struct es_sync_config {
 	const char *const *allow_devices;
 	size_t n_allow_devices;
 	const char *staging_dir; /* partial transfers, on the data volume */
-	/* edge: bytes/s per peer, 0 unlimited; chunks are then at most 60 s
-	 * of it (so at least 1 KiB), so a request goes at least that often */
+	/* edge: bytes/s per peer, 0 unlimited; with a limit a chunk is at
+	 * most 60 s of it (and at least 1 KiB), so that a request goes at
+	 * least that often */
 	uint64_t bandwidth;
 	uint32_t chunk_size;	 /* default 1 MiB */
 	uint32_t interval_ms;	 /* edge: between rounds, default 5000 */
