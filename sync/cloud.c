@@ -271,30 +271,6 @@ static void recover(struct sync_cloud *c)
 			 c->listen_url, nng_strerror(rv));
 }
 
-/* The connections of c's socket that nng still holds, into a malloc'ed
- * *ids: how many, or -1 (no statistics, or no memory). */
-static int nng_held(struct sync_cloud *c, uint32_t **ids)
-{
-	size_t max;
-	int n;
-
-	pthread_mutex_lock(&c->sess_lock);
-	max = c->n_sess + CLOUD_CLOSING;
-	pthread_mutex_unlock(&c->sess_lock);
-	for (int tries = 0;; tries++) {
-		free(*ids);
-		*ids = malloc(max * sizeof(**ids));
-		if (!*ids)
-			return -1;
-		n = sync_nng_socket_pipes(nng_socket_id(c->sock), *ids, max);
-		if (n < 0 || (size_t)n <= max)
-			return n;
-		if (tries == 1)
-			return (int)max; /* still growing: those read */
-		max = (size_t)n + CLOUD_CLOSING;
-	}
-}
-
 /*
  * Whether a connection of the cloud is wedged in nng 1.5.2 (README,
  * "Known limits"). nng holds a connection's statistics from just after
@@ -322,8 +298,8 @@ static int wedge_check(struct sync_cloud *c)
 	int n, stuck = 0;
 	char why[512];
 
-	n = nng_held(c, &ids);
-	if (n < 0 && !c->no_stats && ids) {
+	n = sync_nng_socket_pipes(nng_socket_id(c->sock), &ids);
+	if (n == -ENOENT && !c->no_stats) {
 		c->no_stats = 1;
 		sync_log(c->s, SYNC_LOG_WARN,
 			 "sync: nng gives no statistics of the cloud's "
@@ -332,12 +308,7 @@ static int wedge_check(struct sync_cloud *c)
 	now = sync_mono_ms();
 	pthread_mutex_lock(&c->sess_lock);
 	for (int i = 0; i < n && k < CLOUD_CLOSING; i++) {
-		struct cloud_session *ss;
-
-		for (ss = c->sess[ids[i] % CLOUD_BUCKETS]; ss; ss = ss->next)
-			if (ss->pipe == ids[i])
-				break;
-		if (ss)
+		if (cloud_session_find(c, ids[i]))
 			continue;
 		now_closing[k] = (struct cloud_closing){ids[i], now, 1};
 		for (size_t j = 0; j < c->n_closing_seen; j++) {

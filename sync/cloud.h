@@ -187,6 +187,9 @@ struct sync_cloud {
 void cloud_sessions_init(struct sync_cloud *c);
 void cloud_sessions_fini(struct sync_cloud *c);
 void cloud_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg);
+/* The session of connection pipe, or NULL; under c->sess_lock, and no
+ * reference taken (cloud_session_get takes one). */
+struct cloud_session *cloud_session_find(struct sync_cloud *c, uint32_t pipe);
 struct cloud_session *cloud_session_get(struct sync_cloud *c, uint32_t pipe);
 void cloud_session_put(struct sync_cloud *c, struct cloud_session *ss);
 /* Closes the connections that no request holds and that have had none

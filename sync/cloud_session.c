@@ -123,14 +123,22 @@ void cloud_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	}
 }
 
+struct cloud_session *cloud_session_find(struct sync_cloud *c, uint32_t id)
+{
+	struct cloud_session *ss;
+
+	for (ss = c->sess[id % CLOUD_BUCKETS]; ss; ss = ss->next)
+		if (ss->pipe == id)
+			break;
+	return ss;
+}
+
 struct cloud_session *cloud_session_get(struct sync_cloud *c, uint32_t id)
 {
 	struct cloud_session *ss;
 
 	pthread_mutex_lock(&c->sess_lock);
-	for (ss = c->sess[id % CLOUD_BUCKETS]; ss; ss = ss->next)
-		if (ss->pipe == id)
-			break;
+	ss = cloud_session_find(c, id);
 	if (ss) {
 		ss->refs++;
 		ss->active_ms = sync_mono_ms();

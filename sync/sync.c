@@ -183,10 +183,9 @@ int sync_nng_pipes(const char *kind, int id)
 	return n;
 }
 
-/* Adds the "pipe" scopes under s of socket sock_id to ids (see
- * sync_nng_socket_pipes); n counts them all. */
-static void pipe_scopes(nng_stat *s, int sock_id, uint32_t *ids, size_t max,
-			size_t *n)
+/* Counts in *n the "pipe" scopes under s of socket sock_id, and stores
+ * their ids in ids when it is not NULL (see sync_nng_socket_pipes). */
+static void pipe_scopes(nng_stat *s, int sock_id, uint32_t *ids, size_t *n)
 {
 	nng_stat *c, *sock, *id;
 
@@ -196,25 +195,34 @@ static void pipe_scopes(nng_stat *s, int sock_id, uint32_t *ids, size_t max,
 		sock = nng_stat_find(s, "socket");
 		id = nng_stat_find(s, "id");
 		if (sock && id && nng_stat_value(sock) == (uint64_t)sock_id) {
-			if (*n < max)
+			if (ids)
 				ids[*n] = (uint32_t)nng_stat_value(id);
 			(*n)++;
 		}
 		return;
 	}
 	for (c = nng_stat_child(s); c; c = nng_stat_next(c))
-		pipe_scopes(c, sock_id, ids, max, n);
+		pipe_scopes(c, sock_id, ids, n);
 }
 
-int sync_nng_socket_pipes(int sock_id, uint32_t *ids, size_t max)
+int sync_nng_socket_pipes(int sock_id, uint32_t **ids)
 {
 	nng_stat *root;
 	size_t n = 0;
 
+	*ids = NULL;
 	if (nng_stats_get(&root) != 0)
-		return -1;
-	pipe_scopes(root, sock_id, ids, max, &n);
+		return -ENOENT;
+	/* Counted, then stored: two walks of one snapshot agree. */
+	pipe_scopes(root, sock_id, NULL, &n);
+	*ids = malloc((n ? n : 1) * sizeof(**ids));
+	if (*ids) {
+		n = 0;
+		pipe_scopes(root, sock_id, *ids, &n);
+	}
 	nng_stats_free(root);
+	if (!*ids)
+		return -ENOMEM;
 	return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 

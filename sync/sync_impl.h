@@ -114,12 +114,12 @@ int sync_nng_pipes(const char *kind, int id);
 
 /*
  * The ids of the connections of socket sock_id that nng holds statistics
- * for, into ids (up to max): nng keeps them from just after
+ * for, in a malloc'ed *ids: nng keeps them from just after
  * NNG_PIPE_EV_ADD_PRE (for a connection it accepted) until its close has
- * finished, after NNG_PIPE_EV_REM_POST. How many there are (maybe more
- * than max), or -1 if nng gives no statistics.
+ * finished, after NNG_PIPE_EV_REM_POST. How many, or -ENOENT if nng gives
+ * no statistics, or -ENOMEM.
  */
-int sync_nng_socket_pipes(int sock_id, uint32_t *ids, size_t max);
+int sync_nng_socket_pipes(int sock_id, uint32_t **ids);
 
 /* ---- sync_config.c ---------------------------------------------------- */
 
