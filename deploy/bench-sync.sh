@@ -9,6 +9,10 @@
 # What it prints:
 #   - iperf3 -c 127.0.0.1 (5 s), at the start and at the end, and in
 #     each round of the plain tcp figure below;
+#   - in each of those rounds too, nng's REQ/REP alone: 2 GiB in 1 MiB
+#     requests, one outstanding, nothing read, written or checksummed
+#     (tests/tools/nng_reqrep.c), what the transport carries between
+#     iperf3 and a transfer;
 #   - segment shipping MB/s (the cloud's log: from the edge's hello to the
 #     last segment installed, i.e. begin, chunks, commit with its fsync,
 #     whole-file verification and the manifest install) over plain tcp
@@ -67,9 +71,13 @@ if [ -n "${ES_BIN:-}" ]; then
 else
 	bash deploy/setup.sh
 	cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
-	cmake --build build/release -j2 --target edgesync >/dev/null
+	cmake --build build/release -j2 --target edgesync es_nng_reqrep >/dev/null
 	es=$root/build/release/agent/edgesync
 fi
+# nng's REQ/REP alone, the baseline between iperf3 and a transfer: built
+# beside the agent, or given as ES_NNG_REQREP=PATH with ES_BIN.
+reqrep=${ES_NNG_REQREP:-$(dirname "$es")/../tests/tools/es_nng_reqrep}
+[ -x "$reqrep" ] || reqrep=
 work=$root/out/bench-sync
 disk=/var/tmp/edgesync-bench-sync-$$
 shm=/dev/shm/edgesync-bench-sync-$$
@@ -159,6 +167,22 @@ iperf() { # [-A CLIENT,SERVER]
 	iperf3 -c 127.0.0.1 -p "$port" -t 5 -J "$@" >"$work/iperf.json"
 	wait $spid || true
 	json "$work/iperf.json" 'round(d["end"]["sum_received"]["bits_per_second"] / 8e6)'
+}
+# nng_alone [pinned]: MB/s of 2 GiB in 1 MiB requests over nng REQ/REP,
+# one outstanding, nothing read, written or checksummed (es_nng_reqrep);
+# pinned, the sender on CPU 0 and the server on CPU 1, as the agents are.
+nng_alone() {
+	local port spid on_s=() on_c=()
+	if [ "${1:-}" = pinned ]; then
+		on_s=(taskset -c 1)
+		on_c=(taskset -c 0)
+	fi
+	port=$(free_port)
+	"${on_s[@]}" "$reqrep" serve "tcp://127.0.0.1:$port" &
+	spid=$!
+	"${on_c[@]}" "$reqrep" send "tcp://127.0.0.1:$port" 2048 | awk '{print $2}'
+	kill "$spid" 2>/dev/null
+	wait "$spid" 2>/dev/null || true
 }
 
 # ---- the edge's data ----------------------------------------------------
@@ -268,18 +292,28 @@ pinned=
 for r in $(seq "$reps"); do
 	IPF[$r]=$(iperf)
 	echo "iperf3 -c 127.0.0.1 -t 5: ${IPF[$r]} MB/s"
+	if [ -n "$reqrep" ]; then
+		NNF[$r]=$(nng_alone)
+		echo "nng REQ/REP alone, 1 MiB requests: ${NNF[$r]} MB/s"
+	fi
 	run "plain-disk-$r" "$disk" plain
 	[ -n "$pinned" ] || continue
 	IPP[$r]=$(iperf -A 0,1)
 	echo "iperf3 -c 127.0.0.1 -t 5 -A 0,1: ${IPP[$r]} MB/s"
+	if [ -n "$reqrep" ]; then
+		NNP[$r]=$(nng_alone pinned)
+		echo "nng REQ/REP alone, 1 MiB requests, pinned: ${NNP[$r]} MB/s"
+	fi
 	run "plain-disk-pinned-$r" "$disk" plain pinned
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
 plain_free=$(median $(for r in $(seq "$reps"); do echo "${MBS[plain-disk-$r]}"; done))
 ip_free=$(median "${IPF[@]}")
+nng_free=$([ -z "$reqrep" ] || median "${NNF[@]}")
 if [ -n "$pinned" ]; then
 	plain_pinned=$(median $(for r in $(seq "$reps"); do echo "${MBS[plain-disk-pinned-$r]}"; done))
 	ip_pinned=$(median "${IPP[@]}")
+	nng_pinned=$([ -z "$reqrep" ] || median "${NNP[@]}")
 fi
 run tls-disk "$disk" tls
 run plain-tmpfs "$shm" plain
@@ -383,9 +417,17 @@ ratio() { # NAME MBS IPERF WHAT
 }
 ratio "plain-disk, free" "$plain_free" "$ip_free" \
 	"medians of $reps: $(for r in $(seq "$reps"); do printf '%s/%s ' "${MBS[plain-disk-$r]}" "${IPF[$r]}"; done | sed 's/ $//')"
+if [ -n "$reqrep" ]; then
+	ratio "nng REQ/REP alone, free" "$nng_free" "$ip_free" \
+		"medians of $reps: $(for r in $(seq "$reps"); do printf '%s/%s ' "${NNF[$r]}" "${IPF[$r]}"; done | sed 's/ $//')"
+fi
 if [ -n "$pinned" ]; then
 	ratio "plain-disk, pinned" "$plain_pinned" "$ip_pinned" \
 		"medians of $reps: $(for r in $(seq "$reps"); do printf '%s/%s ' "${MBS[plain-disk-pinned-$r]}" "${IPP[$r]}"; done | sed 's/ $//')"
+	if [ -n "$reqrep" ]; then
+		ratio "nng REQ/REP alone, pinned" "$nng_pinned" "$ip_pinned" \
+			"medians of $reps: $(for r in $(seq "$reps"); do printf '%s/%s ' "${NNP[$r]}" "${IPP[$r]}"; done | sed 's/ $//')"
+	fi
 fi
 for n in plain-tmpfs tls-disk tls-tmpfs; do
 	ratio "$n" "${MBS[$n]}" "$ip" "iperf3 $ip1 and $ip2 before and after, mean $ip"
