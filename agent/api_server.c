@@ -56,7 +56,7 @@
 #define DEFAULT_WORKERS	    16
 #define MAX_WORKERS	    1024
 #define DEFAULT_MAX_MESSAGE ((size_t)64 << 20)
-#define SEND_TIMEOUT_MS	    30000 /* a client that stops reading its reply */
+#define SEND_TIMEOUT_MS	    30000 /* a client that stops reading or sending */
 #define SETTLE_MS	    100 /* lets replies sent during stop leave the socket */
 #define MAX_PENDING	    64 /* requests of one connection in flight */
 #define MAX_GROUPS	    1024
@@ -489,7 +489,9 @@ int es_api_server_start(struct es_api_server **sp, struct es_engine *e,
 		rc_.fd = fd;
 		rc_.max_message = s->max_message;
 		rc_.max_pending = MAX_PENDING;
-		rc_.send_timeout_ms = SEND_TIMEOUT_MS;
+		rc_.max_conns = c->max_clients;
+		rc_.send_timeout_ms =
+		    c->send_timeout_ms ? c->send_timeout_ms : SEND_TIMEOUT_MS;
 		rc_.admit = admit;
 		rc_.request = on_request;
 		rc_.log = on_log;

@@ -23,9 +23,14 @@ struct es_api_config {
 	 * the path must be at most 103 bytes.
 	 */
 	const char *socket_path;
-	unsigned workers;	 /* concurrent requests, default 16 */
-	size_t max_message;	 /* a longer request drops its connection;
+	unsigned workers;     /* concurrent requests, default 16 */
+	size_t max_message;   /* a longer request drops its connection;
 			       default 64 MiB */
+	unsigned max_clients; /* connections at once, default 4096 (and
+				    at most half the open-file limit) */
+	/* A client that takes no reply, or stops in the middle of a
+	 * request, for this long is disconnected; default 30 s. */
+	unsigned send_timeout_ms;
 	const uid_t *allow_uids; /* besides root and the agent's own uid */
 	size_t n_allow_uids;
 	const gid_t *allow_gids;

@@ -8,10 +8,11 @@
  * (es_cbor_map_index spans, no tree). {ok: false} replies become
  * ES_E_CLIENT_REMOTE with the agent's code and message kept in c.
  *
- * A request larger than the agent takes would make nng drop the
+ * A request larger than the agent takes would make it drop the
  * connection without a reply, so before sending anything over SMALL bytes
- * the client asks the agent's max_message once (ping) and refuses with
- * ES_E_CLIENT_TOO_BIG instead. REQ never resends on a timer
+ * (the least max_message an agent may have) the client asks the agent's
+ * max_message once (ping) and refuses with ES_E_CLIENT_TOO_BIG instead.
+ * The limit is on the request itself; nng's header is not counted. REQ never resends on a timer
  * (NNG_OPT_REQ_RESENDTIME infinite): only a reconnect re-sends.
  */
 #include <errno.h>
@@ -28,7 +29,7 @@
 #include "edgesync/client.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
-#define SMALL		   (1u << 20) /* requests this small need no size check */
+#define SMALL		   65536u /* requests this small need no size check */
 #define ENC_KEEP	   (8u << 20) /* encoder bytes kept between requests */
 
 struct es_client {
@@ -81,7 +82,8 @@ const char *es_client_strerror(int err)
 {
 	switch (err) {
 	case ES_E_CLIENT_CONNECT:
-		return "no agent is listening on the socket";
+		return "no agent is listening on the socket, or it closed the "
+		       "connection";
 	case ES_E_CLIENT_TIMEOUT:
 		return "the agent did not answer in time";
 	case ES_E_CLIENT_PROTOCOL:

@@ -50,6 +50,8 @@ static const struct opt opts[] = {
 	"requests served at once"),
     OPT("max-message", "api", "BYTES", "64M", T_SIZE, max_message, 65536,
 	1073741824.0, 0, "largest request taken (suffix K, M or G)"),
+    OPT("max-clients", "api", "N", "4096", T_UINT, max_clients, 1, 65536, 0,
+	"connections at once (and at most half the open-file limit)"),
     OPT("allow-users", "api", "USERS", "", T_USERS, allow_uids, 0, 0, 0,
 	"users besides root and the agent's own who may connect: names "
 	"or uids, comma-separated"),

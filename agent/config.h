@@ -46,6 +46,7 @@ struct es_config {
 	char *socket;
 	uint64_t workers;
 	uint64_t max_message;
+	uint64_t max_clients;
 	uid_t *allow_uids;
 	size_t n_allow_uids;
 	gid_t *allow_gids;

@@ -611,6 +611,7 @@ static int start(struct agent *ag)
 	ac.socket_path = c->socket;
 	ac.workers = (unsigned)c->workers;
 	ac.max_message = (size_t)c->max_message;
+	ac.max_clients = (unsigned)c->max_clients;
 	ac.allow_uids = c->allow_uids;
 	ac.n_allow_uids = c->n_allow_uids;
 	ac.allow_gids = c->allow_gids;

@@ -35,10 +35,16 @@
  *      list) until the end of the loop iteration at least, so epoll
  *      events of the same batch that name it are ignored, never followed
  *      into freed memory.
- *   4. At most max_pending requests of one connection are out at once;
- *      past that its reads pause, so one client cannot queue unbounded
- *      memory. A message is read into a buffer that grows as bytes
- *      arrive, never to the declared length up front.
+ *   4. At most max_pending requests of one connection are out at once,
+ *      and at most OUT_MAX bytes of its replies wait to be written
+ *      (out_bytes, besides the reply being written); past either its
+ *      reads pause, so a client that sends without reading cannot queue
+ *      unbounded memory. A message is read into a buffer that grows as
+ *      bytes arrive, never to the declared length up front, and one
+ *      that stops arriving for send_timeout_ms drops its connection.
+ *   5. At most max_conns connections at once (and never more than half
+ *      the open-file limit): past that a new one is closed at accept,
+ *      so clients cannot take the descriptors the engine needs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +55,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +69,8 @@
 #define READ_BUDGET	(1u << 22)  /* bytes per connection per wake-up */
 #define TICK_MS		250	    /* timeouts are checked this often */
 #define ACCEPT_PAUSE_MS 100	    /* after EMFILE/ENFILE */
+#define OUT_MAX		(4u << 20)  /* reply bytes waiting: reads pause */
+#define FULL_LOG_MS	10000	    /* "too many connections", at most */
 
 enum cstate { C_HANDSHAKE, C_OPEN, C_DEAD };
 
@@ -82,7 +91,9 @@ struct rep_conn {
 	unsigned head_got;
 	uint8_t *msg;
 	size_t msg_len, msg_got, msg_cap;
+	uint64_t msg_at;		/* last bytes of a partial message */
 	struct rep_out *out, *out_tail; /* being written */
+	size_t out_bytes;		/* of out, not yet written */
 	uint64_t stalled_at;		/* write blocked since, ms; 0: not */
 	struct rep_conn *prev, *next;	/* live list, or the dead list */
 	/* under s->lock (invariant 2) */
@@ -97,8 +108,11 @@ struct rep_ipc {
 	int ep, wake, lfd;
 	pthread_t loop;
 	struct rep_conn *live, *dead;
+	unsigned n_live;
 	uint64_t accept_paused_until;
-	int reads_off; /* drain, last phase: nothing more is read */
+	uint64_t full_logged_at; /* the last "too many connections" */
+	unsigned full_refused;	 /* refused since */
+	int reads_off;		 /* drain, last phase: nothing more is read */
 
 	pthread_mutex_t lock;
 	struct rep_conn *ready;
@@ -171,12 +185,15 @@ static void set_events(struct rep_ipc *s, struct rep_conn *c)
 	pthread_mutex_lock(&s->lock);
 	reading = c->pending < s->c.max_pending;
 	pthread_mutex_unlock(&s->lock);
+	reading = reading && c->out_bytes <= OUT_MAX;
 	if (reading && !s->reads_off)
 		want |= EPOLLIN;
 	if (c->out)
 		want |= EPOLLOUT;
 	if (want == c->events)
 		return;
+	if ((want & EPOLLIN) && !(c->events & EPOLLIN))
+		c->msg_at = now_ms(); /* a paused message's time starts again */
 	ev.events = want;
 	if (epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
 		c->events = want;
@@ -215,7 +232,9 @@ static void close_conn(struct rep_ipc *s, struct rep_conn *c)
 	c->msg = NULL;
 	free_outs(c->out);
 	c->out = c->out_tail = NULL;
+	c->out_bytes = 0;
 	unlink_conn(&s->live, c);
+	s->n_live--;
 	push_conn(&s->dead, c);
 }
 
@@ -263,6 +282,7 @@ static void flush(struct rep_ipc *s, struct rep_conn *c)
 		}
 		c->stalled_at = 0;
 		o->off += (size_t)n;
+		c->out_bytes -= (size_t)n;
 		if (o->off == o->len) {
 			c->out = o->next;
 			if (!c->out)
@@ -291,6 +311,13 @@ static int dispatch(struct rep_ipc *s, struct rep_conn *c)
 	if (!hl) {
 		rlog(s, ES_LOG_DEBUG,
 		     "API connection closed: a message without a request id");
+		return -1;
+	}
+	if (c->msg_len - hl > s->c.max_message) {
+		rlog(s, ES_LOG_INFO,
+		     "API connection closed: a request of %zu bytes, over "
+		     "the limit of %zu",
+		     c->msg_len - hl, s->c.max_message);
 		return -1;
 	}
 	r = calloc(1, sizeof(*r));
@@ -362,12 +389,11 @@ static int check_handshake(struct rep_ipc *s, const uint8_t *h)
 /* Reads what c has for us: its handshake, then messages. */
 static void on_readable(struct rep_ipc *s, struct rep_conn *c)
 {
-	size_t budget = READ_BUDGET;
+	size_t budget = READ_BUDGET, got;
 	int rc;
 
 	if (c->state == C_HANDSHAKE) {
-		size_t got = c->hs_got;
-
+		got = c->hs_got;
 		rc = fill(c, c->hs, sizeof(c->hs), &got, &budget);
 		c->hs_got = (unsigned)got;
 		if (rc == 1 && check_handshake(s, c->hs) == 0)
@@ -379,8 +405,7 @@ static void on_readable(struct rep_ipc *s, struct rep_conn *c)
 	}
 	while (c->state == C_OPEN && (c->events & EPOLLIN) && budget) {
 		if (c->head_got < sizeof(c->head)) {
-			size_t got = c->head_got;
-
+			got = c->head_got;
 			rc = fill(c, c->head, sizeof(c->head), &got, &budget);
 			c->head_got = (unsigned)got;
 			if (rc <= 0)
@@ -393,7 +418,8 @@ static void on_readable(struct rep_ipc *s, struct rep_conn *c)
 				goto close;
 			}
 			c->msg_len = get_be64(c->head + 1);
-			if (c->msg_len > s->c.max_message) {
+			if (c->msg_len >
+			    s->c.max_message + 4 * REP_IPC_MAX_HOPS) {
 				rlog(s, ES_LOG_INFO,
 				     "API connection closed: a message of "
 				     "%llu bytes, over the limit of %zu",
@@ -402,6 +428,7 @@ static void on_readable(struct rep_ipc *s, struct rep_conn *c)
 				goto close;
 			}
 			c->msg_got = 0;
+			c->msg_at = now_ms();
 		}
 		while (c->msg_got < c->msg_len) {
 			size_t want = c->msg_len;
@@ -422,7 +449,10 @@ static void on_readable(struct rep_ipc *s, struct rep_conn *c)
 				c->msg_cap = cap;
 			}
 			want = c->msg_cap;
+			got = c->msg_got;
 			rc = fill(c, c->msg, want, &c->msg_got, &budget);
+			if (c->msg_got > got)
+				c->msg_at = now_ms();
 			if (rc <= 0)
 				goto out;
 		}
@@ -441,6 +471,35 @@ out:
 		return;
 close:
 	close_conn(s, c);
+}
+
+/* max_conns, and at most half the open-file limit (invariant 5). */
+static unsigned conn_limit(const struct rep_ipc *s)
+{
+	struct rlimit rl;
+	unsigned n = s->c.max_conns;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 2 < n)
+		n = (unsigned)(rl.rlim_cur / 2);
+	return n ? n : 1;
+}
+
+/* A connection refused at the limit: logged at most every FULL_LOG_MS. */
+static void log_full(struct rep_ipc *s)
+{
+	uint64_t now = now_ms();
+
+	s->full_refused++;
+	if (s->full_logged_at && now - s->full_logged_at < FULL_LOG_MS)
+		return;
+	rlog(s, ES_LOG_WARN,
+	     "API socket: refused %u connection%s: %u clients are connected, "
+	     "the most taken (max-clients %u, or half the open-file limit)",
+	     s->full_refused, s->full_refused == 1 ? "" : "s", s->n_live,
+	     s->c.max_conns);
+	s->full_logged_at = now;
+	s->full_refused = 0;
 }
 
 static void accept_all(struct rep_ipc *s)
@@ -479,6 +538,11 @@ static void accept_all(struct rep_ipc *s)
 			close(fd);
 			continue;
 		}
+		if (s->n_live >= conn_limit(s)) {
+			close(fd);
+			log_full(s);
+			continue;
+		}
 		peer.uid = cred.uid;
 		peer.gid = cred.gid;
 		peer.pid = cred.pid;
@@ -505,6 +569,7 @@ static void accept_all(struct rep_ipc *s)
 			continue;
 		}
 		push_conn(&s->live, c);
+		s->n_live++;
 	}
 }
 
@@ -540,6 +605,7 @@ static void take_replies(struct rep_ipc *s)
 
 			posted = o->next;
 			o->next = NULL;
+			c->out_bytes += o->len - o->off;
 			if (c->out_tail)
 				c->out_tail->next = o;
 			else
@@ -565,6 +631,14 @@ static void check_timeouts(struct rep_ipc *s, unsigned send_ms)
 			     "API connection closed: the client took no reply "
 			     "for %u ms",
 			     send_ms);
+			close_conn(s, c);
+		} else if (c->head_got == sizeof(c->head) &&
+			   c->msg_got < c->msg_len && (c->events & EPOLLIN) &&
+			   now - c->msg_at > send_ms) {
+			rlog(s, ES_LOG_WARN,
+			     "API connection closed: %zu of a %zu-byte "
+			     "message came, then nothing for %u ms",
+			     c->msg_got, c->msg_len, send_ms);
 			close_conn(s, c);
 		}
 	}
@@ -684,11 +758,13 @@ static void post(struct rep_ipc *s, struct rep_ipc_req *r, struct rep_out *o)
 		c->ready_next = s->ready;
 		s->ready = c;
 	}
-	pthread_mutex_unlock(&s->lock);
-	free(o);
+	/* Under the lock: once it is released the loop may see nothing
+	 * left out, end, and rep_ipc_stop free s and close the eventfd. */
 	if (write(s->wake, &one, sizeof(one)) < 0) {
 		/* the counter is only at its limit if the loop is long awake */
 	}
+	pthread_mutex_unlock(&s->lock);
+	free(o);
 	free(r->msg);
 	free(r);
 }
@@ -754,6 +830,8 @@ int rep_ipc_start(struct rep_ipc **sp, const struct rep_ipc_config *c)
 	s->c = *c;
 	if (!s->c.max_pending)
 		s->c.max_pending = 1;
+	if (!s->c.max_conns)
+		s->c.max_conns = REP_IPC_MAX_CONNS;
 	s->lfd = c->fd;
 	s->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	s->ep = epoll_create1(EPOLL_CLOEXEC);

@@ -22,7 +22,8 @@
 struct rep_ipc;
 struct rep_conn;
 
-#define REP_IPC_MAX_HOPS 8 /* SP backtrace words a request may carry */
+#define REP_IPC_MAX_HOPS  8    /* SP backtrace words a request may carry */
+#define REP_IPC_MAX_CONNS 4096 /* connections at once, by default */
 
 struct rep_ipc_req {
 	const void *body; /* the request, SP header removed */
@@ -42,10 +43,13 @@ struct rep_ipc_peer {
 };
 
 struct rep_ipc_config {
-	int fd;			  /* bound and listening; rep_ipc closes it */
-	size_t max_message;	  /* a longer message drops its connection */
-	unsigned max_pending;	  /* requests in flight per connection */
-	unsigned send_timeout_ms; /* a reply not taken by then: dropped */
+	int fd;		      /* bound and listening; rep_ipc closes it */
+	size_t max_message;   /* a longer body drops its connection */
+	unsigned max_pending; /* requests in flight per connection */
+	unsigned max_conns;   /* 0: REP_IPC_MAX_CONNS (see rep_ipc.c) */
+	/* A reply not taken for this long drops its connection, and so
+	 * does a message that stops arriving. */
+	unsigned send_timeout_ms;
 	/* At accept: 1 admits the peer, 0 closes the connection at once. */
 	int (*admit)(void *arg, const struct rep_ipc_peer *peer);
 	/* A request, on the loop thread: queue it, never block. */

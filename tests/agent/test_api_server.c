@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -79,6 +80,9 @@ struct fx {
 	struct es_client *c;
 };
 
+/* For the next fx_start: max_clients and send_timeout_ms (0: defaults). */
+static unsigned fx_max_clients, fx_send_timeout_ms;
+
 static void fx_start(struct fx *f, unsigned workers, size_t max_message,
 		     const uid_t *uids, size_t nu, const gid_t *gids, size_t ng)
 {
@@ -95,6 +99,8 @@ static void fx_start(struct fx *f, unsigned workers, size_t max_message,
 	ac.allow_gids = gids;
 	ac.n_allow_gids = ng;
 	ac.log = test_log;
+	ac.max_clients = fx_max_clients;
+	ac.send_timeout_ms = fx_send_timeout_ms;
 	assert_int_equal(es_api_server_start(&f->s, f->e, &ac), 0);
 	assert_int_equal(es_client_open(&f->c, f->path, 10000), 0);
 }
@@ -132,6 +138,7 @@ static int teardown(void **state)
 		fake_engine_release(f->e); /* a failed test may hold one */
 	if (f->s)
 		fx_stop(f);
+	fx_max_clients = fx_send_timeout_ms = 0;
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
 	if (system(cmd) != 0)
 		return -1;
@@ -1027,6 +1034,153 @@ static void test_hostile_peers(void **state)
 	assert_int_equal(a.hits[0].id, 2);
 }
 
+/* A plain connection: whether the server closed it without a handshake. */
+static int refused_at_accept(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = 10};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0), closed;
+	char b[8];
+
+	assert_true(fd >= 0);
+	strcpy(sa.sun_path, path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	closed = read(fd, b, sizeof(b)) == 0;
+	close(fd);
+	return closed;
+}
+
+/*
+ * max_clients: past it a new connection is closed at accept, and said
+ * so in the log; the clients already in keep working, and once one
+ * leaves a new one is let in.
+ */
+static void test_max_clients(void **state)
+{
+	struct fx *f = *state;
+	int fd[3], tries = 0;
+
+	fx_stop(f);
+	fx_max_clients = 4;
+	fx_start(f, 2, 0, NULL, 0, NULL, 0); /* f->c is one */
+	for (int i = 0; i < 3; i++)
+		fd[i] = sp_connect(f->path, req0_hs);
+	assert_true(refused_at_accept(f->path));
+	assert_true(refused_at_accept(f->path));
+	assert_true(log_has("API socket: refused 1 connection: 4 clients are "
+			    "connected"));
+	assert_int_equal(es_client_ping(f->c), 0);
+	close(fd[0]);
+	/* the server sees the hang-up as soon as its loop wakes */
+	while (fresh_ping(f->path, 10000) != 0 && ++tries < 100)
+		usleep(50 * 1000);
+	assert_true(tries < 100);
+	close(fd[1]);
+	close(fd[2]);
+}
+
+/*
+ * A client that sends requests and never reads the replies: once about
+ * 4 MiB of its replies wait, its requests are no longer read, so its
+ * sending stops (the socket fills), while everyone else is served.
+ */
+static void test_unread_replies(void **state)
+{
+	struct fx *f = *state;
+	uint8_t msg[64], frame[73];
+	size_t n = 0, sent = 0, total;
+	int fd = sp_connect(f->path, req0_hs), stopped = 0;
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+	memcpy(msg, "\x80\0\0\1", 4);
+	n = 4 + ping_body(msg + 4, sizeof(msg) - 4);
+	frame[0] = 1;
+	for (int i = 0; i < 8; i++)
+		frame[1 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+	memcpy(frame + 9, msg, n);
+	/* 400,000 pings' replies would be 40 MB and more */
+	total = (size_t)400000 * (9 + n);
+	while (sent < total) {
+		ssize_t k =
+		    send(fd, frame + sent % (9 + n), (9 + n) - sent % (9 + n),
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (k > 0) {
+			sent += (size_t)k;
+			continue;
+		}
+		assert_true(k < 0 && (errno == EAGAIN || errno == EINTR));
+		if (poll(&p, 1, 3000) == 0) { /* the server stopped reading */
+			stopped = 1;
+			break;
+		}
+	}
+	assert_true(stopped);
+	assert_int_equal(es_client_ping(f->c), 0);
+	assert_int_equal(fresh_ping(f->path, 10000), 0);
+	close(fd);
+	assert_int_equal(es_client_ping(f->c), 0);
+}
+
+/*
+ * A request that stops arriving half-way: its connection is closed after
+ * send_timeout_ms (its buffer with it), and said so in the log.
+ */
+static void test_partial_request(void **state)
+{
+	struct fx *f = *state;
+	uint8_t msg[64];
+	int fd;
+
+	fx_stop(f);
+	fx_send_timeout_ms = 300;
+	fx_start(f, 2, 0, NULL, 0, NULL, 0);
+	fd = sp_connect(f->path, req0_hs);
+	memcpy(msg, "\x80\0\0\1", 4);
+	sp_send(fd, 1, 100000, msg, 64); /* 64 of 100,000 bytes */
+	assert_true(closed_by_server(fd));
+	close(fd);
+	assert_true(log_has("64 of a 100000-byte message came, then nothing "
+			    "for 300 ms"));
+	assert_int_equal(es_client_ping(f->c), 0);
+}
+
+/*
+ * max_message bounds the request, not nng's header before it: a request
+ * of exactly max_message bytes is read (and answered), one byte more
+ * closes its connection; the client library refuses the same one.
+ */
+static void test_limit_is_the_request(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t msg[4 + 65537];
+	static const uint8_t id[4] = {0x80, 0, 0, 1};
+	size_t n = 30000;
+	uint64_t *ids = calloc(n, sizeof(*ids));
+	float *v = calloc(n, sizeof(*v));
+	int fd, rc;
+
+	fx_stop(f);
+	fx_start(f, 2, 65536, NULL, 0, NULL, 0);
+	memcpy(msg, id, 4);
+	memset(msg + 4, 0xff, sizeof(msg) - 4); /* not CBOR: an error reply */
+	fd = sp_connect(f->path, req0_hs);
+	sp_send(fd, 1, 4 + 65536, msg, 4 + 65536);
+	assert_int_equal(sp_reply(fd, id, 4), 0);
+	sp_send(fd, 1, 4 + 65537, msg, 4 + 65537);
+	assert_true(closed_by_server(fd));
+	close(fd);
+	/* 30,000 vectors of dim 1: 120 KB, refused before sending */
+	assert_int_equal(es_client_collection_create(f->c, "c", 1, NULL, NULL),
+			 0);
+	rc = es_client_insert(f->c, "c", ids, v, n, 1);
+	assert_int_equal(rc, ES_E_CLIENT_TOO_BIG);
+	assert_int_equal(es_client_ping(f->c), 0);
+	free(ids);
+	free(v);
+}
+
 /* Starting a second server on a live socket never disturbs the first. */
 static void test_second_start(void **state)
 {
@@ -1065,6 +1219,13 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_hostile_peers, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_second_start, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_max_clients, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unread_replies, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_partial_request, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_limit_is_the_request, setup,
+					    teardown),
 	};
 	ssize_t n;
 

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 enum es_client_err {
-	ES_E_CLIENT_CONNECT = -5401,  /* no agent listening on the socket */
+	ES_E_CLIENT_CONNECT = -5401,  /* no agent listening, or it hung up */
 	ES_E_CLIENT_TIMEOUT = -5402,  /* no reply in time */
 	ES_E_CLIENT_PROTOCOL = -5403, /* the reply was not understood */
 	ES_E_CLIENT_REMOTE = -5404,   /* the agent refused: see error() */
