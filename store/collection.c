@@ -186,7 +186,7 @@ static int write_record(struct es_collection *c, int type, const uint64_t *ids,
 {
 	uint64_t len = REC_HEADER + n * 8, hlc;
 	unsigned char *rec;
-	int rc;
+	int rc, due = 0;
 
 	if (type == REC_INSERT)
 		len += n * c->p.dim * sizeof(float);
@@ -212,13 +212,14 @@ static int write_record(struct es_collection *c, int type, const uint64_t *ids,
 	if (rc == 0) {
 		pthread_rwlock_wrlock(&c->state);
 		rc = apply_record(c, rec, (uint32_t)len);
+		/* read under the lock: a seal swaps parts and growing */
+		due = rc == 0 && type == REC_INSERT &&
+		      c->parts[c->growing]->buf.live >= c->p.seal_threshold;
 		pthread_rwlock_unlock(&c->state);
 	}
 	pthread_rwlock_unlock(&c->ingest);
 	free(rec);
-	if (rc == 0 && type == REC_INSERT &&
-	    c->parts[c->growing]->buf.live >= c->p.seal_threshold &&
-	    c->cat.wake)
+	if (due && c->cat.wake)
 		c->cat.wake(c->cat.arg);
 	return rc;
 }
