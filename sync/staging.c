@@ -433,6 +433,16 @@ static int sum_matches(const char *part, const struct sync_stage_writer *w,
 	return 0;
 }
 
+/* fdatasync, or the error a test has the writeback fail with. */
+static int durable(int fd)
+{
+	if (sync_test_hooks.writeback_err) {
+		errno = -sync_test_hooks.writeback_err;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
 /*
  * Opens key's .part, makes it durable first (invariant 3: what is checked
  * is what stays) and checks that it holds m->size bytes: the descriptor
@@ -451,7 +461,14 @@ static int open_durable(struct sync_staging *st, const char *key,
 	fd = open(part, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	rc = fstat(fd, &sb) != 0 || fdatasync(fd) != 0 ? -errno : 0;
+	rc = fstat(fd, &sb) != 0 ? -errno : 0;
+	if (rc == 0 && durable(fd) != 0) {
+		/* The writeback failed: what is on disk is not known. */
+		snprintf(why, whylen,
+			 "making the staged file durable failed: %s",
+			 strerror(errno));
+		rc = ES_E_SYNC_CHECKSUM;
+	}
 	if (rc == 0 && (uint64_t)sb.st_size != m->size) {
 		snprintf(why, whylen,
 			 "staged %" PRIu64 " bytes of a %" PRIu64 "-byte file",

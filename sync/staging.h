@@ -89,7 +89,9 @@ void sync_stage_meta_from(struct sync_stage_meta *m, const char *coll,
  *   is reported to the wait, not to a later fdatasync on another
  *   descriptor (the kernel reports it once), so the writer keeps it in
  *   werr and the range stays cached; sync_staging_check then fails, and
- *   the transfer starts over. A writer with
+ *   the transfer starts over; so does a failing fdatasync at the check
+ *   (the last append's writeback, which no wait saw: a second check
+ *   would find the error already reported). A writer with
  *   defer set leaves the streaming to sync_staging_stream, which the
  *   cloud calls after its reply has gone, so that waiting for the disk
  *   is off the reply's path.

@@ -24,7 +24,8 @@ struct sync_test_hooks {
 	 * if the connection had been cut. */
 	int (*fetched)(void *arg, int index, uint64_t offset, size_t n);
 	/* Staging: a negative errno the writeback of staged bytes fails with
-	 * (as a disk's EIO would), in place of sync_file_range's result. */
+	 * (as a disk's EIO would), in place of sync_file_range's result and
+	 * of the fdatasync of the check. */
 	int writeback_err;
 	/* Cloud: nonzero makes the watchdog's probe fail. */
 	int (*probe_fail)(void *arg);

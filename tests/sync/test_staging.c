@@ -450,6 +450,37 @@ static void test_writeback_failed(void **state)
 	stage_done(&st, key, &w, seg);
 }
 
+/*
+ * The check's fdatasync fails (a writeback error that no wait saw, such
+ * as the last chunk's): the check fails, so the transfer starts over
+ * rather than being committed again later over what the disk lost.
+ */
+static void test_durable_failed(void **state)
+{
+	struct sync_staging st;
+	struct sync_stage_meta m;
+	struct sync_stage_writer w;
+	char key[SYNC_KEY_LEN + 1], why[200];
+	unsigned char *seg = segment(8, 1000, &m, "f");
+	uint64_t off, now = 0;
+	size_t n;
+
+	stage_fresh(&st, "st9", &m, key, &w);
+	for (off = 0; off < m.size; off += n)
+		n = append_piece(&st, key, &w, &m, seg, off, 1, &now);
+	sync_test_hooks.writeback_err = -EIO;
+	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
+			 ES_E_SYNC_CHECKSUM);
+	assert_non_null(strstr(why, "making the staged file durable failed"));
+	assert_int_equal(
+	    sync_staging_check_crc(&st, key, &m, &w, why, sizeof(why)),
+	    ES_E_SYNC_CHECKSUM);
+	sync_test_hooks.writeback_err = 0;
+	assert_int_equal(sync_staging_check(&st, key, &m, &w, why, sizeof(why)),
+			 0);
+	stage_done(&st, key, &w, seg);
+}
+
 /* A byte damaged before it was written: caught by the running sum (the
  * bytes do not add up to the footer's CRC), and by the full read. */
 static void test_damaged_file(void **state)
@@ -610,6 +641,7 @@ int main(void)
 	    cmocka_unit_test(test_streamed),
 	    cmocka_unit_test(test_deferred),
 	    cmocka_unit_test(test_writeback_failed),
+	    cmocka_unit_test(test_durable_failed),
 	    cmocka_unit_test(test_damaged_file),
 	    cmocka_unit_test(test_sweep),
 	    cmocka_unit_test(test_sweep_future_mtime),
