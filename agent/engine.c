@@ -437,14 +437,31 @@ int es_engine_collection_drop(struct es_engine *e, const char *name)
 	pthread_mutex_lock(&e->m_mu);
 	rc = es_manifest_collection_drop(e->m, name);
 	pthread_mutex_unlock(&e->m_mu);
+	if (rc) {
+		/* Nothing changed on disk: the collection stays, as it was. */
+		pthread_mutex_lock(&e->refs_mu);
+		ce->dropped = 0;
+		pthread_mutex_unlock(&e->refs_mu);
+		pthread_rwlock_wrlock(&e->colls_lock);
+		if (colls_append(e, ce) == 0)
+			ce = NULL;
+		pthread_rwlock_unlock(&e->colls_lock);
+		if (!ce)
+			return rc;
+		/* no memory to list it again: closed, and back at restart */
+		es_collection_close(ce->c);
+		free(ce);
+		return rc;
+	}
+	/* The row is gone, so a crash from here on leaves only files,
+	 * which the next start removes (remove_orphans). */
 	es_collection_close(ce->c);
 	dir = coll_dir(e, ce->row.id);
 	if (dir)
 		remove_tree(dir);
 	free(dir);
 	free(ce);
-	if (rc == 0)
-		engine_log(e, ES_LOG_INFO, "collection %s dropped", name);
+	engine_log(e, ES_LOG_INFO, "collection %s dropped", name);
 	return rc;
 }
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
@@ -248,6 +249,49 @@ static int raw_call(const char *path, const void *req, size_t len, char *code,
 	nng_msg_free(m);
 	nng_close(sock);
 	return ok;
+}
+
+/*
+ * A drop the manifest refuses (here: busy, another process holding its
+ * write lock) changes nothing: the collection is still listed and
+ * served, its files are all there after a restart, and a later drop
+ * works. (It once deleted the files anyway, and the next start failed.)
+ */
+static void test_drop_refused(void **state)
+{
+	struct fx *f = *state;
+	float v[3 * 4] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0}, got[4];
+	uint64_t ids[3] = {7, 8, 9};
+	char db[300];
+	sqlite3 *h;
+	uint32_t dim;
+	int rc;
+
+	assert_int_equal(
+	    es_client_collection_create(f->c, "kept", 4, NULL, NULL), 0);
+	assert_int_equal(es_client_insert(f->c, "kept", ids, v, 3, 4), 0);
+	assert_int_equal(es_client_flush(f->c, "kept"), 0);
+	snprintf(db, sizeof(db), "%s/manifest.db", f->data);
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+			 SQLITE_OK);
+	rc = es_client_collection_drop(f->c, "kept");
+	assert_int_equal(rc, ES_E_CLIENT_REMOTE);
+	assert_string_equal(es_client_error_code(f->c), "internal");
+	sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(h);
+	assert_int_equal(es_client_get(f->c, "kept", 8, got, 4, &dim), 0);
+	assert_memory_equal(got, v + 4, sizeof(got));
+	stop(f);
+	assert_int_equal(start(f), 0);
+	assert_int_equal(es_client_get(f->c, "kept", 9, got, 4, &dim), 0);
+	assert_memory_equal(got, v + 8, sizeof(got));
+	assert_int_equal(es_client_collection_drop(f->c, "kept"), 0);
+	rc = es_client_get(f->c, "kept", 9, got, 4, &dim);
+	assert_int_equal(rc, ES_E_CLIENT_REMOTE);
+	assert_string_equal(es_client_error_code(f->c), "not_found");
+	stop(f);
+	assert_int_equal(start(f), 0);
 }
 
 static void test_errors(void **state)
@@ -672,6 +716,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_drop_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_inserts, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_python_example, setup,
