@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "edgesync/crc32c.h"
 #include "edgesync/store_error.h"
 #include "edgesync/wal.h"
 #include "edgesync/le.h"
@@ -397,6 +398,73 @@ static void test_torn_tail(void **state)
 		check_torn(off, 4000 + (uint32_t)i);
 	}
 	free(bad);
+	free(g1);
+	free(g2);
+}
+
+static void expect_corrupt(const unsigned char *g1, size_t n1,
+			   const unsigned char *g2, size_t n2,
+			   uint64_t min_gen);
+
+/* n pseudo-random bytes (xorshift), like float data to the resync. */
+static void random_bytes(unsigned char *p, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		p[i] = (unsigned char)(seed >> 32);
+	}
+}
+
+/* A whole record framed as the log writes it, at p (8 + len bytes). */
+static void frame_rec(unsigned char *p, const unsigned char *data, uint32_t len)
+{
+	le32_store(p, len);
+	le32_store(p + 4, es_crc32c(es_crc32c(0, p, 4), data, len));
+	memcpy(p + 8, data, len);
+}
+
+/*
+ * The resync over long tails (valid_after's prefix CRCs): a torn 6 MiB
+ * record of random bytes is cut (thousands of its offsets have a len
+ * field that fits); a whole 2 MiB record behind 3 MiB of garbage, and
+ * one behind a torn long record, are found, so the log is corrupt.
+ */
+static void test_long_resync(void **state)
+{
+	const uint32_t torn = 6u << 20, whole = 2u << 20;
+	unsigned char *g1, *g2, *buf, *data;
+	size_t n1, n2, off, at;
+
+	build_two_gens(&g1, &n1, &g2, &n2, 40, &off);
+	buf = malloc(off + 16 + torn + whole + (3u << 20));
+	data = malloc(torn);
+	assert_non_null(buf);
+	assert_non_null(data);
+	/* a torn record: its header says 6 MiB, 90% of it is there */
+	random_bytes(data, torn, 7);
+	memcpy(buf, g2, off);
+	frame_rec(buf + off, data, torn);
+	spill(gen_path(1), g1, n1);
+	spill(gen_path(2), buf, off + 8 + torn / 10 * 9);
+	check_torn(off, 5000);
+	/* garbage, then a whole long record: found */
+	memcpy(buf, g2, off);
+	random_bytes(buf + off, 3u << 20, 11);
+	random_bytes(data, whole, 13);
+	frame_rec(buf + off + (3u << 20), data, whole);
+	expect_corrupt(g1, n1, buf, off + (3u << 20) + 8 + whole, 1);
+	/* a torn long record, then a whole long record: found too */
+	random_bytes(data, torn, 17);
+	memcpy(buf, g2, off);
+	frame_rec(buf + off, data, torn);
+	at = off + 8 + torn / 2;
+	random_bytes(data, whole, 19);
+	frame_rec(buf + at, data, whole);
+	expect_corrupt(g1, n1, buf, at + 8 + whole, 1);
+	free(data);
+	free(buf);
 	free(g1);
 	free(g2);
 }
@@ -909,6 +977,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rotate_drop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_resync, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
