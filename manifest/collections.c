@@ -6,12 +6,18 @@
  *   1. A stored name matches [a-z0-9_-]{1,64}, dim is 1..4096 and metric
  *      0..2; a row that does not is reported as corruption.
  *   2. version starts at 0 and only manifest_coll_bump changes it, by
- *      one, inside the transaction of the change it counts.
+ *      one, inside the transaction of the change it counts. Versions of a
+ *      name never go back: a drop keeps the version it had reached (meta
+ *      version_floor/<name>, in the drop's transaction) and a collection
+ *      created again under that name starts there. A peer's
+ *      acknowledgement of the old one (the version it has seen) then
+ *      never hides the new one's segments: they count on from there.
  *   3. Dropping a collection deletes its segment, tombstone, ack and
  *      transfer rows in the same statement (ON DELETE CASCADE), hence the
  *      same transaction.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,11 +71,29 @@ static int coll_read(struct es_manifest *m, sqlite3_stmt *st,
 	return 0;
 }
 
+/* The meta key of name's version floor (invariant 2). */
+static void floor_key(char *key, size_t size, const char *name)
+{
+	snprintf(key, size, "%s%s", META_VERSION_FLOOR, name);
+}
+
+/* name's version floor, 0 if it was never dropped; in a transaction. */
+static int floor_get(struct es_manifest *m, const char *name, uint64_t *v)
+{
+	char key[sizeof(META_VERSION_FLOOR) + ES_MANIFEST_NAME_MAX];
+	int rc;
+
+	floor_key(key, sizeof(key), name);
+	*v = 0;
+	rc = manifest_meta_get_u64(m, key, v);
+	return rc < 0 ? rc : 0;
+}
+
 int es_manifest_collection_create(struct es_manifest *m,
 				  struct es_manifest_collection *c)
 {
 	sqlite3_stmt *st;
-	uint64_t hlc;
+	uint64_t hlc, floor = 0;
 	int rc;
 
 	rc = name_check(m, c->name);
@@ -81,23 +105,33 @@ int es_manifest_collection_create(struct es_manifest *m,
 				     "dim, metric or flags out of range");
 	rc = es_manifest_hlc_now(m, &hlc);
 	if (rc == 0)
+		rc = manifest_begin(m);
+	if (rc)
+		return rc;
+	rc = floor_get(m, c->name, &floor);
+	if (rc == 0)
 		rc = manifest_stmt(m, MS_COLL_INSERT, &st);
 	if (rc == 0)
 		rc = manifest_bind_text(m, st, 1, c->name);
-	if (rc)
+	if (rc == 0) {
+		sqlite3_bind_int64(st, 2, c->dim);
+		sqlite3_bind_int64(st, 3, c->metric);
+		sqlite3_bind_int64(st, 4, c->flags);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)hlc);
+		sqlite3_bind_int64(st, 6, (sqlite3_int64)floor);
+		rc = manifest_exec(m, st);
+	}
+	if (rc == 0)
+		rc = manifest_commit(m);
+	if (rc) {
+		manifest_rollback(m);
+		if (rc == ES_E_MANIFEST_EXISTS)
+			return manifest_fail(m, rc, "collection %s exists",
+					     c->name);
 		return rc;
-	sqlite3_bind_int64(st, 2, c->dim);
-	sqlite3_bind_int64(st, 3, c->metric);
-	sqlite3_bind_int64(st, 4, c->flags);
-	sqlite3_bind_int64(st, 5, (sqlite3_int64)hlc);
-	/* One statement: its own transaction. */
-	rc = manifest_exec(m, st);
-	if (rc == ES_E_MANIFEST_EXISTS)
-		return manifest_fail(m, rc, "collection %s exists", c->name);
-	if (rc)
-		return rc;
+	}
 	c->id = sqlite3_last_insert_rowid(m->db);
-	c->version = 0;
+	c->version = floor;
 	c->created_hlc = hlc;
 	return 0;
 }
@@ -173,22 +207,35 @@ int es_manifest_collection_list(struct es_manifest *m,
 
 int es_manifest_collection_drop(struct es_manifest *m, const char *name)
 {
+	char key[sizeof(META_VERSION_FLOOR) + ES_MANIFEST_NAME_MAX];
+	struct es_manifest_collection c;
 	sqlite3_stmt *st;
+	uint64_t floor;
 	int rc;
 
 	rc = name_check(m, name);
+	if (rc == 0)
+		rc = manifest_begin(m);
+	if (rc)
+		return rc;
+	/* the version reached stays as the name's floor (invariant 2) */
+	rc = es_manifest_collection_get(m, name, &c);
+	if (rc == 0)
+		rc = floor_get(m, name, &floor);
+	floor_key(key, sizeof(key), name);
+	if (rc == 0 && c.version > floor)
+		rc = manifest_meta_put_u64(m, key, c.version);
 	if (rc == 0)
 		rc = manifest_stmt(m, MS_COLL_DELETE, &st);
 	if (rc == 0)
 		rc = manifest_bind_text(m, st, 1, name);
 	if (rc == 0)
 		rc = manifest_exec(m, st);
+	if (rc == 0)
+		rc = manifest_commit(m);
 	if (rc)
-		return rc;
-	if (sqlite3_changes(m->db) == 0)
-		return manifest_fail(m, ES_E_MANIFEST_NOTFOUND,
-				     "no collection %s", name);
-	return 0;
+		manifest_rollback(m);
+	return rc;
 }
 
 int manifest_coll_bump(struct es_manifest *m, int64_t id, uint64_t *version,

@@ -72,6 +72,9 @@ struct es_manifest {
 #define META_DEVICE_ID	 "device_id"
 #define META_HLC_CEILING "hlc_ceiling"
 #define META_SEGMENT_ID	 "segment_id"
+/* "version_floor/<name>": the version a dropped collection of that name
+ * had reached, where one created again starts (collections.c). */
+#define META_VERSION_FLOOR "version_floor/"
 
 /* ---- sql.c: statements, transactions, error mapping -------------------- */
 

@@ -43,7 +43,7 @@ static const char *const sql_text[MS_COUNT] = {
     [MS_META_PUT] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
 		    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     [MS_COLL_INSERT] = "INSERT INTO collection (name, dim, metric, flags, "
-		       "version, created_hlc) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+		       "version, created_hlc) VALUES (?1, ?2, ?3, ?4, ?6, ?5)",
     [MS_COLL_BY_NAME] = "SELECT " COLL_COLS " FROM collection WHERE name = ?1",
     [MS_COLL_BY_ID] = "SELECT " COLL_COLS " FROM collection WHERE id = ?1",
     [MS_COLL_LIST] = "SELECT " COLL_COLS " FROM collection ORDER BY name",

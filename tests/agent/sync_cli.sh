@@ -8,7 +8,8 @@
 #   SIGKILL of the cloud, then of the edge, in the middle of a transfer and
 #   a restart: everything arrives and both manifests agree; an edge with
 #   --fetch-indexes takes a published segment with the cloud's index and
-#   installs it indexed, building nothing; a wrong token
+#   installs it indexed, building nothing; a published collection dropped
+#   and created again reaches the edge whole; a wrong token
 #   is refused. TLS with certificates signed by make_certs.sh's CA: an
 #   allowed device syncs, one not in allow-devices is refused, shows as
 #   awaiting approval on the cloud, syncs once `edgesync peers approve`d,
@@ -198,6 +199,25 @@ segs c1 catalog2 "$dir/a.json" && segs ei catalog2 "$dir/b.json" &&
 	check same_index "$dir/a.json" "$dir/b.json" "$c1_id" && ok ||
 	bad "ei's catalog2 index is not the cloud's"
 stop ei
+
+# ---- a published collection dropped and created again ------------------
+# The new one's versions count on from the dropped one's, so the edge,
+# which acknowledged the old one's, still takes each of its segments.
+must c1 collection create menu --dim $dim --publish
+must c1 import menu "$dir/more.fvecs" --first-id 60000
+must c1 flush menu
+must e1 sync-now
+wait_for "menu on the edge" has_segs e1 menu 1 "$c1_id"
+must c1 collection drop menu
+must c1 collection create menu --dim $dim --publish
+for first in 70000 80000; do
+	must c1 import menu "$dir/more.fvecs" --first-id $first
+	must c1 flush menu
+done
+must e1 sync-now
+wait_for "the new menu's segments on the edge" has_segs e1 menu 3 "$c1_id"
+must e1 get menu 70000
+must e1 get menu 80999
 
 # ---- SIGKILL the cloud in the middle of a transfer ---------------------
 must e1 collection create big --dim 256

@@ -208,7 +208,7 @@ static void test_drop_cascades(void **state)
 	struct fixture *f = *state;
 	struct es_manifest_tombstone tombs[2] = {{.id = 1, .hlc = 5},
 						 {.id = 2, .hlc = 6}};
-	struct es_manifest_collection a, b, again;
+	struct es_manifest_collection a, b, again, got_c;
 	struct es_manifest_segment s[3], got;
 
 	assert_int_equal(create(f->m, "gone", 4, 0, 0, &a), 0);
@@ -249,14 +249,28 @@ static void test_drop_cascades(void **state)
 		 b.id),
 	    2);
 
-	/* The name can be used again; a new collection starts at 0, with an
-	 * id never used before, even when the largest one was dropped. */
+	/* The name can be used again, with an id never used before, even
+	 * when the largest one was dropped; its version counts on from the
+	 * dropped one's (3: two segments and an index), so a peer that saw
+	 * the old one misses nothing of the new. Other names start at 0. */
+	assert_int_equal(b.version, 0);
 	assert_int_equal(create(f->m, "gone", 8, 1, 0, &again), 0);
 	assert_true(again.id > b.id);
+	assert_int_equal(again.version, 3);
+	s[0] = (struct es_manifest_segment){
+	    .collection_id = again.id, .size = 1000, .dim = 8};
+	assert_int_equal(es_manifest_segment_add(f->m, &s[0], NULL, 0), 0);
+	assert_int_equal(es_manifest_collection_get(f->m, "gone", &got_c), 0);
+	assert_int_equal(got_c.version, 4);
 	assert_int_equal(es_manifest_collection_drop(f->m, "gone"), 0);
 	assert_int_equal(create(f->m, "gone", 8, 1, 0, &a), 0);
 	assert_true(a.id > again.id);
-	assert_int_equal(again.version, 0);
+	assert_int_equal(a.version, 4);
+	assert_int_equal(es_manifest_collection_get(f->m, "gone", &got_c), 0);
+	assert_int_equal(got_c.version, 4);
+	/* a drop that finds nothing changes nothing */
+	assert_int_equal(es_manifest_collection_drop(f->m, "never"),
+			 ES_E_MANIFEST_NOTFOUND);
 	assert_int_equal(es_manifest_check(f->m), 0);
 }
 
