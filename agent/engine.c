@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "edgesync/collection.h"
+#include "edgesync/dirs.h"
 #include "edgesync/manifest.h"
 #include "edgesync/store_error.h"
 #include "edgesync/sync.h"
@@ -805,9 +806,8 @@ static int open_collections(struct es_engine *e)
 	}
 	free(rows);
 	if (rc == 0 && asprintf(&root, "%s/collections", e->data_dir) >= 0) {
-		if (mkdir(root, 0750) < 0 && errno != EEXIST)
-			rc = -errno;
-		else
+		rc = es_mkdir_durable(root);
+		if (rc == 0)
 			remove_orphans(e, root);
 		free(root);
 	}
@@ -838,10 +838,9 @@ int es_engine_open(struct es_engine **ep, const struct es_engine_config *c)
 		rc = -ENOMEM;
 		goto err;
 	}
-	if (mkdir(c->data_dir, 0750) < 0 && errno != EEXIST) {
-		rc = -errno;
+	rc = es_mkdir_durable(c->data_dir);
+	if (rc < 0)
 		goto err;
-	}
 	rc = es_manifest_open(&e->m, db);
 	if (rc < 0)
 		goto err;

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "collection_impl.h"
+#include "edgesync/dirs.h"
 #include "edgesync/store_error.h"
 #include "edgesync/le.h"
 
@@ -535,8 +536,9 @@ int es_collection_open(struct es_collection **cp, const char *dir,
 	*cp = NULL;
 	if (p->dim == 0 || p->dim > 65536 || p->seal_threshold == 0)
 		return -EINVAL;
-	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
-		return -errno;
+	rc = es_mkdir_durable(dir);
+	if (rc < 0)
+		return rc;
 	rc = collection_alloc(&c, dir, p, cat);
 	if (rc < 0)
 		goto err;

@@ -119,13 +119,14 @@ static int install(struct es_collection *c, const char *staged_path,
 		rc = io_fsync_parent(pt->path);
 	if (rc == 0)
 		rc = coll_read_ids(pt->path, &m, c->p.dim, &ids);
-	if (rc == 0)
-		rc = c->cat.sealed(c->cat.arg, &m, tombs, n_tombs);
 	if (rc < 0) {
 		if (pt)
 			unlink(pt->path);
 		goto out;
 	}
+	rc = c->cat.sealed(c->cat.arg, &m, tombs, n_tombs);
+	if (rc < 0)
+		goto out; /* the file stays: see seal_frozen */
 	install_index(c, pt, index, info, index_rc);
 	pthread_rwlock_wrlock(&c->state);
 	rc = coll_part_add(c, pt, &h);

@@ -138,7 +138,11 @@ static int seal_frozen(struct es_collection *c)
 	seg->meta = meta;
 	rc = c->cat.sealed(c->cat.arg, &meta, f->buf.tombs, f->buf.n_tombs);
 	if (rc < 0) {
-		unlink(seg->path);
+		/* The file stays: a failed commit may still have been
+		 * recorded (an fsync error after the commit frame was
+		 * written), and a record naming no file would stop the next
+		 * start; if nothing names it, that start removes it
+		 * (remove_strays). */
 		goto out;
 	}
 	pthread_rwlock_wrlock(&c->state);

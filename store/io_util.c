@@ -3,8 +3,10 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "edgesync/dirs.h"
 #include "io_util.h"
 
 int io_pread_all(int fd, void *buf, size_t len, off_t off)
@@ -42,6 +44,13 @@ int io_write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int es_mkdir_durable(const char *dir)
+{
+	if (mkdir(dir, 0750) == 0)
+		return io_fsync_parent(dir);
+	return errno == EEXIST ? 0 : -errno;
 }
 
 int io_fsync_parent(const char *path)

@@ -90,6 +90,7 @@
 
 #include "edgesync/crc32c.h"
 #include "edgesync/wal.h"
+#include "edgesync/dirs.h"
 #include "io_util.h"
 #include "edgesync/le.h"
 #include "wal_impl.h"
@@ -804,13 +805,9 @@ static int dir_open(const char *dir, int *dirfdp)
 {
 	int fd, rc;
 
-	if (mkdir(dir, 0750) == 0) {
-		rc = io_fsync_parent(dir);
-		if (rc < 0)
-			return rc;
-	} else if (errno != EEXIST) {
-		return -errno;
-	}
+	rc = es_mkdir_durable(dir);
+	if (rc < 0)
+		return rc;
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;

@@ -33,6 +33,9 @@ struct memcat {
 	struct es_tombstone tombs[4096];
 	size_t n_tombs;
 	int wakes;
+	/* the next sealed fails with -EIO: 1 having recorded it (a commit
+	 * that reached the disk, its error notwithstanding), 2 without */
+	int fail_sealed;
 };
 
 static int mc_reserve(void *arg, int64_t *id)
@@ -51,11 +54,15 @@ static int mc_sealed(void *arg, const struct es_segment_meta *seg,
 		     const struct es_tombstone *tombs, size_t n)
 {
 	struct memcat *m = arg;
+	int fail = m->fail_sealed;
 
+	m->fail_sealed = 0;
+	if (fail == 2)
+		return -EIO;
 	m->segs[m->n_segs++] = *seg;
 	for (size_t i = 0; i < n; i++)
 		m->tombs[m->n_tombs++] = tombs[i];
-	return 0;
+	return fail ? -EIO : 0;
 }
 
 static int mc_indexed(void *arg, const struct es_segment_meta *seg)
@@ -268,6 +275,38 @@ static void test_recovery(void **state)
 	assert_int_equal(s.segments, 2);
 	assert_int_equal(es_collection_get(c, 3, v), -ENOENT);
 	assert_int_equal(nearest(c, 5, 7000), 5);
+	es_collection_close(c);
+}
+
+/*
+ * A seal whose record fails: its file stays, so a record that did reach
+ * the disk still names a file and the next open succeeds with every
+ * vector; one that did not leaves a file that the next open removes,
+ * the vectors coming back from the log.
+ */
+static void test_sealed_failed(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	struct es_collection_stats s;
+	char path[128];
+	float v[DIM];
+
+	for (int mode = 1; mode <= 2; mode++) {
+		insert_range(c, 1000 * (uint64_t)mode, 100, 0);
+		cat.fail_sealed = mode;
+		assert_int_equal(es_collection_seal(c, 1), -EIO);
+		snprintf(path, sizeof(path), "%s/seg-%lld.ndvs", dir,
+			 (long long)cat.next_id);
+		assert_int_equal(access(path, F_OK), 0);
+		es_collection_close(c);
+		c = open_coll(100000);
+		es_collection_stats(c, &s);
+		assert_int_equal(s.vectors, 100 * (uint64_t)mode);
+		assert_int_equal(
+		    es_collection_get(c, 1000 * (uint64_t)mode + 7, v), 0);
+		assert_int_equal(access(path, F_OK), mode == 1 ? 0 : -1);
+	}
+	assert_int_equal(cat.n_segs, 1);
 	es_collection_close(c);
 }
 
@@ -540,6 +579,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_seal_and_index, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sealed_failed, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_threshold, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install_many, setup, teardown),
