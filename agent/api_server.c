@@ -6,17 +6,22 @@
  * Threads. Engine calls block: an insert waits for its fsync (ms), a
  * search reads index pages (up to tens of ms). rep_ipc's event loop
  * never calls the engine: it queues each request here (on_request), and
- * `workers` pool threads take them in order, decode, call the engine,
- * encode and hand the reply back (serve). One thread per concurrent
- * request, so a slow request never holds up a fast one, and concurrent
- * inserts can share an fsync.
+ * `workers` pool threads take them, decode, call the engine, encode and
+ * hand the reply back (serve). One thread per concurrent request, so a
+ * slow request never holds up a fast one, and concurrent inserts can
+ * share an fsync. Requests queue per connection (rep_ipc_flow), and the
+ * connections with requests waiting take turns, one request each, in
+ * the order they began waiting: a client with many requests in flight
+ * delays another's next request by at most one of its own per worker.
  *
  * Invariants:
  *   1. Every request rep_ipc hands out is answered exactly once, by the
  *      pool thread that took it (rep_ipc_reply, or rep_ipc_drop when no
  *      reply could be encoded); rep_ipc_stop waits for that.
- *   2. The queue and pool_exit are under s->lock; the pool exits only
- *      after rep_ipc_stop returned, so the queue is empty by then.
+ *   2. The queue (the ring of flows with requests waiting, each flow's
+ *      requests) and pool_exit are under s->lock; a flow is on the ring
+ *      exactly when it has a request waiting (queued). The pool exits
+ *      only after rep_ipc_stop returned, so the queue is empty by then.
  *   3. Memory is per worker (encoder, query and hit buffers) or per
  *      request (bounded by max_message): idle connections cost only
  *      rep_ipc's connection record.
@@ -87,7 +92,8 @@ struct es_api_server {
 
 	pthread_mutex_t lock;
 	pthread_cond_t work; /* pool threads wait for requests */
-	struct rep_ipc_req *head, *tail;
+	struct rep_ipc_flow *ring, *ring_tail; /* flows with requests waiting */
+	unsigned waiting; /* requests on the ring's flows */
 	int pool_exit;
 	time_t refused_at;	/* last refusal logged */
 	unsigned refused_quiet; /* refusals not logged since */
@@ -300,18 +306,58 @@ static int admit(void *arg, const struct rep_ipc_peer *p)
 
 /* ---- the pool --------------------------------------------------------- */
 
+/* Puts f at the end of the ring (under s->lock). */
+static void ring_push(struct es_api_server *s, struct rep_ipc_flow *f)
+{
+	f->queued = 1;
+	f->next = NULL;
+	if (s->ring_tail)
+		s->ring_tail->next = f;
+	else
+		s->ring = f;
+	s->ring_tail = f;
+}
+
+/* The next request: the first of the flow whose turn it is, which then
+ * goes to the end of the ring if it has more (under s->lock). */
+static struct rep_ipc_req *ring_take(struct es_api_server *s)
+{
+	struct rep_ipc_flow *f = s->ring;
+	struct rep_ipc_req *r;
+
+	if (!f)
+		return NULL;
+	s->ring = f->next;
+	if (!s->ring)
+		s->ring_tail = NULL;
+	r = f->head;
+	f->head = r->next;
+	f->queued = 0;
+	s->waiting--;
+	if (f->head)
+		ring_push(s, f);
+	else
+		f->tail = NULL;
+	return r;
+}
+
 /* On rep_ipc's loop thread: queues r for the pool. */
 static void on_request(void *arg, struct rep_ipc_req *r)
 {
 	struct es_api_server *s = arg;
 
+	struct rep_ipc_flow *f = r->flow;
+
 	r->next = NULL;
 	pthread_mutex_lock(&s->lock);
-	if (s->tail)
-		s->tail->next = r;
+	if (f->tail)
+		f->tail->next = r;
 	else
-		s->head = r;
-	s->tail = r;
+		f->head = r;
+	f->tail = r;
+	s->waiting++;
+	if (!f->queued)
+		ring_push(s, f);
 	pthread_cond_signal(&s->work);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -345,14 +391,11 @@ static void *pool_main(void *arg)
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		while (!s->head && !s->pool_exit)
+		while (!s->ring && !s->pool_exit)
 			pthread_cond_wait(&s->work, &s->lock);
-		r = s->head;
+		r = ring_take(s);
 		if (!r)
 			break;
-		s->head = r->next;
-		if (!s->head)
-			s->tail = NULL;
 		pthread_mutex_unlock(&s->lock);
 		serve(w, r);
 		pthread_mutex_lock(&s->lock);
@@ -505,6 +548,16 @@ int es_api_server_start(struct es_api_server **sp, struct es_engine *e,
 	}
 	*sp = s;
 	return 0;
+}
+
+unsigned es_api_server_waiting(struct es_api_server *s)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->waiting;
+	pthread_mutex_unlock(&s->lock);
+	return n;
 }
 
 void es_api_server_stop(struct es_api_server *s)

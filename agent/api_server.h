@@ -45,6 +45,9 @@ struct es_api_server;
 int es_api_server_start(struct es_api_server **sp, struct es_engine *e,
 			const struct es_api_config *c);
 
+/* Requests received and waiting for a worker. */
+unsigned es_api_server_waiting(struct es_api_server *s);
+
 /*
  * Turns new connections away, lets requests in flight finish (requests
  * arriving meanwhile are answered shutting_down), removes the socket file

@@ -96,6 +96,7 @@ struct rep_conn {
 	size_t out_bytes;		/* of out, not yet written */
 	uint64_t stalled_at;		/* write blocked since, ms; 0: not */
 	struct rep_conn *prev, *next;	/* live list, or the dead list */
+	struct rep_ipc_flow flow;	/* the caller's (rep_ipc.h) */
 	/* under s->lock (invariant 2) */
 	unsigned pending;
 	struct rep_out *posted, *posted_tail;
@@ -326,6 +327,7 @@ static int dispatch(struct rep_ipc *s, struct rep_conn *c)
 		return -1;
 	}
 	r->conn = c;
+	r->flow = &c->flow;
 	r->msg = c->msg;
 	r->hdr_len = hl;
 	r->body = c->msg + hl;

@@ -25,10 +25,23 @@ struct rep_conn;
 #define REP_IPC_MAX_HOPS  8    /* SP backtrace words a request may carry */
 #define REP_IPC_MAX_CONNS 4096 /* connections at once, by default */
 
+/*
+ * One per connection, for the caller: its requests waiting in the
+ * caller's queue, so that connections can be served in turn. The caller
+ * owns the fields (under its own lock); the flow lives as long as a
+ * request of its connection is unanswered.
+ */
+struct rep_ipc_flow {
+	struct rep_ipc_req *head, *tail;
+	struct rep_ipc_flow *next;
+	int queued;
+};
+
 struct rep_ipc_req {
 	const void *body; /* the request, SP header removed */
 	size_t len;
-	int late; /* arrived after rep_ipc_stop began */
+	int late;		   /* arrived after rep_ipc_stop began */
+	struct rep_ipc_flow *flow; /* its connection's */
 	/* private */
 	struct rep_conn *conn;
 	uint8_t *msg; /* the whole received message */

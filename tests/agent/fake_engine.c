@@ -21,6 +21,7 @@ struct es_engine {
 	pthread_cond_t cv;
 	struct fcoll colls[MAX_COLLS];
 	unsigned slow_entered;
+	unsigned permits; /* blocked searches on "slow" that may finish */
 	int released;
 	int fail;
 	char redim_name[ES_ENGINE_NAME_MAX + 1];
@@ -92,6 +93,14 @@ void fake_engine_wait_slow(struct es_engine *e, unsigned n)
 	pthread_mutex_lock(&e->mu);
 	while (e->slow_entered < n)
 		pthread_cond_wait(&e->cv, &e->mu);
+	pthread_mutex_unlock(&e->mu);
+}
+
+void fake_engine_permit(struct es_engine *e, unsigned n)
+{
+	pthread_mutex_lock(&e->mu);
+	e->permits += n;
+	pthread_cond_broadcast(&e->cv);
 	pthread_mutex_unlock(&e->mu);
 }
 
@@ -345,8 +354,10 @@ int es_engine_search(struct es_engine *e, const char *name, const float *query,
 	if (!strcmp(name, "slow")) {
 		e->slow_entered++;
 		pthread_cond_broadcast(&e->cv);
-		while (!e->released)
+		while (!e->released && !e->permits)
 			pthread_cond_wait(&e->cv, &e->mu);
+		if (!e->released)
+			e->permits--;
 	}
 	c = find(e, name);
 	if (!c || c->info.dim != dim) {

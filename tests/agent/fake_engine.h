@@ -12,6 +12,8 @@
 unsigned fake_engine_slow_entered(struct es_engine *e);
 /* Waits until n searches on "slow" have entered. */
 void fake_engine_wait_slow(struct es_engine *e, unsigned n);
+/* Lets n searches on "slow" finish, blocked or to come. */
+void fake_engine_permit(struct es_engine *e, unsigned n);
 /* Lets every blocked (and future) search on "slow" finish. */
 void fake_engine_release(struct es_engine *e);
 /* Makes every call fail with err from now on (0: stop failing). */

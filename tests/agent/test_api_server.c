@@ -1181,6 +1181,98 @@ static void test_limit_is_the_request(void **state)
 	free(v);
 }
 
+/* Sends a search on "slow" (request id) over a raw SP connection. */
+static void slow_search_raw(int fd, uint8_t id)
+{
+	uint8_t msg[128] = {0x80, 0, 0, id};
+	float q[2] = {1, 1};
+	struct es_cbor_enc e;
+
+	es_cbor_enc_init(&e);
+	es_cbor_enc_map(&e, 5);
+	es_cbor_enc_kv_uint(&e, "v", 1);
+	es_cbor_enc_kv_text(&e, "op", "search");
+	es_cbor_enc_kv_text(&e, "collection", "slow");
+	es_cbor_enc_kv_bytes(&e, "vector", q, sizeof(q));
+	es_cbor_enc_kv_uint(&e, "k", 1);
+	assert_true(e.len <= sizeof(msg) - 4);
+	memcpy(msg + 4, e.buf, e.len);
+	sp_send(fd, 1, 4 + e.len, msg, 4 + e.len);
+	es_cbor_enc_fini(&e);
+}
+
+struct other_arg {
+	const char *path;
+	int rc;
+};
+
+/* Another client's request, made while the worker is held. */
+static void *other_create(void *p)
+{
+	struct other_arg *a = p;
+	struct es_client *b;
+
+	a->rc = es_client_open(&b, a->path, 5000);
+	if (a->rc == 0) {
+		a->rc = es_client_collection_create(b, "other", 2, NULL, NULL);
+		es_client_close(b);
+	}
+	return NULL;
+}
+
+/*
+ * Connections take turns: with one worker, a client with three searches
+ * waiting does not hold up another's request for all three. The worker
+ * is held in the first client's first search while its three others and
+ * the second client's request wait; let two searches through, one at a
+ * time: the second client's request comes right after the first of the
+ * three (in arrival order it would wait behind all three, and time out).
+ */
+static void test_turns(void **state)
+{
+	struct fx *f = *state;
+	static struct other_arg a; /* outlives a failed test's frame */
+	uint64_t ids[2] = {1, 2};
+	float v[4] = {1, 1, 0, 0};
+	pthread_t t;
+	int fd;
+
+	fx_stop(f);
+	fx_start(f, 1, 0, NULL, 0, NULL, 0);
+	assert_int_equal(
+	    es_client_collection_create(f->c, "slow", 2, NULL, NULL), 0);
+	assert_int_equal(es_client_insert(f->c, "slow", ids, v, 2, 2), 0);
+	fd = sp_connect(f->path, req0_hs);
+	slow_search_raw(fd, 1);
+	fake_engine_wait_slow(f->e, 1); /* the worker is held */
+	for (uint8_t id = 2; id <= 4; id++)
+		slow_search_raw(fd, id);
+	while (es_api_server_waiting(f->s) < 3) /* queued before the other's */
+		usleep(1000);
+	a.path = f->path;
+	a.rc = -1;
+	pthread_create(&t, NULL, other_create, &a);
+	while (es_api_server_waiting(f->s) < 4) /* the other's too */
+		usleep(1000);
+	fake_engine_permit(f->e, 1); /* search 1 ends, search 2 begins */
+	fake_engine_wait_slow(f->e, 2);
+	fake_engine_permit(f->e, 1); /* search 2 ends: the other's turn */
+	pthread_join(t, NULL);
+	assert_int_equal(a.rc, 0);
+	fake_engine_release(f->e);
+	for (int i = 0; i < 4; i++) {
+		uint8_t head[9], body[512];
+		uint64_t len = 0;
+
+		assert_int_equal(read_full(fd, head, 9), 9);
+		for (int j = 0; j < 8; j++)
+			len = len << 8 | head[1 + j];
+		assert_true(len <= sizeof(body));
+		assert_int_equal(read_full(fd, body, len), (ssize_t)len);
+	}
+	close(fd);
+}
+
 /* Starting a second server on a live socket never disturbs the first. */
 static void test_second_start(void **state)
 {
@@ -1220,6 +1312,7 @@ int main(int argc, char **argv)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_second_start, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_max_clients, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_turns, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unread_replies, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_partial_request, setup,
