@@ -856,6 +856,21 @@ static void sp_send(int fd, uint8_t type, uint64_t declared, const void *p,
 		    "(the server closed before the message's body)\n");
 }
 
+/* Reads one reply frame into body (at most cap bytes): its length. */
+static size_t read_frame(int fd, uint8_t *body, size_t cap)
+{
+	uint8_t head[9];
+	uint64_t len = 0;
+
+	assert_int_equal(read_full(fd, head, 9), 9);
+	assert_int_equal(head[0], 1);
+	for (int i = 0; i < 8; i++)
+		len = len << 8 | head[1 + i];
+	assert_true(len <= cap);
+	assert_int_equal(read_full(fd, body, len), (ssize_t)len);
+	return (size_t)len;
+}
+
 /* The ping request's body. */
 static size_t ping_body(uint8_t *buf, size_t cap)
 {
@@ -880,16 +895,11 @@ static int sp_reply(int fd, const uint8_t *hdr, size_t hl)
 	struct es_cbor_span f[3];
 	struct es_cbor_reader r, sub;
 	char err[API_ERR_MAX];
-	uint8_t head[9], body[512];
-	uint64_t len = 0;
+	uint8_t body[512];
+	size_t len = read_frame(fd, body, sizeof(body));
 	int ok = 0;
 
-	assert_int_equal(read_full(fd, head, 9), 9);
-	assert_int_equal(head[0], 1);
-	for (int i = 0; i < 8; i++)
-		len = len << 8 | head[1 + i];
-	assert_true(len > hl && len <= sizeof(body));
-	assert_int_equal(read_full(fd, body, len), (ssize_t)len);
+	assert_true(len > hl);
 	assert_memory_equal(body, hdr, hl);
 	es_cbor_reader_init(&r, body + hl, len - hl, err);
 	assert_int_equal(es_cbor_map_index(&r, keys, 3, f, 0, "reply"), 0);
@@ -951,14 +961,9 @@ static void test_sp_wire(void **state)
 		sp_send(fd, 1, 4 + n, msg, 4 + n);
 	}
 	for (int i = 0; i < 2; i++) { /* either order */
-		uint8_t head[9], body[256];
-		uint64_t len = 0;
+		uint8_t body[256];
 
-		assert_int_equal(read_full(fd, head, 9), 9);
-		for (int j = 0; j < 8; j++)
-			len = len << 8 | head[1 + j];
-		assert_true(len <= sizeof(body));
-		assert_int_equal(read_full(fd, body, len), (ssize_t)len);
+		read_frame(fd, body, sizeof(body));
 		assert_true(body[0] == 0x80 && body[3] >= 1 && body[3] <= 2);
 		seen |= (uint8_t)(1 << body[3]);
 	}
@@ -1261,14 +1266,9 @@ static void test_turns(void **state)
 	assert_int_equal(a.rc, 0);
 	fake_engine_release(f->e);
 	for (int i = 0; i < 4; i++) {
-		uint8_t head[9], body[512];
-		uint64_t len = 0;
+		uint8_t body[512];
 
-		assert_int_equal(read_full(fd, head, 9), 9);
-		for (int j = 0; j < 8; j++)
-			len = len << 8 | head[1 + j];
-		assert_true(len <= sizeof(body));
-		assert_int_equal(read_full(fd, body, len), (ssize_t)len);
+		read_frame(fd, body, sizeof(body));
 	}
 	close(fd);
 }
