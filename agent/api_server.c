@@ -61,6 +61,7 @@
 #define DEFAULT_WORKERS	    16
 #define MAX_WORKERS	    1024
 #define DEFAULT_MAX_MESSAGE ((size_t)64 << 20)
+#define MIN_MAX_MESSAGE	    ((size_t)64 << 10)
 #define SEND_TIMEOUT_MS	    30000 /* a client that stops reading or sending */
 #define SETTLE_MS	    100 /* lets replies sent during stop leave the socket */
 #define MAX_PENDING	    64 /* requests of one connection in flight */
@@ -513,6 +514,9 @@ int es_api_server_start(struct es_api_server **sp, struct es_engine *e,
 
 	*sp = NULL;
 	if (!c->socket_path || !c->socket_path[0])
+		return -EINVAL;
+	/* the C client checks only requests over 64 KiB (client.c) */
+	if (c->max_message && c->max_message < MIN_MAX_MESSAGE)
 		return -EINVAL;
 	if (strlen(c->socket_path) + strlen(TMP_SUFFIX) >=
 	    sizeof(((struct sockaddr_un *)0)->sun_path))

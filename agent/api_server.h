@@ -25,7 +25,7 @@ struct es_api_config {
 	const char *socket_path;
 	unsigned workers;     /* concurrent requests, default 16 */
 	size_t max_message;   /* a longer request drops its connection;
-			       default 64 MiB */
+			       default 64 MiB, at least 64 KiB */
 	unsigned max_clients; /* connections at once, default 4096 (and
 				    at most half the open-file limit) */
 	/* A client that takes no reply, or stops in the middle of a

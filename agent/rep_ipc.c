@@ -36,12 +36,13 @@
  *      events of the same batch that name it are ignored, never followed
  *      into freed memory.
  *   4. At most max_pending requests of one connection are out at once,
- *      and at most OUT_MAX bytes of its replies wait to be written
- *      (out_bytes, besides the reply being written); past either its
- *      reads pause, so a client that sends without reading cannot queue
- *      unbounded memory. A message is read into a buffer that grows as
- *      bytes arrive, never to the declared length up front, and one
- *      that stops arriving for send_timeout_ms drops its connection.
+ *      and once more than OUT_MAX bytes of its replies wait to be
+ *      written (out_bytes) its reads pause, so a client that sends
+ *      without reading holds at most OUT_MAX plus the replies of the
+ *      requests already out. A message is read into a buffer that grows
+ *      as bytes arrive, never to the declared length up front, and one
+ *      (frame header or body) that stops arriving for send_timeout_ms
+ *      drops its connection.
  *   5. At most max_conns connections at once (and never more than half
  *      the open-file limit): past that a new one is closed at accept,
  *      so clients cannot take the descriptors the engine needs.
@@ -409,6 +410,8 @@ static void on_readable(struct rep_ipc *s, struct rep_conn *c)
 		if (c->head_got < sizeof(c->head)) {
 			got = c->head_got;
 			rc = fill(c, c->head, sizeof(c->head), &got, &budget);
+			if (got > c->head_got)
+				c->msg_at = now_ms();
 			c->head_got = (unsigned)got;
 			if (rc <= 0)
 				goto out;
@@ -487,19 +490,21 @@ static unsigned conn_limit(const struct rep_ipc *s)
 	return n ? n : 1;
 }
 
-/* A connection refused at the limit: logged at most every FULL_LOG_MS. */
-static void log_full(struct rep_ipc *s)
+/* Connections refused at the limit (refused more): one log line at most
+ * every FULL_LOG_MS; the check of timeouts logs what is left. */
+static void log_full(struct rep_ipc *s, unsigned refused)
 {
 	uint64_t now = now_ms();
 
-	s->full_refused++;
+	s->full_refused += refused;
 	if (s->full_logged_at && now - s->full_logged_at < FULL_LOG_MS)
 		return;
 	rlog(s, ES_LOG_WARN,
 	     "API socket: refused %u connection%s: %u clients are connected, "
-	     "the most taken (max-clients %u, or half the open-file limit)",
+	     "the most taken (%u: max-clients %u, and half the open-file "
+	     "limit)",
 	     s->full_refused, s->full_refused == 1 ? "" : "s", s->n_live,
-	     s->c.max_conns);
+	     conn_limit(s), s->c.max_conns);
 	s->full_logged_at = now;
 	s->full_refused = 0;
 }
@@ -542,7 +547,7 @@ static void accept_all(struct rep_ipc *s)
 		}
 		if (s->n_live >= conn_limit(s)) {
 			close(fd);
-			log_full(s);
+			log_full(s, 1);
 			continue;
 		}
 		peer.uid = cred.uid;
@@ -642,8 +647,18 @@ static void check_timeouts(struct rep_ipc *s, unsigned send_ms)
 			     "message came, then nothing for %u ms",
 			     c->msg_got, c->msg_len, send_ms);
 			close_conn(s, c);
+		} else if (c->state == C_OPEN && c->head_got > 0 &&
+			   c->head_got < sizeof(c->head) &&
+			   (c->events & EPOLLIN) && now - c->msg_at > send_ms) {
+			rlog(s, ES_LOG_WARN,
+			     "API connection closed: %u bytes of a message's "
+			     "9-byte frame header came, then nothing for %u ms",
+			     c->head_got, send_ms);
+			close_conn(s, c);
 		}
 	}
+	if (s->full_refused && now - s->full_logged_at >= FULL_LOG_MS)
+		log_full(s, 0); /* the refusals since the last line */
 	if (s->accept_paused_until && now >= s->accept_paused_until) {
 		struct epoll_event ev = {.events = EPOLLIN,
 					 .data.ptr = &tag_listen};

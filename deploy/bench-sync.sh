@@ -171,8 +171,9 @@ iperf() { # [-A CLIENT,SERVER]
 # nng_alone [pinned]: MB/s of 2 GiB in 1 MiB requests over nng REQ/REP,
 # one outstanding, nothing read, written or checksummed (es_nng_reqrep);
 # pinned, the sender on CPU 0 and the server on CPU 1, as the agents are.
+# 0 if the run failed (a port taken meanwhile): the figure is a baseline.
 nng_alone() {
-	local port spid on_s=() on_c=()
+	local port spid v on_s=() on_c=()
 	if [ "${1:-}" = pinned ]; then
 		on_s=(taskset -c 1)
 		on_c=(taskset -c 0)
@@ -180,9 +181,11 @@ nng_alone() {
 	port=$(free_port)
 	"${on_s[@]}" "$reqrep" serve "tcp://127.0.0.1:$port" &
 	spid=$!
-	"${on_c[@]}" "$reqrep" send "tcp://127.0.0.1:$port" 2048 | awk '{print $2}'
+	v=$("${on_c[@]}" "$reqrep" send "tcp://127.0.0.1:$port" 2048 |
+		awk '{print $2}') || v=
 	kill "$spid" 2>/dev/null
 	wait "$spid" 2>/dev/null || true
+	echo "${v:-0}"
 }
 
 # ---- the edge's data ----------------------------------------------------

@@ -48,9 +48,11 @@ int io_write_all(int fd, const void *buf, size_t len)
 
 int es_mkdir_durable(const char *dir)
 {
-	if (mkdir(dir, 0750) == 0)
-		return io_fsync_parent(dir);
-	return errno == EEXIST ? 0 : -errno;
+	/* an existing one too: an earlier call may have made it, then
+	 * failed to sync its parent */
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+		return -errno;
+	return io_fsync_parent(dir);
 }
 
 int io_fsync_parent(const char *path)

@@ -1129,8 +1129,9 @@ static void test_unread_replies(void **state)
 }
 
 /*
- * A request that stops arriving half-way: its connection is closed after
- * send_timeout_ms (its buffer with it), and said so in the log.
+ * A request that stops arriving half-way, in its body or its frame
+ * header: its connection is closed after send_timeout_ms (its buffer
+ * with it), and said so in the log.
  */
 static void test_partial_request(void **state)
 {
@@ -1148,6 +1149,11 @@ static void test_partial_request(void **state)
 	close(fd);
 	assert_true(log_has("64 of a 100000-byte message came, then nothing "
 			    "for 300 ms"));
+	fd = sp_connect(f->path, req0_hs); /* 3 of a frame header's 9 */
+	assert_int_equal(write(fd, "\x01\0\0", 3), 3);
+	assert_true(closed_by_server(fd));
+	close(fd);
+	assert_true(log_has("3 bytes of a message's 9-byte frame header came"));
 	assert_int_equal(es_client_ping(f->c), 0);
 }
 
@@ -1252,13 +1258,17 @@ static void test_turns(void **state)
 	fake_engine_wait_slow(f->e, 1); /* the worker is held */
 	for (uint8_t id = 2; id <= 4; id++)
 		slow_search_raw(fd, id);
-	while (es_api_server_waiting(f->s) < 3) /* queued before the other's */
+	for (int i = 0; es_api_server_waiting(f->s) < 3; i++) {
+		assert_true(i < 10000); /* queued before the other's */
 		usleep(1000);
+	}
 	a.path = f->path;
 	a.rc = -1;
 	pthread_create(&t, NULL, other_create, &a);
-	while (es_api_server_waiting(f->s) < 4) /* the other's too */
+	for (int i = 0; es_api_server_waiting(f->s) < 4; i++) {
+		assert_true(i < 10000); /* the other's too */
 		usleep(1000);
+	}
 	fake_engine_permit(f->e, 1); /* search 1 ends, search 2 begins */
 	fake_engine_wait_slow(f->e, 2);
 	fake_engine_permit(f->e, 1); /* search 2 ends: the other's turn */

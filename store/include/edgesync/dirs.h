@@ -7,8 +7,9 @@
 #define EDGESYNC_DIRS_H
 
 /*
- * Makes dir (mode 0750) unless it exists; when it made it, fsyncs its
- * parent before returning. 0 or a negative errno.
+ * Makes dir (mode 0750) unless it exists, then fsyncs its parent (also
+ * when it existed: an earlier call may have made it and failed to sync).
+ * 0 or a negative errno.
  */
 int es_mkdir_durable(const char *dir);
 
