@@ -72,7 +72,7 @@ struct es_collection {
 	uint32_t growing;
 	uint32_t frozen;
 	uint64_t frozen_gen; /* log generation of the frozen buffer */
-	uint64_t frozen_hlc; /* its seal clock, taken at the freeze */
+	uint64_t frozen_hlc; /* the seal clock, taken at the freeze */
 	uint32_t *segments;
 	uint32_t n_segments, cap_segments;
 	struct idmap live;

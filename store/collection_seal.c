@@ -6,10 +6,18 @@
  *               take the seal clock, the growing buffer becomes the
  *               frozen one, a new empty buffer takes writes. G holds
  *               exactly the frozen writes, and the seal clock is above
- *               every one of them and below every later write, so the
- *               versions recovery compares order them as they happened.
+ *               every one of them and below every later write.
  *   write       seg-<id>.ndvs from the frozen buffer's live rows (temp
- *               file, fsync, rename, directory fsync)
+ *               file, fsync, rename, directory fsync); the segment's
+ *               clock (seal_hlc, every row's version from then on, here
+ *               and on every peer) is the newest of those rows' writes,
+ *               or the seal clock if it keeps none. Also above each of
+ *               its rows' writes and below every later write, so the
+ *               versions recovery compares order them as they happened;
+ *               and as close to the writes themselves as one clock per
+ *               segment allows, so a device that seals late does not
+ *               win with the time of its seal over writes made after
+ *               its own elsewhere.
  *   record      catalog->sealed(segment, wal_gen G, the buffer's
  *               tombstones): durable in the manifest
  *   swap        state exclusive: the segment becomes a part, live copies
@@ -108,6 +116,18 @@ static int write_segment(struct es_collection *c, const struct membuf *b,
 	return es_ndvs_writer_commit(w, info);
 }
 
+/* The clock of the newest write among the rows kept (see "write"). */
+static uint64_t newest_write(const struct membuf *b, const uint64_t *rows,
+			     uint64_t n)
+{
+	uint64_t h = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		if (b->hlc[rows[i]] > h)
+			h = b->hlc[rows[i]];
+	return h;
+}
+
 /* Makes the frozen buffer a recorded segment (seal_mu held). */
 static int seal_frozen(struct es_collection *c)
 {
@@ -122,7 +142,7 @@ static int seal_frozen(struct es_collection *c)
 		goto cut; /* everything it held was superseded */
 	if (rc == 0)
 		rc = c->cat.reserve_id(c->cat.arg, &meta.id);
-	meta.seal_hlc = c->frozen_hlc;
+	meta.seal_hlc = n ? newest_write(&f->buf, rows, n) : c->frozen_hlc;
 	if (rc == 0 && !(seg = coll_segment_part(c, &meta)))
 		rc = -ENOMEM;
 	if (rc == 0)

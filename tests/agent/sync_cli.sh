@@ -172,6 +172,39 @@ wait_for "both edges on the cloud" eval \
 must c1 --json collection list
 check lacks "$dir/out" private && ok || bad "private reached the cloud"
 
+# ---- conflicts: the later write wins, whichever device seals first ------
+# el (rounds only on sync-now) writes ids 5 and 6; a second later e2
+# deletes 5 and writes 6, seals and ships; el seals its older writes
+# after that, then syncs. The later writes stand on all three (a
+# segment's clock is its newest write's, not its seal's). The second
+# between the writes orders their clocks; nothing waits on time for a
+# result.
+start el --role edge --peer "tcp://127.0.0.1:$port" --token "$TOKEN" \
+	--sync-interval 3600000
+el_id=$(device_of el)
+must c1 collection create shared --dim 2 --publish
+must el collection create shared --dim 2 --sync both
+must e2 collection create shared --dim 2 --sync both
+must el insert shared --id 5 --vector 1,1
+must el insert shared --id 6 --vector 1,1
+sleep 1.1
+must e2 delete shared 5
+must e2 insert shared --id 6 --vector 2,2
+must e2 flush shared
+wait_for "e2's shared on the cloud" has_segs c1 shared 1 "$e2_id"
+must el flush shared
+must el sync-now
+wait_for "el's shared on the cloud" has_segs c1 shared 1 "$el_id"
+wait_for "el's shared on e2" has_segs e2 shared 1 "$el_id"
+wait_for "e2's shared on el" has_segs el shared 1 "$e2_id"
+for n in c1 el e2; do
+	if cli $n get shared 5; then bad "$n: id 5 is back: $(cat "$dir/out")"
+	else grep -q not_found "$dir/err" && ok || bad "$n get 5: $(cat "$dir/err")"; fi
+	must $n get shared 6
+	grep -q "^2,2" "$dir/out" && ok || bad "$n: id 6 is $(cat "$dir/out")"
+done
+stop el
+
 # ---- an edge that takes the cloud's indexes ----------------------------
 # catalog is indexed on c1 (above): ei downloads segment and index, and
 # installs the segment indexed, so it never builds one

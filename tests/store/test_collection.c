@@ -310,6 +310,45 @@ static void test_sealed_failed(void **state)
 	es_collection_close(c);
 }
 
+/*
+ * A segment's clock is its newest write's, not the time of its seal: a
+ * peer's copy written after the local write but before the local seal
+ * wins over it, as it does on every replica (with the seal's time the
+ * local copy won here and everywhere). A later local write wins again.
+ */
+static void test_segment_clock(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	struct es_segment_meta m = {0};
+	struct es_ndvs_info info;
+	uint64_t id = 3, w;
+	char staged[128];
+	float v[DIM];
+
+	insert_range(c, 0, 10, 0);
+	w = cat.clock;	   /* the write's clock */
+	cat.clock += 1000; /* time passes before the seal */
+	assert_int_equal(es_collection_seal(c, 1), 0);
+	assert_int_equal(cat.segs[0].seal_hlc, w);
+	vec_of(id, 9000, v);
+	snprintf(staged, sizeof(staged), "%s/staged.ndvs", dir);
+	assert_int_equal(es_ndvs_write(staged, DIM, 1, v, &id, &info), 0);
+	m.count = 1;
+	m.dim = DIM;
+	m.size = info.file_size;
+	m.checksum = info.checksum;
+	snprintf(m.origin, sizeof(m.origin), "dev-b");
+	m.origin_seq = 1;
+	m.seal_hlc = w + 500; /* after the local write, before its seal */
+	assert_int_equal(es_collection_install(c, staged, &m, NULL, 0), 0);
+	unlink(staged);
+	assert_int_equal(nearest(c, 3, 9000), 3);
+	assert_int_not_equal(nearest(c, 3, 0), 3);
+	insert_range(c, 3, 1, 0); /* a later local write */
+	assert_int_equal(nearest(c, 3, 0), 3);
+	es_collection_close(c);
+}
+
 /* A seal at the threshold happens in the background step. */
 static void test_threshold(void **state)
 {
@@ -580,6 +619,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sealed_failed, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_segment_clock, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_threshold, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install, setup, teardown),
