@@ -9,7 +9,8 @@
 #   a restart: everything arrives and both manifests agree; an edge with
 #   --fetch-indexes takes a published segment with the cloud's index and
 #   installs it indexed, building nothing; a published collection dropped
-#   and created again reaches the edge whole; a wrong token
+#   and created again reaches the edge whole; conflicts: the later write
+#   wins on every replica though its device sealed first; a wrong token
 #   is refused. TLS with certificates signed by make_certs.sh's CA: an
 #   allowed device syncs, one not in allow-devices is refused, shows as
 #   awaiting approval on the cloud, syncs once `edgesync peers approve`d,
