@@ -310,6 +310,29 @@ static void test_sealed_failed(void **state)
 	es_collection_close(c);
 }
 
+/* Installs a peer's (dev-b) segment of n rows (ids, v) with its clock
+ * and tombstones, as sync does: staged, then handed over. */
+static void install_peer(struct es_collection *c, const uint64_t *ids,
+			 const float *v, uint64_t n, uint64_t seq, uint64_t hlc,
+			 const struct es_tombstone *t, size_t n_t)
+{
+	struct es_segment_meta m = {0};
+	struct es_ndvs_info info;
+	char staged[128];
+
+	snprintf(staged, sizeof(staged), "%s/staged.ndvs", dir);
+	assert_int_equal(es_ndvs_write(staged, DIM, n, v, ids, &info), 0);
+	m.count = n;
+	m.dim = DIM;
+	m.size = info.file_size;
+	m.checksum = info.checksum;
+	snprintf(m.origin, sizeof(m.origin), "dev-b");
+	m.origin_seq = seq;
+	m.seal_hlc = hlc;
+	assert_int_equal(es_collection_install(c, staged, &m, t, n_t), 0);
+	unlink(staged);
+}
+
 /*
  * A segment's clock is its newest write's, not the time of its seal: a
  * peer's copy written after the local write but before the local seal
@@ -319,10 +342,7 @@ static void test_sealed_failed(void **state)
 static void test_segment_clock(void **state)
 {
 	struct es_collection *c = open_coll(100000);
-	struct es_segment_meta m = {0};
-	struct es_ndvs_info info;
 	uint64_t id = 3, w;
-	char staged[128];
 	float v[DIM];
 
 	insert_range(c, 0, 10, 0);
@@ -331,17 +351,8 @@ static void test_segment_clock(void **state)
 	assert_int_equal(es_collection_seal(c, 1), 0);
 	assert_int_equal(cat.segs[0].seal_hlc, w);
 	vec_of(id, 9000, v);
-	snprintf(staged, sizeof(staged), "%s/staged.ndvs", dir);
-	assert_int_equal(es_ndvs_write(staged, DIM, 1, v, &id, &info), 0);
-	m.count = 1;
-	m.dim = DIM;
-	m.size = info.file_size;
-	m.checksum = info.checksum;
-	snprintf(m.origin, sizeof(m.origin), "dev-b");
-	m.origin_seq = 1;
-	m.seal_hlc = w + 500; /* after the local write, before its seal */
-	assert_int_equal(es_collection_install(c, staged, &m, NULL, 0), 0);
-	unlink(staged);
+	/* written after the local write, before its seal */
+	install_peer(c, &id, v, 1, 1, w + 500, NULL, 0);
 	assert_int_equal(nearest(c, 3, 9000), 3);
 	assert_int_not_equal(nearest(c, 3, 0), 3);
 	insert_range(c, 3, 1, 0); /* a later local write */
@@ -366,29 +377,17 @@ static void test_threshold(void **state)
 static void test_install(void **state)
 {
 	struct es_collection *c = open_coll(100000);
-	struct es_segment_meta m = {0};
 	struct es_tombstone t = {.id = 20, .origin = "dev-b"};
-	struct es_ndvs_info info;
 	struct es_collection_stats s;
-	char staged[128];
 	uint64_t ids[3] = {10, 11, 500};
 	float v[3 * DIM], got[DIM];
 
 	insert_range(c, 0, 30, 0); /* local writes at clock 1 */
 	for (int i = 0; i < 3; i++)
 		vec_of(ids[i], 9000, v + i * DIM);
-	snprintf(staged, sizeof(staged), "%s/staged.ndvs", dir);
-	assert_int_equal(es_ndvs_write(staged, DIM, 3, v, ids, &info), 0);
-	m.count = 3;
-	m.dim = DIM;
-	m.size = info.file_size;
-	m.checksum = info.checksum;
-	snprintf(m.origin, sizeof(m.origin), "dev-b");
-	m.origin_seq = 7;
-	m.seal_hlc = cat.clock + 100; /* newer than every local write */
 	t.hlc = cat.clock + 50;
-	assert_int_equal(es_collection_install(c, staged, &m, &t, 1), 0);
-	unlink(staged);
+	/* newer than every local write */
+	install_peer(c, ids, v, 3, 7, cat.clock + 100, &t, 1);
 	assert_int_equal(cat.segs[cat.n_segs - 1].origin_seq, 7);
 	assert_int_equal(nearest(c, 10, 9000), 10);
 	assert_int_not_equal(nearest(c, 10, 0), 10);
@@ -396,14 +395,7 @@ static void test_install(void **state)
 	assert_int_equal(es_collection_get(c, 20, got), -ENOENT);
 	/* an older copy from another peer loses */
 	vec_of(11, -9000, v);
-	assert_int_equal(es_ndvs_write(staged, DIM, 1, v, &ids[1], &info), 0);
-	m.count = 1;
-	m.size = info.file_size;
-	m.checksum = info.checksum;
-	m.origin_seq = 8;
-	m.seal_hlc = 1;
-	assert_int_equal(es_collection_install(c, staged, &m, NULL, 0), 0);
-	unlink(staged);
+	install_peer(c, &ids[1], v, 1, 8, 1, NULL, 0);
 	assert_int_equal(nearest(c, 11, 9000), 11);
 	es_collection_stats(c, &s);
 	assert_int_equal(s.vectors, 30);
