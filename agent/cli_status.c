@@ -122,7 +122,7 @@ static void print_segment(const struct es_client_segment *g, int json)
 	if (json) {
 		printf("{\"id\":%lld,\"count\":%llu,\"size\":%llu,"
 		       "\"checksum\":\"0x%08x\",\"indexed\":%s,"
-		       "\"index_size\":%llu,\"seal_hlc\":%llu,\"sealed\":",
+		       "\"index_size\":%llu,\"seal_hlc\":%llu,\"written\":",
 		       (long long)g->id, (unsigned long long)g->count,
 		       (unsigned long long)g->size, g->checksum,
 		       g->indexed ? "true" : "false",
@@ -147,8 +147,8 @@ int cli_segments(int argc, char **argv)
 	static const struct cmd_spec spec = {
 	    "edgesync segments NAME",
 	    "Lists the sealed segments of a collection: vectors, size, "
-	    "whether the index\nis built, CRC32C, when and where it was "
-	    "sealed.",
+	    "whether the index\nis built, CRC32C, the time of its newest "
+	    "write (its rows' version) and\nwhere it was sealed.",
 	    NULL,
 	    cli_no_opts,
 	    1,
@@ -179,7 +179,7 @@ int cli_segments(int argc, char **argv)
 	} else {
 		printf("%8s %10s %10s %-7s %10s  %-10s  %-20s  %s\n", "ID",
 		       "VECTORS", "SIZE", "INDEXED", "INDEX", "CRC32C",
-		       "SEALED", "ORIGIN");
+		       "WRITTEN", "ORIGIN");
 		for (size_t i = 0; i < n; i++)
 			print_segment(&segs[i], 0);
 	}

@@ -183,9 +183,10 @@ check lacks "$dir/out" private && ok || bad "private reached the cloud"
 start el --role edge --peer "tcp://127.0.0.1:$port" --token "$TOKEN" \
 	--sync-interval 3600000
 el_id=$(device_of el)
-must c1 collection create shared --dim 2 --publish
+# the edges' first: e2 would otherwise download the published one first
 must el collection create shared --dim 2 --sync both
 must e2 collection create shared --dim 2 --sync both
+must c1 collection create shared --dim 2 --publish
 must el insert shared --id 5 --vector 1,1
 must el insert shared --id 6 --vector 1,1
 sleep 1.1
