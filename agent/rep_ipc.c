@@ -639,21 +639,21 @@ static void check_timeouts(struct rep_ipc *s, unsigned send_ms)
 			     "for %u ms",
 			     send_ms);
 			close_conn(s, c);
-		} else if (c->head_got == sizeof(c->head) &&
-			   c->msg_got < c->msg_len && (c->events & EPOLLIN) &&
+		} else if (c->head_got > 0 && (c->events & EPOLLIN) &&
 			   now - c->msg_at > send_ms) {
-			rlog(s, ES_LOG_WARN,
-			     "API connection closed: %zu of a %zu-byte "
-			     "message came, then nothing for %u ms",
-			     c->msg_got, c->msg_len, send_ms);
-			close_conn(s, c);
-		} else if (c->state == C_OPEN && c->head_got > 0 &&
-			   c->head_got < sizeof(c->head) &&
-			   (c->events & EPOLLIN) && now - c->msg_at > send_ms) {
-			rlog(s, ES_LOG_WARN,
-			     "API connection closed: %u bytes of a message's "
-			     "9-byte frame header came, then nothing for %u ms",
-			     c->head_got, send_ms);
+			/* head_got > 0: a frame is under way (dispatch
+			 * resets it), its header or its body stalled */
+			if (c->head_got < sizeof(c->head))
+				rlog(s, ES_LOG_WARN,
+				     "API connection closed: %u bytes of a "
+				     "message's 9-byte frame header came, then "
+				     "nothing for %u ms",
+				     c->head_got, send_ms);
+			else
+				rlog(s, ES_LOG_WARN,
+				     "API connection closed: %zu of a %zu-byte "
+				     "message came, then nothing for %u ms",
+				     c->msg_got, c->msg_len, send_ms);
 			close_conn(s, c);
 		}
 	}
