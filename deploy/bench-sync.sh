@@ -9,10 +9,14 @@
 # What it prints:
 #   - iperf3 -c 127.0.0.1 (5 s), at the start and at the end, and in
 #     each round of the plain tcp figure below;
-#   - in each of those rounds too, nng's REQ/REP alone: 2 GiB in 1 MiB
-#     requests, one outstanding, nothing read, written or checksummed
-#     (tests/tools/nng_reqrep.c), what the transport carries between
-#     iperf3 and a transfer;
+#   - in each of those rounds too, two baselines between iperf3 and a
+#     transfer (tests/tools/nng_reqrep.c), 2 GiB in 1 MiB requests over
+#     nng's REQ/REP, one outstanding: alone, nothing read, written or
+#     checksummed (what the transport carries); and staged, each request
+#     read from the edge's segment file and checksummed, checked and
+#     appended to a file by the cloud's own staging code, made durable
+#     at the end (a transfer's byte work on both sides without the
+#     protocol: no sessions, manifest, check or install);
 #   - segment shipping MB/s (the cloud's log: from the edge's hello to the
 #     last segment installed, i.e. begin, chunks, commit with its fsync,
 #     whole-file verification and the manifest install) over plain tcp
@@ -87,7 +91,7 @@ dim=1024
 per_seg=$(((${seg_mib:-$mib} * 1048576) / (dim * 4)))
 token=bench-$($py -c "import secrets; print(secrets.token_hex(12))")
 declare -A PID
-declare -a IPF IPP
+declare -a IPF IPP NNF NNP NSF NSP
 cleanup() {
 	for n in "${!PID[@]}"; do
 		[ -n "${PID[$n]}" ] && kill -KILL "${PID[$n]}" 2>/dev/null
@@ -168,20 +172,26 @@ iperf() { # [-A CLIENT,SERVER]
 	wait $spid || true
 	json "$work/iperf.json" 'round(d["end"]["sum_received"]["bits_per_second"] / 8e6)'
 }
-# nng_alone [pinned]: MB/s of 2 GiB in 1 MiB requests over nng REQ/REP,
-# one outstanding, nothing read, written or checksummed (es_nng_reqrep);
-# pinned, the sender on CPU 0 and the server on CPU 1, as the agents are.
-# 0 if the run failed (a port taken meanwhile): the figure is a baseline.
-nng_alone() {
-	local port spid v on_s=() on_c=()
-	if [ "${1:-}" = pinned ]; then
+# baseline alone|staged [pinned]: MB/s of 2 GiB in 1 MiB requests over
+# nng REQ/REP, one outstanding (es_nng_reqrep): alone, nothing read,
+# written or checksummed; staged, read from the edge's segment file and
+# staged to disk as the cloud stages a transfer. Pinned, the sender on
+# CPU 0 and the server on CPU 1, as the agents are. 0 if the run failed
+# (a port taken meanwhile): the figure is a baseline.
+baseline() {
+	local port spid v on_s=() on_c=() to=() from=()
+	if [ "$1" = staged ]; then
+		to=("$disk/baseline")
+		from=(1048576 "$seg_file")
+	fi
+	if [ "${2:-}" = pinned ]; then
 		on_s=(taskset -c 1)
 		on_c=(taskset -c 0)
 	fi
 	port=$(free_port)
-	"${on_s[@]}" "$reqrep" serve "tcp://127.0.0.1:$port" &
+	"${on_s[@]}" "$reqrep" serve "tcp://127.0.0.1:$port" "${to[@]}" &
 	spid=$!
-	v=$("${on_c[@]}" "$reqrep" send "tcp://127.0.0.1:$port" 2048 |
+	v=$("${on_c[@]}" "$reqrep" send "tcp://127.0.0.1:$port" 2048 "${from[@]}" |
 		awk '{print $2}') || v=
 	kill "$spid" 2>/dev/null
 	wait "$spid" 2>/dev/null || true
@@ -228,6 +238,7 @@ fi
 stop edge
 rm -f "$work/base.fvecs"
 bytes=$(find "$edge_dir" -name 'seg-*.ndvs' -printf '%s\n' | awk '{s+=$1} END {print s}')
+seg_file=$(find "$edge_dir" -name 'seg-*.ndvs' | head -1)
 C=$work/certs
 o=openssl
 $o ecparam -name prime256v1 -genkey -noout -out "$C/edge.key"
@@ -296,16 +307,20 @@ for r in $(seq "$reps"); do
 	IPF[$r]=$(iperf)
 	echo "iperf3 -c 127.0.0.1 -t 5: ${IPF[$r]} MB/s"
 	if [ -n "$reqrep" ]; then
-		NNF[$r]=$(nng_alone)
+		NNF[$r]=$(baseline alone)
 		echo "nng REQ/REP alone, 1 MiB requests: ${NNF[$r]} MB/s"
+		NSF[$r]=$(baseline staged)
+		echo "nng REQ/REP, read, checksummed and staged: ${NSF[$r]} MB/s"
 	fi
 	run "plain-disk-$r" "$disk" plain
 	[ -n "$pinned" ] || continue
 	IPP[$r]=$(iperf -A 0,1)
 	echo "iperf3 -c 127.0.0.1 -t 5 -A 0,1: ${IPP[$r]} MB/s"
 	if [ -n "$reqrep" ]; then
-		NNP[$r]=$(nng_alone pinned)
+		NNP[$r]=$(baseline alone pinned)
 		echo "nng REQ/REP alone, 1 MiB requests, pinned: ${NNP[$r]} MB/s"
+		NSP[$r]=$(baseline staged pinned)
+		echo "nng REQ/REP, read, checksummed and staged, pinned: ${NSP[$r]} MB/s"
 	fi
 	run "plain-disk-pinned-$r" "$disk" plain pinned
 done
@@ -313,10 +328,12 @@ median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? 
 plain_free=$(median $(for r in $(seq "$reps"); do echo "${MBS[plain-disk-$r]}"; done))
 ip_free=$(median "${IPF[@]}")
 nng_free=$([ -z "$reqrep" ] || median "${NNF[@]}")
+staged_free=$([ -z "$reqrep" ] || median "${NSF[@]}")
 if [ -n "$pinned" ]; then
 	plain_pinned=$(median $(for r in $(seq "$reps"); do echo "${MBS[plain-disk-pinned-$r]}"; done))
 	ip_pinned=$(median "${IPP[@]}")
 	nng_pinned=$([ -z "$reqrep" ] || median "${NNP[@]}")
+	staged_pinned=$([ -z "$reqrep" ] || median "${NSP[@]}")
 fi
 run tls-disk "$disk" tls
 run plain-tmpfs "$shm" plain
@@ -423,6 +440,8 @@ ratio "plain-disk, free" "$plain_free" "$ip_free" \
 if [ -n "$reqrep" ]; then
 	ratio "nng REQ/REP alone, free" "$nng_free" "$ip_free" \
 		"medians of $reps: $(for r in $(seq "$reps"); do printf '%s/%s ' "${NNF[$r]}" "${IPF[$r]}"; done | sed 's/ $//')"
+	ratio "nng REQ/REP staged, free" "$staged_free" "$ip_free" \
+		"medians of $reps: $(for r in $(seq "$reps"); do printf '%s/%s ' "${NSF[$r]}" "${IPF[$r]}"; done | sed 's/ $//')"
 fi
 if [ -n "$pinned" ]; then
 	ratio "plain-disk, pinned" "$plain_pinned" "$ip_pinned" \
@@ -430,6 +449,8 @@ if [ -n "$pinned" ]; then
 	if [ -n "$reqrep" ]; then
 		ratio "nng REQ/REP alone, pinned" "$nng_pinned" "$ip_pinned" \
 			"medians of $reps: $(for r in $(seq "$reps"); do printf '%s/%s ' "${NNP[$r]}" "${IPP[$r]}"; done | sed 's/ $//')"
+		ratio "nng REQ/REP staged, pinned" "$staged_pinned" "$ip_pinned" \
+			"medians of $reps: $(for r in $(seq "$reps"); do printf '%s/%s ' "${NSP[$r]}" "${IPP[$r]}"; done | sed 's/ $//')"
 	fi
 fi
 for n in plain-tmpfs tls-disk tls-tmpfs; do
