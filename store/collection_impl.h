@@ -120,7 +120,14 @@ int coll_read_ids(const char *path, const struct es_segment_meta *m,
 int coll_rows_live(struct es_collection *c, uint32_t h, const uint64_t *ids);
 
 /* collection_seal.c: segment handles */
-/* Records m (indexed, with its index's size and checksum) and shows it. */
+/*
+ * Records m (indexed, with its index's size and checksum) and shows it.
+ * When the record fails, the caller keeps the index file: a manifest
+ * commit that reported an error may still have reached the disk (its
+ * fsync failed) and come back after a crash, naming the file; one that
+ * did not leaves a file that the next open removes (remove_strays), and
+ * until then the segment stays unindexed here and is built again.
+ */
 int coll_mark_indexed(struct es_collection *c, const struct es_segment_meta *m);
 int coll_part_acquire(struct es_collection *c, struct part *pt);
 void coll_part_release(struct es_collection *c, struct part *pt);

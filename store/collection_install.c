@@ -80,11 +80,8 @@ static void install_index(struct es_collection *c, struct part *pt,
 	if (!index)
 		return;
 	rc = index_link(index, pt->index_path, info, &m);
-	if (rc == 0) {
+	if (rc == 0) /* a failed record keeps the file: coll_mark_indexed */
 		rc = c->cat.indexed(c->cat.arg, &m);
-		if (rc < 0)
-			unlink(pt->index_path);
-	}
 	if (rc == 0)
 		pt->meta = m;
 	else
@@ -183,7 +180,7 @@ int es_collection_adopt_index(struct es_collection *c, const char *origin,
 	struct es_segment_meta m;
 	struct es_vamana_info info;
 	char *index_path = NULL;
-	int rc = -ENOENT, linked = 0;
+	int rc = -ENOENT;
 
 	pthread_mutex_lock(&c->index_mu);
 	pthread_rwlock_rdlock(&c->state);
@@ -208,12 +205,9 @@ int es_collection_adopt_index(struct es_collection *c, const char *origin,
 	rc = index_check(c, &m, staged_path, &info);
 	if (rc == 0)
 		rc = index_link(staged_path, index_path, &info, &m);
-	linked = rc == 0;
 	if (rc == 0)
 		rc = coll_mark_indexed(c, &m);
 out:
-	if (rc < 0 && linked)
-		unlink(index_path);
 	pthread_mutex_unlock(&c->index_mu);
 	free(index_path);
 	return rc;

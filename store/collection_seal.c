@@ -287,10 +287,9 @@ static int build_one_index(struct es_collection *c, int *built)
 		m.indexed = 1;
 		m.index_size = info.file_size;
 		m.index_checksum = info.checksum;
+		/* A failed record keeps the file: see coll_mark_indexed. */
 		rc = coll_mark_indexed(c, &m);
 	}
-	if (rc < 0)
-		unlink(index_path);
 out:
 	pthread_mutex_unlock(&c->index_mu);
 	free(path);

@@ -36,6 +36,7 @@ struct memcat {
 	/* the next sealed fails with -EIO: 1 having recorded it (a commit
 	 * that reached the disk, its error notwithstanding), 2 without */
 	int fail_sealed;
+	int fail_indexed; /* the same for the next indexed */
 };
 
 static int mc_reserve(void *arg, int64_t *id)
@@ -68,11 +69,15 @@ static int mc_sealed(void *arg, const struct es_segment_meta *seg,
 static int mc_indexed(void *arg, const struct es_segment_meta *seg)
 {
 	struct memcat *m = arg;
+	int fail = m->fail_indexed;
 
+	m->fail_indexed = 0;
+	if (fail == 2)
+		return -EIO;
 	for (size_t i = 0; i < m->n_segs; i++)
 		if (m->segs[i].id == seg->id)
 			m->segs[i] = *seg;
-	return 0;
+	return fail ? -EIO : 0;
 }
 
 static void mc_wake(void *arg)
@@ -310,6 +315,42 @@ static void test_sealed_failed(void **state)
 	es_collection_close(c);
 }
 
+/*
+ * An index whose record fails: its file stays, so a record that did
+ * reach the disk still names it after a restart (the segment searched
+ * through it); one that did not leaves a file that the next open
+ * removes, the index then built again.
+ */
+static void test_indexed_failed(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	struct es_collection_stats s;
+	char path[128];
+	int more;
+
+	for (int mode = 1; mode <= 2; mode++) {
+		insert_range(c, 1000 * (uint64_t)mode, 100, 0);
+		assert_int_equal(es_collection_seal(c, 1), 0);
+		snprintf(path, sizeof(path), "%s/seg-%lld.vamana", dir,
+			 (long long)cat.next_id);
+		cat.fail_indexed = mode;
+		assert_int_equal(es_collection_maintain(c, &more), -EIO);
+		assert_int_equal(access(path, F_OK), 0);
+		es_collection_close(c);
+		c = open_coll(100000);
+		es_collection_stats(c, &s);
+		assert_int_equal(s.indexed, 1);
+		assert_int_equal(access(path, F_OK), mode == 1 ? 0 : -1);
+		assert_int_equal(nearest(c, 1000 * (uint64_t)mode + 42, 0),
+				 1000 * (uint64_t)mode + 42);
+	}
+	drain(c);
+	es_collection_stats(c, &s);
+	assert_int_equal(s.indexed, 2);
+	assert_int_equal(access(path, F_OK), 0);
+	es_collection_close(c);
+}
+
 /* Installs a peer's (dev-b) segment of n rows (ids, v) with its clock
  * and tombstones, as sync does: staged, then handed over. */
 static void install_peer(struct es_collection *c, const uint64_t *ids,
@@ -521,6 +562,12 @@ static void test_adopt_index(void **state)
 	fclose(f);
 	assert_true(es_collection_adopt_index(c, "dev-b", 9, bad) < 0);
 	assert_false(cat.segs[cat.n_segs - 1].indexed);
+	/* a record that fails keeps the linked file (test_indexed_failed) */
+	cat.fail_indexed = 1;
+	assert_int_equal(es_collection_adopt_index(c, "dev-b", 9, idx), -EIO);
+	snprintf(cmd, sizeof(cmd), "%s/seg-%lld.vamana", dir,
+		 (long long)cat.segs[cat.n_segs - 1].id);
+	assert_int_equal(access(cmd, F_OK), 0);
 
 	assert_int_equal(es_collection_adopt_index(c, "dev-b", 9, idx), 0);
 	assert_true(cat.segs[cat.n_segs - 1].indexed);
@@ -610,6 +657,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_seal_and_index, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indexed_failed, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_sealed_failed, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_segment_clock, setup,
