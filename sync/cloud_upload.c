@@ -76,21 +76,25 @@ static int add_tombs(struct cloud_upload *up, const struct es_sync_tombstone *t,
 	return 0;
 }
 
-static int duplicate(struct sync_cloud *c, const struct sync_req *rq,
-		     struct es_cbor_enc *out)
+/* 1 if the segment is installed here (its staging then removed), 0 if
+ * not, or < 0; under the key's lock. */
+static int installed(struct sync_cloud *c, const char *coll,
+		     const struct es_sync_segment *seg, const char *key)
 {
-	char key[SYNC_KEY_LEN + 1];
-	pthread_mutex_t *lk;
+	const struct es_sync_host *h = &c->s->host;
+	int rc = h->has_segment(h->arg, coll, seg->origin, seg->origin_seq);
 
-	sync_staging_key(rq->coll.name, rq->seg.origin, rq->seg.origin_seq,
-			 key);
-	lk = sync_staging_lock(&c->s->staging, key);
-	pthread_mutex_lock(lk);
-	sync_staging_remove(&c->s->staging, key);
-	pthread_mutex_unlock(lk);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == 1)
+		sync_staging_remove(&c->s->staging, key);
+	return rc;
+}
+
+static void duplicate(struct es_cbor_enc *out)
+{
 	sync_enc_ok(out, 1);
 	es_cbor_enc_kv_text(out, "state", "duplicate");
-	return 0;
 }
 
 int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
@@ -111,12 +115,17 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 				  "segment origin '%s' is not your device id "
 				  "'%s': devices upload their own segments",
 				  rq->seg.origin, ss->device);
-	rc = h->has_segment(h->arg, col.name, rq->seg.origin,
-			    rq->seg.origin_seq);
-	if (rc < 0 && rc != -ENOENT)
+	sync_staging_key(col.name, rq->seg.origin, rq->seg.origin_seq, up->key);
+	lk = sync_staging_lock(&c->s->staging, up->key);
+	pthread_mutex_lock(lk);
+	rc = installed(c, col.name, &rq->seg, up->key);
+	pthread_mutex_unlock(lk);
+	if (rc < 0)
 		return internal(f, "has_segment", rc);
-	if (rc == 1)
-		return duplicate(c, rq, out);
+	if (rc == 1) {
+		duplicate(out);
+		return 0;
+	}
 	col.flags = 0;
 	col.version = 0;
 	rc = h->ensure_collection(h->arg, &col);
@@ -127,12 +136,22 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 				  col.name);
 	if (rc < 0)
 		return internal(f, "ensure_collection", rc);
-	sync_staging_key(col.name, rq->seg.origin, rq->seg.origin_seq, up->key);
 	sync_stage_meta_from(&m, col.name, &rq->seg);
-	lk = sync_staging_lock(&c->s->staging, up->key);
+	/*
+	 * Asked again with the staging: a commit of this segment on another
+	 * connection of the edge (after a cut, say) installs it and removes
+	 * its staging under this lock, and a fresh transfer started after
+	 * it would have the whole segment sent again for nothing.
+	 */
 	pthread_mutex_lock(lk);
-	rc = sync_staging_open(&c->s->staging, up->key, &m, &off);
+	rc = installed(c, col.name, &rq->seg, up->key);
+	if (rc == 0)
+		rc = sync_staging_open(&c->s->staging, up->key, &m, &off);
 	pthread_mutex_unlock(lk);
+	if (rc == 1) {
+		duplicate(out);
+		return 0;
+	}
 	if (rc)
 		return internal(f, "staging", rc);
 	up->held_total = &c->held_bytes;
@@ -366,7 +385,12 @@ static uint64_t newest_clock(const struct cloud_upload *up)
 	return h;
 }
 
-/* Checks and installs the staged file; under the key's lock. */
+/*
+ * Checks and installs the staged file; under the key's lock. 1 if the
+ * segment was installed already (by a commit on another connection of
+ * the edge): this one's staging is then gone, and nothing is installed
+ * twice.
+ */
 static int install(struct sync_cloud *c, struct cloud_session *ss,
 		   struct sync_fail *f)
 {
@@ -376,6 +400,9 @@ static int install(struct sync_cloud *c, struct cloud_session *ss,
 	char why[ES_CBOR_ERR_MAX - 32], *path = NULL;
 	int rc;
 
+	rc = installed(c, up->coll.name, &up->seg, up->key);
+	if (rc)
+		return rc < 0 ? internal(f, "has_segment", rc) : 1;
 	sync_stage_meta_from(&m, up->coll.name, &up->seg);
 	rc = sync_staging_check(&c->s->staging, up->key, &m, &up->w, why,
 				sizeof(why));
@@ -452,6 +479,8 @@ int cloud_commit(struct sync_cloud *c, struct cloud_session *ss,
 			 ss->device, up->seg.size, up->n_tombs);
 		log_times(c, ss);
 	}
+	if (rc == 1) /* installed by another connection: nothing to count */
+		rc = 0;
 	if (rc == 0 || f->code == SYNC_C_VERIFY)
 		cloud_session_end_upload(ss);
 	if (rc)

@@ -432,7 +432,7 @@ static int peer_connect(struct sync_peer *p)
 
 /* ---- rounds ----------------------------------------------------------- */
 
-static int transport(int rc)
+int peer_transport_err(int rc)
 {
 	return rc == SYNC_E_STOPPED || rc == -ETIMEDOUT || rc == -ECONNRESET ||
 	       rc == -ESHUTDOWN || rc == -ECONNREFUSED || rc == -EIO ||
@@ -450,7 +450,7 @@ static int round_run(struct sync_peer *p)
 	if (rc)
 		return rc;
 	rc = sync_upload_all(p);
-	if (transport(rc))
+	if (peer_transport_err(rc))
 		return rc;
 	rc2 = sync_download_all(p);
 	return rc ? rc : rc2;

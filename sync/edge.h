@@ -145,6 +145,9 @@ int peer_msg(struct sync_peer *p, nng_msg **msg);
  */
 int peer_refusal(struct sync_peer *p, const char *what);
 
+/* rc is the connection's failure, not the request's: the round ends. */
+int peer_transport_err(int rc);
+
 /* Records why the round fails (p->err) and returns rc. */
 int peer_errf(struct sync_peer *p, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -508,11 +508,20 @@ int sync_upload_all(struct sync_peer *p)
 	size_t np;
 	int rc;
 
+	/*
+	 * A collection the cloud refuses (mismatch, or a segment it cannot
+	 * take) fails alone: the collections after it still upload, and the
+	 * round reports the last failure. A failed connection ends it.
+	 */
 	rc = plan(p, &plans, &np);
-	if (rc == 0)
+	if (rc == 0) {
 		pending(p, plans, np, 0, 0);
-	for (size_t i = 0; i < np && rc == 0; i++)
-		rc = upload_plan(p, plans, np, i);
+		for (size_t i = 0; i < np && !peer_transport_err(rc); i++) {
+			int rc2 = upload_plan(p, plans, np, i);
+
+			rc = rc2 ? rc2 : rc;
+		}
+	}
 	for (size_t i = 0; i < np; i++)
 		free(plans[i].segs);
 	free(plans);

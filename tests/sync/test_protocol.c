@@ -366,6 +366,36 @@ static void test_resume_edge_restart(void **state)
 	resume_done(&edge, &cloud, "edge-r");
 }
 
+/*
+ * A collection the cloud refuses (here: another dim) fails alone: the
+ * upload collections after it still upload, and the edge's status says
+ * which one was refused and why.
+ */
+static void test_mismatch_skipped(void **state)
+{
+	struct th_node cloud, edge;
+	struct es_sync_peer_status st;
+
+	cloud_init(&cloud, "mm-cloud", th_free_port());
+	th_add_collection(&cloud.h, "a", 16, 0);
+	edge_init(&edge, "mm-edge", "edge-m", &cloud);
+	th_add_collection(&edge.h, "a", 8, ES_SYNC_FLAG_UPLOAD);
+	th_add_collection(&edge.h, "b", 8, ES_SYNC_FLAG_UPLOAD);
+	th_add_segment(&edge.h, "a", 100, 1, 0, NULL, 0);
+	th_add_segment(&edge.h, "b", 100, 2, 0, NULL, 0);
+	assert_int_equal(th_node_start(&cloud), 0);
+	assert_int_equal(th_node_start(&edge), 0);
+	TH_WAIT(th_count(&cloud.h, "b") == 1, "the upload of b");
+	TH_WAIT(has_error(&edge, NULL, "mismatch"), "the refusal of a");
+	assert_int_equal(th_count(&cloud.h, "a"), 0);
+	assert_int_equal(th_status(&edge, NULL, &st), 0);
+	assert_non_null(strstr(st.last_error, "collection 'a'"));
+	th_node_stop(&edge);
+	th_node_stop(&cloud);
+	th_fini(&edge.h);
+	th_fini(&cloud.h);
+}
+
 static void test_resume_cloud_restart(void **state)
 {
 	struct th_node cloud, edge;
@@ -613,6 +643,7 @@ int main(void)
 	    cmocka_unit_test(test_config_refused),
 	    cmocka_unit_test(test_upload_download),
 	    cmocka_unit_test(test_resume_edge_restart),
+	    cmocka_unit_test(test_mismatch_skipped),
 	    cmocka_unit_test(test_resume_cloud_restart),
 	    cmocka_unit_test(test_stop_waits_for_reply),
 	    cmocka_unit_test(test_corrupt_chunk),

@@ -51,8 +51,8 @@ static void hello(nng_socket s)
 	assert_int_equal(rp.window, SYNC_WINDOW_MAX);
 }
 
-/* begin; returns the resume offset. */
-static uint64_t begin(nng_socket s, const struct es_sync_segment *seg)
+/* The begin of seg in E. */
+static void begin_req(const struct es_sync_segment *seg)
 {
 	struct es_sync_collection c = {.dim = 8, .metric = 0};
 
@@ -63,6 +63,12 @@ static uint64_t begin(nng_socket s, const struct es_sync_segment *seg)
 	es_cbor_enc_text(&E, "segment");
 	sync_enc_segment(&E, seg, 0);
 	es_cbor_enc_kv_uint(&E, "tombstones_total", 0);
+}
+
+/* begin; returns the resume offset. */
+static uint64_t begin(nng_socket s, const struct es_sync_segment *seg)
+{
+	begin_req(seg);
 	assert_int_equal(raw_ask(s, SYNC_T_BEGIN), SYNC_C_NONE);
 	assert_int_equal(rp.state, SYNC_S_RESUME);
 	return rp.offset;
@@ -93,12 +99,17 @@ static void chunk_ok(nng_socket s, const struct es_sync_segment *seg,
 	assert_int_equal(rp.offset, staged);
 }
 
-static int commit(nng_socket s, const struct es_sync_segment *seg)
+static void commit_req(const struct es_sync_segment *seg)
 {
 	raw_req(SYNC_T_COMMIT, 3);
 	es_cbor_enc_kv_text(&E, "collection", "w");
 	es_cbor_enc_kv_text(&E, "origin", seg->origin);
 	es_cbor_enc_kv_uint(&E, "origin_seq", seg->origin_seq);
+}
+
+static int commit(nng_socket s, const struct es_sync_segment *seg)
+{
+	commit_req(seg);
 	return raw_ask(s, SYNC_T_COMMIT);
 }
 
@@ -191,6 +202,134 @@ static void test_receiver(void **state)
 	assert_int_equal(th_count(&cloud.h, "w"), 1);
 	assert_true(
 	    th_same(&scratch.h, &cloud.h, "w", "edge-w", seg.s.origin_seq));
+	th_node_stop(&cloud);
+	raw_fini();
+	free(file);
+	th_fini(&scratch.h);
+	th_fini(&cloud.h);
+}
+
+/* ---- a begin while the segment is being committed ---------------------- */
+
+/* The cloud's install, held until the test lets it go. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int entered, released;
+	int (*install)(void *, const char *, const char *,
+		       const struct es_sync_segment *,
+		       const struct es_sync_tombstone *, size_t);
+} hold = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static int held_install(void *arg, const char *coll, const char *path,
+			const struct es_sync_segment *seg,
+			const struct es_sync_tombstone *t, size_t n)
+{
+	pthread_mutex_lock(&hold.lock);
+	hold.entered = 1;
+	pthread_cond_broadcast(&hold.cond);
+	while (!hold.released)
+		pthread_cond_wait(&hold.cond, &hold.lock);
+	pthread_mutex_unlock(&hold.lock);
+	return hold.install(arg, coll, path, seg, t, n);
+}
+
+/* Sends E on s without waiting for the reply (recv_reply takes it). */
+static void send_only(nng_socket s)
+{
+	nng_msg *m;
+
+	assert_int_equal(sync_msg_sealed(&m, E.buf, E.len), 0);
+	assert_int_equal(nng_sendmsg(s, m, 0), 0);
+}
+
+static void recv_reply(nng_socket s, enum sync_type t, struct sync_reply *r)
+{
+	char err[ES_CBOR_ERR_MAX];
+	nng_msg *m;
+
+	assert_int_equal(nng_recvmsg(s, &m, 0), 0);
+	memset(r, 0, sizeof(*r));
+	assert_int_equal(
+	    sync_reply_parse(r, t, nng_msg_body(m), nng_msg_len(m), err), 0);
+	assert_true(r->ok);
+	nng_msg_free(m);
+}
+
+/*
+ * Two connections of one edge (a cut, a restart, a commit that timed
+ * out): a begin that arrives while the segment's commit installs it is
+ * answered duplicate once the install is done, not with a new transfer
+ * from offset 0 (the whole segment sent again, and installed twice);
+ * and a commit of a segment another connection installed meanwhile
+ * answers installed, installing nothing.
+ */
+static void test_begin_during_commit(void **state)
+{
+	struct th_node cloud, scratch;
+	struct sync_reply r;
+	struct th_seg seg;
+	unsigned char *file;
+	uint64_t n, size = 0;
+	size_t len;
+	nng_socket s1, s2, s3;
+
+	th_node_init(&cloud, root, "c-cloud", "cloud-1", ES_SYNC_CLOUD);
+	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
+		 th_free_port());
+	hold.install = cloud.h.api.install;
+	cloud.h.api.install = held_install;
+	assert_int_equal(th_node_start(&cloud), 0);
+	th_node_init(&scratch, root, "c-scratch", "edge-w", ES_SYNC_EDGE);
+	th_add_collection(&scratch.h, "w", 8, 0);
+	th_add_segment(&scratch.h, "w", 1000, 83, 0, NULL, 0);
+	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
+	file = read_all(seg.path, &len);
+	n = (seg.s.size + CH - 1) / CH;
+
+	s1 = raw_open(cloud.url, 20000);
+	s2 = raw_open(cloud.url, 20000);
+	s3 = raw_open(cloud.url, 20000);
+	hello(s1);
+	hello(s2);
+	hello(s3);
+	assert_int_equal(begin(s1, &seg.s), 0);
+	for (uint64_t i = 0; i < n; i++)
+		chunk_ok(s1, &seg.s, file, i,
+			 (i + 1) * CH < seg.s.size ? (i + 1) * CH : seg.s.size);
+	/* s2 begins too, before any commit: it resumes at the end */
+	assert_int_equal(begin(s2, &seg.s), seg.s.size);
+	commit_req(&seg.s);
+	send_only(s1);
+	pthread_mutex_lock(&hold.lock);
+	while (!hold.entered)
+		pthread_cond_wait(&hold.cond, &hold.lock);
+	pthread_mutex_unlock(&hold.lock);
+	/* The install is under way: s3 begins. Its reply waits for the
+	 * install; the pause lets the begin get as far as it can first. */
+	begin_req(&seg.s);
+	send_only(s3);
+	usleep(200 * 1000);
+	pthread_mutex_lock(&hold.lock);
+	hold.released = 1;
+	pthread_cond_broadcast(&hold.cond);
+	pthread_mutex_unlock(&hold.lock);
+	recv_reply(s1, SYNC_T_COMMIT, &r);
+	assert_int_equal(r.state, SYNC_S_INSTALLED);
+	recv_reply(s3, SYNC_T_BEGIN, &r);
+	assert_int_equal(r.state, SYNC_S_DUPLICATE);
+	assert_int_equal(th_files(cloud.staging, ".part", &size), 0);
+	/* s2's commit: installed already, by s1 */
+	assert_int_equal(commit(s2, &seg.s), SYNC_C_NONE);
+	assert_int_equal(rp.state, SYNC_S_INSTALLED);
+	assert_int_equal(th_installs(&cloud.h), 1);
+	assert_int_equal(th_count(&cloud.h, "w"), 1);
+	assert_true(
+	    th_same(&scratch.h, &cloud.h, "w", "edge-w", seg.s.origin_seq));
+
+	nng_close(s3);
+	nng_close(s1);
+	nng_close(s2);
 	th_node_stop(&cloud);
 	raw_fini();
 	free(file);
@@ -295,6 +434,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_receiver),
+	    cmocka_unit_test(test_begin_during_commit),
 	    cmocka_unit_test(test_edges),
 	};
 
