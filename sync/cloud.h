@@ -195,7 +195,7 @@ void cloud_session_put(struct sync_cloud *c, struct cloud_session *ss);
 /* Closes the connections that no request holds and that have had none
  * for idle_ms (the watchdog calls it; idle_timeout_ms in sync.h). */
 void cloud_sessions_close_idle(struct sync_cloud *c, uint64_t idle_ms);
-void cloud_session_end_upload(struct cloud_session *ss);
+void cloud_session_end_upload(struct sync_cloud *c, struct cloud_session *ss);
 /* Marks ss authenticated as device (device counters created if new). */
 int cloud_session_auth(struct sync_cloud *c, struct cloud_session *ss,
 		       const char *device);

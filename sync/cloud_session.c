@@ -21,9 +21,18 @@ void cloud_sessions_init(struct sync_cloud *c)
 	pthread_mutex_init(&c->sess_lock, NULL);
 }
 
-void cloud_session_end_upload(struct cloud_session *ss)
+void cloud_session_end_upload(struct sync_cloud *c, struct cloud_session *ss)
 {
-	cloud_upload_release(&ss->up);
+	struct cloud_upload *up = &ss->up;
+	pthread_mutex_t *lk;
+
+	if (up->active && up->w.has_fd) { /* unfinished: its room back */
+		lk = sync_staging_lock(&c->s->staging, up->key);
+		pthread_mutex_lock(lk);
+		sync_staging_release(&c->s->staging, up->key, &up->w);
+		pthread_mutex_unlock(lk);
+	}
+	cloud_upload_release(up);
 }
 
 static void session_free(struct sync_cloud *c, struct cloud_session *ss)
@@ -34,7 +43,7 @@ static void session_free(struct sync_cloud *c, struct cloud_session *ss)
 			ss->dev->st.connected = 0;
 		pthread_mutex_unlock(&c->s->stat_lock);
 	}
-	cloud_session_end_upload(ss);
+	cloud_session_end_upload(c, ss);
 	if (ss->fetch.fd >= 0)
 		close(ss->fetch.fd);
 	free(ss->tc.t);
@@ -259,7 +268,7 @@ int cloud_session_auth(struct sync_cloud *c, struct cloud_session *ss,
 	if (!d)
 		return -ENOMEM;
 	if (strcmp(ss->device, device) != 0) {
-		cloud_session_end_upload(ss);
+		cloud_session_end_upload(c, ss);
 		snprintf(ss->device, sizeof(ss->device), "%s", device);
 	}
 	ss->authed = 1;

@@ -109,7 +109,7 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	uint64_t off;
 	int rc;
 
-	cloud_session_end_upload(ss);
+	cloud_session_end_upload(c, ss);
 	if (strcmp(rq->seg.origin, ss->device) != 0)
 		return sync_failf(f, SYNC_C_FORBIDDEN,
 				  "segment origin '%s' is not your device id "
@@ -152,6 +152,14 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 		duplicate(out);
 		return 0;
 	}
+	if (rc == -ENOSPC)
+		return sync_failf(
+		    f, SYNC_C_INTERNAL,
+		    "no room to stage segment %s/%" PRIu64 " (%" PRIu64
+		    " bytes): the cloud keeps %" PRIu64
+		    " bytes of its disk free",
+		    rq->seg.origin, rq->seg.origin_seq, rq->seg.size,
+		    sync_staging_keep_free(&c->s->staging));
 	if (rc)
 		return internal(f, "staging", rc);
 	up->held_total = &c->held_bytes;
@@ -351,7 +359,7 @@ int cloud_chunk(struct sync_cloud *c, struct cloud_session *ss,
 				  rq->offset, now);
 	}
 	if (rc == -ENOENT) {
-		cloud_session_end_upload(ss);
+		cloud_session_end_upload(c, ss);
 		return sync_failf(f, SYNC_C_STATE,
 				  "the staged transfer is gone: send begin");
 	}
@@ -482,7 +490,7 @@ int cloud_commit(struct sync_cloud *c, struct cloud_session *ss,
 	if (rc == 1) /* installed by another connection: nothing to count */
 		rc = 0;
 	if (rc == 0 || f->code == SYNC_C_VERIFY)
-		cloud_session_end_upload(ss);
+		cloud_session_end_upload(c, ss);
 	if (rc)
 		return -1;
 	sync_enc_ok(out, 1);

@@ -58,6 +58,14 @@ static int stage_open(struct sync_peer *p, struct down_file *f, uint64_t *off)
 	pthread_mutex_unlock(lk);
 	sync_stage_writer_fini(&f->w);
 	sync_stage_writer_init(&f->w, *off);
+	if (rc == -ENOSPC)
+		return peer_errf(p, rc,
+				 "no room to stage %s/%" PRIu64 " (%" PRIu64
+				 " bytes): this agent keeps %" PRIu64
+				 " bytes of its disk free",
+				 f->meta.origin, f->meta.origin_seq,
+				 f->meta.size,
+				 sync_staging_keep_free(&p->s->staging));
 	if (rc)
 		return peer_errf(p, rc, "staging: %s", es_sync_strerror(rc));
 	return 0;

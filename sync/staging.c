@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -232,6 +233,55 @@ int sync_staging_path(struct sync_staging *st, const char *key, char **path)
 	return *path ? 0 : -ENOMEM;
 }
 
+uint64_t sync_staging_keep_free(const struct sync_staging *st)
+{
+	struct statvfs sv;
+	uint64_t tenth;
+
+	if (statvfs(st->dir, &sv) != 0)
+		return SYNC_STAGING_KEEP_MAX;
+	tenth = (uint64_t)sv.f_blocks * sv.f_frsize / 10;
+	return tenth < SYNC_STAGING_KEEP_MAX ? tenth : SYNC_STAGING_KEEP_MAX;
+}
+
+/* 0 if need more bytes leave the filesystem its keep_free, else
+ * -ENOSPC; 0 if it cannot tell (fallocate will). */
+static int room_for(const struct sync_staging *st, uint64_t need)
+{
+	struct statvfs sv;
+	uint64_t avail, keep = sync_staging_keep_free(st);
+
+	if (statvfs(st->dir, &sv) != 0)
+		return 0;
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (sync_test_hooks.staging_avail)
+		avail = sync_test_hooks.staging_avail;
+	return avail >= keep && avail - keep >= need ? 0 : -ENOSPC;
+}
+
+/*
+ * The blocks of the whole segment for the .part at fd (the length
+ * stays): a disk without the room says so at begin, not at 90%, and the
+ * appends land in blocks already allocated, in one extent. What fd has
+ * allocated already (a transfer resumed) needs no more room.
+ */
+static int reserve(const struct sync_staging *st, int fd, uint64_t size)
+{
+	struct stat sb;
+	uint64_t have;
+	int rc;
+
+	if (fstat(fd, &sb) != 0)
+		return -errno;
+	have = (uint64_t)sb.st_blocks * 512;
+	rc = room_for(st, size > have ? size - have : 0);
+	if (rc == 0 &&
+	    fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size) != 0 &&
+	    errno != EOPNOTSUPP)
+		rc = -errno;
+	return rc;
+}
+
 int sync_staging_open(struct sync_staging *st, const char *key,
 		      const struct sync_stage_meta *m, uint64_t *offset)
 {
@@ -245,8 +295,15 @@ int sync_staging_open(struct sync_staging *st, const char *key,
 		return rc;
 	if (meta_read(st, key, &old) == 0 && meta_equal(&old, m) &&
 	    stat(part, &sb) == 0 && (uint64_t)sb.st_size <= m->size) {
+		/* Resumed: its reservation was given back when its last
+		 * transfer ended (sync_staging_release). */
+		fd = open(part, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		rc = reserve(st, fd, m->size);
+		close(fd);
 		*offset = (uint64_t)sb.st_size;
-		return 0;
+		return rc;
 	}
 	sync_staging_remove(st, key);
 	rc = meta_write(st, key, m);
@@ -258,20 +315,32 @@ int sync_staging_open(struct sync_staging *st, const char *key,
 		sync_staging_remove(st, key);
 		return rc;
 	}
-	/* The whole segment's blocks now (the length stays 0): a disk
-	 * without the room says so at begin, not at 90%, and the appends
-	 * land in blocks already allocated, in one extent. */
-	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)m->size) != 0 &&
-	    errno != EOPNOTSUPP) {
-		rc = -errno;
-		close(fd);
+	rc = reserve(st, fd, m->size);
+	close(fd);
+	if (rc) {
 		sync_staging_remove(st, key);
 		return rc;
 	}
-	close(fd);
 	rc = sync_fsync_dir(st->dir);
 	*offset = 0;
 	return rc;
+}
+
+void sync_staging_release(struct sync_staging *st, const char *key,
+			  struct sync_stage_writer *w)
+{
+	struct stat sb, at;
+	char part[4096];
+
+	if (!w->has_fd || path_of(st, key, ".part", part, sizeof(part)) ||
+	    fstat(w->fd, &sb) != 0 || stat(part, &at) != 0 ||
+	    at.st_dev != sb.st_dev || at.st_ino != sb.st_ino)
+		return;
+	/* Cut to its own length: the blocks reserved past it are freed
+	 * (ext4 frees them even when the length does not change). */
+	if (ftruncate(w->fd, sb.st_size) != 0) {
+		/* they stay reserved until the sweep removes the file */
+	}
 }
 
 void sync_stage_writer_init(struct sync_stage_writer *w, uint64_t offset)

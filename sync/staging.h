@@ -12,9 +12,13 @@
  *               little-endian, magic "ESSM", version 1, CRC32C; written
  *               to <key>.meta.tmp, fsynced, renamed.
  *   <key>.part  the bytes received so far, in order; the blocks of the
- *               whole segment are allocated when it is created
- *               (fallocate, keeping the length), so a disk without the
- *               room refuses the transfer at its start. Its length IS
+ *               whole segment are allocated when a transfer of it
+ *               starts or resumes (fallocate, keeping the length), so a
+ *               disk without the room refuses the transfer at its start,
+ *               and given back when the transfer ends unfinished
+ *               (sync_staging_release), so that a peer that begins and
+ *               goes holds no room. A transfer never takes the last of
+ *               the disk (sync_staging_keep_free). Its length IS
  *               the resume offset: a chunk is written with pwrite at the
  *               current length (a receiver holds chunks that arrive
  *               ahead of it in memory until the gap is filled), so after
@@ -141,10 +145,21 @@ pthread_mutex_t *sync_staging_lock(struct sync_staging *st, const char *key);
 /*
  * sync_staging_open starts or resumes the transfer of m: if the .meta on
  * disk describes m, *offset is the .part's length; otherwise the old
- * files go, a new .meta is written and *offset is 0.
+ * files go, a new .meta is written and *offset is 0. -ENOSPC if the
+ * segment's blocks would leave its filesystem less than keep_free.
  */
 int sync_staging_open(struct sync_staging *st, const char *key,
 		      const struct sync_stage_meta *m, uint64_t *offset);
+
+/* What transfers leave free on the staging filesystem: a tenth of it, at
+ * most SYNC_STAGING_KEEP_MAX, for the agent's own log and manifest. */
+#define SYNC_STAGING_KEEP_MAX (1ull << 30)
+uint64_t sync_staging_keep_free(const struct sync_staging *st);
+
+/* An unfinished transfer's end: the blocks reserved past the .part's
+ * length are given back, if w's file is still the .part of key. */
+void sync_staging_release(struct sync_staging *st, const char *key,
+			  struct sync_stage_writer *w);
 
 /*
  * sync_staging_append writes n bytes at off through w (see the writer

@@ -27,6 +27,9 @@ struct sync_test_hooks {
 	 * (as a disk's EIO would), in place of sync_file_range's result and
 	 * of the fdatasync of the check. */
 	int writeback_err;
+	/* Staging: the bytes free on its filesystem, in place of statvfs's
+	 * (0: statvfs's). */
+	uint64_t staging_avail;
 	/* Cloud: nonzero makes the watchdog's probe fail. */
 	int (*probe_fail)(void *arg);
 	/* Cloud: the watchdog's period in ms (0: the default, 3000). */

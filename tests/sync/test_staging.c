@@ -197,6 +197,68 @@ static void test_index(void **state)
 	sync_staging_fini(&st);
 }
 
+/*
+ * A transfer never takes the last of the disk: one whose blocks would
+ * leave less than keep_free is refused at its start (-ENOSPC, nothing
+ * staged); an unfinished one gives back what it reserved past its bytes;
+ * resumed, it needs room for the rest only, and reserves it again, or is
+ * refused with its bytes kept.
+ */
+static void test_room(void **state)
+{
+	struct sync_staging st;
+	struct sync_stage_meta m;
+	struct sync_stage_writer w;
+	char dir[400], key[SYNC_KEY_LEN + 1], part[500];
+	static unsigned char buf[PIECE];
+	struct stat sb;
+	uint64_t off, now, keep;
+
+	make_dir(dir, sizeof(dir), "room");
+	assert_int_equal(sync_staging_init(&st, dir), 0);
+	keep = sync_staging_keep_free(&st);
+	assert_true(keep > 0 && keep <= SYNC_STAGING_KEEP_MAX);
+	memset(&m, 0, sizeof(m));
+	strcpy(m.coll, "c");
+	strcpy(m.origin, "edge-1");
+	m.origin_seq = 9;
+	m.size = 16u << 20;
+	sync_staging_key(m.coll, m.origin, m.origin_seq, key);
+	snprintf(part, sizeof(part), "%s/%s.part", dir, key);
+
+	sync_test_hooks.staging_avail = keep + (8u << 20);
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), -ENOSPC);
+	assert_int_equal(access(part, F_OK), -1);
+	sync_test_hooks.staging_avail = keep + m.size;
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
+	assert_int_equal(stat(part, &sb), 0);
+	assert_true((uint64_t)sb.st_blocks * 512 >= m.size);
+	sync_stage_writer_init(&w, off);
+	assert_int_equal(
+	    sync_staging_append(&st, key, &w, 0, buf, PIECE, NULL, &now), 0);
+
+	sync_staging_release(&st, key, &w);
+	assert_int_equal(stat(part, &sb), 0);
+	assert_int_equal(sb.st_size, PIECE);
+	assert_true((uint64_t)sb.st_blocks * 512 < (1u << 20));
+
+	sync_test_hooks.staging_avail = keep + m.size - PIECE;
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
+	assert_int_equal(off, PIECE);
+	assert_int_equal(stat(part, &sb), 0);
+	assert_true((uint64_t)sb.st_blocks * 512 >= m.size);
+	sync_staging_release(&st, key, &w);
+	sync_test_hooks.staging_avail = keep + (1u << 20);
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), -ENOSPC);
+	assert_int_equal(stat(part, &sb), 0);
+	assert_int_equal(sb.st_size, PIECE);
+
+	sync_test_hooks.staging_avail = 0;
+	sync_stage_writer_fini(&w);
+	sync_staging_remove(&st, key);
+	sync_staging_fini(&st);
+}
+
 static void test_resume_and_check(void **state)
 {
 	struct sync_staging st;
@@ -635,6 +697,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_key),
 	    cmocka_unit_test(test_index),
+	    cmocka_unit_test(test_room),
 	    cmocka_unit_test(test_resume_and_check),
 	    cmocka_unit_test(test_writer_after_remove),
 	    cmocka_unit_test(test_summed),
