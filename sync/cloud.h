@@ -48,6 +48,9 @@ struct cloud_device {
 /* Chunks held in memory: at most CLOUD_HELD_MAX bytes over every
  * connection, SYNC_WINDOW_MAX per upload (the window hello announces). */
 #define CLOUD_HELD_MAX (256u << 20)
+/* Tombstones of uploads in progress (begin .. commit), in memory: at most
+ * CLOUD_TOMBS_MAX over every connection (each upload may have 2^20). */
+#define CLOUD_TOMBS_MAX (2u << 20)
 
 /* A chunk that arrived ahead of the staged length (its data a copy). */
 struct cloud_held {
@@ -61,13 +64,15 @@ struct cloud_held {
  * up to SYNC_WINDOW_MAX chunk sizes ahead of the staged length wait in
  * held[] until the gap before them is written (chunks of one connection
  * can reach the handlers out of order: they run on several workers).
- * Every held byte is counted in *held_total, which release gives back.
+ * Every held byte is counted in *held_total, every tombstone in
+ * *tombs_total, which release gives back.
  */
 struct cloud_upload {
 	int active;
 	struct cloud_held held[SYNC_WINDOW_MAX];
 	size_t n_held;
 	atomic_size_t *held_total;
+	atomic_size_t *tombs_total;
 	struct es_sync_collection coll;
 	struct es_sync_segment seg;
 	struct es_sync_tombstone *tombs; /* malloc'ed, total entries */
@@ -180,6 +185,7 @@ struct sync_cloud {
 
 	atomic_uint accepted;	  /* connections our socket accepted */
 	atomic_size_t held_bytes; /* every session's held chunks */
+	atomic_size_t tombs_held; /* every session's upload's tombstones */
 	uint64_t recoveries;
 };
 

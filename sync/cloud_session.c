@@ -26,7 +26,7 @@ void cloud_session_end_upload(struct sync_cloud *c, struct cloud_session *ss)
 	struct cloud_upload *up = &ss->up;
 	pthread_mutex_t *lk;
 
-	if (up->active && up->w.has_fd) { /* unfinished: its room back */
+	if (up->active) { /* unfinished: its room back (staging.h) */
 		lk = sync_staging_lock(&c->s->staging, up->key);
 		pthread_mutex_lock(lk);
 		sync_staging_release(&c->s->staging, up->key, &up->w);

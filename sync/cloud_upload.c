@@ -60,16 +60,29 @@ static int upload_match(struct cloud_session *ss, const struct sync_req *rq,
 			  rq->seg.origin, rq->seg.origin_seq, rq->coll.name);
 }
 
+/* Keeps n more tombstones with the upload; f says why not. */
 static int add_tombs(struct cloud_upload *up, const struct es_sync_tombstone *t,
-		     size_t n)
+		     size_t n, struct sync_fail *f)
 {
+	unsigned max = sync_test_hooks.tombs_max ? sync_test_hooks.tombs_max
+						 : CLOUD_TOMBS_MAX;
 	struct es_sync_tombstone *p;
 
 	if (n == 0)
 		return 0;
+	if (atomic_fetch_add(up->tombs_total, n) + n > max) {
+		atomic_fetch_sub(up->tombs_total, n);
+		return sync_failf(
+		    f, SYNC_C_INTERNAL,
+		    "the cloud holds the most tombstones of "
+		    "uploads in progress it keeps (%u): try later",
+		    max);
+	}
 	p = realloc(up->tombs, (up->n_tombs + n) * sizeof(*p));
-	if (!p)
-		return -ENOMEM;
+	if (!p) {
+		atomic_fetch_sub(up->tombs_total, n);
+		return internal(f, "tombstones", -ENOMEM);
+	}
 	memcpy(p + up->n_tombs, t, n * sizeof(*p));
 	up->tombs = p;
 	up->n_tombs += n;
@@ -166,8 +179,9 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	up->coll = col;
 	up->seg = rq->seg;
 	up->total = rq->tombs_total;
-	if (add_tombs(up, rq->tombs, rq->n_tombs))
-		return internal(f, "tombstones", -ENOMEM);
+	up->tombs_total = &c->tombs_held;
+	if (add_tombs(up, rq->tombs, rq->n_tombs, f))
+		return -1;
 	sync_stage_writer_init(&up->w, off);
 	up->w.defer = 1; /* streamed after the reply: cloud_stream */
 	up->times.begun_us = sync_mono_us();
@@ -199,8 +213,8 @@ int cloud_more_tombstones(struct sync_cloud *c, struct cloud_session *ss,
 				  "more tombstones than the %" PRIu64
 				  " announced",
 				  up->total);
-	if (add_tombs(up, rq->tombs, rq->n_tombs))
-		return internal(f, "tombstones", -ENOMEM);
+	if (add_tombs(up, rq->tombs, rq->n_tombs, f))
+		return -1;
 	sync_enc_ok(out, 1);
 	es_cbor_enc_kv_uint(out, "offset", up->n_tombs);
 	return 0;
@@ -216,6 +230,8 @@ void cloud_upload_release(struct cloud_upload *up)
 	}
 	if (bytes && up->held_total)
 		atomic_fetch_sub(up->held_total, bytes);
+	if (up->n_tombs && up->tombs_total)
+		atomic_fetch_sub(up->tombs_total, up->n_tombs);
 	free(up->tombs);
 	sync_stage_writer_fini(&up->w);
 	memset(up, 0, sizeof(*up));

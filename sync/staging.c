@@ -326,23 +326,6 @@ int sync_staging_open(struct sync_staging *st, const char *key,
 	return rc;
 }
 
-void sync_staging_release(struct sync_staging *st, const char *key,
-			  struct sync_stage_writer *w)
-{
-	struct stat sb, at;
-	char part[4096];
-
-	if (!w->has_fd || path_of(st, key, ".part", part, sizeof(part)) ||
-	    fstat(w->fd, &sb) != 0 || stat(part, &at) != 0 ||
-	    at.st_dev != sb.st_dev || at.st_ino != sb.st_ino)
-		return;
-	/* Cut to its own length: the blocks reserved past it are freed
-	 * (ext4 frees them even when the length does not change). */
-	if (ftruncate(w->fd, sb.st_size) != 0) {
-		/* they stay reserved until the sweep removes the file */
-	}
-}
-
 void sync_stage_writer_init(struct sync_stage_writer *w, uint64_t offset)
 {
 	memset(w, 0, sizeof(*w));
@@ -357,6 +340,15 @@ void sync_stage_writer_fini(struct sync_stage_writer *w)
 	memset(w, 0, sizeof(*w));
 }
 
+/* 1 if w's descriptor is the .part at part now. */
+static int writer_is(const struct sync_stage_writer *w, const char *part)
+{
+	struct stat sb, at;
+
+	return w->has_fd && fstat(w->fd, &sb) == 0 && stat(part, &at) == 0 &&
+	       at.st_dev == sb.st_dev && at.st_ino == sb.st_ino;
+}
+
 /*
  * w's descriptor of the .part at part, opened again unless the one w has
  * is still the file at that path: the file may have been removed (a
@@ -367,11 +359,8 @@ void sync_stage_writer_fini(struct sync_stage_writer *w)
 static int writer_fd(struct sync_stage_writer *w, const char *part,
 		     struct stat *sb)
 {
-	struct stat at;
-
-	if (w->has_fd && fstat(w->fd, sb) == 0 && stat(part, &at) == 0 &&
-	    at.st_dev == sb->st_dev && at.st_ino == sb->st_ino)
-		return 0;
+	if (writer_is(w, part))
+		return fstat(w->fd, sb) != 0 ? -errno : 0;
 	if (w->has_fd)
 		close(w->fd);
 	w->has_fd = 0;
@@ -380,6 +369,34 @@ static int writer_fd(struct sync_stage_writer *w, const char *part,
 		return -errno;
 	w->has_fd = 1;
 	return fstat(w->fd, sb) != 0 ? -errno : 0;
+}
+
+void sync_staging_release(struct sync_staging *st, const char *key,
+			  const struct sync_stage_writer *w)
+{
+	struct stat sb;
+	char part[4096];
+	int fd;
+
+	if (path_of(st, key, ".part", part, sizeof(part)))
+		return;
+	/* A writeback of w's failed: what is staged may not be what reached
+	 * the disk, and a later transfer's fdatasync would not say so (the
+	 * error was reported to w's descriptor). It starts over. */
+	if (w->werr && writer_is(w, part)) {
+		sync_staging_remove(st, key);
+		return;
+	}
+	fd = open(part, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	/* Cut to its own length: the blocks reserved past it are freed
+	 * (ext4 frees them even when the length does not change); if that
+	 * fails they stay until the transfer resumes or the sweep. */
+	if (fstat(fd, &sb) == 0 && ftruncate(fd, sb.st_size) != 0) {
+		/* they stay reserved until a resume or the sweep */
+	}
+	close(fd);
 }
 
 /* sync_file_range, or the error a test has the writeback fail with. */

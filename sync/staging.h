@@ -156,10 +156,14 @@ int sync_staging_open(struct sync_staging *st, const char *key,
 #define SYNC_STAGING_KEEP_MAX (1ull << 30)
 uint64_t sync_staging_keep_free(const struct sync_staging *st);
 
-/* An unfinished transfer's end: the blocks reserved past the .part's
- * length are given back, if w's file is still the .part of key. */
+/*
+ * The end of an unfinished transfer through w: the blocks reserved past
+ * the .part's length are given back. If a writeback of w's failed, the
+ * staged files go instead, so the transfer starts over (see
+ * sync_staging_release in staging.c).
+ */
 void sync_staging_release(struct sync_staging *st, const char *key,
-			  struct sync_stage_writer *w);
+			  const struct sync_stage_writer *w);
 
 /*
  * sync_staging_append writes n bytes at off through w (see the writer

@@ -30,6 +30,9 @@ struct sync_test_hooks {
 	/* Staging: the bytes free on its filesystem, in place of statvfs's
 	 * (0: statvfs's). */
 	uint64_t staging_avail;
+	/* Cloud: the tombstones uploads in progress may hold in all, in
+	 * place of CLOUD_TOMBS_MAX (0: that). */
+	unsigned tombs_max;
 	/* Cloud: nonzero makes the watchdog's probe fail. */
 	int (*probe_fail)(void *arg);
 	/* Cloud: the watchdog's period in ms (0: the default, 3000). */

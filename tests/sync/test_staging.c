@@ -509,6 +509,11 @@ static void test_writeback_failed(void **state)
 	/* the bytes themselves are whole: the error alone fails the check */
 	assert_int_equal(
 	    sync_staging_check(&st, key, &m, NULL, why, sizeof(why)), 0);
+	/* The transfer ends unfinished: it starts over, since a later
+	 * connection's fdatasync would not report this error. */
+	sync_staging_release(&st, key, &w);
+	assert_int_equal(sync_staging_open(&st, key, &m, &off), 0);
+	assert_int_equal(off, 0);
 	stage_done(&st, key, &w, seg);
 }
 

@@ -357,6 +357,72 @@ static void test_begin_during_commit(void **state)
 	th_fini(&cloud.h);
 }
 
+/* A begin of seg with n tombstones (ids from first) on s; its code. */
+static int begin_tombs(nng_socket s, const struct es_sync_segment *seg,
+		       uint64_t first, size_t n)
+{
+	struct es_sync_collection c = {.dim = 8, .metric = 0};
+	struct es_sync_tombstone *t = calloc(n, sizeof(*t));
+
+	assert_non_null(t);
+	for (size_t i = 0; i < n; i++) {
+		t[i].id = first + i;
+		t[i].hlc = 1;
+		strcpy(t[i].origin, "edge-w");
+	}
+	snprintf(c.name, sizeof(c.name), "w");
+	raw_req(SYNC_T_BEGIN, 4);
+	es_cbor_enc_text(&E, "collection");
+	sync_enc_collection(&E, &c, 0);
+	es_cbor_enc_text(&E, "segment");
+	sync_enc_segment(&E, seg, 0);
+	es_cbor_enc_text(&E, "tombstones");
+	sync_enc_tombstones(&E, t, n);
+	es_cbor_enc_kv_uint(&E, "tombstones_total", n);
+	free(t);
+	return raw_ask(s, SYNC_T_BEGIN);
+}
+
+/*
+ * The tombstones of uploads in progress are bounded over every
+ * connection: a begin past the bound is refused (try later), and those
+ * of an upload that ends count no more.
+ */
+static void test_tombstones_bounded(void **state)
+{
+	struct th_node cloud, scratch;
+	struct th_seg seg;
+	nng_socket s1, s2;
+
+	th_node_init(&cloud, root, "t-cloud", "cloud-1", ES_SYNC_CLOUD);
+	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
+		 th_free_port());
+	assert_int_equal(th_node_start(&cloud), 0);
+	th_node_init(&scratch, root, "t-scratch", "edge-w", ES_SYNC_EDGE);
+	th_add_collection(&scratch.h, "w", 8, 0);
+	th_add_segment(&scratch.h, "w", 100, 85, 0, NULL, 0);
+	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
+	sync_test_hooks.tombs_max = 3000;
+
+	s1 = raw_open(cloud.url, 10000);
+	s2 = raw_open(cloud.url, 10000);
+	hello(s1);
+	hello(s2);
+	assert_int_equal(begin_tombs(s1, &seg.s, 1, 2000), SYNC_C_NONE);
+	assert_int_equal(begin_tombs(s2, &seg.s, 1, 2000), SYNC_C_INTERNAL);
+	assert_non_null(strstr(rp.message, "try later"));
+	/* s1 begins again with fewer: its earlier ones count no more */
+	assert_int_equal(begin_tombs(s1, &seg.s, 1, 500), SYNC_C_NONE);
+	assert_int_equal(begin_tombs(s2, &seg.s, 1, 2000), SYNC_C_NONE);
+	nng_close(s1);
+	nng_close(s2);
+	sync_test_hooks.tombs_max = 0;
+	th_node_stop(&cloud);
+	raw_fini();
+	th_fini(&scratch.h);
+	th_fini(&cloud.h);
+}
+
 /* ---- real edges -------------------------------------------------------- */
 
 static struct {
@@ -455,6 +521,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_receiver),
 	    cmocka_unit_test(test_begin_during_commit),
+	    cmocka_unit_test(test_tombstones_bounded),
 	    cmocka_unit_test(test_edges),
 	};
 
