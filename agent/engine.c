@@ -10,12 +10,14 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -814,6 +816,47 @@ static int open_collections(struct es_engine *e)
 	return rc;
 }
 
+/*
+ * Takes the data directory for this engine: DATA_DIR/lock, flock'ed for
+ * as long as it is open. A second agent on the same directory would seal
+ * and cut logs the first one still appends to, and writes the first one
+ * acknowledged would be lost; it is refused, and told the holder's pid,
+ * which the file holds.
+ */
+static int lock_data_dir(struct es_engine *e)
+{
+	char *path = NULL, pid[24] = "";
+	ssize_t n;
+	int fd, err;
+
+	if (asprintf(&path, "%s/lock", e->data_dir) < 0)
+		return -ENOMEM;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	err = errno;
+	free(path);
+	if (fd < 0)
+		return -err;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		err = errno == EWOULDBLOCK ? EBUSY : errno;
+		n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		if (err == EBUSY)
+			engine_log(e, ES_LOG_ERROR,
+				   "data directory %s is in use by another "
+				   "agent (pid %s)",
+				   e->data_dir, *pid ? pid : "unknown");
+		return -err;
+	}
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+		/* the pid is for messages only */
+	}
+	e->lock_fd = fd;
+	return 0;
+}
+
 int es_engine_open(struct es_engine **ep, const struct es_engine_config *c)
 {
 	struct es_engine *e = calloc(1, sizeof(*e));
@@ -824,6 +867,7 @@ int es_engine_open(struct es_engine **ep, const struct es_engine_config *c)
 	if (!e)
 		return -ENOMEM;
 	e->cfg = *c;
+	e->lock_fd = -1;
 	e->data_dir = strdup(c->data_dir);
 	e->cfg.data_dir = e->data_dir;
 	pthread_mutex_init(&e->m_mu, NULL);
@@ -839,6 +883,8 @@ int es_engine_open(struct es_engine **ep, const struct es_engine_config *c)
 		goto err;
 	}
 	rc = es_mkdir_durable(c->data_dir);
+	if (rc == 0)
+		rc = lock_data_dir(e);
 	if (rc < 0)
 		goto err;
 	rc = es_manifest_open(&e->m, db);
@@ -894,6 +940,8 @@ void es_engine_close(struct es_engine *e)
 	pthread_cond_destroy(&e->refs_cv);
 	pthread_mutex_destroy(&e->maint_mu);
 	pthread_cond_destroy(&e->maint_cv);
+	if (e->lock_fd >= 0)
+		close(e->lock_fd); /* the lock goes with it */
 	free(e->data_dir);
 	free(e);
 }

@@ -39,6 +39,7 @@ struct es_engine {
 	pthread_cond_t refs_cv;
 	struct coll_entry **colls;
 	size_t n_colls;
+	int lock_fd; /* DATA_DIR/lock, flock'ed while open; -1: none */
 	pthread_t maint;
 	int maint_started;
 	pthread_mutex_t maint_mu;

@@ -257,6 +257,30 @@ static int raw_call(const char *path, const void *req, size_t len, char *code,
  * served, its files are all there after a restart, and a later drop
  * works. (It once deleted the files anyway, and the next start failed.)
  */
+/*
+ * One engine per data directory: a second one (another agent started on
+ * the same directory) is refused while the first is open, since it would
+ * seal and cut logs the first still appends to; once the first closes,
+ * the directory opens again.
+ */
+static void test_data_dir_locked(void **state)
+{
+	struct fx *f = *state;
+	struct es_engine_config ec;
+	struct es_engine *e2 = NULL;
+
+	es_engine_config_defaults(&ec);
+	ec.data_dir = f->data;
+	ec.log = quiet_log;
+	ec.log_arg = "second";
+	assert_int_equal(es_engine_open(&e2, &ec), -EBUSY);
+	assert_null(e2);
+	stop(f);
+	assert_int_equal(es_engine_open(&e2, &ec), 0);
+	es_engine_close(e2);
+	assert_int_equal(start(f), 0);
+}
+
 static void test_drop_refused(void **state)
 {
 	struct fx *f = *state;
@@ -716,6 +740,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_data_dir_locked, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_drop_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_inserts, setup,
 					    teardown),
