@@ -32,6 +32,10 @@ int cli_dispatch(const char *what, const struct cli_cmd *cmds, int argc,
 /* cli_error prints "edgesync: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* 1 if paths a and b name one existing file (an output that would
+ * overwrite an input). */
+int cli_same_file(const char *a, const char *b);
+
 /* cli_usage prints the message and "usage: <usage>"; returns CLI_USAGE. */
 int cli_usage(const char *usage, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -137,6 +137,8 @@ int bench_lat_merge(struct job *jobs, unsigned n, struct lat *all)
 		return -ENOMEM;
 	all->n = 0;
 	for (unsigned i = 0; i < n; i++) {
+		if (!jobs[i].lat.n) /* a job with nothing to do has no list */
+			continue;
 		memcpy(all->v + all->n, jobs[i].lat.v,
 		       jobs[i].lat.n * sizeof(float));
 		all->n += jobs[i].lat.n;

@@ -200,6 +200,9 @@ static int parse_build(int argc, char **argv, struct build_opts *o)
 	o->segment = argv[optind];
 	if (!o->out)
 		return cli_usage(build_usage, "--out is needed");
+	if (cli_same_file(o->segment, o->out))
+		return cli_usage(build_usage, "--out %s is the segment itself",
+				 o->out);
 	return -1;
 }
 

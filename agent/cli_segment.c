@@ -323,6 +323,12 @@ static int segment_export(int argc, char **argv)
 		return cli_usage(export_usage,
 				 "a segment file and --out are needed");
 	path = argv[optind];
+	if (cli_same_file(path, out) ||
+	    (ids_path &&
+	     (cli_same_file(path, ids_path) || cli_same_file(out, ids_path))))
+		return cli_usage(export_usage,
+				 "--out and --ids must be files other than "
+				 "the segment and each other");
 	rc = es_ndvs_open(&seg, path, ES_NDVS_OPEN_VERIFY, &info);
 	if (rc < 0) {
 		report_bad_segment(path, rc, &info);

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,9 +58,22 @@ int cli_dispatch(const char *what, const struct cli_cmd *cmds, int argc,
 	for (const struct cli_cmd *c = cmds; c->name; c++)
 		if (!strcmp(argv[0], c->name))
 			return c->run(argc, argv);
-	cli_error("%s: unknown command '%s'", what, argv[0]);
+	/* what is "edgesync" or "edgesync <group>"; cli_error says the
+	 * first word already */
+	if (strncmp(what, "edgesync ", 9) == 0)
+		cli_error("%s: unknown command '%s'", what + 9, argv[0]);
+	else
+		cli_error("unknown command '%s'", argv[0]);
 	list_commands(stderr, what, cmds);
 	return CLI_USAGE;
+}
+
+int cli_same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 int cli_parse_u64(const char *opt, const char *text, uint64_t *out)

@@ -67,6 +67,18 @@ expect 1 $es segment verify "$dir/bad.ndvs"
 says "checksum mismatch"
 expect 1 $es segment export "$dir/bad.ndvs" --out "$dir/x.fvecs"
 if [ ! -e "$dir/x.fvecs" ]; then ok; else bad "export of a bad segment"; fi
+# an output that is the input: refused, the segment untouched
+cp "$dir/es.ndvs" "$dir/same.ndvs"
+expect 64 $es segment export "$dir/same.ndvs" --out "$dir/same.ndvs"
+says "other than the segment"
+expect 64 $es segment export "$dir/same.ndvs" --out "$dir/x2.fvecs" \
+	--ids "$dir/same.ndvs"
+expect 64 $es index build "$dir/same.ndvs" --out "$dir/same.ndvs"
+says "is the segment itself"
+if cmp -s "$dir/es.ndvs" "$dir/same.ndvs"; then ok; else
+	bad "the segment changed"; fi
+expect 64 $es segment nosuch
+says "edgesync: segment: unknown command 'nosuch'"
 head -c 100 "$dir/es.ndvs" >"$dir/short.ndvs"
 expect 1 $es segment verify "$dir/short.ndvs"
 says "the file is 100 bytes"
