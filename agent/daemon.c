@@ -722,7 +722,9 @@ static void tune_malloc(const struct es_config *c)
  * that every thread (the engine's, the API's, sync's and nng's) inherits
  * them. Every CPU listed must be one the process may run on now.
  */
-static int pin_cpus(const struct es_config *c)
+/* Runs the agent on the configured CPUs; with check set, only says
+ * whether it could. */
+static int pin_cpus(const struct es_config *c, int check)
 {
 	cpu_set_t want, allowed, both;
 	char why[160], list[256];
@@ -747,12 +749,31 @@ static int pin_cpus(const struct es_config *c)
 			  c->cpus, list);
 		return -EINVAL;
 	}
-	if (sched_setaffinity(0, sizeof(want), &want) != 0) {
+	if (!check && sched_setaffinity(0, sizeof(want), &want) != 0) {
 		rc = -errno;
 		log_error(rc, "cpus: cannot run on %s", c->cpus);
 		return rc;
 	}
 	return 0;
+}
+
+/* What -n checks beyond the file's values: what a start would refuse
+ * (CPUs this agent may not use, TLS files that do not parse). */
+static int check_more(const struct es_config *c)
+{
+	char why[512];
+	int rc = pin_cpus(c, 1);
+
+	if (rc < 0)
+		return rc == -EINVAL ? CLI_CONFIG : CLI_FAIL;
+	if (c->tls_cert && *c->tls_cert && c->tls_key && *c->tls_key &&
+	    c->tls_ca && *c->tls_ca &&
+	    es_sync_tls_check(c->tls_cert, c->tls_key, c->tls_ca, why,
+			      sizeof(why)) != 0) {
+		cli_error("%s", why);
+		return CLI_CONFIG;
+	}
+	return CLI_OK;
 }
 
 int cli_agent(int argc, char **argv)
@@ -770,13 +791,14 @@ int cli_agent(int argc, char **argv)
 		goto out;
 	}
 	if (ag.args.check) {
-		printf("configuration OK\n");
-		rc = CLI_OK;
+		rc = check_more(&ag.config);
+		if (rc == CLI_OK)
+			printf("configuration OK\n");
 		goto fini;
 	}
 	atomic_store(&log_max, (int)ag.config.log_level);
 	tune_malloc(&ag.config);
-	rc = pin_cpus(&ag.config);
+	rc = pin_cpus(&ag.config, 0);
 	if (rc < 0) {
 		rc = rc == -EINVAL ? CLI_CONFIG : CLI_FAIL;
 		goto fini;

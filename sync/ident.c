@@ -204,6 +204,20 @@ int sync_verifier_load(struct sync_verifier **vp, const char *ca, char *why,
 	return 0;
 }
 
+int es_sync_tls_check(const char *cert, const char *key, const char *ca,
+		      char *why, size_t whylen)
+{
+	struct sync_signer *s = NULL;
+	struct sync_verifier *v = NULL;
+	int rc = sync_signer_load(&s, cert, key, why, whylen);
+
+	if (rc == 0)
+		rc = sync_verifier_load(&v, ca, why, whylen);
+	sync_signer_free(s);
+	sync_verifier_free(v);
+	return rc;
+}
+
 void sync_verifier_free(struct sync_verifier *v)
 {
 	if (!v)

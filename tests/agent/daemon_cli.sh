@@ -94,6 +94,14 @@ expect 78 $es agent -c "$dir/none.conf" -n
 says "none.conf: No such file"
 expect 78 $es agent -c "$dir/agent.conf" --workers 0 -n
 says "\-\-workers: 0 is out of range"
+# -n refuses what a start would: CPUs not ours, TLS files that do not parse
+expect 78 $es agent -c "$dir/agent.conf" --cpus 1023 -n
+says "names CPUs this agent may not run on"
+echo "not a certificate" >"$dir/junk.pem"
+expect 78 $es agent -c "$dir/agent.conf" --role edge \
+	--peer tls+tcp://127.0.0.1:9 --tls-cert "$dir/junk.pem" \
+	--tls-key "$dir/junk.pem" --tls-ca "$dir/junk.pem" -n
+says "cannot parse certificate"
 # bad files: each names its file, line and key
 badconf() { # EXPECTED-MESSAGE LINES...
 	local want=$1; shift

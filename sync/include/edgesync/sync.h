@@ -295,6 +295,14 @@ enum es_sync_role es_sync_role(const struct es_sync *s);
 int es_sync_device_check(const char *s, char *why, size_t len);
 
 /*
+ * The TLS files as an agent would load them: cert and key (a pair), ca.
+ * 0, or ES_E_SYNC_CONFIG with why saying which file is wrong and how; for
+ * `edgesync agent -n`, which checks what a start would refuse.
+ */
+int es_sync_tls_check(const char *cert, const char *key, const char *ca,
+		      char *why, size_t whylen);
+
+/*
  * es_sync_device_approval tells a cloud that an operator approved
  * (approved 1) or revoked (0) device at run time. A revoked device's
  * connections are closed, so its next hello asks device_approved again.
