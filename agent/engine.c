@@ -216,6 +216,7 @@ static void params_of(const struct es_engine *e, const struct coll_entry *ce,
 	p->build.L = e->cfg.index_L;
 	p->build.alpha = e->cfg.index_alpha;
 	p->build.threads = e->cfg.build_threads;
+	p->build.stop = &e->stop_builds;
 	p->origin = e->device_id;
 	p->open_segments = e->cfg.open_segments;
 }
@@ -716,7 +717,13 @@ static int maintain_all(struct es_engine *e)
 		if (!ce)
 			break;
 		rc = es_collection_maintain(ce->c, &more);
-		if (rc < 0)
+		if (rc == -ECANCELED)
+			engine_log(e, ES_LOG_INFO,
+				   "collection %s: index build left off, the "
+				   "agent is stopping (built again at the next "
+				   "start)",
+				   ce->row.name);
+		else if (rc < 0)
 			engine_log(
 			    e, ES_LOG_ERROR,
 			    "collection %s: background seal or index build "
@@ -920,6 +927,7 @@ void es_engine_close(struct es_engine *e)
 {
 	if (!e)
 		return;
+	atomic_store(&e->stop_builds, 1);
 	if (e->maint_started) {
 		pthread_mutex_lock(&e->maint_mu);
 		e->stopping = 1;

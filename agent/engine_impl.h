@@ -40,6 +40,9 @@ struct es_engine {
 	struct coll_entry **colls;
 	size_t n_colls;
 	int lock_fd; /* DATA_DIR/lock, flock'ed while open; -1: none */
+	/* Set at close: an index build in progress gives up (it is built
+	 * again at the next start), so that stopping does not wait for it. */
+	atomic_int stop_builds;
 	pthread_t maint;
 	int maint_started;
 	pthread_mutex_t maint_mu;

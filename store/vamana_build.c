@@ -704,6 +704,8 @@ static void run_pass(struct vb_ctx *b, int pass, float alpha, int64_t *last)
 	else
 		bfs_order(b, seed);
 	for (uint32_t start = 0; start < n; start += b->nb) {
+		if (vamana_build_stopped(b->p))
+			return;
 		b->batch = b->order + start;
 		b->nb = n - start < bs ? n - start : bs;
 		run_job(b, node_item, b->nb);
@@ -926,6 +928,10 @@ int vamana_graph_build(struct vamana_graph *g, const float *vectors, uint32_t n,
 	run_pass(&b, 1, p->alpha, &last);
 	pool_stop(&b);
 	ctx_fini(&b);
+	if (vamana_build_stopped(p)) {
+		vamana_graph_free(g);
+		return -ECANCELED;
+	}
 	return 0;
 err_ctx:
 	ctx_fini(&b);

@@ -28,12 +28,18 @@ struct vamana_graph {
  * vamana_graph_build builds g over vectors (n x dim) with p's R, L, alpha,
  * metric, seed, threads and progress (pq_m, segment_id unused). The result
  * depends on the data and p->seed only, never on p->threads. Returns 0,
- * ES_E_VAMANA_PARAM, ES_E_VECS_NONFINITE (a NaN or infinite value) or
- * -ENOMEM. On failure g holds nothing to free.
+ * ES_E_VAMANA_PARAM, ES_E_VECS_NONFINITE (a NaN or infinite value),
+ * -ECANCELED (p->stop) or -ENOMEM. On failure g holds nothing to free.
  */
 int vamana_graph_build(struct vamana_graph *g, const float *vectors, uint32_t n,
 		       uint32_t dim, const struct es_vamana_build_params *p);
 void vamana_graph_free(struct vamana_graph *g);
+
+/* 1 if the build with p is to give up (p->stop set). */
+static inline int vamana_build_stopped(const struct es_vamana_build_params *p)
+{
+	return p->stop && atomic_load(p->stop);
+}
 
 /* 0 if p's R, L, alpha and metric can build a graph, or ES_E_VAMANA_PARAM. */
 int vamana_build_params_check(const struct es_vamana_build_params *p);

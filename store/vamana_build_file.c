@@ -160,7 +160,11 @@ int es_vamana_build(const char *segment_path, const char *out_path,
 		rc = vamana_graph_build(&g, v, (uint32_t)l.info.num_nodes,
 					l.info.dim, p);
 	if (rc == 0)
-		rc = codes_make(v, &l, p, &pq, &codes);
+		rc = vamana_build_stopped(p)
+			 ? -ECANCELED
+			 : codes_make(v, &l, p, &pq, &codes);
+	if (rc == 0 && vamana_build_stopped(p))
+		rc = -ECANCELED;
 	if (rc < 0)
 		goto err;
 	l.info.entry = g.entry;

@@ -506,6 +506,45 @@ static void test_build_file(void **state)
 	build_file(ES_METRIC_L2, 1);
 }
 
+static void stop_at_first(void *arg, uint64_t done, uint64_t total)
+{
+	(void)done;
+	(void)total;
+	atomic_store((atomic_int *)arg, 1);
+}
+
+/* A build told to stop (an agent stopping) gives up within a batch:
+ * -ECANCELED, and no index file, nor a temporary one, is left. */
+static void test_build_stopped(void **state)
+{
+	struct es_vamana_build_params p;
+	char sb[PATH_SIZE], ib[PATH_SIZE], cmd[2 * PATH_SIZE];
+	char *seg = path_of(sb, "stop.ndvs"), *idx = path_of(ib, "stop.vamana");
+	float *v = clustered(2000, 0, DIM);
+	uint64_t *ids = make_ids(2000);
+	atomic_int stop = 0;
+
+	assert_int_equal(es_ndvs_write(seg, DIM, 2000, v, ids, NULL), 0);
+	params(&p, ES_METRIC_L2, 2);
+	p.stop = &stop;
+	p.progress = stop_at_first;
+	p.progress_arg = &stop;
+	assert_int_equal(es_vamana_build(seg, idx, &p), -ECANCELED);
+	assert_int_equal(access(idx, F_OK), -1);
+	snprintf(cmd, sizeof(cmd),
+		 "ls %s* 2>/dev/null | grep -v 'stop.ndvs$' | grep -q .", idx);
+	assert_int_not_equal(system(cmd), 0);
+	/* not stopped: the same build completes */
+	stop = 0;
+	p.progress = NULL;
+	assert_int_equal(es_vamana_build(seg, idx, &p), 0);
+	assert_int_equal(access(idx, F_OK), 0);
+	unlink(idx);
+	unlink(seg);
+	free(ids);
+	free(v);
+}
+
 static void test_build_empty(void **state)
 {
 	struct es_vamana_build_params p;
@@ -637,6 +676,7 @@ int main(void)
 	    cmocka_unit_test(test_progress),
 	    cmocka_unit_test(test_build_file),
 	    cmocka_unit_test(test_build_empty),
+	    cmocka_unit_test(test_build_stopped),
 	    cmocka_unit_test(test_build_refused),
 	};
 

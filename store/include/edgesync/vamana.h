@@ -23,6 +23,7 @@
 #ifndef EDGESYNC_VAMANA_H
 #define EDGESYNC_VAMANA_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,6 +67,9 @@ struct es_vamana_build_params {
 	/* Called from the building thread with work done out of total. */
 	void (*progress)(void *arg, uint64_t done, uint64_t total);
 	void *progress_arg;
+	/* If set and nonzero, the build gives up at its next batch or step
+	 * (an agent stopping): -ECANCELED, nothing written. */
+	const atomic_int *stop;
 };
 
 /* es_vamana_build_defaults fills p with the defaults above. */
@@ -74,7 +78,7 @@ void es_vamana_build_defaults(struct es_vamana_build_params *p);
 /*
  * es_vamana_build builds the index of the segment at segment_path and
  * writes it crash-safely (temporary file, fsync, rename, directory fsync)
- * to out_path. Returns 0 or a negative code.
+ * to out_path. Returns 0 or a negative code (-ECANCELED: p->stop).
  */
 int es_vamana_build(const char *segment_path, const char *out_path,
 		    const struct es_vamana_build_params *p);
