@@ -136,8 +136,7 @@ int cli_failed(struct es_client *c, const struct client_args *a, int rc,
 		cli_error("%s: %s (%s)", what, es_client_error(c),
 			  es_client_error_code(c));
 	else if (rc == ES_E_CLIENT_CONNECT)
-		cli_error("%s: %s: no agent is listening (is it running?)",
-			  what, a->socket);
+		cli_error("%s: %s: %s", what, a->socket, es_client_error(c));
 	else
 		cli_error("%s: %s", what, es_client_strerror(rc));
 	return CLI_FAIL;

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,19 @@
 #define SMALL		   65536u /* requests this small need no size check */
 #define ENC_KEEP	   (8u << 20) /* encoder bytes kept between requests */
 
+/*
+ * A client: one REQ socket dialed to the agent, one connection, one
+ * request at a time. Once that connection closes (the agent stopped),
+ * the client is done (lost): a request then in flight ends at once
+ * (its reply is awaited through aio, which the close cancels), and
+ * later ones fail at once. Otherwise the REQ socket would keep each
+ * request to send on a next connection: the caller would wait out its
+ * timeout, or have the request applied by a restarted agent unawares.
+ */
 struct es_client {
 	nng_socket sock;
+	nng_aio *aio;
+	atomic_int lost; /* the connection to the agent has closed */
 	unsigned timeout_ms;
 	uint64_t max_message; /* the agent's; 0 until asked */
 	struct es_cbor_enc enc;
@@ -131,6 +143,17 @@ static int nng_fail(struct es_client *c, int rv, const char *what)
 	}
 }
 
+/* nng's callback as a connection to the agent closes. */
+static void pipe_lost(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct es_client *c = arg;
+
+	(void)p;
+	(void)ev;
+	atomic_store(&c->lost, 1);
+	nng_aio_cancel(c->aio);
+}
+
 int es_client_open(struct es_client **cp, const char *socket_path,
 		   unsigned timeout_ms)
 {
@@ -152,14 +175,22 @@ int es_client_open(struct es_client **cp, const char *socket_path,
 	c->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
 	sprintf(url, "%s%s", strncmp(socket_path, "ipc://", 6) ? "ipc://" : "",
 		socket_path);
-	rv = nng_req0_open(&c->sock);
+	rv = nng_aio_alloc(&c->aio, NULL, NULL);
+	if (rv == 0) {
+		rv = nng_req0_open(&c->sock);
+		if (rv)
+			nng_aio_free(c->aio);
+	}
 	if (rv) {
 		free(url);
 		free(c);
 		return rv == NNG_ENOMEM ? -ENOMEM : -EIO;
 	}
-	rv = nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO,
-			       (nng_duration)c->timeout_ms);
+	nng_aio_set_timeout(c->aio, (nng_duration)c->timeout_ms);
+	rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_lost, c);
+	if (rv == 0)
+		rv = nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO,
+				       (nng_duration)c->timeout_ms);
 	if (rv == 0)
 		rv = nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO,
 				       (nng_duration)c->timeout_ms);
@@ -174,6 +205,7 @@ int es_client_open(struct es_client **cp, const char *socket_path,
 	if (rv) {
 		rv = nng_fail(c, rv, "connect");
 		nng_close(c->sock);
+		nng_aio_free(c->aio);
 		free(c);
 		return rv;
 	}
@@ -185,7 +217,8 @@ void es_client_close(struct es_client *c)
 {
 	if (!c)
 		return;
-	nng_close(c->sock);
+	nng_close(c->sock); /* its callbacks are done when it returns */
+	nng_aio_free(c->aio);
 	es_cbor_enc_fini(&c->enc);
 	free(c);
 }
@@ -233,6 +266,30 @@ static void reply_free(struct reply *rp)
 	rp->msg = NULL;
 }
 
+static int closed_unsent(struct es_client *c, const char *op)
+{
+	return set_error(c, ES_E_CLIENT_CONNECT, "connect",
+			 "%s: the connection to the agent has closed (did it "
+			 "stop?); nothing was sent",
+			 op);
+}
+
+/*
+ * Waits for the operation c->aio has under way; the connection closing
+ * cancels it (pipe_lost), which is then reported as that.
+ */
+static int await(struct es_client *c)
+{
+	int rv;
+
+	if (atomic_load(&c->lost)) /* closed before the wait began */
+		nng_aio_cancel(c->aio);
+	nng_aio_wait(c->aio);
+	rv = nng_aio_result(c->aio);
+	return rv == NNG_ECANCELED && atomic_load(&c->lost) ? NNG_ECONNSHUT
+							    : rv;
+}
+
 /*
  * Sends len bytes of request, receives the reply and indexes its fields
  * keys ("ok", "error", then the op's own). On 0 the caller reads rp->f
@@ -248,12 +305,29 @@ static int round_trip(struct es_client *c, const void *req, size_t len,
 	memset(rp, 0, sizeof(*rp));
 	c->code[0] = '\0';
 	c->msg[0] = '\0';
-	rv = nng_send(c->sock, (void *)req, len, 0);
+	if (atomic_load(&c->lost))
+		return closed_unsent(c, op);
+	rv = nng_msg_alloc(&rp->msg, 0);
+	if (rv == 0)
+		rv = nng_msg_append(rp->msg, req, len);
+	if (rv) {
+		reply_free(rp);
+		return nng_fail(c, rv, op);
+	}
+	nng_aio_set_msg(c->aio, rp->msg);
+	rp->msg = NULL;
+	nng_send_aio(c->sock, c->aio);
+	rv = await(c);
+	if (rv) {
+		nng_msg_free(nng_aio_get_msg(c->aio));
+		return rv == NNG_ECONNSHUT ? closed_unsent(c, op)
+					   : nng_fail(c, rv, op);
+	}
+	nng_recv_aio(c->sock, c->aio);
+	rv = await(c);
 	if (rv)
 		return nng_fail(c, rv, op);
-	rv = nng_recvmsg(c->sock, &rp->msg, 0);
-	if (rv)
-		return nng_fail(c, rv, op);
+	rp->msg = nng_aio_get_msg(c->aio);
 	n = nng_msg_len(rp->msg);
 	es_cbor_reader_init(&rp->r, nng_msg_body(rp->msg), n, c->err);
 	rv = es_cbor_map_index(&rp->r, keys, nkeys, rp->f, 0, "reply");
