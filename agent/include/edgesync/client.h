@@ -28,7 +28,9 @@ struct es_client;
 
 /*
  * es_client_open connects to the agent's socket (a file path; "ipc://"
- * is added). timeout_ms bounds each request (0: 30 s).
+ * is added). timeout_ms bounds each request (0: 30 s). A client is one
+ * connection: once the agent closes it (it stopped), every request fails
+ * with ES_E_CLIENT_CONNECT at once, and a new client must be opened.
  */
 int es_client_open(struct es_client **cp, const char *socket_path,
 		   unsigned timeout_ms);
