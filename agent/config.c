@@ -477,10 +477,20 @@ int es_config_check(const struct es_config *c, char *err, size_t errlen)
 	if (c->index_l < c->index_r) {
 		char why[128];
 
-		snprintf(why, sizeof(why), "%llu is less than index-r (%llu)",
-			 (unsigned long long)c->index_l,
-			 (unsigned long long)c->index_r);
-		return fail(c, "index-l", err, errlen, why);
+		/* the one given, if only one was: the default is not wrong */
+		if (c->origin[find_opt("index-l")].file ||
+		    !c->origin[find_opt("index-r")].file) {
+			snprintf(why, sizeof(why),
+				 "%llu is less than index-r (%llu)",
+				 (unsigned long long)c->index_l,
+				 (unsigned long long)c->index_r);
+			return fail(c, "index-l", err, errlen, why);
+		}
+		snprintf(why, sizeof(why),
+			 "%llu is more than index-l (%llu, its default)",
+			 (unsigned long long)c->index_r,
+			 (unsigned long long)c->index_l);
+		return fail(c, "index-r", err, errlen, why);
 	}
 	if (es_config_sync_set(c))
 		return check_sync(c, err, errlen);

@@ -177,7 +177,7 @@ static int check_token(const char *v, char *why, size_t wl)
  */
 static int check_url(const char *v, int listen, char *why, size_t wl)
 {
-	const char *host, *colon, *p;
+	const char *host, *colon, *p, *what = "";
 	uint64_t port;
 	size_t hl;
 
@@ -187,9 +187,11 @@ static int check_url(const char *v, int listen, char *why, size_t wl)
 		host = v + 10;
 	else
 		goto bad;
+	what = ": the port must be 1 to 65535";
 	colon = strrchr(host, ':');
 	if (!colon || parse_uint(colon + 1, 0, &port) || !port || port > 65535)
 		goto bad;
+	what = ": the host is not a name or an address";
 	hl = (size_t)(colon - host);
 	if (hl && host[0] == '[') {
 		if (hl < 3 || host[hl - 1] != ']')
@@ -197,8 +199,10 @@ static int check_url(const char *v, int listen, char *why, size_t wl)
 		host++;
 		hl -= 2;
 	}
-	if (!listen && (!hl || (hl == 1 && host[0] == '*')))
+	if (!listen && (!hl || (hl == 1 && host[0] == '*'))) {
+		what = ": a peer needs a host";
 		goto bad;
+	}
 	for (p = host; p < host + hl; p++)
 		if (!(strchr(".-_:*%", *p) || (*p >= '0' && *p <= '9') ||
 		      ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
@@ -207,7 +211,7 @@ static int check_url(const char *v, int listen, char *why, size_t wl)
 bad:
 	snprintf(why, wl,
 		 "'%s' is not tcp://HOST:PORT or tls+tcp://HOST:PORT%s", v,
-		 listen ? "" : " with a host");
+		 what);
 	return -EINVAL;
 }
 

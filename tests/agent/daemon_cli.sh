@@ -131,6 +131,8 @@ badconf "2: index-alpha: '3' is not a number from 1 to 2" "[store]" \
 	"index-alpha = 3"
 badconf "3: index-l: 8 is less than index-r (16)" "[store]" \
 	"index-r = 16" "index-l = 8"
+badconf "2: index-r: 200 is more than index-l (100, its default)" \
+	"[store]" "index-r = 200"
 badconf "2: build-threads: 1000 is out of range" "[store]" \
 	"build-threads = 1000"
 badconf "2: cpus: '3-1': the range 3-1 runs backwards" "[agent]" "cpus = 3-1"
@@ -140,7 +142,7 @@ badconf "2: role: 'hub' is not edge, cloud or none" "[sync]" "role = hub"
 badconf "2: role: an edge needs at least one peer" "[sync]" "role = edge"
 badconf "3: peer: 'http://x:1' is not tcp://HOST:PORT" "[sync]" \
 	"role = edge" "peer = http://x:1"
-badconf "3: listen: 'tcp://\*:99999' is not tcp://HOST:PORT" "[sync]" \
+badconf "3: listen: 'tcp://\*:99999' is not tcp://HOST:PORT or tls+tcp://HOST:PORT: the port must be 1 to 65535" "[sync]" \
 	"role = cloud" "listen = tcp://*:99999"
 badconf "3: listen: tcp:// without TLS needs a token" "[sync]" \
 	"role = cloud" "listen = tcp://*:7150"
