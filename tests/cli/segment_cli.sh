@@ -67,6 +67,12 @@ expect 1 $es segment verify "$dir/bad.ndvs"
 says "checksum mismatch"
 expect 1 $es segment export "$dir/bad.ndvs" --out "$dir/x.fvecs"
 if [ ! -e "$dir/x.fvecs" ]; then ok; else bad "export of a bad segment"; fi
+# --json is JSON whatever the file's name (not UTF-8 here)
+cp "$dir/es.ndvs" "$dir/bad$(printf '\xff').ndvs"
+expect 0 $es segment info --json "$dir/bad$(printf '\xff').ndvs"
+if /usr/bin/python3 -c 'import json,sys
+json.loads(sys.stdin.buffer.read().decode("utf-8"))' <"$dir/out" 2>/dev/null
+then ok; else bad "info --json is not JSON"; fi
 # an output that is the input: refused, the segment untouched
 cp "$dir/es.ndvs" "$dir/same.ndvs"
 expect 64 $es segment export "$dir/same.ndvs" --out "$dir/same.ndvs"
