@@ -99,7 +99,7 @@ const char *es_store_strerror(int err)
 	case ES_E_VECS_EMPTY:
 		return "vector file holds no vectors";
 	case ES_E_VECS_DIM:
-		return "vector file record has an invalid dimension";
+		return "vector dimension is not 1 to 65536";
 	case ES_E_VECS_MIXED:
 		return "vector file record's dimension differs from the first";
 	case ES_E_VECS_TRUNCATED:
@@ -107,6 +107,43 @@ const char *es_store_strerror(int err)
 		       "(truncated?)";
 	case ES_E_VECS_NONFINITE:
 		return "vector holds a NaN or infinite value";
+	case ES_E_VECS_FORMAT:
+		return "file is none of the formats read: .fvecs, .npy "
+		       "(\\x93NUMPY) or CSV text";
+	case ES_E_VECS_RANGE:
+		return "value is outside float32's range";
+	case ES_E_NPY_MAGIC:
+		return "file does not start with the .npy magic \\x93NUMPY";
+	case ES_E_NPY_VERSION:
+		return ".npy format version is not 1.0, 2.0 or 3.0";
+	case ES_E_NPY_HEADER:
+		return ".npy header is cut short or is not a dict of descr, "
+		       "fortran_order and shape";
+	case ES_E_NPY_DTYPE:
+		return ".npy dtype is not float32 or float64 ('<f4' or "
+		       "'<f8')";
+	case ES_E_NPY_ENDIAN:
+		return ".npy array is big-endian (only little-endian '<f4' "
+		       "or '<f8')";
+	case ES_E_NPY_FORTRAN:
+		return ".npy array is in Fortran order (only C order, "
+		       "fortran_order False)";
+	case ES_E_NPY_SHAPE:
+		return ".npy array is not 2-D: its shape must be (vectors, "
+		       "dim)";
+	case ES_E_NPY_TRUNCATED:
+		return ".npy body is shorter than its shape says (truncated)";
+	case ES_E_NPY_SIZE:
+		return ".npy file has bytes after the array its shape says";
+	case ES_E_CSV_NUMBER:
+		return "CSV value is empty or not a decimal number";
+	case ES_E_CSV_COLUMNS:
+		return "CSV row has a different number of values from the "
+		       "first row";
+	case ES_E_CSV_ID:
+		return "CSV id is not a whole number from 0 to 2^64 - 1";
+	case ES_E_CSV_LINE:
+		return "CSV line is longer than 8 MiB";
 	case ES_STORE_ERR_LAST:
 		break;
 	}

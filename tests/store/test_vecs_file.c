@@ -1,4 +1,5 @@
-/* .fvecs / .ivecs reading: whole files, and every kind of bad file. */
+/* .fvecs / .ivecs reading: whole files, and every kind of bad file; the
+ * choice of a file's format by content or by --format. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -96,6 +97,8 @@ static void test_bad_files(void **state)
 	const int32_t zero[] = {0};
 	const int32_t negative[] = {-5};
 	const int32_t huge[] = {ES_VECS_MAX_DIM + 1};
+	struct es_vecs_loc loc;
+	char msg[512], want[512];
 	struct es_vecs *v;
 	float rows[12];
 	FILE *f;
@@ -140,9 +143,100 @@ static void test_bad_files(void **state)
 	assert_int_equal(es_vecs_open(&v, path, ES_VECS_FLOAT), 0);
 	assert_int_equal(es_vecs_read(v, rows, 2), ES_E_VECS_NONFINITE);
 	assert_int_equal(es_vecs_position(v), 1);
+	es_vecs_where(v, &loc);
+	snprintf(want, sizeof(want),
+		 "%s: vector 1, value 2: vector holds a NaN or infinite value",
+		 path);
+	assert_string_equal(
+	    es_vecs_message(msg, sizeof(msg), path, ES_E_VECS_NONFINITE, &loc),
+	    want);
 	es_vecs_close(v);
 	assert_int_equal(es_vecs_open(&v, "/nonexistent", ES_VECS_FLOAT),
 			 -ENOENT);
+}
+
+static void write_bytes(const void *p, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(p, 1, len, f), len);
+	fclose(f);
+}
+
+/* Opens path as format and expects err (0: success as expect). */
+static void expect_format(enum es_vecs_format format, int err,
+			  enum es_vecs_format expect)
+{
+	struct es_vecs *v;
+
+	assert_int_equal(es_vecs_open_as(&v, path, format, 0, NULL), err);
+	if (err == 0) {
+		assert_int_equal(es_vecs_format(v), expect);
+		es_vecs_close(v);
+	}
+}
+
+/* The format is chosen by content, whatever the name; --format wins. */
+static void test_detect(void **state)
+{
+	static const char npy[] =
+	    "\x93NUMPY\x01\x00\x3f\x00{'descr': '<f4', 'fortran_order': "
+	    "False, 'shape': (1, 2), }   \n\0\0\x80\x3f\0\0\0\x40";
+	static const unsigned char binary[] = {0xff, 0xff, 0xff, 0x7f,
+					       0,    1,	   2,	 3};
+	const int32_t dims[] = {3, 3};
+	struct es_vecs_loc loc;
+	struct es_vecs *v;
+	char msg[512];
+	float rows[6];
+
+	write_file(dims, 2, 1);
+	expect_format(ES_VECS_AUTO, 0, ES_VECS_FVECS);
+	expect_format(ES_VECS_FVECS, 0, ES_VECS_FVECS);
+	expect_format(ES_VECS_NPY, ES_E_NPY_MAGIC, 0);
+	expect_format(ES_VECS_CSV, ES_E_CSV_NUMBER, 0);
+	/* an id column is CSV's only */
+	assert_int_equal(
+	    es_vecs_open_as(&v, path, ES_VECS_AUTO, ES_VECS_ID_COLUMN, NULL),
+	    0);
+	assert_false(es_vecs_has_ids(v));
+	es_vecs_close(v);
+
+	write_bytes(npy, sizeof(npy) - 1);
+	expect_format(ES_VECS_AUTO, 0, ES_VECS_NPY);
+	expect_format(ES_VECS_NPY, 0, ES_VECS_NPY);
+	expect_format(ES_VECS_FVECS, ES_E_VECS_DIM, 0);
+	assert_int_equal(es_vecs_open_as(&v, path, ES_VECS_AUTO, 0, NULL), 0);
+	assert_int_equal(es_vecs_read(v, rows, 1), 1);
+	assert_true(rows[0] == 1.0f && rows[1] == 2.0f);
+	es_vecs_close(v);
+
+	write_bytes("0.5,1\n", 6);
+	expect_format(ES_VECS_AUTO, 0, ES_VECS_CSV);
+	expect_format(ES_VECS_CSV, 0, ES_VECS_CSV);
+	expect_format(ES_VECS_FVECS, ES_E_VECS_DIM, 0);
+	expect_format(ES_VECS_NPY, ES_E_NPY_MAGIC, 0);
+	assert_string_equal(
+	    es_vecs_message(msg, sizeof(msg), path, ES_E_VECS_DIM, NULL) +
+		strlen(path),
+	    ": vector dimension is not 1 to 65536");
+
+	/* none of them: the message names the formats */
+	write_bytes(binary, sizeof(binary));
+	assert_int_equal(es_vecs_open_as(&v, path, ES_VECS_AUTO, 0, &loc),
+			 ES_E_VECS_FORMAT);
+	es_vecs_message(msg, sizeof(msg), path, ES_E_VECS_FORMAT, &loc);
+	assert_non_null(strstr(msg, path));
+	assert_non_null(strstr(msg, ".fvecs, .npy"));
+	assert_non_null(strstr(msg, "CSV"));
+	write_bytes(binary, 3);
+	expect_format(ES_VECS_AUTO, ES_E_VECS_FORMAT, 0);
+	/* bytes that are not UTF-8 are not text */
+	write_bytes("1,2\xff\n", 5);
+	expect_format(ES_VECS_AUTO, ES_E_VECS_FORMAT, 0);
+	write_bytes("1,2\x7f\n", 5);
+	expect_format(ES_VECS_AUTO, ES_E_VECS_FORMAT, 0);
 }
 
 int main(void)
@@ -151,6 +245,7 @@ int main(void)
 	    cmocka_unit_test(test_read_whole),
 	    cmocka_unit_test(test_load_ivecs),
 	    cmocka_unit_test(test_bad_files),
+	    cmocka_unit_test(test_detect),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -39,6 +39,27 @@ enum es_store_err {
 	ES_E_VECS_MIXED = -5032,     /* a record's dimension differs */
 	ES_E_VECS_TRUNCATED = -5033, /* size is not whole records */
 	ES_E_VECS_NONFINITE = -5034, /* a value is NaN or infinite */
+	ES_E_VECS_FORMAT = -5035,    /* not .fvecs, .npy nor CSV text */
+	ES_E_VECS_RANGE = -5036,     /* a value is outside float32's range */
+
+	/* NumPy .npy files, in the order the reader checks */
+	ES_E_NPY_MAGIC = -5040,	    /* does not start with \x93NUMPY */
+	ES_E_NPY_VERSION = -5041,   /* format version not 1.0, 2.0, 3.0 */
+	ES_E_NPY_HEADER = -5042,    /* header cut short or not the dict */
+	ES_E_NPY_DTYPE = -5043,	    /* dtype is not a float32 or float64 */
+	ES_E_NPY_ENDIAN = -5044,    /* dtype is big-endian */
+	ES_E_NPY_FORTRAN = -5045,   /* fortran_order is True */
+	ES_E_NPY_SHAPE = -5046,	    /* the array is not 2-D */
+	ES_E_NPY_TRUNCATED = -5047, /* body shorter than the shape says */
+	ES_E_NPY_SIZE = -5048,	    /* bytes past the array */
+
+	/* (-5050..-5059 are vamana.h's, -5070..-5079 wal.h's) */
+
+	/* CSV files */
+	ES_E_CSV_NUMBER = -5060,  /* a value is empty or not a number */
+	ES_E_CSV_COLUMNS = -5061, /* a row's column count differs */
+	ES_E_CSV_ID = -5062,	  /* an id is not a u64 */
+	ES_E_CSV_LINE = -5063,	  /* a line is longer than 8 MiB */
 
 	ES_STORE_ERR_LAST = -5099,
 };
