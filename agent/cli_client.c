@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,17 +468,46 @@ int cli_collection(int argc, char **argv)
 
 struct import_ctx {
 	uint64_t first_id, batch;
+	int have_first_id, id_column;
+	enum es_vecs_format format;
 };
 
 static int import_opt(void *ctx, int val, const char *arg)
 {
 	struct import_ctx *x = ctx;
 
-	if (val == 'f')
+	if (val == 'F') {
+		static const enum es_vecs_format formats[] = {
+		    ES_VECS_FVECS, ES_VECS_NPY, ES_VECS_CSV};
+
+		for (size_t i = 0; i < sizeof(formats) / sizeof(*formats); i++)
+			if (!strcmp(arg, es_vecs_format_name(formats[i]))) {
+				x->format = formats[i];
+				return 0;
+			}
+		cli_error("--format: '%s' is not fvecs, npy or csv", arg);
+		return CLI_USAGE;
+	}
+	if (val == 'i') {
+		x->id_column = 1;
+		return 0;
+	}
+	if (val == 'f') {
+		x->have_first_id = 1;
 		return cli_parse_u64("--first-id", arg, &x->first_id)
 			   ? CLI_USAGE
 			   : 0;
+	}
 	return cli_parse_u64("--batch", arg, &x->batch) ? CLI_USAGE : 0;
+}
+
+/* Reports what was wrong with the file at path, and where. */
+static void import_file_error(const char *path, int rc,
+			      const struct es_vecs_loc *loc)
+{
+	char msg[PATH_MAX + 256];
+
+	cli_error("%s", es_vecs_message(msg, sizeof(msg), path, rc, loc));
 }
 
 /* Inserts every vector of v in batches; the count done, or rc < 0. */
@@ -489,23 +519,27 @@ static int import_rows(struct es_client *c, const struct client_args *a,
 	float *rows = malloc((size_t)x->batch * dim * sizeof(float));
 	uint64_t *ids = malloc((size_t)x->batch * sizeof(uint64_t));
 	struct cli_progress bar;
+	struct es_vecs_loc loc;
 	int rc = rows && ids ? 0 : -ENOMEM;
 
 	cli_progress_start(&bar, "import", es_vecs_count(v));
 	while (rc == 0) {
-		long got = es_vecs_read(v, rows, (size_t)x->batch);
+		long got = es_vecs_read_ids(v, rows, ids, (size_t)x->batch);
 
 		if (got <= 0) {
 			rc = (int)got;
-			if (got < 0)
-				cli_error(
-				    "%s: vector %llu: %s", a->pos[1],
-				    (unsigned long long)es_vecs_position(v),
-				    es_store_strerror(rc));
+			if (got < 0) {
+				if (bar.active)
+					fputc('\n', stderr);
+				bar.active = 0;
+				es_vecs_where(v, &loc);
+				import_file_error(a->pos[1], rc, &loc);
+			}
 			break;
 		}
-		for (long i = 0; i < got; i++)
-			ids[i] = x->first_id + *done + (uint64_t)i;
+		if (!es_vecs_has_ids(v))
+			for (long i = 0; i < got; i++)
+				ids[i] = x->first_id + *done + (uint64_t)i;
 		rc =
 		    es_client_insert(c, a->pos[0], ids, rows, (size_t)got, dim);
 		if (rc < 0) {
@@ -528,13 +562,49 @@ static int import_rows(struct es_client *c, const struct client_args *a,
 	return rc;
 }
 
-static void print_imported(const char *name, uint64_t done, uint64_t first_id,
-			   double seconds)
+static void print_imported(const char *name, const struct es_vecs *v,
+			   uint64_t done, uint64_t first_id, double seconds)
 {
 	printf("{\"collection\":");
 	cli_json_string(stdout, name);
-	printf(",\"imported\":%llu,\"first_id\":%llu,\"seconds\":%.3f}\n",
-	       (unsigned long long)done, (unsigned long long)first_id, seconds);
+	printf(",\"format\":\"%s\",\"imported\":%llu,",
+	       es_vecs_format_name(es_vecs_format(v)),
+	       (unsigned long long)done);
+	if (es_vecs_has_ids(v))
+		printf("\"first_id\":null");
+	else
+		printf("\"first_id\":%llu", (unsigned long long)first_id);
+	printf(",\"seconds\":%.3f}\n", seconds);
+}
+
+/* Opens the file to import and checks it against the options. */
+static int import_open(const char *usage, const char *path,
+		       const struct import_ctx *x, struct es_vecs **vp)
+{
+	struct es_vecs_loc loc;
+	uint64_t count;
+	int rc = es_vecs_open_as(vp, path, x->format,
+				 x->id_column ? ES_VECS_ID_COLUMN : 0, &loc);
+
+	if (rc < 0) {
+		import_file_error(path, rc, &loc);
+		return CLI_FAIL;
+	}
+	count = es_vecs_count(*vp);
+	if (x->id_column && !es_vecs_has_ids(*vp)) {
+		rc = cli_usage(usage,
+			       "--id-column: %s is %s; only CSV files "
+			       "have an id column",
+			       path, es_vecs_format_name(es_vecs_format(*vp)));
+	} else if (!x->id_column && x->first_id > UINT64_MAX - (count - 1)) {
+		cli_error("--first-id: ids would pass 2^64 - 1");
+		rc = CLI_USAGE;
+	}
+	if (rc) {
+		es_vecs_close(*vp);
+		*vp = NULL;
+	}
+	return rc;
 }
 
 int cli_import(int argc, char **argv)
@@ -542,24 +612,45 @@ int cli_import(int argc, char **argv)
 	static const struct option own[] = {
 	    {"first-id", required_argument, NULL, 'f'},
 	    {"batch", required_argument, NULL, 'b'},
+	    {"format", required_argument, NULL, 'F'},
+	    {"id-column", no_argument, NULL, 'i'},
 	    {NULL, 0, NULL, 0},
 	};
 	static const struct cmd_spec spec = {
-	    "edgesync import NAME FILE.fvecs [--first-id N] [--batch 1000]",
-	    "Inserts every vector of a texmex .fvecs file into the "
-	    "collection, with ids\nN, N+1, ... (default 0), --batch "
-	    "vectors per request; each batch is durable\nwhen the agent "
-	    "answers, so an interrupted import can simply be run again.",
+	    "edgesync import NAME FILE [--format fvecs|npy|csv] "
+	    "[--first-id N | --id-column]\n"
+	    "       [--batch 1000]",
+	    "Inserts every vector of FILE into the collection, --batch "
+	    "vectors per request;\neach batch is durable when the agent "
+	    "answers, so an interrupted import can\nsimply be run again. "
+	    "FILE is one of:\n"
+	    "  .fvecs  texmex: each vector an int32 dim, then dim float32 "
+	    "(little-endian)\n"
+	    "  .npy    NumPy, versions 1.0 to 3.0: a 2-D C-order array "
+	    "(vectors, dim) of\n"
+	    "          little-endian float32 or float64 (<f4, <f8; "
+	    "float64 must fit float32)\n"
+	    "  CSV     one vector per line, decimal numbers separated by "
+	    "commas; a first\n"
+	    "          line that is not numbers is a header and skipped; "
+	    "blank lines skipped\n"
+	    "The format is found from the content (the .npy magic, else "
+	    "text is CSV, else\n.fvecs); --format says it instead. The "
+	    "vectors get ids N, N+1, ... (--first-id,\ndefault 0) in file "
+	    "order; with --id-column (CSV only) the first column of each\n"
+	    "line is its id, a whole number 0 to 2^64 - 1. NaN and "
+	    "infinite values are\nrefused; an error names the file and "
+	    "the line and column (CSV) or vector.",
 	    own,
 	    import_opt,
 	    2,
 	    2};
-	struct import_ctx x = {0, 1000};
+	struct import_ctx x = {0, 1000, 0, 0, ES_VECS_AUTO};
 	struct es_client_collection k;
 	struct client_args a = {0};
 	struct es_client *c;
 	struct es_vecs *v;
-	uint64_t done = 0, count;
+	uint64_t done = 0;
 	double t0;
 	int rc = cli_cmd_parse(argc, argv, &spec, &x, &a);
 
@@ -567,17 +658,12 @@ int cli_import(int argc, char **argv)
 		return rc;
 	if (x.batch < 1 || x.batch > 1000000)
 		return cli_usage(spec.usage, "--batch is 1 to 1000000");
-	rc = es_vecs_open(&v, a.pos[1], ES_VECS_FLOAT);
-	if (rc < 0) {
-		cli_error("%s: %s", a.pos[1], es_store_strerror(rc));
-		return CLI_FAIL;
-	}
-	count = es_vecs_count(v);
-	if (x.first_id > UINT64_MAX - (count - 1)) {
-		cli_error("--first-id: ids would pass 2^64 - 1");
-		es_vecs_close(v);
-		return CLI_USAGE;
-	}
+	if (x.id_column && x.have_first_id)
+		return cli_usage(spec.usage, "--first-id and --id-column "
+					     "exclude each other");
+	rc = import_open(spec.usage, a.pos[1], &x, &v);
+	if (rc)
+		return rc;
 	if (cli_connect(&a, &c)) {
 		es_vecs_close(v);
 		return CLI_FAIL;
@@ -588,18 +674,31 @@ int cli_import(int argc, char **argv)
 	} else if (k.dim != es_vecs_dim(v)) {
 		cli_error("%s has vectors of dim %u; collection %s has dim %u",
 			  a.pos[1], es_vecs_dim(v), a.pos[0], k.dim);
+		if (es_vecs_format(v) == ES_VECS_CSV && !x.id_column &&
+		    es_vecs_dim(v) == k.dim + 1)
+			cli_error("is the first column an id? --id-column "
+				  "says so");
 		rc = -EINVAL;
 	} else {
 		t0 = cli_now();
 		rc = import_rows(c, &a, v, &x, &done);
 		t0 = cli_now() - t0;
 	}
-	if (rc < 0 && done)
+	if (rc < 0 && done && es_vecs_has_ids(v))
+		cli_error("the first %llu vectors of %s are stored; the rest "
+			  "are not",
+			  (unsigned long long)done, a.pos[1]);
+	else if (rc < 0 && done)
 		cli_error("ids %llu to %llu are stored; the rest are not",
 			  (unsigned long long)x.first_id,
 			  (unsigned long long)(x.first_id + done - 1));
 	else if (rc == 0 && a.json)
-		print_imported(k.name, done, x.first_id, t0);
+		print_imported(k.name, v, done, x.first_id, t0);
+	else if (rc == 0 && es_vecs_has_ids(v))
+		printf("imported %llu vectors into %s (ids from the file) in "
+		       "%.2f s, %.0f per second\n",
+		       (unsigned long long)done, k.name, t0,
+		       t0 > 0 ? (double)done / t0 : 0.0);
 	else if (rc == 0)
 		printf("imported %llu vectors into %s (ids %llu to %llu) in "
 		       "%.2f s, %.0f per second\n",

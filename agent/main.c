@@ -16,7 +16,7 @@ static int cmd_version(int argc, char **argv)
 static const struct cli_cmd commands[] = {
     {"agent", cli_agent, "run the agent (the daemon) in the foreground"},
     {"collection", cli_collection, "create, list, show, drop collections"},
-    {"import", cli_import, "insert the vectors of an .fvecs file"},
+    {"import", cli_import, "insert the vectors of an .fvecs, .npy or CSV file"},
     {"insert", cli_insert, "insert one vector"},
     {"search", cli_search, "find the nearest vectors"},
     {"get", cli_get, "print the vector of an id"},

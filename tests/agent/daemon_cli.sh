@@ -279,6 +279,54 @@ expect 0 $es import "${S[@]}" --json other "$dir/three.fvecs" \
 py 'import json,sys; r=json.load(open(sys.argv[1])); assert r["imported"] == 2 and r["first_id"] == 7, r' "$dir/out"
 expect 0 $es get "${S[@]}" other 8
 [ "$(cat "$dir/out")" = "4,5,6" ] && ok || bad "get other 8: $(cat "$dir/out")"
+# import .npy and CSV, chosen by content whatever the name; errors name
+# the file and where it is wrong
+python3 - "$dir" <<'EOF'
+import struct, sys
+d = sys.argv[1]
+def npy(path, descr, rows, version=1):
+    dim = len(rows[0])
+    h = "{'descr': '%s', 'fortran_order': False, 'shape': (%d, %d), }" % (
+        descr, len(rows), dim)
+    descr = descr[0] + {"f4": "f", "f8": "d"}[descr[1:]]
+    pre = 10 if version == 1 else 12
+    h += " " * (63 - (pre + len(h)) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY" + bytes([version, 0]))
+        f.write(struct.pack("<H" if version == 1 else "<I", len(h)))
+        f.write(h.encode())
+        for r in rows:
+            f.write(struct.pack(descr[0] + descr[1] * dim, *r))
+npy(d + "/v.npy", "<f8", [[10, 11, 12], [13, 14, 15]], version=2)
+npy(d + "/be.data", ">f4", [[1, 2, 3]])
+with open(d + "/v.data", "w") as f:
+    f.write("id,x,y,z\r\n20,1.5,2.5,3.5\r\n\r\n21,-1,0,1e3\r\n")
+with open(d + "/bad.csv", "w") as f:
+    f.write("1,2,3\n\n4,5,x6\n")
+EOF
+expect 0 $es import "${S[@]}" other "$dir/v.npy" --first-id 30
+says "imported 2 vectors into other (ids 30 to 31)"
+expect 0 $es get "${S[@]}" other 31
+[ "$(cat "$dir/out")" = "13,14,15" ] && ok || bad "get other 31: $(cat "$dir/out")"
+expect 0 $es import "${S[@]}" --json other "$dir/v.data" --id-column
+py 'import json,sys; r=json.load(open(sys.argv[1])); assert r["imported"] == 2 and r["format"] == "csv" and r["first_id"] is None, r' "$dir/out"
+expect 0 $es get "${S[@]}" other 21
+[ "$(cat "$dir/out")" = "-1,0,1000" ] && ok || bad "get other 21: $(cat "$dir/out")"
+expect 1 $es import "${S[@]}" other "$dir/v.data"
+says "v.data has vectors of dim 4; collection other has dim 3"
+says "\-\-id-column says so"
+expect 1 $es import "${S[@]}" other "$dir/bad.csv"
+says "bad.csv: line 3, column 3: CSV value is empty or not a decimal number"
+expect 1 $es import "${S[@]}" other "$dir/be.data"
+says "be.data: .npy array is big-endian"
+expect 1 $es import "${S[@]}" other "$dir/v.npy" --format csv
+says "v.npy: line 1, column 1: CSV value"
+expect 1 $es import "${S[@]}" other "$dir/v.data" --format npy
+says "v.data: file does not start with the .npy magic"
+expect 64 $es import "${S[@]}" other "$dir/v.npy" --id-column
+says "only CSV files have an id column"
+expect 64 $es import "${S[@]}" other "$dir/v.npy" --format npz
+says "'npz' is not fvecs, npy or csv"
 expect 0 $es collection info "${S[@]}" --json docs
 py 'import json,sys; c=json.load(open(sys.argv[1])); assert c["vectors"] == 2500, c' "$dir/out"
 
