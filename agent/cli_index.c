@@ -56,11 +56,13 @@ void cli_index_report_bad(const char *path, int rc)
 /* cli_index.h */
 int cli_index_check_segment(const char *idx_path,
 			    const struct es_vamana_info *info,
-			    const char *seg_path)
+			    const char *seg_path, int whole)
 {
 	struct es_ndvs_info seg;
 	struct es_ndvs *s;
-	int rc = es_ndvs_open(&s, seg_path, ES_NDVS_OPEN_PREAD, &seg);
+	int rc = es_ndvs_open(
+	    &s, seg_path,
+	    ES_NDVS_OPEN_PREAD | (whole ? ES_NDVS_OPEN_VERIFY : 0), &seg);
 
 	if (rc < 0) {
 		cli_error("%s: %s", seg_path, es_store_strerror(rc));
@@ -290,7 +292,8 @@ static int index_verify(int argc, char **argv)
 			       "the graph (degrees at most R, neighbours "
 			       "in range, unused slots empty).\nWith "
 			       "--segment, also that the index was built "
-			       "from that segment.\nExit 0 if all is well; "
+			       "from that segment, and that segment "
+			       "whole.\nExit 0 if all is well; "
 			       "otherwise 1 and why.\n",
 			       verify_usage);
 			return CLI_OK;
@@ -306,7 +309,8 @@ static int index_verify(int argc, char **argv)
 		cli_index_report_bad(path, rc);
 		return CLI_FAIL;
 	}
-	rc = segment ? cli_index_check_segment(path, &info, segment) : CLI_OK;
+	rc =
+	    segment ? cli_index_check_segment(path, &info, segment, 1) : CLI_OK;
 	if (rc == CLI_OK)
 		printf("%s: ok, %llu nodes of dim %u, R %u, %s, crc32c "
 		       "0x%08x%s%s\n",

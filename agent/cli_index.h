@@ -23,13 +23,14 @@ uint32_t cli_index_sectors_per_node(const struct es_vamana_info *info);
 void cli_index_report_bad(const char *path, int rc);
 
 /*
- * Opens the segment at seg_path (header and footer only) and checks that
- * the index described by info was built from it. Prints the reason and
- * returns CLI_FAIL, or returns CLI_OK.
+ * Opens the segment at seg_path (header and footer only; whole, its
+ * CRC32C read, if whole is set) and checks that the index described by
+ * info was built from it. Prints the reason and returns CLI_FAIL, or
+ * returns CLI_OK.
  */
 int cli_index_check_segment(const char *idx_path,
 			    const struct es_vamana_info *info,
-			    const char *seg_path);
+			    const char *seg_path, int whole);
 
 /* edgesync index search ARGS (argv[0] is "search"). */
 int cli_index_search(int argc, char **argv);

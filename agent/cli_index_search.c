@@ -668,7 +668,7 @@ int cli_index_search(int argc, char **argv)
 		return CLI_FAIL;
 	}
 	c.info = es_vamana_get_info(c.v);
-	rc = o.segment ? cli_index_check_segment(o.index, c.info, o.segment)
+	rc = o.segment ? cli_index_check_segment(o.index, c.info, o.segment, 0)
 		       : CLI_OK;
 	if (rc == CLI_OK)
 		rc = search_with(&c, &in);

@@ -103,6 +103,11 @@ $ref fvecs "$dir/o.fvecs" --dim 16 --count 2000 --seed 9
 $es segment create --from "$dir/o.fvecs" --out "$dir/o.ndvs" >/dev/null
 expect 1 $es index verify "$dir/s.vamana" --segment "$dir/o.ndvs"
 says "built from a different segment"
+# its own segment with a vector damaged: the segment is not whole
+cp "$dir/s.ndvs" "$dir/d.ndvs"
+printf '\x7f' | dd of="$dir/d.ndvs" bs=1 seek=100 conv=notrunc 2>/dev/null
+expect 1 $es index verify "$dir/s.vamana" --segment "$dir/d.ndvs"
+says "checksum mismatch"
 head -c 5000 "$dir/s.vamana" >"$dir/short.vamana"
 expect 1 $es index verify "$dir/short.vamana"
 says "size does not match its header"
