@@ -632,7 +632,7 @@ int cli_import(int argc, char **argv)
 	    "float64 must fit float32)\n"
 	    "  CSV     one vector per line, decimal numbers separated by "
 	    "commas; a first\n"
-	    "          line that is not numbers is a header and skipped; "
+	    "          line with no number in it is a header and skipped; "
 	    "blank lines skipped\n"
 	    "The format is found from the content (the .npy magic, else "
 	    "text is CSV, else\n.fvecs); --format says it instead. The "

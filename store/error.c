@@ -135,6 +135,9 @@ const char *es_store_strerror(int err)
 		return ".npy body is shorter than its shape says (truncated)";
 	case ES_E_NPY_SIZE:
 		return ".npy file has bytes after the array its shape says";
+	case ES_E_CSV_SHRUNK:
+		return "CSV file has fewer rows than when it was opened (it "
+		       "changed while being read)";
 	case ES_E_CSV_NUMBER:
 		return "CSV value is empty or not a decimal number";
 	case ES_E_CSV_COLUMNS:

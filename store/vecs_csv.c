@@ -207,24 +207,32 @@ static int parse_id(const char *s, size_t n, uint64_t *out)
  * columns it has. A column past c->fields (when known) or short of it is
  * ES_E_CSV_COLUMNS; v->loc.column says which column was wrong.
  */
+/* The field of line p (len bytes) at *i: [*a, *b) without the blanks
+ * around it; *i moves past its comma. 0 if it was the last field. */
+static int next_field(const char *p, size_t len, size_t *i, size_t *a,
+		      size_t *b)
+{
+	*a = *i;
+	while (*i < len && p[*i] != ',')
+		(*i)++;
+	*b = *i;
+	while (*a < *b && (p[*a] == ' ' || p[*a] == '\t'))
+		(*a)++;
+	while (*b > *a && (p[*b - 1] == ' ' || p[*b - 1] == '\t'))
+		(*b)--;
+	return *i < len ? ((*i)++, 1) : 0;
+}
+
 static int parse_row(struct es_vecs *v, struct csv *c, const char *p,
 		     size_t len, float *dst, uint64_t *id, uint32_t *fields)
 {
 	uint32_t col = 0;
 	uint64_t unused;
-	size_t i = 0;
-	int rc;
+	size_t i = 0, a, b;
+	int rc, more;
 
 	for (;;) {
-		size_t a = i, b;
-
-		while (i < len && p[i] != ',')
-			i++;
-		b = i;
-		while (a < b && (p[a] == ' ' || p[a] == '\t'))
-			a++;
-		while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\t'))
-			b--;
+		more = next_field(p, len, &i, &a, &b);
 		col++;
 		if (c->fields && col > c->fields)
 			rc = ES_E_CSV_COLUMNS;
@@ -242,9 +250,8 @@ static int parse_row(struct es_vecs *v, struct csv *c, const char *p,
 			v->loc.column = col;
 			return rc;
 		}
-		if (i >= len)
+		if (!more)
 			break;
-		i++;
 	}
 	if (c->fields && col != c->fields) {
 		v->loc.column = col + 1;
@@ -266,8 +273,8 @@ static long csv_read(struct es_vecs *v, void *dst, uint64_t *ids, size_t n)
 		size_t len;
 		int rc = csv_next(v, c, &line, &len, NULL);
 
-		if (rc == 0)
-			break; /* the file was cut since it was opened */
+		if (rc == 0) /* the file was cut since it was opened */
+			rc = ES_E_CSV_SHRUNK;
 		if (rc > 0)
 			rc = parse_row(v, c, line, len,
 				       out + done * (size_t)v->dim,
@@ -296,13 +303,28 @@ static void csv_fini(struct es_vecs *v)
 
 static const struct vecs_ops csv_ops = {csv_read, csv_fini};
 
-/* Whether a line could be a header: no control bytes but tab. */
-static int is_text(const char *p, size_t len)
+/*
+ * Whether a first line that is not a row is a header: text (no control
+ * bytes but tab) in which no field is a number. A row with a mistake in
+ * it ("1,2,3.O", "1,,3", an id out of range) has numbers, and is
+ * refused with its line and column instead of being skipped.
+ */
+static int is_header(const char *p, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
+	size_t i = 0, a, b;
+	int more;
+
+	for (i = 0; i < len; i++)
 		if (((unsigned char)p[i] < 0x20 && p[i] != '\t') ||
 		    p[i] == 0x7f)
 			return 0;
+	i = 0;
+	do {
+		more = next_field(p, len, &i, &a, &b);
+		if (b > a &&
+		    parse_float(p + a, b - a, &(float){0}) != ES_E_CSV_NUMBER)
+			return 0;
+	} while (more);
 	return 1;
 }
 
@@ -321,7 +343,7 @@ static int csv_first_row(struct es_vecs *v, struct csv *c)
 		return rc;
 	rc = parse_row(v, c, line, len, NULL, NULL, &fields);
 	if ((rc == ES_E_CSV_NUMBER || rc == ES_E_CSV_ID) &&
-	    is_text(line, len)) { /* a header */
+	    is_header(line, len)) {
 		v->loc.column = 0;
 		rc = csv_next(v, c, &line, &len, &at);
 		if (rc == 0)

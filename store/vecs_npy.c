@@ -63,7 +63,9 @@ static int take_string(struct cursor *c, char *out, size_t len)
 		return -1;
 	quote = *c->p++;
 	while (c->p < c->end && *c->p != quote) {
-		if (*c->p == '\\')
+		/* no escapes; no control bytes (a NUL would end the
+		 * compare early: '<f4\0zz' taken for '<f4') */
+		if (*c->p == '\\' || (unsigned char)*c->p < 0x20)
 			return -1;
 		if (n < len)
 			out[n] = *c->p;
@@ -211,7 +213,8 @@ static int take_f8(struct es_vecs *v, const unsigned char *rec, void *dst)
 		double d;
 
 		memcpy(&d, &bits, 8);
-		if (!isfinite(d) || d > FLT_MAX || d < -FLT_MAX) {
+		/* what rounds to FLT_MAX is in range, as numpy casts it */
+		if (!isfinite(d) || fabs(d) >= 0x1.ffffffp127) {
 			v->loc.column = i + 1;
 			return isfinite(d) ? ES_E_VECS_RANGE
 					   : ES_E_VECS_NONFINITE;

@@ -265,6 +265,27 @@ static void test_bad_values(void **state)
 	expect_open("a,b,c\n1,2,x\n", 0, ES_E_CSV_NUMBER, 2, 3);
 	expect_open("a,b,c\n1,nan,3\n", 0, ES_E_VECS_NONFINITE, 2, 2);
 	expect_open("nan,1,2\n", 0, ES_E_VECS_NONFINITE, 1, 1);
+	/* a first line with numbers in it is a row, not a header: its
+	 * mistake is refused, never skipped */
+	expect_open("1.0,2.0,3.O\n4,5,6\n", 0, ES_E_CSV_NUMBER, 1, 3);
+	expect_open("1,,3\n4,5,6\n", 0, ES_E_CSV_NUMBER, 1, 2);
+	expect_open("-1,4,5\n1,2,3\n", ES_VECS_ID_COLUMN, ES_E_CSV_ID, 1, 1);
+	expect_open("x,1e39\n1,2\n", 0, ES_E_CSV_NUMBER, 1, 1);
+}
+
+/* A file cut after it was opened: the rows it lost are an error, not
+ * the end of the file. */
+static void test_shrunk(void **state)
+{
+	struct es_vecs *v;
+	float rows[3 * 4];
+
+	write_text("1,2,3\n4,5,6\n7,8,9\n10,11,12\n");
+	assert_int_equal(es_vecs_open_as(&v, path, ES_VECS_CSV, 0, NULL), 0);
+	assert_int_equal(es_vecs_count(v), 4);
+	assert_int_equal(truncate(path, 12), 0); /* two rows left */
+	assert_int_equal(es_vecs_read(v, rows, 4), ES_E_CSV_SHRUNK);
+	es_vecs_close(v);
 }
 
 static void test_bad_rows(void **state)
@@ -355,6 +376,7 @@ int main(void)
 	    cmocka_unit_test(test_long_line), cmocka_unit_test(test_bad_values),
 	    cmocka_unit_test(test_bad_rows),  cmocka_unit_test(test_bad_ids),
 	    cmocka_unit_test(test_too_big),   cmocka_unit_test(test_messages),
+	    cmocka_unit_test(test_shrunk),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

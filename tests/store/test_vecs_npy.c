@@ -208,6 +208,23 @@ static void test_bad_headers(void **state)
 		  "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), }",
 		  2, 3, 4, 0);
 	expect_open(ES_E_NPY_DTYPE, "dtype is not float32 or float64");
+	{ /* a NUL inside a string: not taken for the part before it */
+		static const char d[] = "{'descr': '<f4\0zz', "
+					"'fortran_order': False, "
+					"'shape': (2, 3), }";
+		FILE *f;
+
+		write_npy(1, 0,
+			  "{'descr': '<f4   ', 'fortran_order': False, "
+			  "'shape': (2, 3), }",
+			  2, 3, 4, 0);
+		f = fopen(path, "r+b");
+		assert_non_null(f);
+		fseek(f, 10, SEEK_SET);
+		fwrite(d, 1, sizeof(d) - 1, f);
+		fclose(f);
+		expect_open(ES_E_NPY_HEADER, "header");
+	}
 	write_npy(1, 0,
 		  "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 3), }",
 		  2, 3, 4, 0);
@@ -346,10 +363,12 @@ static void test_bad_values(void **state)
 	poke_f8(4, 0, 1, -INFINITY);
 	expect_read(ES_E_VECS_NONFINITE, 0, 2,
 		    "vector holds a NaN or infinite value");
-	/* the largest float32 and the smallest float64 are taken */
+	/* the largest float32 and the smallest float64 are taken, and what
+	 * rounds to the largest float32 (numpy casts 3.4028235e38 so) */
 	write_npy(1, 0, f8, 3, 4, 8, 0);
 	poke_f8(4, 0, 0, 3.4028234663852886e38);
 	poke_f8(4, 0, 1, 1e-300);
+	poke_f8(4, 0, 3, -3.4028235e38);
 	{
 		struct es_vecs *v;
 		float rows[12];
@@ -360,8 +379,13 @@ static void test_bad_values(void **state)
 		assert_true(rows[0] == FLT_MAX);
 		assert_true(rows[1] == 0.0f);
 		assert_true(rows[2] == (float)value(0, 2));
+		assert_true(rows[3] == -FLT_MAX);
 		es_vecs_close(v);
 	}
+	/* the first double that would round to infinity is refused */
+	write_npy(1, 0, f8, 3, 4, 8, 0);
+	poke_f8(4, 1, 0, 0x1.ffffffp127);
+	expect_read(ES_E_VECS_RANGE, 1, 1, "value is outside float32's range");
 	/* float32 infinity */
 	write_npy(1, 0, f4, 3, 4, 4, 0);
 	{

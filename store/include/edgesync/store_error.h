@@ -60,6 +60,7 @@ enum es_store_err {
 	ES_E_CSV_COLUMNS = -5061, /* a row's column count differs */
 	ES_E_CSV_ID = -5062,	  /* an id is not a u64 */
 	ES_E_CSV_LINE = -5063,	  /* a line is longer than 8 MiB */
+	ES_E_CSV_SHRUNK = -5064,  /* fewer rows than at open */
 
 	ES_STORE_ERR_LAST = -5099,
 };
