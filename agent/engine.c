@@ -731,6 +731,8 @@ static int maintain_all(struct es_engine *e)
 			    ce->row.name, es_engine_strerror(rc));
 		any_more |= more && rc == 0;
 		engine_coll_unref(ce);
+		if (atomic_load(&e->stop_builds))
+			break; /* the others' builds would only start to stop */
 	}
 	return any_more;
 }

@@ -138,6 +138,9 @@ int es_vamana_build(const char *segment_path, const char *out_path,
 	uint8_t *codes = NULL;
 	int rc = vamana_build_params_check(p);
 
+	if (rc == 0 && vamana_build_stopped(p))
+		return -ECANCELED; /* before reading the segment */
+
 	if (rc == 0 && (!segment_path || !out_path))
 		rc = ES_E_VAMANA_PARAM;
 	if (rc < 0)

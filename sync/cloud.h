@@ -79,6 +79,7 @@ struct cloud_upload {
 	size_t n_tombs;
 	uint64_t total;
 	char key[SYNC_KEY_LEN + 1];
+	int holding; /* of key, from begin (sync_staging_hold) */
 	struct sync_stage_writer w;
 	/* Where the chunks' time went (sums in microseconds), logged at
 	 * debug level with the install: from receipt to a worker, the

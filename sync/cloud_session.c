@@ -23,14 +23,27 @@ void cloud_sessions_init(struct sync_cloud *c)
 
 void cloud_session_end_upload(struct sync_cloud *c, struct cloud_session *ss)
 {
+	struct sync_staging *st = &c->s->staging;
 	struct cloud_upload *up = &ss->up;
 	pthread_mutex_t *lk;
+	int busy, last;
 
-	if (up->active) { /* unfinished: its room back (staging.h) */
-		lk = sync_staging_lock(&c->s->staging, up->key);
-		pthread_mutex_lock(lk);
-		sync_staging_release(&c->s->staging, up->key, &up->w);
-		pthread_mutex_unlock(lk);
+	/*
+	 * The upload's room back, if it was the last transfer of its key
+	 * (staging.h). This can run on nng's thread that tears connections
+	 * down, and a commit can hold the key's lock for minutes: a busy key
+	 * keeps its room until its next begin or the sweep. A failed
+	 * writeback must start the transfer over, so that waits.
+	 */
+	if (up->holding) {
+		lk = sync_staging_lock(st, up->key);
+		busy = up->w.werr ? pthread_mutex_lock(lk)
+				  : pthread_mutex_trylock(lk);
+		last = sync_staging_unhold(st, up->key) == 0;
+		if (!busy && (last || up->w.werr))
+			sync_staging_release(st, up->key, &up->w);
+		if (!busy)
+			pthread_mutex_unlock(lk);
 	}
 	cloud_upload_release(up);
 }

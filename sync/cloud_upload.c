@@ -150,6 +150,12 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	if (rc < 0)
 		return internal(f, "ensure_collection", rc);
 	sync_stage_meta_from(&m, col.name, &rq->seg);
+	/* The tombstones first: a begin refused for them reserves nothing. */
+	up->held_total = &c->held_bytes;
+	up->tombs_total = &c->tombs_held;
+	up->total = rq->tombs_total;
+	if (add_tombs(up, rq->tombs, rq->n_tombs, f))
+		return -1;
 	/*
 	 * Asked again with the staging: a commit of this segment on another
 	 * connection of the edge (after a cut, say) installs it and removes
@@ -160,8 +166,12 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	rc = installed(c, col.name, &rq->seg, up->key);
 	if (rc == 0)
 		rc = sync_staging_open(&c->s->staging, up->key, &m, &off);
+	if (rc == 0)
+		rc = sync_staging_hold(&c->s->staging, up->key);
+	up->holding = rc == 0;
 	pthread_mutex_unlock(lk);
 	if (rc == 1) {
+		cloud_session_end_upload(c, ss); /* its tombstones */
 		duplicate(out);
 		return 0;
 	}
@@ -175,13 +185,8 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 		    sync_staging_keep_free(&c->s->staging));
 	if (rc)
 		return internal(f, "staging", rc);
-	up->held_total = &c->held_bytes;
 	up->coll = col;
 	up->seg = rq->seg;
-	up->total = rq->tombs_total;
-	up->tombs_total = &c->tombs_held;
-	if (add_tombs(up, rq->tombs, rq->n_tombs, f))
-		return -1;
 	sync_stage_writer_init(&up->w, off);
 	up->w.defer = 1; /* streamed after the reply: cloud_stream */
 	up->times.begun_us = sync_mono_us();

@@ -48,21 +48,39 @@ struct down_seg {
 	size_t n_tombs;
 };
 
+/*
+ * The end of a transfer of f, finished or not (staging.h): the room it
+ * reserved back, or, if its writeback failed, its staged bytes gone, so
+ * that it starts over (a later fdatasync would not report the error).
+ */
+static void stage_end(struct sync_peer *p, struct down_file *f)
+{
+	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, f->key);
+
+	if (f->w.has_fd) {
+		pthread_mutex_lock(lk);
+		sync_staging_release(&p->s->staging, f->key, &f->w);
+		pthread_mutex_unlock(lk);
+	}
+	sync_stage_writer_fini(&f->w);
+}
+
 static int stage_open(struct sync_peer *p, struct down_file *f, uint64_t *off)
 {
 	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, f->key);
 	int rc;
 
+	stage_end(p, f); /* the attempt before, if any */
 	pthread_mutex_lock(lk);
 	rc = sync_staging_open(&p->s->staging, f->key, &f->meta, off);
 	pthread_mutex_unlock(lk);
-	sync_stage_writer_fini(&f->w);
 	sync_stage_writer_init(&f->w, *off);
 	if (rc == -ENOSPC)
 		return peer_errf(p, rc,
-				 "no room to stage %s/%" PRIu64 " (%" PRIu64
+				 "no room to stage %s%s/%" PRIu64 " (%" PRIu64
 				 " bytes): this agent keeps %" PRIu64
 				 " bytes of its disk free",
+				 f->index ? "the index of " : "",
 				 f->meta.origin, f->meta.origin_seq,
 				 f->meta.size,
 				 sync_staging_keep_free(&p->s->staging));
@@ -167,7 +185,8 @@ static void drop_index(struct sync_peer *p, struct down_seg *d, const char *why)
  * The index, after the segment's bytes. A cut, a stop or a local failure
  * fails the round as for the segment (the next resumes both); what the
  * peer did wrong with the index alone (a refusal, a piece failing its
- * CRC32C five times, a protocol error) drops the index.
+ * CRC32C five times, a protocol error), or no room for it here, drops the
+ * index: the segment never waits for it.
  */
 static int fetch_index(struct sync_peer *p, struct down_seg *d)
 {
@@ -180,7 +199,7 @@ static int fetch_index(struct sync_peer *p, struct down_seg *d)
 	rc = fetch_file(p, &d->index);
 	d->have_index = rc == 0;
 	if (rc != ES_E_SYNC_PROTOCOL && rc != ES_E_SYNC_CHECKSUM &&
-	    rc != ES_E_SYNC_REFUSED)
+	    rc != ES_E_SYNC_REFUSED && rc != -ENOSPC)
 		return rc;
 	pthread_mutex_lock(lk);
 	drop_index(p, d, p->err);
@@ -357,8 +376,8 @@ static int download_segment(struct sync_peer *p,
 			       seg->origin, seg->origin_seq, PEER_ATTEMPTS,
 			       p->url);
 	free(d.tombs);
-	sync_stage_writer_fini(&d.file.w);
-	sync_stage_writer_fini(&d.index.w);
+	stage_end(p, &d.file);
+	stage_end(p, &d.index);
 	if (rc == 0)
 		peer_count(p, 0, 0, 1);
 	return rc;

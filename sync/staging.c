@@ -52,7 +52,49 @@ int sync_staging_init(struct sync_staging *st, const char *dir)
 		return -ENOMEM;
 	for (int i = 0; i < SYNC_STAGING_STRIPES; i++)
 		pthread_mutex_init(&st->stripes[i], NULL);
+	pthread_mutex_init(&st->room_lock, NULL);
+	pthread_mutex_init(&st->holds_lock, NULL);
 	return 0;
+}
+
+struct sync_stage_hold {
+	char key[SYNC_KEY_LEN + 1];
+	int n;
+	struct sync_stage_hold *next;
+};
+
+int sync_staging_hold(struct sync_staging *st, const char *key)
+{
+	struct sync_stage_hold *h;
+
+	pthread_mutex_lock(&st->holds_lock);
+	for (h = st->holds; h && strcmp(h->key, key); h = h->next)
+		;
+	if (!h && (h = calloc(1, sizeof(*h))) != NULL) {
+		snprintf(h->key, sizeof(h->key), "%s", key);
+		h->next = st->holds;
+		st->holds = h;
+	}
+	if (h)
+		h->n++;
+	pthread_mutex_unlock(&st->holds_lock);
+	return h ? 0 : -ENOMEM;
+}
+
+int sync_staging_unhold(struct sync_staging *st, const char *key)
+{
+	struct sync_stage_hold **pp, *h;
+	int left = 0;
+
+	pthread_mutex_lock(&st->holds_lock);
+	for (pp = &st->holds; *pp && strcmp((*pp)->key, key); pp = &(*pp)->next)
+		;
+	if ((h = *pp) != NULL && (left = --h->n) == 0) {
+		*pp = h->next;
+		free(h);
+	}
+	pthread_mutex_unlock(&st->holds_lock);
+	return left;
 }
 
 void sync_staging_fini(struct sync_staging *st)
@@ -61,6 +103,14 @@ void sync_staging_fini(struct sync_staging *st)
 		return;
 	for (int i = 0; i < SYNC_STAGING_STRIPES; i++)
 		pthread_mutex_destroy(&st->stripes[i]);
+	pthread_mutex_destroy(&st->room_lock);
+	pthread_mutex_destroy(&st->holds_lock);
+	while (st->holds) {
+		struct sync_stage_hold *h = st->holds;
+
+		st->holds = h->next;
+		free(h);
+	}
 	free(st->dir);
 	st->dir = NULL;
 }
@@ -265,7 +315,7 @@ static int room_for(const struct sync_staging *st, uint64_t need)
  * appends land in blocks already allocated, in one extent. What fd has
  * allocated already (a transfer resumed) needs no more room.
  */
-static int reserve(const struct sync_staging *st, int fd, uint64_t size)
+static int reserve(struct sync_staging *st, int fd, uint64_t size)
 {
 	struct stat sb;
 	uint64_t have;
@@ -274,11 +324,13 @@ static int reserve(const struct sync_staging *st, int fd, uint64_t size)
 	if (fstat(fd, &sb) != 0)
 		return -errno;
 	have = (uint64_t)sb.st_blocks * 512;
+	pthread_mutex_lock(&st->room_lock);
 	rc = room_for(st, size > have ? size - have : 0);
 	if (rc == 0 &&
 	    fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size) != 0 &&
 	    errno != EOPNOTSUPP)
 		rc = -errno;
+	pthread_mutex_unlock(&st->room_lock);
 	return rc;
 }
 

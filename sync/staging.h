@@ -60,6 +60,14 @@
 struct sync_staging {
 	char *dir;
 	pthread_mutex_t stripes[SYNC_STAGING_STRIPES];
+	/* Serializes the free-space check and the reservation of new
+	 * transfers (two begins must not both take the last room). */
+	pthread_mutex_t room_lock;
+	/* Transfers under way per key (sync_staging_hold), so that the
+	 * end of one does not give back the room another is writing into;
+	 * under holds_lock, which is never held across I/O. */
+	pthread_mutex_t holds_lock;
+	struct sync_stage_hold *holds;
 };
 
 /* What a staged segment must turn out to be. */
@@ -157,13 +165,19 @@ int sync_staging_open(struct sync_staging *st, const char *key,
 uint64_t sync_staging_keep_free(const struct sync_staging *st);
 
 /*
- * The end of an unfinished transfer through w: the blocks reserved past
- * the .part's length are given back. If a writeback of w's failed, the
- * staged files go instead, so the transfer starts over (see
- * sync_staging_release in staging.c).
+ * The end of an unfinished transfer through w, under the key's lock: the
+ * blocks reserved past the .part's length are given back (unless another
+ * transfer of the key holds it: sync_staging_hold). If a writeback of
+ * w's failed, the staged files go instead, whoever holds them, so the
+ * transfer starts over (see sync_staging_release in staging.c).
  */
 void sync_staging_release(struct sync_staging *st, const char *key,
 			  const struct sync_stage_writer *w);
+
+/* A transfer of key starts (hold) or ends (unhold: returns how many
+ * others still hold it). Any thread; no lock needed. */
+int sync_staging_hold(struct sync_staging *st, const char *key);
+int sync_staging_unhold(struct sync_staging *st, const char *key);
 
 /*
  * sync_staging_append writes n bytes at off through w (see the writer

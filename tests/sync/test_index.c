@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "edgesync/sync.h"
+#include "staging.h"
 #include "sync_test.h"
 #include "test_host.h"
 #include "wire.h"
@@ -241,6 +242,42 @@ static void test_index_bad(void **state)
 	stop_all(&edge, &cloud);
 }
 
+/* No room for the index (it would leave the edge's disk less than its
+ * keep_free): dropped, and the segment installed alone, not held back
+ * for it round after round. */
+static void test_index_no_room(void **state)
+{
+	struct th_node cloud, edge;
+	struct sync_staging st;
+	struct th_seg seg;
+	char dir[700];
+
+	(void)state;
+	cloud_init(&cloud, "in-cloud");
+	th_add_segment(&cloud.h, "pub", 300, 1, 0, NULL, 0);
+	th_add_index(&cloud.h, "pub", 0, 200 * PIECE, 1);
+	assert_int_equal(th_segment(&cloud.h, "pub", 0, &seg), 0);
+	edge_init(&edge, "in-edge", &cloud, 1);
+	snprintf(dir, sizeof(dir), "%s/keep", root);
+	assert_int_equal(sync_staging_init(&st, dir), 0);
+	/* room for the segment, not for its index */
+	sync_test_hooks.staging_avail =
+	    sync_staging_keep_free(&st) + seg.s.size + 8192;
+	sync_staging_fini(&st);
+	assert_int_equal(th_node_start(&cloud), 0);
+	assert_int_equal(th_node_start(&edge), 0);
+	TH_WAIT(th_count(&edge.h, "pub") == 1, "the segment");
+	assert_true(
+	    th_same(&cloud.h, &edge.h, "pub", "cloud-1", seq_of(&cloud.h, 0)));
+	assert_int_equal(th_same_index(&cloud.h, &edge.h, "pub", "cloud-1",
+				       seq_of(&cloud.h, 0)),
+			 -1);
+	assert_true(th_log_count(&edge.h, "no room to stage the index of") >=
+		    1);
+	sync_test_hooks.staging_avail = 0;
+	stop_all(&edge, &cloud);
+}
+
 /* The host refuses the index (as the store refuses one built from
  * another segment): the segment is installed alone, with a warning. */
 static void test_index_host_refuses(void **state)
@@ -367,6 +404,7 @@ int main(void)
 	    cmocka_unit_test(test_index_fetched),
 	    cmocka_unit_test(test_index_not_configured),
 	    cmocka_unit_test(test_index_bad),
+	    cmocka_unit_test(test_index_no_room),
 	    cmocka_unit_test(test_index_host_refuses),
 	    cmocka_unit_test(test_index_cut_resumes),
 	    cmocka_unit_test(test_index_awaited),
