@@ -181,7 +181,7 @@ static int host_index_path(void *arg, const char *coll, int64_t seg_id,
 }
 
 static int host_has_segment(void *arg, const char *coll, const char *origin,
-			    uint64_t origin_seq)
+			    uint64_t origin_seq, uint32_t *checksum)
 {
 	struct es_engine *e = arg;
 	struct es_manifest_segment s;
@@ -196,6 +196,8 @@ static int host_has_segment(void *arg, const char *coll, const char *origin,
 	/* a collection not there yet holds nothing (sync.h) */
 	if (rc == ES_E_MANIFEST_NOTFOUND || rc == ES_E_ENGINE_NOCOLL)
 		return 0;
+	if (rc == 0 && checksum)
+		*checksum = s.checksum;
 	return rc < 0 ? rc : 1;
 }
 

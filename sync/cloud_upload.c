@@ -92,16 +92,32 @@ static int add_tombs(struct cloud_upload *up, const struct es_sync_tombstone *t,
 /* 1 if the segment is installed here (its staging then removed), 0 if
  * not, or < 0; under the key's lock. */
 static int installed(struct sync_cloud *c, const char *coll,
-		     const struct es_sync_segment *seg, const char *key)
+		     const struct es_sync_segment *seg, const char *key,
+		     struct sync_fail *f)
 {
 	const struct es_sync_host *h = &c->s->host;
-	int rc = h->has_segment(h->arg, coll, seg->origin, seg->origin_seq);
+	uint32_t have = 0;
+	int rc =
+	    h->has_segment(h->arg, coll, seg->origin, seg->origin_seq, &have);
 
-	if (rc == -ENOENT)
+	if (rc == -ENOENT || rc == 0)
 		return 0;
-	if (rc == 1)
-		sync_staging_remove(&c->s->staging, key);
-	return rc;
+	if (rc < 0)
+		return internal(f, "has_segment", rc);
+	sync_staging_remove(&c->s->staging, key);
+	/* The same identity with other bytes: not a duplicate to drop in
+	 * silence (a device whose data directory was restored from a
+	 * backup numbers new segments as it did the old ones). */
+	if (have != seg->checksum)
+		return sync_failf(f, SYNC_C_MISMATCH,
+				  "segment %s/%" PRIu64 " of '%s' is here with "
+				  "other contents (CRC32C 0x%08x, this one "
+				  "0x%08x); was the device's data directory "
+				  "restored from a backup? It needs a new "
+				  "device id",
+				  seg->origin, seg->origin_seq, coll, have,
+				  seg->checksum);
+	return 1;
 }
 
 static void duplicate(struct es_cbor_enc *out)
@@ -120,7 +136,7 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	struct sync_stage_meta m;
 	pthread_mutex_t *lk;
 	uint64_t off;
-	int rc;
+	int rc, held;
 
 	cloud_session_end_upload(c, ss);
 	if (strcmp(rq->seg.origin, ss->device) != 0)
@@ -131,10 +147,10 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	sync_staging_key(col.name, rq->seg.origin, rq->seg.origin_seq, up->key);
 	lk = sync_staging_lock(&c->s->staging, up->key);
 	pthread_mutex_lock(lk);
-	rc = installed(c, col.name, &rq->seg, up->key);
+	rc = installed(c, col.name, &rq->seg, up->key, f);
 	pthread_mutex_unlock(lk);
 	if (rc < 0)
-		return internal(f, "has_segment", rc);
+		return -1;
 	if (rc == 1) {
 		duplicate(out);
 		return 0;
@@ -163,15 +179,16 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	 * it would have the whole segment sent again for nothing.
 	 */
 	pthread_mutex_lock(lk);
-	rc = installed(c, col.name, &rq->seg, up->key);
-	if (rc == 0)
-		rc = sync_staging_open(&c->s->staging, up->key, &m, &off);
-	if (rc == 0)
+	held = installed(c, col.name, &rq->seg, up->key, f);
+	rc = held ? 0 : sync_staging_open(&c->s->staging, up->key, &m, &off);
+	if (!held && rc == 0)
 		rc = sync_staging_hold(&c->s->staging, up->key);
-	up->holding = rc == 0;
+	up->holding = !held && rc == 0;
 	pthread_mutex_unlock(lk);
-	if (rc == 1) {
+	if (held) {
 		cloud_session_end_upload(c, ss); /* its tombstones */
+		if (held < 0)
+			return -1;
 		duplicate(out);
 		return 0;
 	}
@@ -429,9 +446,9 @@ static int install(struct sync_cloud *c, struct cloud_session *ss,
 	char why[ES_CBOR_ERR_MAX - 32], *path = NULL;
 	int rc;
 
-	rc = installed(c, up->coll.name, &up->seg, up->key);
+	rc = installed(c, up->coll.name, &up->seg, up->key, f);
 	if (rc)
-		return rc < 0 ? internal(f, "has_segment", rc) : 1;
+		return rc < 0 ? -1 : 1;
 	sync_stage_meta_from(&m, up->coll.name, &up->seg);
 	rc = sync_staging_check(&c->s->staging, up->key, &m, &up->w, why,
 				sizeof(why));

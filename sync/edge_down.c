@@ -524,7 +524,7 @@ static int download_collection(struct sync_peer *p,
 		rc = changes(p, col, since, &segs, &n, &version, &more);
 		for (size_t i = 0; rc == 0 && i < n && !waiting; i++) {
 			rc = h->has_segment(h->arg, col->name, segs[i].origin,
-					    segs[i].origin_seq);
+					    segs[i].origin_seq, NULL);
 			if (rc == 0 && index_awaited(p, col, &segs[i]))
 				waiting = 1; /* no ack past it this round */
 			else if (rc == 0)

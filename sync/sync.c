@@ -262,7 +262,7 @@ static int installed(void *arg, const struct sync_stage_meta *m)
 	struct es_sync *s = arg;
 
 	return s->host.has_segment(s->host.arg, m->coll, m->origin,
-				   m->origin_seq) == 1;
+				   m->origin_seq, NULL) == 1;
 }
 
 void sync_sweep_maybe(struct es_sync *s, int force)

@@ -155,15 +155,17 @@ static int h_index_path(void *arg, const char *coll, int64_t id, char **path)
 }
 
 static int h_has_segment(void *arg, const char *coll, const char *origin,
-			 uint64_t seq)
+			 uint64_t seq, uint32_t *checksum)
 {
 	struct test_host *h = arg;
-	int rc;
+	const struct th_seg *s;
 
 	pthread_mutex_lock(&h->lock);
-	rc = find_seg(find(h, coll), origin, seq) != NULL;
+	s = find_seg(find(h, coll), origin, seq);
+	if (s && checksum)
+		*checksum = s->s.checksum;
 	pthread_mutex_unlock(&h->lock);
-	return rc;
+	return s != NULL;
 }
 
 /* install and install_indexed: moves the staged files here. */

@@ -474,6 +474,70 @@ static void test_room_shared(void **state)
 	th_fini(&cloud.h);
 }
 
+/*
+ * A segment whose identity (device, sequence) the cloud holds with other
+ * bytes (an edge whose data directory was restored from a backup numbers
+ * new segments as it did the old ones) is refused with the reason, never
+ * acknowledged as a duplicate: its rows would
+ * never reach the cloud.
+ */
+static void test_same_identity_other_bytes(void **state)
+{
+	struct th_node cloud, a, b;
+	struct th_seg sa, sb;
+	unsigned char *fa;
+	uint64_t n;
+	size_t len;
+	nng_socket s1, s2;
+
+	th_node_init(&cloud, root, "o-cloud", "cloud-1", ES_SYNC_CLOUD);
+	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
+		 th_free_port());
+	assert_int_equal(th_node_start(&cloud), 0);
+	th_node_init(&a, root, "o-a", "edge-w", ES_SYNC_EDGE);
+	th_node_init(&b, root, "o-b", "edge-w", ES_SYNC_EDGE);
+	th_add_collection(&a.h, "w", 8, 0);
+	th_add_collection(&b.h, "w", 8, 0);
+	th_add_segment(&a.h, "w", 300, 81, 0, NULL, 5);
+	th_add_segment(&b.h, "w", 300, 82, 0, NULL, 5);
+	assert_int_equal(th_segment(&a.h, "w", 0, &sa), 0);
+	assert_int_equal(th_segment(&b.h, "w", 0, &sb), 0);
+	assert_int_not_equal(sa.s.checksum, sb.s.checksum);
+	fa = read_all(sa.path, &len);
+	n = (sa.s.size + CH - 1) / CH;
+
+	s1 = raw_open(cloud.url, 10000);
+	s2 = raw_open(cloud.url, 10000);
+	hello(s1);
+	hello(s2);
+	/* a's installed from s1; b's begin on s2: refused, saying why */
+	assert_int_equal(begin(s1, &sa.s), 0);
+	for (uint64_t i = 0; i < n; i++)
+		chunk_ok(s1, &sa.s, fa, i,
+			 (i + 1) * CH < sa.s.size ? (i + 1) * CH : sa.s.size);
+	assert_int_equal(commit(s1, &sa.s), SYNC_C_NONE);
+	begin_req(&sb.s);
+	assert_int_equal(raw_ask(s2, SYNC_T_BEGIN), SYNC_C_MISMATCH);
+	assert_non_null(strstr(rp.message, "other contents"));
+	assert_non_null(strstr(rp.message, "new device id"));
+	assert_int_equal(th_files(cloud.staging, ".part", NULL), 0);
+	/* a's again: a duplicate, as before */
+	begin_req(&sa.s);
+	assert_int_equal(raw_ask(s1, SYNC_T_BEGIN), SYNC_C_NONE);
+	assert_int_equal(rp.state, SYNC_S_DUPLICATE);
+	assert_int_equal(th_count(&cloud.h, "w"), 1);
+	assert_true(th_same(&a.h, &cloud.h, "w", "edge-w", 5));
+
+	nng_close(s1);
+	nng_close(s2);
+	th_node_stop(&cloud);
+	raw_fini();
+	free(fa);
+	th_fini(&a.h);
+	th_fini(&b.h);
+	th_fini(&cloud.h);
+}
+
 /* ---- real edges -------------------------------------------------------- */
 
 static struct {
@@ -574,6 +638,7 @@ int main(void)
 	    cmocka_unit_test(test_begin_during_commit),
 	    cmocka_unit_test(test_tombstones_bounded),
 	    cmocka_unit_test(test_room_shared),
+	    cmocka_unit_test(test_same_identity_other_bytes),
 	    cmocka_unit_test(test_edges),
 	};
 

@@ -115,10 +115,11 @@ struct es_sync_host {
 	 * index_checksum; -ENOENT if it has none. NULL: no index is served.
 	 */
 	int (*index_path)(void *arg, const char *coll, int64_t id, char **path);
-	/* 1 if coll holds the segment (origin, origin_seq), else 0
-	 * (-ENOENT for a missing collection counts as 0). */
+	/* 1 if coll holds the segment (origin, origin_seq), its NDVS
+	 * footer CRC32C then in *checksum if not NULL; else 0 (-ENOENT for
+	 * a missing collection counts as 0). */
 	int (*has_segment)(void *arg, const char *coll, const char *origin,
-			   uint64_t origin_seq);
+			   uint64_t origin_seq, uint32_t *checksum);
 	/*
 	 * Installs a staged file that sync has verified against seg: the
 	 * host moves it into the collection, records it with its tombstones
