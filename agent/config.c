@@ -442,6 +442,20 @@ static int check_sync(const struct es_config *c, char *err, size_t errlen)
 			    "set on an edge: only a cloud closes idle "
 			    "connections (an edge times out each request "
 			    "instead)");
+	if (c->role == CFG_ROLE_CLOUD) { /* what only an edge does */
+		const char *k =
+		    c->bandwidth ? "bandwidth"
+		    : c->sync_interval != ES_CONFIG_DEFAULT_SYNC_INTERVAL
+			? "sync-interval"
+		    : c->backoff_max != ES_CONFIG_DEFAULT_BACKOFF_MAX
+			? "backoff-max"
+			: NULL;
+
+		if (k)
+			return fail(c, k, err, errlen,
+				    "set on a cloud: only an edge dials, "
+				    "paces and retries rounds");
+	}
 	if (c->role == CFG_ROLE_CLOUD && c->fetch_indexes)
 		return fail(c, "fetch-indexes", err, errlen,
 			    "an edge fetches indexes; a cloud serves its own");

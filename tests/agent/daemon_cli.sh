@@ -133,6 +133,9 @@ badconf "3: index-l: 8 is less than index-r (16)" "[store]" \
 	"index-r = 16" "index-l = 8"
 badconf "2: index-r: 200 is more than index-l (100, its default)" \
 	"[store]" "index-r = 200"
+badconf "4: bandwidth: set on a cloud: only an edge" "[sync]" \
+	"role = cloud" "listen = tcp://127.0.0.1:1" "bandwidth = 1M" \
+	"token = 0123456789abcdef"
 badconf "2: build-threads: 1000 is out of range" "[store]" \
 	"build-threads = 1000"
 badconf "2: cpus: '3-1': the range 3-1 runs backwards" "[agent]" "cpus = 3-1"
