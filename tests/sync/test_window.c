@@ -129,6 +129,30 @@ static unsigned char *read_all(const char *path, size_t *len)
 	return b;
 }
 
+/* A cloud (cloud-1) on a free port of 127.0.0.1, not started yet. */
+static void cloud_init(struct th_node *c, const char *name)
+{
+	th_node_init(c, root, name, "cloud-1", ES_SYNC_CLOUD);
+	snprintf(c->url, sizeof(c->url), "tcp://127.0.0.1:%d", th_free_port());
+}
+
+/* The host of edge-w's segments a raw client sends (never started),
+ * with collection w of dim 8. */
+static void scratch_init(struct th_node *h, const char *name)
+{
+	th_node_init(h, root, name, "edge-w", ES_SYNC_EDGE);
+	th_add_collection(&h->h, "w", 8, 0);
+}
+
+/* The end of a raw client's test: the cloud stopped, everything freed. */
+static void raw_done(struct th_node *cloud, struct th_node *scratch)
+{
+	th_node_stop(cloud);
+	raw_fini();
+	th_fini(&scratch->h);
+	th_fini(&cloud->h);
+}
+
 /* The bytes allocated to the .part files in dir. */
 static uint64_t part_blocks(const char *dir)
 {
@@ -156,13 +180,10 @@ static void test_receiver(void **state)
 	size_t len;
 	nng_socket s;
 
-	th_node_init(&cloud, root, "r-cloud", "cloud-1", ES_SYNC_CLOUD);
-	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
-		 th_free_port());
+	cloud_init(&cloud, "r-cloud");
 	assert_int_equal(th_node_start(&cloud), 0);
 	/* 3000 vectors of dim 8: 24 chunks, more than the window. */
-	th_node_init(&scratch, root, "r-scratch", "edge-w", ES_SYNC_EDGE);
-	th_add_collection(&scratch.h, "w", 8, 0);
+	scratch_init(&scratch, "r-scratch");
 	th_add_segment(&scratch.h, "w", 3000, 81, 0, NULL, 0);
 	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
 	file = read_all(seg.path, &len);
@@ -222,11 +243,8 @@ static void test_receiver(void **state)
 	assert_int_equal(th_count(&cloud.h, "w"), 1);
 	assert_true(
 	    th_same(&scratch.h, &cloud.h, "w", "edge-w", seg.s.origin_seq));
-	th_node_stop(&cloud);
-	raw_fini();
 	free(file);
-	th_fini(&scratch.h);
-	th_fini(&cloud.h);
+	raw_done(&cloud, &scratch);
 }
 
 /* ---- a begin while the segment is being committed ---------------------- */
@@ -294,14 +312,11 @@ static void test_begin_during_commit(void **state)
 	size_t len;
 	nng_socket s1, s2, s3;
 
-	th_node_init(&cloud, root, "c-cloud", "cloud-1", ES_SYNC_CLOUD);
-	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
-		 th_free_port());
+	cloud_init(&cloud, "c-cloud");
 	hold.install = cloud.h.api.install;
 	cloud.h.api.install = held_install;
 	assert_int_equal(th_node_start(&cloud), 0);
-	th_node_init(&scratch, root, "c-scratch", "edge-w", ES_SYNC_EDGE);
-	th_add_collection(&scratch.h, "w", 8, 0);
+	scratch_init(&scratch, "c-scratch");
 	th_add_segment(&scratch.h, "w", 1000, 83, 0, NULL, 0);
 	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
 	file = read_all(seg.path, &len);
@@ -350,11 +365,8 @@ static void test_begin_during_commit(void **state)
 	nng_close(s3);
 	nng_close(s1);
 	nng_close(s2);
-	th_node_stop(&cloud);
-	raw_fini();
 	free(file);
-	th_fini(&scratch.h);
-	th_fini(&cloud.h);
+	raw_done(&cloud, &scratch);
 }
 
 /* A begin of seg with n tombstones (ids from first) on s; its code. */
@@ -394,12 +406,9 @@ static void test_tombstones_bounded(void **state)
 	struct th_seg seg, seg2;
 	nng_socket s1, s2;
 
-	th_node_init(&cloud, root, "t-cloud", "cloud-1", ES_SYNC_CLOUD);
-	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
-		 th_free_port());
+	cloud_init(&cloud, "t-cloud");
 	assert_int_equal(th_node_start(&cloud), 0);
-	th_node_init(&scratch, root, "t-scratch", "edge-w", ES_SYNC_EDGE);
-	th_add_collection(&scratch.h, "w", 8, 0);
+	scratch_init(&scratch, "t-scratch");
 	th_add_segment(&scratch.h, "w", 100, 85, 0, NULL, 0);
 	th_add_segment(&scratch.h, "w", 100, 86, 0, NULL, 0);
 	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
@@ -421,10 +430,7 @@ static void test_tombstones_bounded(void **state)
 	nng_close(s1);
 	nng_close(s2);
 	sync_test_hooks.tombs_max = 0;
-	th_node_stop(&cloud);
-	raw_fini();
-	th_fini(&scratch.h);
-	th_fini(&cloud.h);
+	raw_done(&cloud, &scratch);
 }
 
 /*
@@ -440,12 +446,9 @@ static void test_room_shared(void **state)
 	size_t len;
 	nng_socket s1, s2;
 
-	th_node_init(&cloud, root, "s-cloud", "cloud-1", ES_SYNC_CLOUD);
-	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
-		 th_free_port());
+	cloud_init(&cloud, "s-cloud");
 	assert_int_equal(th_node_start(&cloud), 0);
-	th_node_init(&scratch, root, "s-scratch", "edge-w", ES_SYNC_EDGE);
-	th_add_collection(&scratch.h, "w", 8, 0);
+	scratch_init(&scratch, "s-scratch");
 	th_add_segment(&scratch.h, "w", 6000, 91, 0, NULL, 0);
 	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
 	file = read_all(seg.path, &len);
@@ -467,11 +470,8 @@ static void test_room_shared(void **state)
 	nng_close(s2);
 	TH_WAIT(part_blocks(cloud.staging) < seg.s.size / 2,
 		"the room given back");
-	th_node_stop(&cloud);
-	raw_fini();
 	free(file);
-	th_fini(&scratch.h);
-	th_fini(&cloud.h);
+	raw_done(&cloud, &scratch);
 }
 
 /*
@@ -490,14 +490,10 @@ static void test_same_identity_other_bytes(void **state)
 	size_t len;
 	nng_socket s1, s2;
 
-	th_node_init(&cloud, root, "o-cloud", "cloud-1", ES_SYNC_CLOUD);
-	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
-		 th_free_port());
+	cloud_init(&cloud, "o-cloud");
 	assert_int_equal(th_node_start(&cloud), 0);
-	th_node_init(&a, root, "o-a", "edge-w", ES_SYNC_EDGE);
-	th_node_init(&b, root, "o-b", "edge-w", ES_SYNC_EDGE);
-	th_add_collection(&a.h, "w", 8, 0);
-	th_add_collection(&b.h, "w", 8, 0);
+	scratch_init(&a, "o-a");
+	scratch_init(&b, "o-b");
 	th_add_segment(&a.h, "w", 300, 81, 0, NULL, 5);
 	th_add_segment(&b.h, "w", 300, 82, 0, NULL, 5);
 	assert_int_equal(th_segment(&a.h, "w", 0, &sa), 0);
@@ -530,12 +526,9 @@ static void test_same_identity_other_bytes(void **state)
 
 	nng_close(s1);
 	nng_close(s2);
-	th_node_stop(&cloud);
-	raw_fini();
 	free(fa);
-	th_fini(&a.h);
 	th_fini(&b.h);
-	th_fini(&cloud.h);
+	raw_done(&cloud, &a);
 }
 
 /* ---- real edges -------------------------------------------------------- */
@@ -586,9 +579,7 @@ static void test_edges(void **state)
 	struct th_seg up, down;
 	uint64_t n;
 
-	th_node_init(&cloud, root, "e-cloud", "cloud-1", ES_SYNC_CLOUD);
-	snprintf(cloud.url, sizeof(cloud.url), "tcp://127.0.0.1:%d",
-		 th_free_port());
+	cloud_init(&cloud, "e-cloud");
 	th_add_collection(&cloud.h, "pub", 16, ES_SYNC_FLAG_DOWNLOAD);
 	th_add_segment(&cloud.h, "pub", 4000, 91, 3, NULL, 0);
 	assert_int_equal(th_segment(&cloud.h, "pub", 0, &down), 0);
