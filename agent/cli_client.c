@@ -468,7 +468,7 @@ int cli_collection(int argc, char **argv)
 
 struct import_ctx {
 	uint64_t first_id, batch;
-	int have_first_id, id_column;
+	int have_first_id, id_column, header;
 	enum es_vecs_format format;
 };
 
@@ -490,6 +490,10 @@ static int import_opt(void *ctx, int val, const char *arg)
 	}
 	if (val == 'i') {
 		x->id_column = 1;
+		return 0;
+	}
+	if (val == 'H') {
+		x->header = 1;
 		return 0;
 	}
 	if (val == 'f') {
@@ -584,11 +588,23 @@ static int import_open(const char *usage, const char *path,
 	struct es_vecs_loc loc;
 	uint64_t count;
 	int rc = es_vecs_open_as(vp, path, x->format,
-				 x->id_column ? ES_VECS_ID_COLUMN : 0, &loc);
+				 (x->id_column ? ES_VECS_ID_COLUMN : 0) |
+				     (x->header ? ES_VECS_HEADER : 0),
+				 &loc);
 
 	if (rc < 0) {
 		import_file_error(path, rc, &loc);
+		if (!x->header && loc.line == 1 &&
+		    (rc == ES_E_CSV_NUMBER || rc == ES_E_CSV_ID))
+			cli_error("if line 1 is a header (one with numbers in "
+				  "it, like pandas' ',0,1,2'), --header "
+				  "skips it");
 		return CLI_FAIL;
+	}
+	if (x->header && es_vecs_format(*vp) != ES_VECS_CSV) {
+		es_vecs_close(*vp);
+		*vp = NULL;
+		return cli_usage(usage, "--header: %s is not CSV", path);
 	}
 	count = es_vecs_count(*vp);
 	if (x->id_column && !es_vecs_has_ids(*vp)) {
@@ -614,12 +630,13 @@ int cli_import(int argc, char **argv)
 	    {"batch", required_argument, NULL, 'b'},
 	    {"format", required_argument, NULL, 'F'},
 	    {"id-column", no_argument, NULL, 'i'},
+	    {"header", no_argument, NULL, 'H'},
 	    {NULL, 0, NULL, 0},
 	};
 	static const struct cmd_spec spec = {
 	    "edgesync import NAME FILE [--format fvecs|npy|csv] "
 	    "[--first-id N | --id-column]\n"
-	    "       [--batch 1000]",
+	    "       [--header] [--batch 1000]",
 	    "Inserts every vector of FILE into the collection, --batch "
 	    "vectors per request;\neach batch is durable when the agent "
 	    "answers, so an interrupted import can\nsimply be run again. "
@@ -632,7 +649,8 @@ int cli_import(int argc, char **argv)
 	    "float64 must fit float32)\n"
 	    "  CSV     one vector per line, decimal numbers separated by "
 	    "commas; a first\n"
-	    "          line with no number in it is a header and skipped; "
+	    "          line with no number in it is a header and skipped "
+	    "(--header: line 1\n          is one, whatever it holds); "
 	    "blank lines skipped\n"
 	    "The format is found from the content (the .npy magic, else "
 	    "text is CSV, else\n.fvecs); --format says it instead. The "
@@ -645,7 +663,7 @@ int cli_import(int argc, char **argv)
 	    import_opt,
 	    2,
 	    2};
-	struct import_ctx x = {0, 1000, 0, 0, ES_VECS_AUTO};
+	struct import_ctx x = {0, 1000, 0, 0, 0, ES_VECS_AUTO};
 	struct es_client_collection k;
 	struct client_args a = {0};
 	struct es_client *c;

@@ -36,6 +36,7 @@ struct csv {
 	uint64_t line;	 /* lines taken so far */
 	uint32_t fields; /* per row, the id included; 0 until known */
 	int id_column;
+	int header;	    /* the first line is one, whatever it holds */
 	uint64_t data_off;  /* where the first row's line starts */
 	uint64_t data_line; /* lines before it */
 };
@@ -341,9 +342,10 @@ static int csv_first_row(struct es_vecs *v, struct csv *c)
 		return ES_E_VECS_EMPTY;
 	if (rc < 0)
 		return rc;
-	rc = parse_row(v, c, line, len, NULL, NULL, &fields);
-	if ((rc == ES_E_CSV_NUMBER || rc == ES_E_CSV_ID) &&
-	    is_header(line, len)) {
+	rc = c->header ? ES_E_CSV_NUMBER
+		       : parse_row(v, c, line, len, NULL, NULL, &fields);
+	if (c->header || ((rc == ES_E_CSV_NUMBER || rc == ES_E_CSV_ID) &&
+			  is_header(line, len))) {
 		v->loc.column = 0;
 		rc = csv_next(v, c, &line, &len, &at);
 		if (rc == 0)
@@ -382,6 +384,7 @@ int vecs_csv_open(struct es_vecs *v, uint64_t size, unsigned flags)
 	if (!c->buf)
 		return -ENOMEM;
 	c->id_column = (flags & ES_VECS_ID_COLUMN) != 0;
+	c->header = (flags & ES_VECS_HEADER) != 0;
 	v->has_ids = c->id_column;
 	if (size >= 3) {
 		rc = io_pread_all(v->fd, bom, 3, 0);

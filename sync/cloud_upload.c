@@ -185,10 +185,11 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 		rc = sync_staging_hold(&c->s->staging, up->key);
 	up->holding = !held && rc == 0;
 	pthread_mutex_unlock(lk);
-	if (held) {
+	if (held || rc)
 		cloud_session_end_upload(c, ss); /* its tombstones */
-		if (held < 0)
-			return -1;
+	if (held < 0)
+		return -1;
+	if (held) {
 		duplicate(out);
 		return 0;
 	}

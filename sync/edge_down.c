@@ -36,6 +36,7 @@ struct down_file {
 	char key[SYNC_KEY_LEN + 1];
 	struct sync_stage_meta meta;
 	struct sync_stage_writer w;
+	int holding; /* key, from stage_open (sync_staging_hold) */
 };
 
 struct down_seg {
@@ -55,12 +56,16 @@ struct down_seg {
  */
 static void stage_end(struct sync_peer *p, struct down_file *f)
 {
-	pthread_mutex_t *lk = sync_staging_lock(&p->s->staging, f->key);
+	struct sync_staging *st = &p->s->staging;
+	pthread_mutex_t *lk = sync_staging_lock(st, f->key);
 
-	if (f->w.has_fd) {
+	/* another peer's thread may be downloading the same segment */
+	if (f->holding) {
 		pthread_mutex_lock(lk);
-		sync_staging_release(&p->s->staging, f->key, &f->w);
+		if (sync_staging_unhold(st, f->key) == 0 || f->w.werr)
+			sync_staging_release(st, f->key, &f->w);
 		pthread_mutex_unlock(lk);
+		f->holding = 0;
 	}
 	sync_stage_writer_fini(&f->w);
 }
@@ -73,6 +78,9 @@ static int stage_open(struct sync_peer *p, struct down_file *f, uint64_t *off)
 	stage_end(p, f); /* the attempt before, if any */
 	pthread_mutex_lock(lk);
 	rc = sync_staging_open(&p->s->staging, f->key, &f->meta, off);
+	if (rc == 0)
+		rc = sync_staging_hold(&p->s->staging, f->key);
+	f->holding = rc == 0;
 	pthread_mutex_unlock(lk);
 	sync_stage_writer_init(&f->w, *off);
 	if (rc == -ENOSPC)

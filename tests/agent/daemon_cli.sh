@@ -306,6 +306,8 @@ with open(d + "/v.data", "w") as f:
     f.write("id,x,y,z\r\n20,1.5,2.5,3.5\r\n\r\n21,-1,0,1e3\r\n")
 with open(d + "/bad.csv", "w") as f:
     f.write("1,2,3\n\n4,5,x6\n")
+with open(d + "/pandas.csv", "w") as f:
+    f.write(",0,1,2\n40,1,2,3\n41,4,5,6\n")
 EOF
 expect 0 $es import "${S[@]}" other "$dir/v.npy" --first-id 30
 says "imported 2 vectors into other (ids 30 to 31)"
@@ -318,6 +320,14 @@ expect 0 $es get "${S[@]}" other 21
 expect 1 $es import "${S[@]}" other "$dir/v.data"
 says "v.data has vectors of dim 4; collection other has dim 3"
 says "\-\-id-column says so"
+expect 1 $es import "${S[@]}" other "$dir/pandas.csv" --id-column
+says "pandas.csv: line 1, column 1"
+says "\-\-header skips it"
+expect 0 $es import "${S[@]}" other "$dir/pandas.csv" --id-column --header
+expect 0 $es get "${S[@]}" other 41
+[ "$(cat "$dir/out")" = "4,5,6" ] && ok || bad "get other 41: $(cat "$dir/out")"
+expect 64 $es import "${S[@]}" other "$dir/v.npy" --header
+says "\-\-header: .*v.npy is not CSV"
 expect 1 $es import "${S[@]}" other "$dir/bad.csv"
 says "bad.csv: line 3, column 3: CSV value is empty or not a decimal number"
 expect 1 $es import "${S[@]}" other "$dir/be.data"

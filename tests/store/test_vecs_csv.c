@@ -99,6 +99,11 @@ static void test_good(void **state)
 		   ES_VECS_ID_COLUMN, 3, 2, six, ids);
 	check_good("7, 1,2,3\n18446744073709551615 ,4,5,6\n", ES_VECS_ID_COLUMN,
 		   3, 2, six, ids);
+	/* ES_VECS_HEADER: line 1 is a header whatever it holds (pandas'
+	 * index and column names), not without it */
+	check_good(",0,1,2\n7,1,2,3\n18446744073709551615,4,5,6\n",
+		   ES_VECS_ID_COLUMN | ES_VECS_HEADER, 3, 2, six, ids);
+	check_good("0,1,2\n1,2,3\n4,5,6\n", ES_VECS_HEADER, 3, 2, six, NULL);
 	/* without the flag the ids are values */
 	const float seven[] = {7, 1, 2};
 
@@ -270,6 +275,9 @@ static void test_bad_values(void **state)
 	expect_open("1.0,2.0,3.O\n4,5,6\n", 0, ES_E_CSV_NUMBER, 1, 3);
 	expect_open("1,,3\n4,5,6\n", 0, ES_E_CSV_NUMBER, 1, 2);
 	expect_open("-1,4,5\n1,2,3\n", ES_VECS_ID_COLUMN, ES_E_CSV_ID, 1, 1);
+	/* pandas' header with an index: numbers, so a row, refused (the
+	 * import's --header says it is one) */
+	expect_open(",0,1,2\n7,1,2,3\n", ES_VECS_ID_COLUMN, ES_E_CSV_ID, 1, 1);
 	expect_open("x,1e39\n1,2\n", 0, ES_E_CSV_NUMBER, 1, 1);
 }
 

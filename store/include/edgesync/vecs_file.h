@@ -14,7 +14,8 @@
  *   each value converted to float32 and refused outside its range);
  * - CSV: one vector per line, values separated by commas, decimal numbers
  *   only (strtof), spaces and tabs around a value allowed; a first line
- *   that is not numbers is a header and skipped; blank lines skipped;
+ *   with no number in it is a header and skipped (with ES_VECS_HEADER
+ *   the first line is skipped whatever it holds); blank lines skipped;
  *   every row as many values as the first; with ES_VECS_ID_COLUMN the
  *   first column is each row's id, a whole number 0 to 2^64 - 1. Opening
  *   reads the file once to count its rows.
@@ -45,6 +46,7 @@ enum es_vecs_format {
 
 /* es_vecs_open_as flags */
 #define ES_VECS_ID_COLUMN 1u /* CSV: the first column is the row's id */
+#define ES_VECS_HEADER	  2u /* CSV: the first line is a header, skipped */
 
 /*
  * Where a file was wrong: line and column of a CSV file, or the vector a
@@ -64,7 +66,7 @@ struct es_vecs;
 int es_vecs_open(struct es_vecs **vp, const char *path, enum es_vecs_kind kind);
 /*
  * es_vecs_open_as opens path as float32 vectors of the given format (or
- * ES_VECS_AUTO); flags are ES_VECS_ID_COLUMN or 0. On failure, if loc is
+ * ES_VECS_AUTO); flags are ES_VECS_ID_COLUMN, ES_VECS_HEADER or 0. On failure, if loc is
  * not NULL, it says where the file was wrong.
  */
 int es_vecs_open_as(struct es_vecs **vp, const char *path,
