@@ -68,6 +68,8 @@ void cli_progress_start(struct cli_progress *p, const char *label,
 			uint64_t total);
 void cli_progress_update(struct cli_progress *p, uint64_t done);
 void cli_progress_end(struct cli_progress *p);
+/* Ends the bar's line as it stands, before an error is printed. */
+void cli_progress_break(struct cli_progress *p);
 
 /* The command groups, in cli_<group>.c. */
 int cli_segment(int argc, char **argv);

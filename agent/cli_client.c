@@ -533,9 +533,7 @@ static int import_rows(struct es_client *c, const struct client_args *a,
 		if (got <= 0) {
 			rc = (int)got;
 			if (got < 0) {
-				if (bar.active)
-					fputc('\n', stderr);
-				bar.active = 0;
+				cli_progress_break(&bar);
 				es_vecs_where(v, &loc);
 				import_file_error(a->pos[1], rc, &loc);
 			}
@@ -547,9 +545,7 @@ static int import_rows(struct es_client *c, const struct client_args *a,
 		rc =
 		    es_client_insert(c, a->pos[0], ids, rows, (size_t)got, dim);
 		if (rc < 0) {
-			if (bar.active)
-				fputc('\n', stderr);
-			bar.active = 0;
+			cli_progress_break(&bar);
 			cli_failed(c, a, rc, a->pos[0]);
 			if (rc == ES_E_CLIENT_TOO_BIG)
 				cli_error("a smaller --batch fits");

@@ -172,6 +172,13 @@ void cli_progress_update(struct cli_progress *p, uint64_t done)
 	fflush(stderr);
 }
 
+void cli_progress_break(struct cli_progress *p)
+{
+	if (p->active)
+		fputc('\n', stderr);
+	p->active = 0;
+}
+
 void cli_progress_end(struct cli_progress *p)
 {
 	if (p->active) {

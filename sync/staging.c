@@ -283,15 +283,20 @@ int sync_staging_path(struct sync_staging *st, const char *key, char **path)
 	return *path ? 0 : -ENOMEM;
 }
 
+/* The room kept free on a filesystem of sv's (sync_staging_keep_free). */
+static uint64_t keep_free(const struct statvfs *sv)
+{
+	uint64_t tenth = (uint64_t)sv->f_blocks * sv->f_frsize / 10;
+
+	return tenth < SYNC_STAGING_KEEP_MAX ? tenth : SYNC_STAGING_KEEP_MAX;
+}
+
 uint64_t sync_staging_keep_free(const struct sync_staging *st)
 {
 	struct statvfs sv;
-	uint64_t tenth;
 
-	if (statvfs(st->dir, &sv) != 0)
-		return SYNC_STAGING_KEEP_MAX;
-	tenth = (uint64_t)sv.f_blocks * sv.f_frsize / 10;
-	return tenth < SYNC_STAGING_KEEP_MAX ? tenth : SYNC_STAGING_KEEP_MAX;
+	return statvfs(st->dir, &sv) == 0 ? keep_free(&sv)
+					  : SYNC_STAGING_KEEP_MAX;
 }
 
 /* 0 if need more bytes leave the filesystem its keep_free, else
@@ -299,10 +304,11 @@ uint64_t sync_staging_keep_free(const struct sync_staging *st)
 static int room_for(const struct sync_staging *st, uint64_t need)
 {
 	struct statvfs sv;
-	uint64_t avail, keep = sync_staging_keep_free(st);
+	uint64_t avail, keep;
 
 	if (statvfs(st->dir, &sv) != 0)
 		return 0;
+	keep = keep_free(&sv);
 	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
 	if (sync_test_hooks.staging_avail)
 		avail = sync_test_hooks.staging_avail;
@@ -392,13 +398,14 @@ void sync_stage_writer_fini(struct sync_stage_writer *w)
 	memset(w, 0, sizeof(*w));
 }
 
-/* 1 if w's descriptor is the .part at part now. */
-static int writer_is(const struct sync_stage_writer *w, const char *part)
+/* 1 if w's descriptor is the .part at part now (its stat in *sb). */
+static int writer_is(const struct sync_stage_writer *w, const char *part,
+		     struct stat *sb)
 {
-	struct stat sb, at;
+	struct stat at;
 
-	return w->has_fd && fstat(w->fd, &sb) == 0 && stat(part, &at) == 0 &&
-	       at.st_dev == sb.st_dev && at.st_ino == sb.st_ino;
+	return w->has_fd && fstat(w->fd, sb) == 0 && stat(part, &at) == 0 &&
+	       at.st_dev == sb->st_dev && at.st_ino == sb->st_ino;
 }
 
 /*
@@ -411,8 +418,8 @@ static int writer_is(const struct sync_stage_writer *w, const char *part)
 static int writer_fd(struct sync_stage_writer *w, const char *part,
 		     struct stat *sb)
 {
-	if (writer_is(w, part))
-		return fstat(w->fd, sb) != 0 ? -errno : 0;
+	if (writer_is(w, part, sb))
+		return 0;
 	if (w->has_fd)
 		close(w->fd);
 	w->has_fd = 0;
@@ -435,7 +442,7 @@ void sync_staging_release(struct sync_staging *st, const char *key,
 	/* A writeback of w's failed: what is staged may not be what reached
 	 * the disk, and a later transfer's fdatasync would not say so (the
 	 * error was reported to w's descriptor). It starts over. */
-	if (w->werr && writer_is(w, part)) {
+	if (w->werr && writer_is(w, part, &sb)) {
 		sync_staging_remove(st, key);
 		return;
 	}

@@ -99,6 +99,17 @@ static void chunk_ok(nng_socket s, const struct es_sync_segment *seg,
 	assert_int_equal(rp.offset, staged);
 }
 
+/* Every chunk of file in order on s, each accepted. */
+static void chunks_all(nng_socket s, const struct es_sync_segment *seg,
+		       const unsigned char *file)
+{
+	uint64_t n = (seg->size + CH - 1) / CH;
+
+	for (uint64_t i = 0; i < n; i++)
+		chunk_ok(s, seg, file, i,
+			 (i + 1) * CH < seg->size ? (i + 1) * CH : seg->size);
+}
+
 static void commit_req(const struct es_sync_segment *seg)
 {
 	raw_req(SYNC_T_COMMIT, 3);
@@ -308,7 +319,7 @@ static void test_begin_during_commit(void **state)
 	struct sync_reply r;
 	struct th_seg seg;
 	unsigned char *file;
-	uint64_t n, size = 0;
+	uint64_t size = 0;
 	size_t len;
 	nng_socket s1, s2, s3;
 
@@ -320,7 +331,6 @@ static void test_begin_during_commit(void **state)
 	th_add_segment(&scratch.h, "w", 1000, 83, 0, NULL, 0);
 	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
 	file = read_all(seg.path, &len);
-	n = (seg.s.size + CH - 1) / CH;
 
 	s1 = raw_open(cloud.url, 20000);
 	s2 = raw_open(cloud.url, 20000);
@@ -329,9 +339,7 @@ static void test_begin_during_commit(void **state)
 	hello(s2);
 	hello(s3);
 	assert_int_equal(begin(s1, &seg.s), 0);
-	for (uint64_t i = 0; i < n; i++)
-		chunk_ok(s1, &seg.s, file, i,
-			 (i + 1) * CH < seg.s.size ? (i + 1) * CH : seg.s.size);
+	chunks_all(s1, &seg.s, file);
 	/* s2 begins too, before any commit: it resumes at the end */
 	assert_int_equal(begin(s2, &seg.s), seg.s.size);
 	commit_req(&seg.s);
@@ -486,7 +494,6 @@ static void test_same_identity_other_bytes(void **state)
 	struct th_node cloud, a, b;
 	struct th_seg sa, sb;
 	unsigned char *fa;
-	uint64_t n;
 	size_t len;
 	nng_socket s1, s2;
 
@@ -500,7 +507,6 @@ static void test_same_identity_other_bytes(void **state)
 	assert_int_equal(th_segment(&b.h, "w", 0, &sb), 0);
 	assert_int_not_equal(sa.s.checksum, sb.s.checksum);
 	fa = read_all(sa.path, &len);
-	n = (sa.s.size + CH - 1) / CH;
 
 	s1 = raw_open(cloud.url, 10000);
 	s2 = raw_open(cloud.url, 10000);
@@ -508,9 +514,7 @@ static void test_same_identity_other_bytes(void **state)
 	hello(s2);
 	/* a's installed from s1; b's begin on s2: refused, saying why */
 	assert_int_equal(begin(s1, &sa.s), 0);
-	for (uint64_t i = 0; i < n; i++)
-		chunk_ok(s1, &sa.s, fa, i,
-			 (i + 1) * CH < sa.s.size ? (i + 1) * CH : sa.s.size);
+	chunks_all(s1, &sa.s, fa);
 	assert_int_equal(commit(s1, &sa.s), SYNC_C_NONE);
 	begin_req(&sb.s);
 	assert_int_equal(raw_ask(s2, SYNC_T_BEGIN), SYNC_C_MISMATCH);
