@@ -422,7 +422,7 @@ static int op_segments(struct api_ops *o, struct api_request *rq,
 	es_cbor_enc_text(e, "segments");
 	es_cbor_enc_array(e, n);
 	for (size_t i = 0; i < n; i++) {
-		es_cbor_enc_map(e, 8);
+		es_cbor_enc_map(e, 10);
 		es_cbor_enc_text(e, "id");
 		es_cbor_enc_int(e, list[i].id);
 		es_cbor_enc_kv_uint(e, "count", list[i].count);
@@ -432,6 +432,8 @@ static int op_segments(struct api_ops *o, struct api_request *rq,
 		es_cbor_enc_kv_uint(e, "index_size", list[i].index_size);
 		es_cbor_enc_kv_uint(e, "seal_hlc", list[i].seal_hlc);
 		es_cbor_enc_kv_text(e, "origin", list[i].origin);
+		es_cbor_enc_kv_uint(e, "clock_runs", list[i].clock_runs);
+		es_cbor_enc_kv_uint(e, "clocks_crc", list[i].clocks_crc);
 	}
 	free(list);
 	return 0;

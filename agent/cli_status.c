@@ -122,12 +122,15 @@ static void print_segment(const struct es_client_segment *g, int json)
 	if (json) {
 		printf("{\"id\":%lld,\"count\":%llu,\"size\":%llu,"
 		       "\"checksum\":\"0x%08x\",\"indexed\":%s,"
-		       "\"index_size\":%llu,\"seal_hlc\":%llu,\"written\":",
+		       "\"index_size\":%llu,\"seal_hlc\":%llu,"
+		       "\"clock_runs\":%llu,\"clocks_crc\":\"0x%08x\","
+		       "\"written\":",
 		       (long long)g->id, (unsigned long long)g->count,
 		       (unsigned long long)g->size, g->checksum,
 		       g->indexed ? "true" : "false",
 		       (unsigned long long)g->index_size,
-		       (unsigned long long)g->seal_hlc);
+		       (unsigned long long)g->seal_hlc,
+		       (unsigned long long)g->clock_runs, g->clocks_crc);
 		cli_json_string(stdout, t);
 		printf(",\"origin\":");
 		cli_json_string(stdout, g->origin);

@@ -754,8 +754,8 @@ int es_client_search(struct es_client *c, const char *name, const float *query,
 }
 
 static const char *const seg_keys[] = {
-    "id",      "count",	     "size",	 "checksum",
-    "indexed", "index_size", "seal_hlc", "origin",
+    "id",	  "count",    "size",	"checksum",   "indexed",
+    "index_size", "seal_hlc", "origin", "clock_runs", "clocks_crc",
 };
 
 static int read_segment(struct es_cbor_reader *sub, void *dst)
@@ -767,7 +767,7 @@ static int read_segment(struct es_cbor_reader *sub, void *dst)
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = es_cbor_map_index(&m.r, seg_keys, 8, m.f, 1, "segment");
+	rc = es_cbor_map_index(&m.r, seg_keys, 10, m.f, 1, "segment");
 	if (rc == 0 && m.f[0].p) {
 		es_cbor_reader_span(&v, &m.r, &m.f[0]);
 		rc = es_cbor_get_int(&v, "id", &out->id);
@@ -790,6 +790,11 @@ static int read_segment(struct es_cbor_reader *sub, void *dst)
 	if (rc == 0)
 		rc =
 		    get_text(&m, 7, "origin", out->origin, sizeof(out->origin));
+	if (rc == 0)
+		rc = get_u64(&m, 8, "clock_runs", &out->clock_runs);
+	if (rc == 0)
+		rc = get_u64(&m, 9, "clocks_crc", &sum);
+	out->clocks_crc = (uint32_t)sum;
 	sub->p = m.r.p;
 	return rc;
 }

@@ -23,7 +23,9 @@
 #include <unistd.h>
 
 #include "edgesync/collection.h"
+#include "edgesync/crc32c.h"
 #include "edgesync/dirs.h"
+#include "edgesync/le.h"
 #include "edgesync/manifest.h"
 #include "edgesync/store_error.h"
 #include "edgesync/sync.h"
@@ -131,6 +133,7 @@ static void meta_to_row(const struct coll_entry *ce,
 }
 
 static int cat_sealed(void *arg, const struct es_segment_meta *seg,
+		      const struct es_clock_run *runs, size_t n_runs,
 		      const struct es_tombstone *tombs, size_t n_tombs)
 {
 	struct coll_entry *ce = arg;
@@ -148,7 +151,8 @@ static int cat_sealed(void *arg, const struct es_segment_meta *seg,
 	}
 	meta_to_row(ce, seg, &s);
 	pthread_mutex_lock(&ce->e->m_mu);
-	rc = es_manifest_segment_add(ce->e->m, &s, mt, n_tombs);
+	rc = es_manifest_segment_add_clocked(ce->e->m, &s, runs, n_runs, mt,
+					     n_tombs);
 	pthread_mutex_unlock(&ce->e->m_mu);
 	free(mt);
 	if (rc == 0)
@@ -159,6 +163,18 @@ static int cat_sealed(void *arg, const struct es_segment_meta *seg,
 		    ce->row.name, (long long)seg->id,
 		    (unsigned long long)seg->count,
 		    (unsigned long long)n_tombs);
+	return rc;
+}
+
+static int cat_clocks(void *arg, const struct es_segment_meta *seg,
+		      struct es_clock_run **runs, size_t *n)
+{
+	struct coll_entry *ce = arg;
+	int rc;
+
+	pthread_mutex_lock(&ce->e->m_mu);
+	rc = es_manifest_segment_clocks(ce->e->m, seg->id, runs, n);
+	pthread_mutex_unlock(&ce->e->m_mu);
 	return rc;
 }
 
@@ -228,6 +244,7 @@ static int coll_open(struct es_engine *e, struct coll_entry *ce)
 	    .reserve_id = cat_reserve_id,
 	    .hlc_now = cat_hlc_now,
 	    .sealed = cat_sealed,
+	    .clocks = cat_clocks,
 	    .indexed = cat_indexed,
 	    .wake = cat_wake,
 	    .arg = ce,
@@ -642,6 +659,28 @@ int es_engine_flush(struct es_engine *e, const char *name)
 	return rc;
 }
 
+/* The number and CRC32C of segment s's clock runs (es_segment_info). */
+static int segment_clocks(struct es_engine *e, struct es_segment_info *s)
+{
+	struct es_clock_run *runs = NULL;
+	unsigned char pair[16];
+	size_t n = 0;
+	int rc;
+
+	pthread_mutex_lock(&e->m_mu);
+	rc = es_manifest_segment_clocks(e->m, s->id, &runs, &n);
+	pthread_mutex_unlock(&e->m_mu);
+	s->clock_runs = n;
+	s->clocks_crc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		le64_store(pair, runs[i].row);
+		le64_store(pair + 8, runs[i].hlc);
+		s->clocks_crc = es_crc32c(s->clocks_crc, pair, sizeof(pair));
+	}
+	free(runs);
+	return rc;
+}
+
 int es_engine_segments(struct es_engine *e, const char *name,
 		       struct es_segment_info **out, size_t *n)
 {
@@ -652,11 +691,14 @@ int es_engine_segments(struct es_engine *e, const char *name,
 	if (!ce)
 		return ES_E_ENGINE_NOCOLL;
 	rc = es_collection_segments(ce->c, &segs, n);
-	engine_coll_unref(ce);
-	if (rc < 0)
+	if (rc < 0) {
+		engine_coll_unref(ce);
 		return rc;
+	}
 	*out = calloc(*n + 1, sizeof(**out));
-	for (size_t i = 0; *out && i < *n; i++) {
+	if (!*out)
+		rc = -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < *n; i++) {
 		struct es_segment_info *s = &(*out)[i];
 
 		s->id = segs[i].id;
@@ -667,9 +709,16 @@ int es_engine_segments(struct es_engine *e, const char *name,
 		s->index_size = segs[i].index_size;
 		s->seal_hlc = segs[i].seal_hlc;
 		snprintf(s->origin, sizeof(s->origin), "%s", segs[i].origin);
+		rc = segment_clocks(e, s);
 	}
+	engine_coll_unref(ce); /* held: a drop now would take the rows */
 	free(segs);
-	return *out ? 0 : -ENOMEM;
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return rc;
 }
 
 int es_engine_stats(struct es_engine *e, struct es_engine_stats *s)

@@ -153,6 +153,11 @@ struct es_segment_info {
 	uint64_t index_size;
 	uint64_t seal_hlc;
 	char origin[65];
+	/* its rows' clocks as the manifest records them: the number of
+	 * runs and the CRC32C of the runs as (row, hlc) little-endian u64
+	 * pairs, for comparing replicas */
+	uint64_t clock_runs;
+	uint32_t clocks_crc;
 };
 
 int es_engine_segments(struct es_engine *e, const char *name,

@@ -148,6 +148,25 @@ static int host_segment_tombstones(void *arg, const char *coll,
 	return *out ? 0 : -ENOMEM;
 }
 
+static int host_segment_clocks(void *arg, const char *coll,
+			       uint64_t add_version, struct es_clock_run **out,
+			       size_t *n)
+{
+	struct es_engine *e = arg;
+	int64_t id = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&e->m_mu);
+	rc = coll_id(e, coll, &id);
+	if (rc == 0)
+		rc = es_manifest_segment_clocks_at(e->m, id, add_version, out,
+						   n);
+	pthread_mutex_unlock(&e->m_mu);
+	return rc;
+}
+
 /* The path of file ext ("ndvs", "vamana") of segment seg_id in coll. */
 static int seg_file(struct es_engine *e, const char *coll, int64_t seg_id,
 		    const char *ext, char **path)
@@ -206,6 +225,7 @@ static int install(struct es_engine *e, const char *coll,
 		   const char *staged_path, const char *index,
 		   const struct es_sync_segment *seg,
 		   const struct es_sync_tombstone *tombs, size_t n,
+		   const struct es_clock_run *clocks, size_t n_clocks,
 		   int *index_rc)
 {
 	struct coll_entry *ce = engine_coll_ref(e, coll);
@@ -215,7 +235,9 @@ static int install(struct es_engine *e, const char *coll,
 
 	if (!ce)
 		return ES_E_ENGINE_NOCOLL;
-	if (n && !(t = calloc(n, sizeof(*t))))
+	if (seg->count && !n_clocks)
+		rc = -EINVAL; /* sync gives every segment of rows its runs */
+	if (rc == 0 && n && !(t = calloc(n, sizeof(*t))))
 		rc = -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		t[i].id = tombs[i].id;
@@ -231,37 +253,43 @@ static int install(struct es_engine *e, const char *coll,
 	snprintf(m.origin, sizeof(m.origin), "%s", seg->origin);
 	m.origin_seq = seg->origin_seq;
 	if (rc == 0 && index)
-		rc = es_collection_install_indexed(ce->c, staged_path, &m, t, n,
+		rc = es_collection_install_indexed(ce->c, staged_path, &m,
+						   clocks, n_clocks, t, n,
 						   index, index_rc);
 	else if (rc == 0)
-		rc = es_collection_install(ce->c, staged_path, &m, t, n);
+		rc = es_collection_install(ce->c, staged_path, &m, clocks,
+					   n_clocks, t, n);
 	engine_coll_unref(ce);
 	free(t);
 	if (rc == 0)
 		engine_log(
 		    e, ES_LOG_INFO,
 		    "collection %s: installed segment %s/%llu from a "
-		    "peer (%llu vectors, %zu tombstones%s)",
+		    "peer (%llu vectors, %zu tombstones, %zu clock runs%s)",
 		    coll, seg->origin, (unsigned long long)seg->origin_seq,
-		    (unsigned long long)seg->count, n,
+		    (unsigned long long)seg->count, n, n_clocks,
 		    index && !*index_rc ? ", with its peer's index" : "");
 	return rc;
 }
 
 static int host_install(void *arg, const char *coll, const char *staged_path,
 			const struct es_sync_segment *seg,
-			const struct es_sync_tombstone *tombs, size_t n)
+			const struct es_sync_tombstone *tombs, size_t n,
+			const struct es_clock_run *clocks, size_t n_clocks)
 {
-	return install(arg, coll, staged_path, NULL, seg, tombs, n, NULL);
+	return install(arg, coll, staged_path, NULL, seg, tombs, n, clocks,
+		       n_clocks, NULL);
 }
 
 static int host_install_indexed(void *arg, const char *coll,
 				const char *staged_path, const char *index,
 				const struct es_sync_segment *seg,
 				const struct es_sync_tombstone *tombs, size_t n,
-				int *index_rc)
+				const struct es_clock_run *clocks,
+				size_t n_clocks, int *index_rc)
 {
-	return install(arg, coll, staged_path, index, seg, tombs, n, index_rc);
+	return install(arg, coll, staged_path, index, seg, tombs, n, clocks,
+		       n_clocks, index_rc);
 }
 
 static int host_ack_get(void *arg, const char *peer, const char *coll,
@@ -346,6 +374,7 @@ void es_engine_sync_host(struct es_engine *e, struct es_sync_host *h)
 	h->ensure_collection = host_ensure_collection;
 	h->list_segments = host_list_segments;
 	h->segment_tombstones = host_segment_tombstones;
+	h->segment_clocks = host_segment_clocks;
 	h->segment_path = host_segment_path;
 	h->has_segment = host_has_segment;
 	h->install = host_install;

@@ -12,6 +12,7 @@
  *   segments.c     segment rows: add, read, list, ids
  *   segment_state.c  the transitions after add
  *   tombstones.c   tombstones
+ *   clocks.c       the clocks of segments' rows
  *   peers.c        peers seen, their approval
  *   acks.c         acknowledgements, their minimum
  *   transfers.c    transfers in progress
@@ -24,9 +25,11 @@
  * id, hlc, origin, add_version); since schema 3, for sync: peer(device,
  * role, address, identity, approved, first_seen, last_seen);
  * ack(collection_id, direction, peer, version); transfer(collection_id,
- * origin, origin_seq, peer, direction, byte_offset, staged, updated).
- * Segments, tombstones, acks and transfers belong to their collection
- * (ON DELETE CASCADE); peers stand alone.
+ * origin, origin_seq, peer, direction, byte_offset, staged, updated);
+ * since schema 4: segment_clock(segment_id, runs), a segment's rows'
+ * clocks. Segments, tombstones, acks and transfers belong to their
+ * collection, clock runs to their segment (ON DELETE CASCADE); peers
+ * stand alone.
  *
  * Segment states and the function for each transition (segments.c):
  *
@@ -201,7 +204,7 @@ int es_manifest_check(struct es_manifest *m)
 	if (src == SQLITE_ROW)
 		return manifest_fail(m, ES_E_MANIFEST_CORRUPT,
 				     "sqlite check: a row names a missing "
-				     "collection");
+				     "collection or segment");
 	if (src != SQLITE_DONE)
 		return manifest_sqlerr(m, src);
 	return 0;

@@ -12,7 +12,7 @@
 #include "edgesync/manifest.h"
 
 /* The schema this edgesync writes (schema.c holds one migration each). */
-#define MANIFEST_SCHEMA 3
+#define MANIFEST_SCHEMA 4
 
 /* PRAGMA application_id of a manifest: "ESMF". */
 #define MANIFEST_APP_ID 0x45534d46
@@ -42,6 +42,9 @@ enum manifest_sql {
 	MS_TOMB_PUT,
 	MS_TOMB_LIST,
 	MS_TOMB_AT,
+	MS_CLOCK_PUT,
+	MS_CLOCK_GET,
+	MS_CLOCK_AT,
 	MS_PEER_UPSERT,
 	MS_PEER_GET,
 	MS_PEER_LIST,
@@ -140,6 +143,13 @@ int manifest_name_valid(const char *name);
  */
 int manifest_coll_bump(struct es_manifest *m, int64_t id, uint64_t *version,
 		       uint32_t *dim);
+
+/* ---- clocks.c ------------------------------------------------------------ */
+
+/* Inside segment_add's transaction: records s's clock runs (n >= 1). */
+int manifest_clocks_put(struct es_manifest *m,
+			const struct es_manifest_segment *s,
+			const struct es_clock_run *runs, size_t n);
 
 /* ---- tombstones.c ------------------------------------------------------- */
 

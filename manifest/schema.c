@@ -109,6 +109,16 @@ static const char *const migrations[MANIFEST_SCHEMA] = {
     "  PRIMARY KEY (collection_id, origin, origin_seq, peer, direction)"
     ") WITHOUT ROWID;"
     "PRAGMA user_version = 3;",
+
+    /* 4: the clocks of a segment's rows (clocks.c), found by segment id
+     * or by the version that added the segment. */
+    "CREATE TABLE segment_clock ("
+    "  segment_id INTEGER PRIMARY KEY"
+    "    REFERENCES segment (id) ON DELETE CASCADE,"
+    "  runs BLOB NOT NULL"
+    ");"
+    "CREATE INDEX segment_added ON segment (collection_id, add_version);"
+    "PRAGMA user_version = 4;",
 };
 
 int es_manifest_schema_version(void)

@@ -240,6 +240,7 @@ static int seg_insert(struct es_manifest *m,
 
 /* The body of segment_add's transaction. */
 static int seg_add_tx(struct es_manifest *m, struct es_manifest_segment *s,
+		      const struct es_clock_run *runs, size_t n_runs,
 		      const struct es_manifest_tombstone *tombs, size_t n_tombs)
 {
 	uint64_t version;
@@ -261,6 +262,8 @@ static int seg_add_tx(struct es_manifest *m, struct es_manifest_segment *s,
 	s->add_version = version;
 	s->change_version = version;
 	rc = seg_insert(m, s);
+	if (rc == 0 && n_runs)
+		rc = manifest_clocks_put(m, s, runs, n_runs);
 	if (rc == 0)
 		rc = manifest_tombs_put(m, s->collection_id, tombs, n_tombs,
 					version);
@@ -272,17 +275,35 @@ int es_manifest_segment_add(struct es_manifest *m,
 			    const struct es_manifest_tombstone *tombs,
 			    size_t n_tombs)
 {
+	return es_manifest_segment_add_clocked(m, s, NULL, 0, tombs, n_tombs);
+}
+
+int es_manifest_segment_add_clocked(struct es_manifest *m,
+				    struct es_manifest_segment *s,
+				    const struct es_clock_run *runs,
+				    size_t n_runs,
+				    const struct es_manifest_tombstone *tombs,
+				    size_t n_tombs)
+{
 	struct es_manifest_segment row = *s;
+	size_t bad;
 	int rc;
 
 	rc = seg_check(m, &row);
+	if (rc == 0 && n_runs &&
+	    (bad = es_clock_runs_check(runs, n_runs, row.count, row.seal_hlc)))
+		rc = manifest_fail(m, -EINVAL,
+				   "clock run %zu of %zu is not valid for a "
+				   "segment of %llu rows",
+				   bad - 1, n_runs,
+				   (unsigned long long)row.count);
 	if (rc == 0)
 		rc = manifest_tombs_check(m, tombs, n_tombs);
 	if (rc == 0)
 		rc = manifest_begin(m);
 	if (rc)
 		return rc;
-	rc = seg_add_tx(m, &row, tombs, n_tombs);
+	rc = seg_add_tx(m, &row, runs, n_runs, tombs, n_tombs);
 	if (rc == 0)
 		rc = manifest_commit(m);
 	if (rc) {

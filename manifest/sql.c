@@ -83,6 +83,15 @@ static const char *const sql_text[MS_COUNT] = {
 		     "ORDER BY add_version, id",
     [MS_TOMB_AT] = "SELECT id, hlc, origin, add_version FROM tombstone "
 		   "WHERE collection_id = ?1 AND add_version = ?2 ORDER BY id",
+    [MS_CLOCK_PUT] = "INSERT INTO segment_clock (segment_id, runs) "
+		     "VALUES (?1, ?2)",
+    /* A segment without a segment_clock row has one run (clocks.c). */
+    [MS_CLOCK_GET] = "SELECT s.count, s.seal_hlc, c.runs FROM segment s "
+		     "LEFT JOIN segment_clock c ON c.segment_id = s.id "
+		     "WHERE s.id = ?1",
+    [MS_CLOCK_AT] = "SELECT s.count, s.seal_hlc, c.runs FROM segment s "
+		    "LEFT JOIN segment_clock c ON c.segment_id = s.id "
+		    "WHERE s.collection_id = ?1 AND s.add_version = ?2",
     /* A known peer keeps what "" would erase; last_seen only grows. */
     [MS_PEER_UPSERT] = "INSERT INTO peer (" PEER_COLS ") VALUES (?1, ?2, "
 		       "?3, ?4, 0, ?5, ?5) ON CONFLICT (device) DO UPDATE "

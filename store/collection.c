@@ -49,7 +49,7 @@ static void version_of(const struct es_collection *c, uint64_t loc,
 		*hlc = pt->buf.hlc[loc_row(loc)];
 		*origin = c->origin;
 	} else {
-		*hlc = pt->meta.seal_hlc;
+		*hlc = es_clock_runs_at(pt->runs, pt->n_runs, loc_row(loc));
 		*origin = pt->meta.origin;
 	}
 }
@@ -215,7 +215,7 @@ static int write_record(struct es_collection *c, int type, const uint64_t *ids,
 		rc = apply_record(c, rec, (uint32_t)len);
 		/* read under the lock: a seal swaps parts and growing */
 		due = rc == 0 && type == REC_INSERT &&
-		      c->parts[c->growing]->buf.live >= c->p.seal_threshold;
+		      coll_buffer_full(c, &c->parts[c->growing]->buf);
 		pthread_rwlock_unlock(&c->state);
 	}
 	pthread_rwlock_unlock(&c->ingest);
@@ -329,7 +329,32 @@ void coll_part_free(struct part *pt)
 	free(pt->path);
 	free(pt->index_path);
 	free(pt->idle);
+	free(pt->runs);
 	free(pt);
+}
+
+int coll_part_set_runs(struct part *pt, const struct es_clock_run *runs,
+		       size_t n)
+{
+	const struct es_segment_meta *m = &pt->meta;
+	const struct es_clock_run one = {.row = 0, .hlc = m->seal_hlc};
+	struct es_clock_run *copy;
+
+	if (n == 0 && m->count > 0) {
+		runs = &one;
+		n = 1;
+	}
+	if (es_clock_runs_check(runs, n, m->count, m->seal_hlc))
+		return -EINVAL;
+	copy = malloc((n ? n : 1) * sizeof(*copy));
+	if (!copy)
+		return -ENOMEM;
+	if (n)
+		memcpy(copy, runs, n * sizeof(*copy));
+	free(pt->runs);
+	pt->runs = copy;
+	pt->n_runs = n;
+	return 0;
 }
 
 static struct part *part_new(enum part_kind kind, uint32_t dim)
@@ -401,17 +426,20 @@ int coll_rows_live(struct es_collection *c, uint32_t h, const uint64_t *ids)
 {
 	struct part *pt = c->parts[h];
 	uint64_t n = pt->meta.count;
+	size_t run = 0;
 	int rc = idmap_reserve(&c->live, c->live.count + n);
 
 	for (uint64_t r = 0; rc == 0 && r < n; r++) {
 		uint64_t cur;
 
+		while (run + 1 < pt->n_runs && pt->runs[run + 1].row <= r)
+			run++;
 		if (r + ROWS_AHEAD < n) {
 			idmap_prefetch(&c->live, ids[r + ROWS_AHEAD]);
 			if (c->tombs.count)
 				idmap_prefetch(&c->tombs, ids[r + ROWS_AHEAD]);
 		}
-		if (coll_wins(c, ids[r], pt->meta.seal_hlc, pt->meta.origin,
+		if (coll_wins(c, ids[r], pt->runs[run].hlc, pt->meta.origin,
 			      &cur))
 			rc = coll_set_live(c, ids[r], loc_pack(h, r), cur);
 		else
@@ -425,13 +453,20 @@ static int load_segment(struct es_collection *c,
 			const struct es_segment_meta *m)
 {
 	struct part *pt = coll_segment_part(c, m);
+	struct es_clock_run *runs = NULL;
 	uint64_t *ids = NULL;
+	size_t n_runs = 0;
 	uint32_t h;
 	int rc;
 
 	if (!pt)
 		return -ENOMEM;
-	rc = coll_read_ids(pt->path, m, c->p.dim, &ids);
+	rc = c->cat.clocks(c->cat.arg, m, &runs, &n_runs);
+	if (rc == 0)
+		rc = coll_part_set_runs(pt, runs, n_runs);
+	free(runs);
+	if (rc == 0)
+		rc = coll_read_ids(pt->path, m, c->p.dim, &ids);
 	if (rc == 0)
 		rc = coll_part_add(c, pt, &h);
 	if (rc < 0) {
@@ -498,6 +533,8 @@ static int collection_alloc(struct es_collection **cp, const char *dir,
 		return -ENOMEM;
 	c->dir = strdup(dir);
 	c->p = *p;
+	if (!c->p.clock_runs_max)
+		c->p.clock_runs_max = ES_CLOCK_RUNS_MAX;
 	snprintf(c->origin, sizeof(c->origin), "%s",
 		 p->origin ? p->origin : "");
 	c->p.origin = c->origin;
@@ -534,7 +571,8 @@ int es_collection_open(struct es_collection **cp, const char *dir,
 	int rc;
 
 	*cp = NULL;
-	if (p->dim == 0 || p->dim > 65536 || p->seal_threshold == 0)
+	if (p->dim == 0 || p->dim > 65536 || p->seal_threshold == 0 ||
+	    p->clock_runs_max > ES_CLOCK_RUNS_MAX || !cat->clocks)
 		return -EINVAL;
 	rc = es_mkdir_durable(dir);
 	if (rc < 0)

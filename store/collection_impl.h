@@ -44,9 +44,11 @@ struct part {
 	enum part_kind kind;
 	struct membuf buf;	     /* PART_BUFFER */
 	struct es_segment_meta meta; /* PART_SEGMENT */
-	atomic_uint_fast64_t dead;   /* its rows no longer live */
-	char *path;		     /* seg-<id>.ndvs */
-	char *index_path;	     /* seg-<id>.vamana */
+	struct es_clock_run *runs;   /* PART_SEGMENT: its rows' clocks */
+	size_t n_runs;
+	atomic_uint_fast64_t dead; /* its rows no longer live */
+	char *path;		   /* seg-<id>.ndvs */
+	char *index_path;	   /* seg-<id>.vamana */
 	pthread_mutex_t mu;
 	unsigned refs;		 /* searches using the handles */
 	uint64_t last_used;	 /* collection tick of the last release */
@@ -95,8 +97,28 @@ static inline uint32_t loc_row(uint64_t loc)
 	return (uint32_t)loc;
 }
 
+/*
+ * A growing buffer is due to seal at seal_threshold live rows, or at
+ * clock_runs_max writes: its rows are sealed grouped by write, one clock
+ * run per write, and a segment may have at most that many runs (a seal
+ * that comes later than due merges runs: see collection_seal.c).
+ */
+static inline int coll_buffer_full(const struct es_collection *c,
+				   const struct membuf *b)
+{
+	return b->live >= c->p.seal_threshold ||
+	       b->writes >= c->p.clock_runs_max;
+}
+
 /* collection.c */
 int coll_part_add(struct es_collection *c, struct part *pt, uint32_t *h);
+/*
+ * Gives segment part pt (its meta set) its rows' clocks: a copy of runs,
+ * or one run at its seal_hlc when there are none; -EINVAL if runs is not
+ * a valid list for it (es_clock_runs_check).
+ */
+int coll_part_set_runs(struct part *pt, const struct es_clock_run *runs,
+		       size_t n);
 void coll_part_free(struct part *pt);
 struct part *coll_segment_part(struct es_collection *c,
 			       const struct es_segment_meta *m);

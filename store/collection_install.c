@@ -3,7 +3,8 @@
  *
  *   link     staged file -> seg-<id>.ndvs (a fresh id), directory fsync
  *   record   catalog->sealed(meta with the peer's origin, origin_seq and
- *            seal_hlc, its tombstones): durable in the manifest
+ *            seal_hlc, its rows' clock runs, its tombstones): durable in
+ *            the manifest
  *   index    (install_indexed only) the peer's index, checked before
  *            anything was linked, -> seg-<id>.vamana, directory fsync,
  *            catalog->indexed: the segment is indexed before anyone can
@@ -90,6 +91,7 @@ static void install_index(struct es_collection *c, struct part *pt,
 
 static int install(struct es_collection *c, const char *staged_path,
 		   const struct es_segment_meta *meta,
+		   const struct es_clock_run *runs, size_t n_runs,
 		   const struct es_tombstone *tombs, size_t n_tombs,
 		   const char *index, const struct es_vamana_info *info,
 		   int *index_rc)
@@ -100,7 +102,8 @@ static int install(struct es_collection *c, const char *staged_path,
 	uint32_t h;
 	int rc;
 
-	if (m.dim != c->p.dim)
+	if (m.dim != c->p.dim ||
+	    (n_runs && es_clock_runs_check(runs, n_runs, m.count, m.seal_hlc)))
 		return -EINVAL;
 	m.wal_gen = 0;
 	m.indexed = 0;
@@ -110,6 +113,8 @@ static int install(struct es_collection *c, const char *staged_path,
 	rc = c->cat.reserve_id(c->cat.arg, &m.id);
 	if (rc == 0 && !(pt = coll_segment_part(c, &m)))
 		rc = -ENOMEM;
+	if (rc == 0)
+		rc = coll_part_set_runs(pt, runs, n_runs);
 	if (rc == 0 && link(staged_path, pt->path) < 0)
 		rc = -errno;
 	if (rc == 0)
@@ -121,7 +126,8 @@ static int install(struct es_collection *c, const char *staged_path,
 			unlink(pt->path);
 		goto out;
 	}
-	rc = c->cat.sealed(c->cat.arg, &m, tombs, n_tombs);
+	rc =
+	    c->cat.sealed(c->cat.arg, &m, pt->runs, pt->n_runs, tombs, n_tombs);
 	if (rc < 0)
 		goto out; /* the file stays: see seal_frozen */
 	install_index(c, pt, index, info, index_rc);
@@ -147,23 +153,24 @@ out:
 
 int es_collection_install(struct es_collection *c, const char *staged_path,
 			  const struct es_segment_meta *meta,
+			  const struct es_clock_run *runs, size_t n_runs,
 			  const struct es_tombstone *tombs, size_t n_tombs)
 {
-	return install(c, staged_path, meta, tombs, n_tombs, NULL, NULL, NULL);
+	return install(c, staged_path, meta, runs, n_runs, tombs, n_tombs, NULL,
+		       NULL, NULL);
 }
 
-int es_collection_install_indexed(struct es_collection *c,
-				  const char *staged_path,
-				  const struct es_segment_meta *meta,
-				  const struct es_tombstone *tombs,
-				  size_t n_tombs, const char *staged_index,
-				  int *index_rc)
+int es_collection_install_indexed(
+    struct es_collection *c, const char *staged_path,
+    const struct es_segment_meta *meta, const struct es_clock_run *runs,
+    size_t n_runs, const struct es_tombstone *tombs, size_t n_tombs,
+    const char *staged_index, int *index_rc)
 {
 	struct es_vamana_info info;
 
 	/* Checked before anything is linked: a bad index costs itself. */
 	*index_rc = index_check(c, meta, staged_index, &info);
-	return install(c, staged_path, meta, tombs, n_tombs,
+	return install(c, staged_path, meta, runs, n_runs, tombs, n_tombs,
 		       *index_rc ? NULL : staged_index, &info, index_rc);
 }
 

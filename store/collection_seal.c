@@ -7,19 +7,24 @@
  *               frozen one, a new empty buffer takes writes. G holds
  *               exactly the frozen writes, and the seal clock is above
  *               every one of them and below every later write.
- *   write       seg-<id>.ndvs from the frozen buffer's live rows (temp
- *               file, fsync, rename, directory fsync); the segment's
- *               clock (seal_hlc, every row's version from then on, here
- *               and on every peer) is the newest of those rows' writes,
- *               or the seal clock if it keeps none. Also above each of
- *               its rows' writes and below every later write, so the
- *               versions recovery compares order them as they happened;
- *               and as close to the writes themselves as one clock per
- *               segment allows, so a device that seals late does not
- *               win with the time of its seal over writes made after
- *               its own elsewhere.
- *   record      catalog->sealed(segment, wal_gen G, the buffer's
- *               tombstones): durable in the manifest
+ *   write       seg-<id>.ndvs from the frozen buffer's live rows,
+ *               ordered by the clock of their write (temp file, fsync,
+ *               rename, directory fsync). Each row keeps its write's
+ *               clock as its version, here and on every peer: the rows
+ *               of one write are one clock run (clock_runs.h), so a
+ *               segment has at most as many runs as the buffer had
+ *               writes (coll_buffer_full bounds those). The segment's
+ *               clock (seal_hlc) is the newest of its rows' writes, or
+ *               the seal clock if it keeps none. A seal later than due
+ *               (the maintenance thread busy, a failed seal retried
+ *               while writes went on, two log generations replayed into
+ *               one buffer) can find more writes than clock_runs_max;
+ *               it then merges runs into groups of consecutive ones,
+ *               each group taking its newest clock, so rows keep their
+ *               order and the segment stays shippable, and those rows'
+ *               versions are rounded up to within their group.
+ *   record      catalog->sealed(segment, its clock runs, wal_gen G, the
+ *               buffer's tombstones): durable in the manifest
  *   swap        state exclusive: the segment becomes a part, live copies
  *               move to it, the frozen buffer goes
  *   cut         log generations <= G are deleted
@@ -52,7 +57,7 @@ static int freeze(struct es_collection *c, int force)
 	g = c->parts[c->growing];
 	if (c->frozen != PART_NONE ||
 	    (g->buf.live == 0 && g->buf.n_tombs == 0) ||
-	    (!force && g->buf.live < c->p.seal_threshold)) {
+	    (!force && !coll_buffer_full(c, &g->buf))) {
 		pthread_rwlock_unlock(&c->ingest);
 		return 0;
 	}
@@ -83,10 +88,24 @@ static int freeze(struct es_collection *c, int force)
 	return rc;
 }
 
-/* The frozen rows to write: those still live (invariant 2). */
+/* Orders buffer rows by the clock of their write, then by row. */
+static int by_clock(const void *a, const void *b, void *arg)
+{
+	const uint64_t *hlc = arg, ra = *(const uint64_t *)a,
+		       rb = *(const uint64_t *)b;
+
+	if (hlc[ra] != hlc[rb])
+		return hlc[ra] < hlc[rb] ? -1 : 1;
+	return ra < rb ? -1 : ra > rb;
+}
+
+/* The frozen rows to write: those still live (invariant 2), in the
+ * order of their writes. */
 static int live_rows(struct es_collection *c, const struct membuf *b,
 		     uint64_t **rows, uint64_t *n)
 {
+	int sorted = 1;
+
 	*n = 0;
 	*rows = malloc((b->n + 1) * sizeof(**rows));
 	if (!*rows)
@@ -96,6 +115,38 @@ static int live_rows(struct es_collection *c, const struct membuf *b,
 		if (b->alive[r])
 			(*rows)[(*n)++] = r;
 	pthread_rwlock_unlock(&c->state);
+	for (uint64_t i = 1; sorted && i < *n; i++)
+		sorted = b->hlc[(*rows)[i - 1]] <= b->hlc[(*rows)[i]];
+	if (!sorted) /* a row written again, or writes applied out of order */
+		qsort_r(*rows, *n, sizeof(**rows), by_clock, b->hlc);
+	return 0;
+}
+
+/* The clock runs of rows[0..n), which live_rows ordered by clock, at
+ * most max of them (see "write"). */
+static int clock_runs(const struct membuf *b, const uint64_t *rows, uint64_t n,
+		      size_t max, struct es_clock_run **runs, size_t *n_runs)
+{
+	size_t k = 0, group;
+
+	*runs = malloc((n + 1) * sizeof(**runs));
+	if (!*runs)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++)
+		if (i == 0 || b->hlc[rows[i]] != b->hlc[rows[i - 1]])
+			(*runs)[k++] = (struct es_clock_run){
+			    .row = i, .hlc = b->hlc[rows[i]]};
+	group = (k + max - 1) / max;
+	if (group > 1) {
+		for (size_t g = 0; g * group < k; g++) {
+			size_t last = (g + 1) * group - 1;
+
+			(*runs)[g].row = (*runs)[g * group].row;
+			(*runs)[g].hlc = (*runs)[last < k ? last : k - 1].hlc;
+		}
+		k = (k + group - 1) / group;
+	}
+	*n_runs = k;
 	return 0;
 }
 
@@ -116,33 +167,27 @@ static int write_segment(struct es_collection *c, const struct membuf *b,
 	return es_ndvs_writer_commit(w, info);
 }
 
-/* The clock of the newest write among the rows kept (see "write"). */
-static uint64_t newest_write(const struct membuf *b, const uint64_t *rows,
-			     uint64_t n)
-{
-	uint64_t h = 0;
-
-	for (uint64_t i = 0; i < n; i++)
-		if (b->hlc[rows[i]] > h)
-			h = b->hlc[rows[i]];
-	return h;
-}
-
 /* Makes the frozen buffer a recorded segment (seal_mu held). */
 static int seal_frozen(struct es_collection *c)
 {
 	struct part *f = c->parts[c->frozen], *seg = NULL;
 	struct es_segment_meta meta = {0};
+	struct es_clock_run *runs = NULL;
 	struct es_ndvs_info info;
 	uint64_t *rows, n;
+	size_t n_runs = 0;
 	uint32_t h;
 	int rc = live_rows(c, &f->buf, &rows, &n);
 
 	if (rc == 0 && n == 0 && f->buf.n_tombs == 0)
 		goto cut; /* everything it held was superseded */
 	if (rc == 0)
+		rc = clock_runs(&f->buf, rows, n, c->p.clock_runs_max, &runs,
+				&n_runs);
+	if (rc == 0)
 		rc = c->cat.reserve_id(c->cat.arg, &meta.id);
-	meta.seal_hlc = n ? newest_write(&f->buf, rows, n) : c->frozen_hlc;
+	/* the newest write: the last run, as rows are in clock order */
+	meta.seal_hlc = n_runs ? runs[n_runs - 1].hlc : c->frozen_hlc;
 	if (rc == 0 && !(seg = coll_segment_part(c, &meta)))
 		rc = -ENOMEM;
 	if (rc == 0)
@@ -156,7 +201,11 @@ static int seal_frozen(struct es_collection *c)
 	meta.wal_gen = c->frozen_gen;
 	memcpy(meta.origin, c->origin, sizeof(meta.origin));
 	seg->meta = meta;
-	rc = c->cat.sealed(c->cat.arg, &meta, f->buf.tombs, f->buf.n_tombs);
+	seg->runs = runs;
+	seg->n_runs = n_runs;
+	runs = NULL;
+	rc = c->cat.sealed(c->cat.arg, &meta, seg->runs, seg->n_runs,
+			   f->buf.tombs, f->buf.n_tombs);
 	if (rc < 0) {
 		/* The file stays: a failed commit may still have been
 		 * recorded (an fsync error after the commit frame was
@@ -198,6 +247,7 @@ cut:
 	rc = es_wal_drop_through(c->wal, c->frozen_gen);
 out:
 	coll_part_free(seg);
+	free(runs);
 	free(rows);
 	return rc;
 }

@@ -62,6 +62,10 @@ int membuf_put(struct membuf *b, uint64_t id, uint64_t hlc, const float *v,
 		b->ids[r] = id;
 		b->alive[r] = 0;
 	}
+	if (b->writes == 0 || hlc != b->last_hlc) {
+		b->writes++;
+		b->last_hlc = hlc;
+	}
 	b->hlc[r] = hlc;
 	memcpy(b->vec + r * b->dim, v, b->dim * sizeof(float));
 	if (!b->alive[r]) {

@@ -22,6 +22,8 @@ struct membuf {
 	float *vec;
 	uint8_t *alive;
 	uint64_t live;	   /* rows with alive set */
+	uint64_t writes;   /* puts in a row with one clock count once */
+	uint64_t last_hlc; /* the clock of the last put */
 	struct idmap rows; /* id -> row */
 	struct es_tombstone *tombs;
 	uint64_t n_tombs, cap_tombs;

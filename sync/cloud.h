@@ -49,8 +49,16 @@ struct cloud_device {
  * connection, SYNC_WINDOW_MAX per upload (the window hello announces). */
 #define CLOUD_HELD_MAX (256u << 20)
 /* Tombstones of uploads in progress (begin .. commit), in memory: at most
- * CLOUD_TOMBS_MAX over every connection (each upload may have 2^20). */
+ * CLOUD_TOMBS_MAX over every connection (each upload may have 2^20),
+ * counted as their begin announces them. */
 #define CLOUD_TOMBS_MAX (2u << 20)
+/* Clock runs of uploads in progress, in memory: at most CLOUD_CLOCKS_MAX
+ * over every connection, counted as their begin announces them. A run is
+ * 16 bytes, so 2^22 of them are 64 MiB, a quarter of what the held
+ * chunks may take (CLOUD_HELD_MAX), and four uploads of the most runs a
+ * segment may have (2^20) still go at once; most segments have far fewer
+ * runs than rows. */
+#define CLOUD_CLOCKS_MAX (4u << 20)
 
 /* A chunk that arrived ahead of the staged length (its data a copy). */
 struct cloud_held {
@@ -60,24 +68,37 @@ struct cloud_held {
 };
 
 /*
+ * A list that comes with an upload in pages, its tombstones or its clock
+ * runs (kind says which): begin announces total and brings the first
+ * page, more_tombstones or more_clocks the rest. Every entry kept counts
+ * in *held, the count of its kind over every connection.
+ */
+struct cloud_list {
+	const struct sync_list_kind *kind;
+	void *v; /* malloc'ed, n entries */
+	size_t n;
+	uint64_t total;
+	atomic_size_t *held;
+};
+
+/*
  * The upload a connection is in the middle of (begin .. commit). Chunks
  * up to SYNC_WINDOW_MAX chunk sizes ahead of the staged length wait in
  * held[] until the gap before them is written (chunks of one connection
  * can reach the handlers out of order: they run on several workers).
- * Every held byte is counted in *held_total, every tombstone in
- * *tombs_total, which release gives back.
+ * Every held byte is counted in *held_total, every entry its begin
+ * announced for its lists in theirs (from begin, so that an upload let
+ * in can finish them), which release gives back.
  */
 struct cloud_upload {
 	int active;
 	struct cloud_held held[SYNC_WINDOW_MAX];
 	size_t n_held;
 	atomic_size_t *held_total;
-	atomic_size_t *tombs_total;
 	struct es_sync_collection coll;
 	struct es_sync_segment seg;
-	struct es_sync_tombstone *tombs; /* malloc'ed, total entries */
-	size_t n_tombs;
-	uint64_t total;
+	struct cloud_list tombs;  /* struct es_sync_tombstone */
+	struct cloud_list clocks; /* struct es_clock_run */
 	char key[SYNC_KEY_LEN + 1];
 	int holding; /* of key, from begin (sync_staging_hold) */
 	struct sync_stage_writer w;
@@ -102,12 +123,13 @@ struct cloud_fetch {
 	uint64_t size;
 };
 
-/* The tombstones of the segment a connection is downloading. */
-struct cloud_tcache {
+/* A list (tombstones, clock runs) of the segment a connection is
+ * downloading, read from the host once for all its pages. */
+struct cloud_lcache {
 	int valid;
 	char coll[ES_SYNC_NAME_MAX + 1];
 	uint64_t add_version;
-	struct es_sync_tombstone *t;
+	void *v;
 	size_t n;
 };
 
@@ -126,7 +148,7 @@ struct cloud_session {
 	struct cloud_device *dev; /* once authed */
 	struct cloud_upload up;
 	struct cloud_fetch fetch;
-	struct cloud_tcache tc;
+	struct cloud_lcache tombs, clocks;
 };
 
 enum cloud_ctx_state { CTX_IDLE, CTX_RECV, CTX_WORK, CTX_SEND };
@@ -184,9 +206,10 @@ struct sync_cloud {
 	struct cloud_device *devices; /* under s->stat_lock */
 	size_t n_devices;
 
-	atomic_uint accepted;	  /* connections our socket accepted */
-	atomic_size_t held_bytes; /* every session's held chunks */
-	atomic_size_t tombs_held; /* every session's upload's tombstones */
+	atomic_uint accepted;	   /* connections our socket accepted */
+	atomic_size_t held_bytes;  /* every session's held chunks */
+	atomic_size_t tombs_held;  /* every session's upload's tombstones */
+	atomic_size_t clocks_held; /* ... and clock runs */
 	uint64_t recoveries;
 };
 
@@ -221,11 +244,13 @@ typedef int cloud_handler(struct sync_cloud *c, struct cloud_session *ss,
 			  const struct sync_req *rq, struct es_cbor_enc *out,
 			  struct sync_fail *f);
 /* cloud_upload.c */
-cloud_handler cloud_begin, cloud_more_tombstones, cloud_chunk, cloud_commit;
-/* Frees what an upload holds (tombstones, held chunks) and clears it. */
+cloud_handler cloud_begin, cloud_more_tombstones, cloud_more_clocks,
+    cloud_chunk, cloud_commit;
+/* Frees what an upload holds (its lists, held chunks) and clears it. */
 void cloud_upload_release(struct cloud_upload *up);
 /* cloud_ops.c */
-cloud_handler cloud_collections, cloud_changes, cloud_tombstones, cloud_fetch;
+cloud_handler cloud_collections, cloud_changes, cloud_tombstones, cloud_clocks,
+    cloud_fetch;
 /* Adds to the device's counters (st fields chosen by the caller). */
 void cloud_count(struct sync_cloud *c, struct cloud_session *ss,
 		 uint64_t checksum_failures, uint64_t segments_received,

@@ -1,8 +1,9 @@
 /*
  * The cloud's request handling: dispatch by type, the session messages
  * (challenge, hello) and the download side (collections, changes,
- * tombstones, fetch). Uploads are in cloud_upload.c. Every request was
- * parsed and range-checked by sync_req_parse before it gets here.
+ * tombstones, clocks, fetch). Uploads are in cloud_upload.c. Every
+ * request was parsed and range-checked by sync_req_parse before it gets
+ * here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -232,47 +233,93 @@ int cloud_changes(struct sync_cloud *c, struct cloud_session *ss,
 	return 0;
 }
 
-int cloud_tombstones(struct sync_cloud *c, struct cloud_session *ss,
-		     const struct sync_req *rq, struct es_cbor_enc *out,
-		     struct sync_fail *f)
+/* The tombstones of the segment added at av, as the host has them (an
+ * empty origin is this device). */
+static int load_tombs(struct sync_cloud *c, const char *coll, uint64_t av,
+		      void **v, size_t *n)
 {
 	const struct es_sync_host *h = &c->s->host;
-	struct cloud_tcache *tc = &ss->tc;
+	struct es_sync_tombstone *t = NULL;
+	int rc = h->segment_tombstones(h->arg, coll, av, &t, n);
+
+	for (size_t i = 0; rc >= 0 && i < *n; i++)
+		if (!t[i].origin[0])
+			snprintf(t[i].origin, sizeof(t[i].origin), "%s",
+				 c->s->cfg.device_id);
+	*v = t;
+	return rc;
+}
+
+static int load_clocks(struct sync_cloud *c, const char *coll, uint64_t av,
+		       void **v, size_t *n)
+{
+	const struct es_sync_host *h = &c->s->host;
+	struct es_clock_run *k = NULL;
+	int rc = h->segment_clocks(h->arg, coll, av, &k, n);
+
+	*v = k;
+	return rc;
+}
+
+/*
+ * tombstones, clocks: the page from rq->first of a list of kind k of the
+ * segment added at rq->add_version, read from the host by load (named
+ * by what) into lc once for all its pages.
+ */
+static int list_page(struct sync_cloud *c, const struct sync_req *rq,
+		     struct cloud_lcache *lc, const struct sync_list_kind *k,
+		     int (*load)(struct sync_cloud *, const char *, uint64_t,
+				 void **, size_t *),
+		     const char *what, struct es_cbor_enc *out,
+		     struct sync_fail *f)
+{
 	struct es_sync_collection col;
-	size_t k;
+	const unsigned char *page = NULL;
+	size_t m;
 	int rc;
 
 	if (published(c, rq->coll.name, &col, f))
 		return -1;
-	if (!tc->valid || strcmp(tc->coll, col.name) ||
-	    tc->add_version != rq->add_version) {
-		free(tc->t);
-		memset(tc, 0, sizeof(*tc));
-		rc = h->segment_tombstones(h->arg, col.name, rq->add_version,
-					   &tc->t, &tc->n);
+	if (!lc->valid || strcmp(lc->coll, col.name) ||
+	    lc->add_version != rq->add_version) {
+		free(lc->v);
+		memset(lc, 0, sizeof(*lc));
+		rc = load(c, col.name, rq->add_version, &lc->v, &lc->n);
 		if (rc < 0)
-			return internal(f, "segment_tombstones", rc);
-		tc->valid = 1;
-		snprintf(tc->coll, sizeof(tc->coll), "%s", col.name);
-		tc->add_version = rq->add_version;
+			return internal(f, what, rc);
+		lc->valid = 1;
+		snprintf(lc->coll, sizeof(lc->coll), "%s", col.name);
+		lc->add_version = rq->add_version;
 	}
-	if (rq->first > tc->n)
+	if (rq->first > lc->n)
 		return sync_failf(f, SYNC_C_INVALID,
-				  "first %" PRIu64 " is beyond the %zu "
-				  "tombstones",
-				  rq->first, tc->n);
-	k = tc->n - rq->first;
-	k = k < SYNC_TOMBS_PER_MSG ? k : SYNC_TOMBS_PER_MSG;
-	for (size_t i = 0; i < k; i++)
-		if (!tc->t[rq->first + i].origin[0])
-			snprintf(tc->t[rq->first + i].origin,
-				 sizeof(tc->t[0].origin), "%s",
-				 c->s->cfg.device_id);
+				  "first %" PRIu64 " is beyond the %zu %s",
+				  rq->first, lc->n, k->what);
+	m = lc->n - rq->first;
+	m = m < k->per_msg ? m : k->per_msg;
+	if (m)
+		page = (const unsigned char *)lc->v + rq->first * k->size;
 	sync_enc_ok(out, 2);
-	es_cbor_enc_kv_uint(out, "total", tc->n);
-	es_cbor_enc_text(out, "tombstones");
-	sync_enc_tombstones(out, tc->t + rq->first, k);
+	es_cbor_enc_kv_uint(out, "total", lc->n);
+	es_cbor_enc_text(out, k->field);
+	k->enc(out, page, m);
 	return 0;
+}
+
+int cloud_tombstones(struct sync_cloud *c, struct cloud_session *ss,
+		     const struct sync_req *rq, struct es_cbor_enc *out,
+		     struct sync_fail *f)
+{
+	return list_page(c, rq, &ss->tombs, &sync_list_tombs, load_tombs,
+			 "segment_tombstones", out, f);
+}
+
+int cloud_clocks(struct sync_cloud *c, struct cloud_session *ss,
+		 const struct sync_req *rq, struct es_cbor_enc *out,
+		 struct sync_fail *f)
+{
+	return list_page(c, rq, &ss->clocks, &sync_list_clocks, load_clocks,
+			 "segment_clocks", out, f);
 }
 
 /* Opens path for fetches of fe's file, which must be size bytes. */
@@ -412,10 +459,12 @@ static cloud_handler *const handlers[SYNC_T_COUNT] = {
     [SYNC_T_COLLECTIONS] = cloud_collections,
     [SYNC_T_BEGIN] = cloud_begin,
     [SYNC_T_MORE_TOMBSTONES] = cloud_more_tombstones,
+    [SYNC_T_MORE_CLOCKS] = cloud_more_clocks,
     [SYNC_T_CHUNK] = cloud_chunk,
     [SYNC_T_COMMIT] = cloud_commit,
     [SYNC_T_CHANGES] = cloud_changes,
     [SYNC_T_TOMBSTONES] = cloud_tombstones,
+    [SYNC_T_CLOCKS] = cloud_clocks,
     [SYNC_T_FETCH] = cloud_fetch,
 };
 

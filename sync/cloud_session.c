@@ -59,7 +59,8 @@ static void session_free(struct sync_cloud *c, struct cloud_session *ss)
 	cloud_session_end_upload(c, ss);
 	if (ss->fetch.fd >= 0)
 		close(ss->fetch.fd);
-	free(ss->tc.t);
+	free(ss->tombs.v);
+	free(ss->clocks.v);
 	pthread_mutex_destroy(&ss->lock);
 	free(ss);
 }

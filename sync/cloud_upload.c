@@ -5,6 +5,8 @@
  *     |
  *     +-------------> resume at the staged length      [UPLOADING]
  *   more_tombstones   appends to the session's list    [UPLOADING]
+ *   more_clocks       likewise, each page checked against the runs
+ *                     before it                        [UPLOADING]
  *   chunk             CRC32C (cloud_handle, before the session's lock),
  *                     then written at the staged length, or held in
  *                     memory if it is ahead of it (the window), or
@@ -21,12 +23,12 @@
  * starts after the reply went (cloud_stream, called by the worker), while
  * the next chunk crosses the network.
  *
- * The transfer state (metadata, tombstones, held chunks) lives in the
- * connection's session; the bytes live in the staging directory, so a
- * new connection
- * (after a cut, or after either side restarted) begins again and resumes
- * at the staged length. Any failed check of the whole file deletes the
- * staged bytes: the sender starts over.
+ * The transfer state (metadata, tombstones, clock runs, held chunks)
+ * lives in the connection's session; the bytes live in the staging
+ * directory, so a new connection (after a cut, or after either side
+ * restarted) begins again and resumes at the staged length. Any failed
+ * check of the whole file deletes the staged bytes: the sender starts
+ * over.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -60,33 +62,78 @@ static int upload_match(struct cloud_session *ss, const struct sync_req *rq,
 			  rq->seg.origin, rq->seg.origin_seq, rq->coll.name);
 }
 
-/* Keeps n more tombstones with the upload; f says why not. */
-static int add_tombs(struct cloud_upload *up, const struct es_sync_tombstone *t,
-		     size_t n, struct sync_fail *f)
+/* The most entries of a list's kind that uploads in progress may hold
+ * in all. */
+static unsigned list_max(const struct cloud_list *l)
 {
-	unsigned max = sync_test_hooks.tombs_max ? sync_test_hooks.tombs_max
-						 : CLOUD_TOMBS_MAX;
-	struct es_sync_tombstone *p;
+	unsigned hook = l->kind == &sync_list_clocks
+			    ? sync_test_hooks.clocks_max
+			    : sync_test_hooks.tombs_max;
+
+	if (hook)
+		return hook;
+	return l->kind == &sync_list_clocks ? CLOUD_CLOCKS_MAX
+					    : CLOUD_TOMBS_MAX;
+}
+
+/*
+ * Starts l for a begin that announced total entries, all of them
+ * counted in *held at once: an upload admitted can always take the rest
+ * of its pages, so uploads that each got part of their lists in can
+ * never hold each other up. f says why not.
+ */
+static int list_begin(struct cloud_list *l, const struct sync_list_kind *k,
+		      atomic_size_t *held, uint64_t total, struct sync_fail *f)
+{
+	unsigned max;
+
+	memset(l, 0, sizeof(*l));
+	l->kind = k;
+	l->total = total;
+	max = list_max(l);
+	if (total > max || atomic_fetch_add(held, total) + total > max) {
+		if (total <= max)
+			atomic_fetch_sub(held, total);
+		return sync_failf(f, SYNC_C_INTERNAL,
+				  "the cloud holds the most %s of uploads in "
+				  "progress it keeps (%u): try later",
+				  k->what, max);
+	}
+	l->held = held;
+	return 0;
+}
+
+/* Keeps the n entries at v in l (within its total); f says why not. */
+static int list_add(struct cloud_list *l, const void *v, size_t n,
+		    struct sync_fail *f)
+{
+	size_t size = l->kind->size;
+	unsigned char *p;
 
 	if (n == 0)
 		return 0;
-	if (atomic_fetch_add(up->tombs_total, n) + n > max) {
-		atomic_fetch_sub(up->tombs_total, n);
-		return sync_failf(
-		    f, SYNC_C_INTERNAL,
-		    "the cloud holds the most tombstones of "
-		    "uploads in progress it keeps (%u): try later",
-		    max);
-	}
-	p = realloc(up->tombs, (up->n_tombs + n) * sizeof(*p));
-	if (!p) {
-		atomic_fetch_sub(up->tombs_total, n);
-		return internal(f, "tombstones", -ENOMEM);
-	}
-	memcpy(p + up->n_tombs, t, n * sizeof(*p));
-	up->tombs = p;
-	up->n_tombs += n;
+	p = realloc(l->v, (l->n + n) * size);
+	if (!p)
+		return internal(f, l->kind->what, -ENOMEM);
+	memcpy(p + l->n * size, v, n * size);
+	l->v = p;
+	l->n += n;
 	return 0;
+}
+
+static void list_release(struct cloud_list *l)
+{
+	if (l->held)
+		atomic_fetch_sub(l->held, l->total);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+/* begin's clock runs (parsed and checked). */
+static int begin_clocks(struct cloud_upload *up, const struct sync_req *rq,
+			struct sync_fail *f)
+{
+	return list_add(&up->clocks, rq->clocks, rq->n_clocks, f);
 }
 
 /* 1 if the segment is installed here (its staging then removed), 0 if
@@ -166,12 +213,17 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	if (rc < 0)
 		return internal(f, "ensure_collection", rc);
 	sync_stage_meta_from(&m, col.name, &rq->seg);
-	/* The tombstones first: a begin refused for them reserves nothing. */
+	/* The lists first: a begin refused for them reserves nothing. */
 	up->held_total = &c->held_bytes;
-	up->tombs_total = &c->tombs_held;
-	up->total = rq->tombs_total;
-	if (add_tombs(up, rq->tombs, rq->n_tombs, f))
+	if (list_begin(&up->tombs, &sync_list_tombs, &c->tombs_held,
+		       rq->tombs_total, f) ||
+	    list_begin(&up->clocks, &sync_list_clocks, &c->clocks_held,
+		       rq->clocks_total, f) ||
+	    list_add(&up->tombs, rq->tombs, rq->n_tombs, f) ||
+	    begin_clocks(up, rq, f)) {
+		cloud_session_end_upload(c, ss); /* what was kept of them */
 		return -1;
+	}
 	/*
 	 * Asked again with the staging: a commit of this segment on another
 	 * connection of the edge (after a cut, say) installs it and removes
@@ -186,7 +238,7 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	up->holding = !held && rc == 0;
 	pthread_mutex_unlock(lk);
 	if (held || rc)
-		cloud_session_end_upload(c, ss); /* its tombstones */
+		cloud_session_end_upload(c, ss); /* its lists */
 	if (held < 0)
 		return -1;
 	if (held) {
@@ -215,32 +267,55 @@ int cloud_begin(struct sync_cloud *c, struct cloud_session *ss,
 	return 0;
 }
 
+/*
+ * more_tombstones, more_clocks: the page of l at rq->first, the n
+ * entries at v. Clock runs must follow those held in order.
+ */
+static int list_more(struct cloud_session *ss, const struct sync_req *rq,
+		     struct cloud_list *l, const void *v, size_t n,
+		     struct es_cbor_enc *out, struct sync_fail *f)
+{
+	const struct es_clock_run *held = ss->up.clocks.v;
+	char why[200];
+
+	if (upload_match(ss, rq, f))
+		return -1;
+	if (rq->first != l->n) {
+		f->has_offset = 1;
+		f->offset = l->n;
+		return sync_failf(f, SYNC_C_OFFSET,
+				  "%s from %" PRIu64 " sent; %zu are here",
+				  l->kind->what, rq->first, l->n);
+	}
+	if (n > l->total - l->n)
+		return sync_failf(f, SYNC_C_INVALID,
+				  "more %s than the %" PRIu64 " announced",
+				  l->kind->what, l->total);
+	if (l == &ss->up.clocks &&
+	    sync_clocks_check(&ss->up.seg, v, n, l->n,
+			      l->n ? &held[l->n - 1] : NULL, l->total, why,
+			      sizeof(why)))
+		return sync_failf(f, SYNC_C_INVALID, "clocks: %s", why);
+	if (list_add(l, v, n, f))
+		return -1;
+	sync_enc_ok(out, 1);
+	es_cbor_enc_kv_uint(out, "offset", l->n);
+	return 0;
+}
+
 int cloud_more_tombstones(struct sync_cloud *c, struct cloud_session *ss,
 			  const struct sync_req *rq, struct es_cbor_enc *out,
 			  struct sync_fail *f)
 {
-	struct cloud_upload *up = &ss->up;
+	return list_more(ss, rq, &ss->up.tombs, rq->tombs, rq->n_tombs, out, f);
+}
 
-	if (upload_match(ss, rq, f))
-		return -1;
-	if (rq->first != up->n_tombs) {
-		f->has_offset = 1;
-		f->offset = up->n_tombs;
-		return sync_failf(f, SYNC_C_OFFSET,
-				  "tombstones from %" PRIu64
-				  " sent; %zu are here",
-				  rq->first, up->n_tombs);
-	}
-	if (rq->n_tombs > up->total - up->n_tombs)
-		return sync_failf(f, SYNC_C_INVALID,
-				  "more tombstones than the %" PRIu64
-				  " announced",
-				  up->total);
-	if (add_tombs(up, rq->tombs, rq->n_tombs, f))
-		return -1;
-	sync_enc_ok(out, 1);
-	es_cbor_enc_kv_uint(out, "offset", up->n_tombs);
-	return 0;
+int cloud_more_clocks(struct sync_cloud *c, struct cloud_session *ss,
+		      const struct sync_req *rq, struct es_cbor_enc *out,
+		      struct sync_fail *f)
+{
+	return list_more(ss, rq, &ss->up.clocks, rq->clocks, rq->n_clocks, out,
+			 f);
 }
 
 void cloud_upload_release(struct cloud_upload *up)
@@ -253,9 +328,8 @@ void cloud_upload_release(struct cloud_upload *up)
 	}
 	if (bytes && up->held_total)
 		atomic_fetch_sub(up->held_total, bytes);
-	if (up->n_tombs && up->tombs_total)
-		atomic_fetch_sub(up->tombs_total, up->n_tombs);
-	free(up->tombs);
+	list_release(&up->tombs);
+	list_release(&up->clocks);
 	sync_stage_writer_fini(&up->w);
 	memset(up, 0, sizeof(*up));
 }
@@ -422,13 +496,15 @@ void cloud_stream(struct sync_cloud *c, uint32_t pipe)
 	cloud_session_put(c, ss);
 }
 
+/* The newest clock of the upload: its runs' are at most seal_hlc. */
 static uint64_t newest_clock(const struct cloud_upload *up)
 {
+	const struct es_sync_tombstone *t = up->tombs.v;
 	uint64_t h = up->seg.seal_hlc;
 
-	for (size_t i = 0; i < up->n_tombs; i++)
-		if (up->tombs[i].hlc > h)
-			h = up->tombs[i].hlc;
+	for (size_t i = 0; i < up->tombs.n; i++)
+		if (t[i].hlc > h)
+			h = t[i].hlc;
 	return h;
 }
 
@@ -459,11 +535,21 @@ static int install(struct sync_cloud *c, struct cloud_session *ss,
 	}
 	if (rc)
 		return internal(f, "staging", rc);
+	/* checked page by page as they came; the whole list once more, as
+	 * the host is promised it */
+	if (es_clock_runs_check(up->clocks.v, up->clocks.n, up->seg.count,
+				up->seg.seal_hlc))
+		return sync_failf(f, SYNC_C_INVALID,
+				  "the %zu clock runs held do not fit segment "
+				  "%s/%" PRIu64,
+				  up->clocks.n, up->seg.origin,
+				  up->seg.origin_seq);
 	sync_observe_hlc(c->s, newest_clock(up), ss->device);
 	rc = sync_staging_path(&c->s->staging, up->key, &path);
 	if (rc == 0)
 		rc = h->install(h->arg, up->coll.name, path, &up->seg,
-				up->tombs, up->n_tombs);
+				up->tombs.v, up->tombs.n, up->clocks.v,
+				up->clocks.n);
 	free(path);
 	if (rc == ES_E_SYNC_MISMATCH)
 		return sync_failf(f, SYNC_C_MISMATCH,
@@ -495,6 +581,16 @@ static void log_times(struct sync_cloud *c, const struct cloud_session *ss)
 		 t->waited / n, t->written / n);
 }
 
+/* -1 with f filled in if l lacks entries begin announced. */
+static int list_short(const struct cloud_list *l, struct sync_fail *f)
+{
+	if (l->n == l->total)
+		return 0;
+	return sync_failf(f, SYNC_C_STATE,
+			  "%zu of %" PRIu64 " %s received: send the rest", l->n,
+			  l->total, l->kind->what);
+}
+
 int cloud_commit(struct sync_cloud *c, struct cloud_session *ss,
 		 const struct sync_req *rq, struct es_cbor_enc *out,
 		 struct sync_fail *f)
@@ -503,13 +599,9 @@ int cloud_commit(struct sync_cloud *c, struct cloud_session *ss,
 	pthread_mutex_t *lk;
 	int rc;
 
-	if (upload_match(ss, rq, f))
+	if (upload_match(ss, rq, f) || list_short(&up->tombs, f) ||
+	    list_short(&up->clocks, f))
 		return -1;
-	if (up->n_tombs != up->total)
-		return sync_failf(f, SYNC_C_STATE,
-				  "%zu of %" PRIu64
-				  " tombstones received: send the rest",
-				  up->n_tombs, up->total);
 	up->seg.id = 0;
 	up->seg.add_version = 0;
 	lk = sync_staging_lock(&c->s->staging, up->key);
@@ -521,9 +613,9 @@ int cloud_commit(struct sync_cloud *c, struct cloud_session *ss,
 		sync_log(c->s, SYNC_LOG_INFO,
 			 "sync: installed segment %s/%" PRIu64
 			 " of '%s' from %s (%" PRIu64 " bytes, %zu "
-			 "tombstones)",
+			 "tombstones, %zu clock runs)",
 			 up->seg.origin, up->seg.origin_seq, up->coll.name,
-			 ss->device, up->seg.size, up->n_tombs);
+			 ss->device, up->seg.size, up->tombs.n, up->clocks.n);
 		log_times(c, ss);
 	}
 	if (rc == 1) /* installed by another connection: nothing to count */

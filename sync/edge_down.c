@@ -4,9 +4,10 @@
  * flag), then for each, the segments added since the version this edge
  * acknowledged are fetched through the window (peer_transfer) into the
  * staging directory (each chunk CRC-checked and appended in order),
- * made durable and verified whole exactly
- * as the cloud verifies uploads, installed through the host with their
- * tombstones, and acknowledged (ack_put DOWN) one by one.
+ * made durable and verified whole exactly as the cloud verifies uploads,
+ * installed through the host with their tombstones and clock runs (each
+ * list fetched in pages and checked), and acknowledged (ack_put DOWN)
+ * one by one.
  *
  * With fetch_indexes, a segment the peer lists with an index has its
  * index file fetched the same way, into a staging key of its own, before
@@ -47,6 +48,8 @@ struct down_seg {
 	int have_index; /* it is staged whole */
 	struct es_sync_tombstone *tombs;
 	size_t n_tombs;
+	struct es_clock_run *clocks;
+	size_t n_clocks;
 };
 
 /*
@@ -215,43 +218,116 @@ static int fetch_index(struct sync_peer *p, struct down_seg *d)
 	return 0;
 }
 
-static int fetch_tombstones(struct sync_peer *p, struct down_seg *d)
+/* The entries of a list of kind k in the last reply. */
+static const void *reply_list(const struct sync_reply *rp,
+			      const struct sync_list_kind *k, size_t *n)
 {
+	if (k == &sync_list_clocks) {
+		*n = rp->n_clocks;
+		return rp->clocks;
+	}
+	*n = rp->n_tombs;
+	return rp->tombs;
+}
+
+/* 0 if d's segment may have a list of kind k of total entries, else -1
+ * with why. */
+static int total_check(const struct down_seg *d, const struct sync_list_kind *k,
+		       uint64_t total, char *why, size_t size)
+{
+	if (k == &sync_list_clocks)
+		return sync_clocks_total_check(&d->seg, total, why, size);
+	if (total <= k->max)
+		return 0;
+	snprintf(why, size, "%" PRIu64 " %s: a segment has at most %u", total,
+		 k->what, k->max);
+	return -1;
+}
+
+/* 0 if the m entries at page, entries first.. of a list of kind k of
+ * total entries of d's segment, may follow the first entries at held
+ * (clock runs keep their rule); else -1 with why. */
+static int page_check(const struct down_seg *d, const struct sync_list_kind *k,
+		      const void *held, const void *page, size_t m,
+		      uint64_t first, uint64_t total, char *why, size_t size)
+{
+	const struct es_clock_run *c = held;
+
+	if (k != &sync_list_clocks)
+		return 0;
+	return sync_clocks_check(&d->seg, page, m, first,
+				 first ? &c[first - 1] : NULL, total, why,
+				 size);
+}
+
+/*
+ * Every page of a list of kind k of d's segment (the tombstones or clocks
+ * requests), each checked as it comes, into *out (malloc'ed, *n
+ * entries).
+ */
+static int fetch_list(struct sync_peer *p, struct down_seg *d,
+		      const struct sync_list_kind *k, void **out, size_t *n)
+{
+	const char *name = sync_type_name(k->fetch);
 	uint64_t total = 0, first = 0;
+	unsigned char *v = NULL;
+	char why[200] = "";
+	const void *page;
+	size_t m;
 	int rc;
 
-	do {
+	*out = NULL;
+	*n = 0;
+	for (;;) {
 		es_cbor_enc_reset(&p->enc, 4096);
-		sync_enc_request(&p->enc, SYNC_T_TOMBSTONES, 3);
+		sync_enc_request(&p->enc, k->fetch, 3);
 		es_cbor_enc_kv_text(&p->enc, "collection", d->col->name);
 		es_cbor_enc_kv_uint(&p->enc, "add_version", d->seg.add_version);
 		es_cbor_enc_kv_uint(&p->enc, "first", first);
-		rc = peer_request(p, SYNC_T_TOMBSTONES, PEER_TIMEOUT_MS);
+		rc = peer_request(p, k->fetch, PEER_TIMEOUT_MS);
 		if (rc == ES_E_SYNC_REFUSED)
-			return peer_refusal(p, "tombstones");
+			return peer_refusal(p, name);
 		if (rc)
 			return rc;
+		page = reply_list(&p->rp, k, &m);
 		if (first == 0) {
 			total = p->rp.total;
-			if (total > SYNC_TOMBS_MAX)
-				break;
-			d->tombs = calloc(total ? total : 1, sizeof(*d->tombs));
-			if (!d->tombs)
+			if (total_check(d, k, total, why, sizeof(why)))
+				break; /* even when total is 0 */
+			v = calloc(total ? total : 1, k->size);
+			if (!v)
 				return -ENOMEM;
+			*out = v;
 		}
-		if (p->rp.total != total || p->rp.n_tombs > total - first ||
-		    (p->rp.n_tombs == 0 && first < total))
+		if (p->rp.total != total || m > total - first ||
+		    (m == 0 && first < total) ||
+		    page_check(d, k, v, page, m, first, total, why,
+			       sizeof(why)))
 			break;
-		if (p->rp.n_tombs)
-			memcpy(d->tombs + first, p->rp.tombs,
-			       p->rp.n_tombs * sizeof(*d->tombs));
-		first += p->rp.n_tombs;
-		d->n_tombs = (size_t)first;
-	} while (first < total);
-	if (first == total)
-		return 0;
+		if (m)
+			memcpy(v + first * k->size, page, m * k->size);
+		first += m;
+		*n = (size_t)first;
+		if (first == total)
+			return 0;
+	}
 	return peer_errf(p, ES_E_SYNC_PROTOCOL,
-			 "tombstones: %s sent an inconsistent list", p->url);
+			 "%s: %s sent an inconsistent list%s%s", name, p->url,
+			 why[0] ? ": " : "", why);
+}
+
+/* The segment's tombstones, then its clock runs. */
+static int fetch_lists(struct sync_peer *p, struct down_seg *d)
+{
+	void *v;
+	int rc = fetch_list(p, d, &sync_list_tombs, &v, &d->n_tombs);
+
+	d->tombs = v;
+	if (rc)
+		return rc;
+	rc = fetch_list(p, d, &sync_list_clocks, &v, &d->n_clocks);
+	d->clocks = v;
+	return rc;
 }
 
 static uint64_t newest_clock(const struct down_seg *d)
@@ -308,6 +384,15 @@ static int install(struct sync_peer *p, struct down_seg *d)
 	}
 	if (rc)
 		return peer_errf(p, rc, "staging: %s", es_sync_strerror(rc));
+	/* checked page by page as they came; the whole list once more, as
+	 * the host is promised it */
+	if (es_clock_runs_check(d->clocks, d->n_clocks, d->seg.count,
+				d->seg.seal_hlc))
+		return peer_errf(p, ES_E_SYNC_PROTOCOL,
+				 "clocks: %s sent %zu clock runs that do not "
+				 "fit segment %s/%" PRIu64,
+				 p->url, d->n_clocks, d->seg.origin,
+				 d->seg.origin_seq);
 	rc = index_check(p, d, &index);
 	if (rc)
 		return rc;
@@ -316,10 +401,10 @@ static int install(struct sync_peer *p, struct down_seg *d)
 	if (rc == 0 && index)
 		rc = h->install_indexed(h->arg, d->col->name, path, index,
 					&d->seg, d->tombs, d->n_tombs,
-					&index_rc);
+					d->clocks, d->n_clocks, &index_rc);
 	else if (rc == 0)
 		rc = h->install(h->arg, d->col->name, path, &d->seg, d->tombs,
-				d->n_tombs);
+				d->n_tombs, d->clocks, d->n_clocks);
 	free(path);
 	free(index);
 	if (rc)
@@ -341,10 +426,13 @@ static int download_try(struct sync_peer *p, struct down_seg *d)
 
 	rc = fetch_file(p, &d->file);
 	free(d->tombs);
+	free(d->clocks);
 	d->tombs = NULL;
+	d->clocks = NULL;
 	d->n_tombs = 0;
+	d->n_clocks = 0;
 	if (rc == 0)
-		rc = fetch_tombstones(p, d);
+		rc = fetch_lists(p, d);
 	if (rc == 0)
 		rc = fetch_index(p, d);
 	if (rc)
@@ -384,6 +472,7 @@ static int download_segment(struct sync_peer *p,
 			       seg->origin, seg->origin_seq, PEER_ATTEMPTS,
 			       p->url);
 	free(d.tombs);
+	free(d.clocks);
 	stage_end(p, &d.file);
 	stage_end(p, &d.index);
 	if (rc == 0)

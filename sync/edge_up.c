@@ -6,7 +6,8 @@
  * not acknowledged. Segments that came from other devices are not sent
  * (their origin uploads them) but are acknowledged as they are passed.
  *
- * One segment:  begin -> [more_tombstones]* -> chunk* -> commit
+ * One segment:  begin -> [more_tombstones]* -> [more_clocks]* -> chunk*
+ *               -> commit
  *   chunks      through the window (peer_transfer, edge_xfer.c), each
  *               built in place in its nng message: one pread, one CRC32C
  *   "offset"    drop the window, resume where the receiver says
@@ -35,6 +36,8 @@ struct up_seg {
 	uint64_t acked; /* bytes the receiver has in order */
 	struct es_sync_tombstone *tombs;
 	size_t n_tombs;
+	struct es_clock_run *clocks;
+	size_t n_clocks;
 	int fd;
 };
 
@@ -48,22 +51,29 @@ static void enc_ref(struct sync_peer *p, enum sync_type t, size_t extra,
 	es_cbor_enc_kv_uint(&p->enc, "origin_seq", seg->origin_seq);
 }
 
+/* begin's part of a list (k) of n entries at v: its first page and its
+ * length. */
+static void enc_first_page(struct sync_peer *p, const struct sync_list_kind *k,
+			   const void *v, size_t n)
+{
+	es_cbor_enc_text(&p->enc, k->field);
+	k->enc(&p->enc, v, n < k->per_msg ? n : k->per_msg);
+	es_cbor_enc_kv_uint(&p->enc, k->total, n);
+}
+
 static int send_begin(struct sync_peer *p, struct up_seg *u,
 		      const struct es_sync_segment *seg, uint64_t *off)
 {
-	size_t k =
-	    u->n_tombs < SYNC_TOMBS_PER_MSG ? u->n_tombs : SYNC_TOMBS_PER_MSG;
 	int rc;
 
 	es_cbor_enc_reset(&p->enc, (size_t)p->chunk * 2);
-	sync_enc_request(&p->enc, SYNC_T_BEGIN, 4);
+	sync_enc_request(&p->enc, SYNC_T_BEGIN, 6);
 	es_cbor_enc_text(&p->enc, "collection");
 	sync_enc_collection(&p->enc, u->col, 0);
 	es_cbor_enc_text(&p->enc, "segment");
 	sync_enc_segment(&p->enc, seg, 0);
-	es_cbor_enc_text(&p->enc, "tombstones");
-	sync_enc_tombstones(&p->enc, u->tombs, k);
-	es_cbor_enc_kv_uint(&p->enc, "tombstones_total", u->n_tombs);
+	enc_first_page(p, &sync_list_tombs, u->tombs, u->n_tombs);
+	enc_first_page(p, &sync_list_clocks, u->clocks, u->n_clocks);
 	rc = peer_request(p, SYNC_T_BEGIN, PEER_TIMEOUT_MS);
 	if (rc == ES_E_SYNC_REFUSED)
 		return peer_refusal(p, "begin");
@@ -79,36 +89,42 @@ static int send_begin(struct sync_peer *p, struct up_seg *u,
 	return 0;
 }
 
-static int send_tombstones(struct sync_peer *p, struct up_seg *u,
-			   const struct es_sync_segment *seg)
+/*
+ * The pages of a list (k) of n entries at v after begin's first, with
+ * more_tombstones or more_clocks.
+ */
+static int send_more(struct sync_peer *p, struct up_seg *u,
+		     const struct es_sync_segment *seg,
+		     const struct sync_list_kind *k, const void *v, size_t n)
 {
-	size_t i = SYNC_TOMBS_PER_MSG, k;
+	const char *name = sync_type_name(k->more);
+	size_t i = k->per_msg, m;
 	int rc;
 
-	while (i < u->n_tombs) {
-		k = u->n_tombs - i;
-		k = k < SYNC_TOMBS_PER_MSG ? k : SYNC_TOMBS_PER_MSG;
-		enc_ref(p, SYNC_T_MORE_TOMBSTONES, 2, u->col->name, seg);
+	while (i < n) {
+		m = n - i < k->per_msg ? n - i : k->per_msg;
+		enc_ref(p, k->more, 2, u->col->name, seg);
 		es_cbor_enc_kv_uint(&p->enc, "first", i);
-		es_cbor_enc_text(&p->enc, "tombstones");
-		sync_enc_tombstones(&p->enc, u->tombs + i, k);
-		rc = peer_request(p, SYNC_T_MORE_TOMBSTONES, PEER_TIMEOUT_MS);
+		es_cbor_enc_text(&p->enc, k->field);
+		k->enc(&p->enc, (const unsigned char *)v + i * k->size, m);
+		rc = peer_request(p, k->more, PEER_TIMEOUT_MS);
 		if (rc == ES_E_SYNC_REFUSED && p->rp.code == SYNC_C_OFFSET &&
-		    p->rp.has_offset && p->rp.offset <= u->n_tombs &&
+		    p->rp.has_offset && p->rp.offset <= n &&
 		    p->rp.offset != i) {
 			i = (size_t)p->rp.offset;
 			continue;
 		}
 		if (rc == ES_E_SYNC_REFUSED)
-			return peer_refusal(p, "more_tombstones");
+			return peer_refusal(p, name);
 		if (rc)
 			return rc;
-		if (p->rp.offset != i + k)
+		if (p->rp.offset != i + m)
 			return peer_errf(p, ES_E_SYNC_PROTOCOL,
-					 "more_tombstones: %s holds %" PRIu64
-					 " tombstones after %zu were sent",
-					 p->url, p->rp.offset, i + k);
-		i += k;
+					 "%s: %s holds %" PRIu64 " %s after "
+					 "%zu were sent",
+					 name, p->url, p->rp.offset, k->what,
+					 i + m);
+		i += m;
 	}
 	return 0;
 }
@@ -292,7 +308,11 @@ static int upload_try(struct sync_peer *p, struct up_seg *u,
 	if (rc == 1)
 		return 0; /* duplicate: the peer has it */
 	if (rc == 0)
-		rc = send_tombstones(p, u, seg);
+		rc = send_more(p, u, seg, &sync_list_tombs, u->tombs,
+			       u->n_tombs);
+	if (rc == 0)
+		rc = send_more(p, u, seg, &sync_list_clocks, u->clocks,
+			       u->n_clocks);
 	if (rc == 0)
 		rc = send_chunks(p, u, off);
 	if (rc == 0)
@@ -354,6 +374,30 @@ static int load_tombstones(struct sync_peer *p, struct up_seg *u,
 	return 0;
 }
 
+/* The segment's clock runs, as the host has them: checked, since the
+ * cloud would refuse a list that breaks the rules. */
+static int load_clocks(struct sync_peer *p, struct up_seg *u,
+		       const struct es_sync_segment *seg)
+{
+	const struct es_sync_host *h = &p->s->host;
+	char why[200];
+	int rc = h->segment_clocks(h->arg, u->col->name, seg->add_version,
+				   &u->clocks, &u->n_clocks);
+
+	if (rc < 0)
+		return peer_errf(p, rc, "segment_clocks(%s): %s", u->col->name,
+				 es_sync_strerror(rc));
+	if (sync_clocks_total_check(seg, u->n_clocks, why, sizeof(why)) ||
+	    sync_clocks_check(seg, u->clocks, u->n_clocks, 0, NULL, u->n_clocks,
+			      why, sizeof(why)))
+		return peer_errf(p, ES_E_SYNC_PROTOCOL,
+				 "segment %s/%" PRIu64
+				 " of %s: its clock runs break the rules: %s",
+				 seg->origin, seg->origin_seq, u->col->name,
+				 why);
+	return 0;
+}
+
 static int upload_segment(struct sync_peer *p,
 			  const struct es_sync_collection *col,
 			  const struct es_sync_segment *seg)
@@ -364,6 +408,8 @@ static int upload_segment(struct sync_peer *p,
 	rc = open_segment(p, &u, seg);
 	if (rc == 0)
 		rc = load_tombstones(p, &u, seg);
+	if (rc == 0)
+		rc = load_clocks(p, &u, seg);
 	for (i = 0; rc == 0 && i < PEER_ATTEMPTS; i++) {
 		rc = upload_try(p, &u, seg);
 		if (rc != SYNC_E_RESTART)
@@ -378,6 +424,7 @@ static int upload_segment(struct sync_peer *p,
 	if (u.fd >= 0)
 		close(u.fd);
 	free(u.tombs);
+	free(u.clocks);
 	return rc;
 }
 

@@ -106,8 +106,9 @@ static int check_edge(struct es_sync *s, const struct es_sync_config *c)
 static int check_host(struct es_sync *s, const struct es_sync_host *h)
 {
 	if (!h->list_collections || !h->ensure_collection ||
-	    !h->list_segments || !h->segment_tombstones || !h->segment_path ||
-	    !h->has_segment || !h->install || !h->ack_get || !h->ack_put)
+	    !h->list_segments || !h->segment_tombstones || !h->segment_clocks ||
+	    !h->segment_path || !h->has_segment || !h->install || !h->ack_get ||
+	    !h->ack_put)
 		return bad(s, "the host lacks a callback");
 	return 0;
 }

@@ -33,6 +33,9 @@ struct sync_test_hooks {
 	/* Cloud: the tombstones uploads in progress may hold in all, in
 	 * place of CLOUD_TOMBS_MAX (0: that). */
 	unsigned tombs_max;
+	/* Cloud: the clock runs uploads in progress may hold in all, in
+	 * place of CLOUD_CLOCKS_MAX (0: that). */
+	unsigned clocks_max;
 	/* Cloud: nonzero makes the watchdog's probe fail. */
 	int (*probe_fail)(void *arg);
 	/* Cloud: the watchdog's period in ms (0: the default, 3000). */

@@ -1,7 +1,8 @@
 /*
  * The protocol's vocabulary: message types, error codes, validators and
  * the decoders of the structures that several messages share
- * (collections, segments, tombstones). See wire.h for what they promise.
+ * (collections, segments, tombstones, clock runs). See wire.h for what
+ * they promise.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,11 +17,18 @@
 #include "wire.h"
 
 static const char *const type_names[SYNC_T_COUNT] = {
-    [SYNC_T_PING] = "ping",	  [SYNC_T_CHALLENGE] = "challenge",
-    [SYNC_T_HELLO] = "hello",	  [SYNC_T_COLLECTIONS] = "collections",
-    [SYNC_T_BEGIN] = "begin",	  [SYNC_T_MORE_TOMBSTONES] = "more_tombstones",
-    [SYNC_T_CHUNK] = "chunk",	  [SYNC_T_COMMIT] = "commit",
-    [SYNC_T_CHANGES] = "changes", [SYNC_T_TOMBSTONES] = "tombstones",
+    [SYNC_T_PING] = "ping",
+    [SYNC_T_CHALLENGE] = "challenge",
+    [SYNC_T_HELLO] = "hello",
+    [SYNC_T_COLLECTIONS] = "collections",
+    [SYNC_T_BEGIN] = "begin",
+    [SYNC_T_MORE_TOMBSTONES] = "more_tombstones",
+    [SYNC_T_MORE_CLOCKS] = "more_clocks",
+    [SYNC_T_CHUNK] = "chunk",
+    [SYNC_T_COMMIT] = "commit",
+    [SYNC_T_CHANGES] = "changes",
+    [SYNC_T_TOMBSTONES] = "tombstones",
+    [SYNC_T_CLOCKS] = "clocks",
     [SYNC_T_FETCH] = "fetch",
 };
 
@@ -371,9 +379,9 @@ int sync_dec_segment(struct es_cbor_reader *r, struct es_sync_segment *seg,
 	return rc;
 }
 
-static int dec_tombstone(struct es_cbor_reader *r, struct es_sync_tombstone *t,
-			 int depth)
+static int dec_tombstone(struct es_cbor_reader *r, void *entry)
 {
+	struct es_sync_tombstone *t = entry;
 	struct es_cbor_seq s;
 	int rc = es_cbor_array_begin(r, &s, "a tombstone");
 
@@ -391,11 +399,32 @@ static int dec_tombstone(struct es_cbor_reader *r, struct es_sync_tombstone *t,
 	return rc;
 }
 
-int sync_dec_tombstones(struct es_cbor_reader *r, size_t max,
-			struct es_sync_tombstone **out, size_t *n, int depth)
+static int dec_clock(struct es_cbor_reader *r, void *entry)
 {
-	struct es_sync_tombstone *t = NULL, *nt;
+	struct es_clock_run *c = entry;
 	struct es_cbor_seq s;
+	int rc = es_cbor_array_begin(r, &s, "a clock run");
+
+	if (rc)
+		return rc;
+	if (s.indef || s.left != 2)
+		return es_cbor_fail(r, ES_E_CBOR_SCHEMA,
+				    "a clock run must be an array of 2 items "
+				    "[row, hlc]");
+	rc = es_cbor_get_uint(r, "clock run row", &c->row);
+	if (rc == 0)
+		rc = sync_dec_hlc(r, "clock run hlc", &c->hlc);
+	return rc;
+}
+
+/* An array of at most max entries of size bytes, each read by dec; *out
+ * malloc'ed (NULL when empty). what names the entries in messages. */
+static int dec_list(struct es_cbor_reader *r, const char *what, size_t max,
+		    size_t size, int (*dec)(struct es_cbor_reader *, void *),
+		    void **out, size_t *n, int depth)
+{
+	struct es_cbor_seq s;
+	unsigned char *v = NULL, *nv;
 	size_t cap = 0, k = 0;
 	int rc;
 
@@ -403,33 +432,191 @@ int sync_dec_tombstones(struct es_cbor_reader *r, size_t max,
 	*n = 0;
 	if (depth >= ES_CBOR_MAX_DEPTH)
 		return es_cbor_fail(r, ES_E_CBOR_MALFORMED, "nested too deep");
-	rc = es_cbor_array_begin(r, &s, "tombstones");
+	rc = es_cbor_array_begin(r, &s, what);
 	while (rc == 0 && (rc = es_cbor_seq_next(r, &s)) > 0) {
 		if (k == max) {
 			rc = es_cbor_fail(r, ES_E_CBOR_VALUE,
-					  "more than %zu tombstones in one "
-					  "message",
-					  max);
+					  "more than %zu %s in one message",
+					  max, what);
 			break;
 		}
 		if (k == cap) {
 			cap = cap ? cap * 2 : 16;
-			nt = realloc(t, cap * sizeof(*t));
-			if (!nt) {
+			nv = realloc(v, cap * size);
+			if (!nv) {
 				rc = -ENOMEM;
 				break;
 			}
-			t = nt;
+			v = nv;
 		}
-		rc = dec_tombstone(r, &t[k], depth + 1);
+		rc = dec(r, v + k * size);
 		if (rc == 0)
 			k++;
 	}
 	if (rc) {
-		free(t);
+		free(v);
 		return rc;
 	}
-	*out = t;
+	*out = v;
 	*n = k;
+	return 0;
+}
+
+int sync_dec_tombstones(struct es_cbor_reader *r, size_t max,
+			struct es_sync_tombstone **out, size_t *n, int depth)
+{
+	void *v;
+	int rc = dec_list(r, "tombstones", max, sizeof(**out), dec_tombstone,
+			  &v, n, depth);
+
+	*out = v;
+	return rc;
+}
+
+int sync_dec_clocks(struct es_cbor_reader *r, size_t max,
+		    struct es_clock_run **out, size_t *n, int depth)
+{
+	void *v;
+	int rc = dec_list(r, "clock runs", max, sizeof(**out), dec_clock, &v, n,
+			  depth);
+
+	*out = v;
+	return rc;
+}
+
+/* ---- the lists beside a segment --------------------------------------- */
+
+/* A begin with full pages of both lists (a tombstone is at most 85 bytes,
+ * a clock run 19) and everything else (far below 4 KiB) fits the
+ * allowance. */
+_Static_assert(SYNC_TOMBS_PER_MSG * 85u + SYNC_CLOCKS_PER_MSG * 19u + 4096u <=
+		   SYNC_HEADER_ALLOWANCE,
+	       "a begin fits SYNC_HEADER_ALLOWANCE");
+
+static void enc_tombs(struct es_cbor_enc *e, const void *v, size_t n)
+{
+	sync_enc_tombstones(e, v, n);
+}
+
+static void enc_clocks(struct es_cbor_enc *e, const void *v, size_t n)
+{
+	sync_enc_clocks(e, v, n);
+}
+
+const struct sync_list_kind sync_list_tombs = {
+    .field = "tombstones",
+    .total = "tombstones_total",
+    .what = "tombstones",
+    .more = SYNC_T_MORE_TOMBSTONES,
+    .fetch = SYNC_T_TOMBSTONES,
+    .size = sizeof(struct es_sync_tombstone),
+    .per_msg = SYNC_TOMBS_PER_MSG,
+    .max = SYNC_TOMBS_MAX,
+    .enc = enc_tombs,
+};
+
+const struct sync_list_kind sync_list_clocks = {
+    .field = "clocks",
+    .total = "clocks_total",
+    .what = "clock runs",
+    .more = SYNC_T_MORE_CLOCKS,
+    .fetch = SYNC_T_CLOCKS,
+    .size = sizeof(struct es_clock_run),
+    .per_msg = SYNC_CLOCKS_PER_MSG,
+    .max = SYNC_CLOCKS_MAX,
+    .enc = enc_clocks,
+};
+
+int sync_clocks_total_check(const struct es_sync_segment *seg, uint64_t total,
+			    char *why, size_t size)
+{
+	if (es_clock_runs_total_ok(total, seg->count))
+		return 0;
+	if (seg->count == 0)
+		snprintf(why, size,
+			 "%" PRIu64 " clock runs for a segment of 0 rows, "
+			 "which has none",
+			 total);
+	else if (total == 0)
+		snprintf(why, size,
+			 "no clock runs for a segment of %" PRIu64
+			 " rows: it has at least one",
+			 seg->count);
+	else if (total > seg->count)
+		snprintf(why, size,
+			 "%" PRIu64 " clock runs for a segment of %" PRIu64
+			 " rows: at most one per row",
+			 total, seg->count);
+	else
+		snprintf(why, size,
+			 "%" PRIu64 " clock runs: a segment has at most %u",
+			 total, SYNC_CLOCKS_MAX);
+	return -1;
+}
+
+int sync_clocks_check(const struct es_sync_segment *seg,
+		      const struct es_clock_run *c, size_t n, uint64_t first,
+		      const struct es_clock_run *prev, uint64_t total,
+		      char *why, size_t size)
+{
+	for (size_t i = 0; i < n; prev = &c[i++]) {
+		uint64_t k = first + i;
+
+		switch (es_clock_run_check(prev, &c[i], k, total, seg->count,
+					   seg->seal_hlc)) {
+		case ES_CLOCK_RUN_OK:
+			continue;
+		case ES_CLOCK_RUN_FIRST_ROW:
+			snprintf(why, size,
+				 "clock run 0 starts at row %" PRIu64
+				 "; the first run starts at row 0",
+				 c[i].row);
+			break;
+		case ES_CLOCK_RUN_ROW_ORDER:
+			snprintf(why, size,
+				 "clock run %" PRIu64 " starts at row %" PRIu64
+				 ", not after run %" PRIu64 "'s row %" PRIu64
+				 ": rows must increase",
+				 k, c[i].row, k - 1, prev->row);
+			break;
+		case ES_CLOCK_RUN_ROW_PAST:
+			snprintf(why, size,
+				 "clock run %" PRIu64 " starts at row %" PRIu64
+				 ", beyond the segment's %" PRIu64 " rows",
+				 k, c[i].row, seg->count);
+			break;
+		case ES_CLOCK_RUN_HLC_ORDER:
+			snprintf(why, size,
+				 "clock run %" PRIu64 " has hlc %" PRIu64
+				 ", not above run %" PRIu64 "'s %" PRIu64
+				 ": rows are in the order of their writes",
+				 k, c[i].hlc, k - 1, prev->hlc);
+			break;
+		case ES_CLOCK_RUN_HLC_SEAL:
+			if (c[i].hlc > seg->seal_hlc)
+				snprintf(why, size,
+					 "clock run %" PRIu64
+					 " has hlc %" PRIu64
+					 ", above the segment's seal_hlc "
+					 "%" PRIu64,
+					 k, c[i].hlc, seg->seal_hlc);
+			else
+				snprintf(why, size,
+					 "clock run %" PRIu64
+					 " has hlc %" PRIu64
+					 ", the segment's seal_hlc, which only "
+					 "the last run has (run %" PRIu64 ")",
+					 k, c[i].hlc, total - 1);
+			break;
+		case ES_CLOCK_RUN_HLC_NOT_LAST:
+			snprintf(why, size,
+				 "the last clock run has hlc %" PRIu64
+				 ", not the segment's seal_hlc %" PRIu64
+				 " (its newest write)",
+				 c[i].hlc, seg->seal_hlc);
+			break;
+		}
+		return -1;
+	}
 	return 0;
 }

@@ -10,7 +10,9 @@
  * [a-z0-9_-]{1,64}, device ids are 1..64 of ASCII 0x21..0x7e, dims are
  * 1..4096, a segment's size is exactly es_ndvs_file_size(dim, count) and
  * at most SYNC_SEGMENT_SIZE_MAX, clocks are below 2^63, arrays are within
- * their limits and strings within their maxima.
+ * their limits and strings within their maxima, and a begin's clock runs
+ * keep the rules of es_clock_run for its segment (those of later pages
+ * need the earlier ones: sync_clocks_check).
  */
 #ifndef EDGESYNC_SYNC_WIRE_H
 #define EDGESYNC_SYNC_WIRE_H
@@ -48,10 +50,12 @@ static inline uint32_t sync_piece_size(uint32_t chunk, uint32_t window)
 /* Every message but a chunk's payload fits in this; RECVMAXSZ is
  * chunk size + SYNC_HEADER_ALLOWANCE. */
 #define SYNC_HEADER_ALLOWANCE (256u << 10)
-#define SYNC_TOMBS_PER_MSG    2048u	 /* tombstones in one message */
-#define SYNC_TOMBS_MAX	      (1u << 20) /* tombstones of one segment */
-#define SYNC_SEGMENTS_PER_MSG 256u	 /* segments in a changes reply */
-#define SYNC_COLLECTIONS_MAX  1024u	 /* collections in one reply */
+#define SYNC_TOMBS_PER_MSG    2048u		/* tombstones in one message */
+#define SYNC_TOMBS_MAX	      (1u << 20)	/* tombstones of one segment */
+#define SYNC_CLOCKS_PER_MSG   2048u		/* clock runs in one message */
+#define SYNC_CLOCKS_MAX	      ES_CLOCK_RUNS_MAX /* clock runs of one segment */
+#define SYNC_SEGMENTS_PER_MSG 256u  /* segments in a changes reply */
+#define SYNC_COLLECTIONS_MAX  1024u /* collections in one reply */
 #define SYNC_SEGMENT_SIZE_MAX (1ull << 36)
 #define SYNC_INDEX_SIZE_MAX   (1ull << 38) /* an index file (changes) */
 #define SYNC_DIM_MAX	      4096u
@@ -72,10 +76,12 @@ enum sync_type {
 	SYNC_T_COLLECTIONS,
 	SYNC_T_BEGIN,
 	SYNC_T_MORE_TOMBSTONES,
+	SYNC_T_MORE_CLOCKS,
 	SYNC_T_CHUNK,
 	SYNC_T_COMMIT,
 	SYNC_T_CHANGES,
 	SYNC_T_TOMBSTONES,
+	SYNC_T_CLOCKS,
 	SYNC_T_FETCH,
 	SYNC_T_COUNT,
 };
@@ -128,6 +134,39 @@ int sync_failf(struct sync_fail *f, enum sync_code code, const char *fmt, ...)
 int sync_segment_check(const struct es_sync_segment *seg, uint32_t dim,
 		       char *why, size_t size);
 
+/* 0 if seg may have total clock runs (none for 0 rows, else 1 ..
+ * min(count, SYNC_CLOCKS_MAX)), else -1 with the reason in why. */
+int sync_clocks_total_check(const struct es_sync_segment *seg, uint64_t total,
+			    char *why, size_t size);
+/*
+ * 0 if the n runs at c, entries first.. of seg's list of total runs,
+ * keep the rule of clock_runs.h (es_clock_run_check): the run before
+ * them is prev (unused when first is 0). Pages checked in order this way
+ * make a valid list. Else -1 with the reason, naming the run, in why.
+ */
+int sync_clocks_check(const struct es_sync_segment *seg,
+		      const struct es_clock_run *c, size_t n, uint64_t first,
+		      const struct es_clock_run *prev, uint64_t total,
+		      char *why, size_t size);
+
+/*
+ * The lists that travel beside a segment in pages, its tombstones and
+ * its clock runs: up with begin's first page and more_* for the rest,
+ * down with a request per page. One description of each lets one piece
+ * of code on each side carry both.
+ */
+struct sync_list_kind {
+	const char *field; /* in begin, more_* and the replies */
+	const char *total; /* begin's field of the list's length */
+	const char *what;  /* for messages */
+	enum sync_type more, fetch;
+	size_t size; /* of one entry */
+	unsigned per_msg, max;
+	/* an array of n entries at v */
+	void (*enc)(struct es_cbor_enc *e, const void *v, size_t n);
+};
+extern const struct sync_list_kind sync_list_tombs, sync_list_clocks;
+
 /* ---- requests --------------------------------------------------------- */
 
 struct sync_req {
@@ -146,6 +185,10 @@ struct sync_req {
 	struct es_sync_tombstone *tombs;
 	size_t n_tombs;
 	uint64_t tombs_total; /* begin */
+	/* begin, more_clocks: malloc'ed */
+	struct es_clock_run *clocks;
+	size_t n_clocks;
+	uint64_t clocks_total; /* begin */
 	uint64_t offset, length, since, first, add_version;
 	const unsigned char *data; /* chunk */
 	size_t data_len;
@@ -198,10 +241,12 @@ struct sync_reply {
 	int more;
 	struct es_sync_segment *segs;
 	size_t n_segs;
-	/* tombstones: malloc'ed */
+	/* tombstones, clocks: malloc'ed */
 	uint64_t total;
 	struct es_sync_tombstone *tombs;
 	size_t n_tombs;
+	struct es_clock_run *clocks;
+	size_t n_clocks;
 	/* fetch */
 	const unsigned char *data;
 	size_t data_len;
@@ -229,6 +274,9 @@ int sync_dec_segment(struct es_cbor_reader *r, struct es_sync_segment *seg,
 /* An array of at most max tombstones; *out malloc'ed (NULL when empty). */
 int sync_dec_tombstones(struct es_cbor_reader *r, size_t max,
 			struct es_sync_tombstone **out, size_t *n, int depth);
+/* An array of at most max clock runs [row, hlc]; *out as above. */
+int sync_dec_clocks(struct es_cbor_reader *r, size_t max,
+		    struct es_clock_run **out, size_t *n, int depth);
 int sync_dec_device(struct es_cbor_reader *r, const char *what, char *dev);
 int sync_dec_name(struct es_cbor_reader *r, const char *what, char *name);
 int sync_dec_u32(struct es_cbor_reader *r, const char *what, uint32_t *v);
@@ -271,5 +319,8 @@ void sync_enc_segment(struct es_cbor_enc *e, const struct es_sync_segment *s,
 /* [[id, hlc, origin], ...] */
 void sync_enc_tombstones(struct es_cbor_enc *e,
 			 const struct es_sync_tombstone *t, size_t n);
+/* [[row, hlc], ...] */
+void sync_enc_clocks(struct es_cbor_enc *e, const struct es_clock_run *c,
+		     size_t n);
 
 #endif

@@ -79,3 +79,14 @@ void sync_enc_tombstones(struct es_cbor_enc *e,
 		es_cbor_enc_text(e, t[i].origin);
 	}
 }
+
+void sync_enc_clocks(struct es_cbor_enc *e, const struct es_clock_run *c,
+		     size_t n)
+{
+	es_cbor_enc_array(e, n);
+	for (size_t i = 0; i < n; i++) {
+		es_cbor_enc_array(e, 2);
+		es_cbor_enc_uint(e, c[i].row);
+		es_cbor_enc_uint(e, c[i].hlc);
+	}
+}

@@ -32,13 +32,15 @@ enum field {
 	R_DATA,
 	R_CRC,
 	R_WINDOW,
+	R_CLOCKS,
 	R_COUNT,
 };
 
 static const char *const field_names[R_COUNT] = {
-    "v",	"ok",	     "error",	   "offset",	  "device",  "nonce",
-    "hlc",	"chunk_max", "state",	   "collections", "version", "more",
-    "segments", "total",     "tombstones", "data",	  "crc",     "window",
+    "v",       "ok",   "error",	    "offset", "device",
+    "nonce",   "hlc",  "chunk_max", "state",  "collections",
+    "version", "more", "segments",  "total",  "tombstones",
+    "data",    "crc",  "window",    "clocks",
 };
 
 #define BIT(f) (1u << (f))
@@ -50,10 +52,12 @@ static const unsigned needs[SYNC_T_COUNT] = {
     [SYNC_T_COLLECTIONS] = BIT(R_COLLECTIONS),
     [SYNC_T_BEGIN] = BIT(R_STATE),
     [SYNC_T_MORE_TOMBSTONES] = BIT(R_OFFSET),
+    [SYNC_T_MORE_CLOCKS] = BIT(R_OFFSET),
     [SYNC_T_CHUNK] = BIT(R_OFFSET),
     [SYNC_T_COMMIT] = BIT(R_STATE),
     [SYNC_T_CHANGES] = BIT(R_VERSION) | BIT(R_MORE) | BIT(R_SEGMENTS),
     [SYNC_T_TOMBSTONES] = BIT(R_TOTAL) | BIT(R_TOMBSTONES),
+    [SYNC_T_CLOCKS] = BIT(R_TOTAL) | BIT(R_CLOCKS),
     [SYNC_T_FETCH] = BIT(R_DATA) | BIT(R_CRC),
 };
 
@@ -209,6 +213,9 @@ static int parse_field(struct sync_reply *rp, enum field fd,
 	case R_TOMBSTONES:
 		return sync_dec_tombstones(f, SYNC_TOMBS_PER_MSG, &rp->tombs,
 					   &rp->n_tombs, 1);
+	case R_CLOCKS:
+		return sync_dec_clocks(f, SYNC_CLOCKS_PER_MSG, &rp->clocks,
+				       &rp->n_clocks, 1);
 	case R_DATA:
 		return es_cbor_get_bytes(f, "field 'data'", &rp->data,
 					 &rp->data_len);
@@ -339,7 +346,9 @@ void sync_reply_fini(struct sync_reply *rp)
 	free(rp->colls);
 	free(rp->segs);
 	free(rp->tombs);
+	free(rp->clocks);
 	rp->colls = NULL;
 	rp->segs = NULL;
 	rp->tombs = NULL;
+	rp->clocks = NULL;
 }

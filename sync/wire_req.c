@@ -36,6 +36,8 @@ enum field {
 	F_FIRST,
 	F_LENGTH,
 	F_PART,
+	F_CLOCKS,
+	F_CLOCKS_TOTAL,
 	F_COUNT,
 };
 
@@ -45,7 +47,7 @@ static const char *const field_names[F_COUNT] = {
     "collection", "segment",	"tombstones",  "tombstones_total",
     "origin",	  "origin_seq", "offset",      "data",
     "crc",	  "since",	"add_version", "first",
-    "length",	  "part",
+    "length",	  "part",	"clocks",      "clocks_total",
 };
 
 #define BIT(f) (1u << (f))
@@ -61,14 +63,18 @@ static const struct {
 		      BIT(F_TOKEN) | BIT(F_CERT) | BIT(F_SIG)},
     [SYNC_T_COLLECTIONS] = {0, 0},
     [SYNC_T_BEGIN] = {BIT(F_COLLECTION) | BIT(F_SEGMENT),
-		      BIT(F_TOMBSTONES) | BIT(F_TOMBS_TOTAL)},
+		      BIT(F_TOMBSTONES) | BIT(F_TOMBS_TOTAL) | BIT(F_CLOCKS) |
+			  BIT(F_CLOCKS_TOTAL)},
     [SYNC_T_MORE_TOMBSTONES] = {SEGREF | BIT(F_FIRST) | BIT(F_TOMBSTONES), 0},
+    [SYNC_T_MORE_CLOCKS] = {SEGREF | BIT(F_FIRST) | BIT(F_CLOCKS), 0},
     [SYNC_T_CHUNK] = {SEGREF | BIT(F_OFFSET) | BIT(F_DATA) | BIT(F_CRC), 0},
     [SYNC_T_COMMIT] = {SEGREF, 0},
     [SYNC_T_CHANGES] = {BIT(F_COLLECTION) | BIT(F_SINCE), 0},
     [SYNC_T_TOMBSTONES] = {BIT(F_COLLECTION) | BIT(F_ADD_VERSION) |
 			       BIT(F_FIRST),
 			   0},
+    [SYNC_T_CLOCKS] = {BIT(F_COLLECTION) | BIT(F_ADD_VERSION) | BIT(F_FIRST),
+		       0},
     [SYNC_T_FETCH] = {SEGREF | BIT(F_OFFSET) | BIT(F_LENGTH), BIT(F_PART)},
 };
 
@@ -227,9 +233,40 @@ static int parse_field(struct sync_req *rq, enum field fd,
 		return es_cbor_get_uint(f, "field 'length'", &rq->length);
 	case F_PART:
 		return parse_part(f, &rq->index);
+	case F_CLOCKS:
+		return sync_dec_clocks(f, SYNC_CLOCKS_PER_MSG, &rq->clocks,
+				       &rq->n_clocks, 1);
+	case F_CLOCKS_TOTAL:
+		return es_cbor_get_uint(f, "field 'clocks_total'",
+					&rq->clocks_total);
 	default:
 		return 0;
 	}
+}
+
+/*
+ * begin's clock runs: clocks_total (the runs sent when absent) and the
+ * runs sent, against the segment. A segment of rows has at least one.
+ */
+static int parse_clocks(struct sync_req *rq, const struct es_cbor_span *sp,
+			struct sync_fail *f)
+{
+	char why[200];
+
+	if (!sp[F_CLOCKS_TOTAL].p)
+		rq->clocks_total = rq->n_clocks;
+	if (rq->clocks_total < rq->n_clocks)
+		return sync_failf(f, SYNC_C_INVALID,
+				  "clocks_total %" PRIu64
+				  " is below the %zu clock runs sent",
+				  rq->clocks_total, rq->n_clocks);
+	if (sync_clocks_total_check(&rq->seg, rq->clocks_total, why,
+				    sizeof(why)))
+		return sync_failf(f, SYNC_C_INVALID, "clocks_total: %s", why);
+	if (sync_clocks_check(&rq->seg, rq->clocks, rq->n_clocks, 0, NULL,
+			      rq->clocks_total, why, sizeof(why)))
+		return sync_failf(f, SYNC_C_INVALID, "clocks: %s", why);
+	return 0;
 }
 
 /* Checks that need several fields. */
@@ -255,7 +292,7 @@ static int parse_check(struct sync_req *rq, const struct es_cbor_span *sp,
 				  " is not between the %zu tombstones sent "
 				  "and the limit of %u",
 				  rq->tombs_total, rq->n_tombs, SYNC_TOMBS_MAX);
-	return 0;
+	return parse_clocks(rq, sp, f);
 }
 
 static int parse_map(struct sync_req *rq, const void *buf, size_t len,
@@ -330,6 +367,9 @@ int sync_req_parse(struct sync_req *rq, const void *buf, size_t len,
 void sync_req_fini(struct sync_req *rq)
 {
 	free(rq->tombs);
+	free(rq->clocks);
 	rq->tombs = NULL;
 	rq->n_tombs = 0;
+	rq->clocks = NULL;
+	rq->n_clocks = 0;
 }

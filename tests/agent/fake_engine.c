@@ -417,7 +417,9 @@ int es_engine_segments(struct es_engine *e, const char *name,
 					     .indexed = 1,
 					     .index_size = 8192,
 					     .seal_hlc = 77,
-					     .origin = "dev-a"};
+					     .origin = "dev-a",
+					     .clock_runs = 3,
+					     .clocks_crc = 0xfeedface};
 	(*out)[1] = (struct es_segment_info){.id = -2, .count = 5};
 	*n = 2;
 	return 0;

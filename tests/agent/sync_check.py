@@ -100,7 +100,8 @@ def crc(v):
 
 def ident(path, origin=""):
     return sorted((s["origin"], s["checksum"], s["count"], s["size"],
-                   s["seal_hlc"]) for s in load(path)["segments"]
+                   s["seal_hlc"], s["clock_runs"], s["clocks_crc"])
+                  for s in load(path)["segments"]
                   if not origin or s["origin"] == origin)
 
 

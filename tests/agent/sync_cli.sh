@@ -10,7 +10,8 @@
 #   --fetch-indexes takes a published segment with the cloud's index and
 #   installs it indexed, building nothing; a published collection dropped
 #   and created again reaches the edge whole; conflicts: the later write
-#   wins on every replica though its device sealed first; a wrong token
+#   wins on every replica though its device sealed first and sealed it
+#   with a later write of its own; a wrong token
 #   is refused. TLS with certificates signed by make_certs.sh's CA: an
 #   allowed device syncs, one not in allow-devices is refused, shows as
 #   awaiting approval on the cloud, syncs once `edgesync peers approve`d,
@@ -175,11 +176,12 @@ check lacks "$dir/out" private && ok || bad "private reached the cloud"
 
 # ---- conflicts: the later write wins, whichever device seals first ------
 # el (rounds only on sync-now) writes ids 5 and 6; a second later e2
-# deletes 5 and writes 6, seals and ships; el seals its older writes
-# after that, then syncs. The later writes stand on all three (a
-# segment's clock is its newest write's, not its seal's). The second
-# between the writes orders their clocks; nothing waits on time for a
-# result.
+# deletes 5 and writes 6, seals and ships; a second after that el writes
+# 9, then seals its writes into one segment and syncs. The later writes
+# stand on all three: each row keeps its own write's clock, not its
+# seal's, nor its segment's newest (9's, which is later than e2's). The
+# seconds between the writes order their clocks; nothing waits on time
+# for a result.
 start el --role edge --peer "tcp://127.0.0.1:$port" --token "$TOKEN" \
 	--sync-interval 3600000
 el_id=$(device_of el)
@@ -194,6 +196,8 @@ must e2 delete shared 5
 must e2 insert shared --id 6 --vector 2,2
 must e2 flush shared
 wait_for "e2's shared on the cloud" has_segs c1 shared 1 "$e2_id"
+sleep 1.1
+must el insert shared --id 9 --vector 3,3
 must el flush shared
 must el sync-now
 wait_for "el's shared on the cloud" has_segs c1 shared 1 "$el_id"
@@ -204,6 +208,8 @@ for n in c1 el e2; do
 	else grep -q not_found "$dir/err" && ok || bad "$n get 5: $(cat "$dir/err")"; fi
 	must $n get shared 6
 	grep -q "^2,2" "$dir/out" && ok || bad "$n: id 6 is $(cat "$dir/out")"
+	must $n get shared 9
+	grep -q "^3,3" "$dir/out" && ok || bad "$n: id 9 is $(cat "$dir/out")"
 done
 stop el
 

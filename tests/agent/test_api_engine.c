@@ -151,7 +151,7 @@ static void test_round_trip(void **state)
 	struct es_client_stats st;
 	uint64_t *ids = malloc(N * sizeof(*ids));
 	float *v = malloc((size_t)N * DIM * sizeof(*v)), got[DIM];
-	uint64_t rows = 0;
+	uint64_t rows = 0, runs = 0;
 	uint32_t dim;
 	size_t n;
 	int rc;
@@ -188,12 +188,15 @@ static void test_round_trip(void **state)
 	assert_true(n >= 1);
 	for (size_t i = 0; i < n; i++) {
 		rows += segs[i].count;
+		runs += segs[i].clock_runs;
 		assert_true(segs[i].size > 0);
 		if (segs[i].count == 0) /* a flush found nothing growing */
 			print_message("note: segment %lld is empty\n",
 				      (long long)segs[i].id);
 	}
 	assert_true(rows == N || rows == N - 1);
+	/* each insert of 500 is one write, its rows one run of its clock */
+	assert_int_equal(runs, N / 500);
 	free(segs);
 	assert_int_equal(es_client_collection_info(f->c, "faces", &ci), 0);
 	assert_int_equal(ci.vectors, N - 1);

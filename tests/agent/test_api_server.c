@@ -304,6 +304,8 @@ static void test_every_op(void **state)
 	assert_int_equal(segs[0].index_size, 8192);
 	assert_int_equal(segs[0].seal_hlc, 77);
 	assert_string_equal(segs[0].origin, "dev-a");
+	assert_int_equal(segs[0].clock_runs, 3);
+	assert_int_equal(segs[0].clocks_crc, 0xfeedface);
 	assert_int_equal(segs[1].id, -2);
 	assert_int_equal(segs[1].indexed, 0);
 	free(segs);

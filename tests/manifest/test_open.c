@@ -19,53 +19,8 @@
 
 #include "edgesync/manifest.h"
 #include "helpers.h"
+#include "raw_sql.h"
 #include "manifest_test.h"
-
-/* Runs sql on the file directly and returns column 0 of its first row. */
-static int64_t raw_int(const char *path, const char *sql)
-{
-	sqlite3_stmt *st;
-	sqlite3 *db;
-	int64_t v = -1;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
-
-static void raw_exec(const char *path, const char *sql)
-{
-	sqlite3 *db;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-}
-
-static int64_t table_count(const char *path, const char *name)
-{
-	sqlite3_stmt *st;
-	sqlite3 *db;
-	int64_t v;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_prepare_v2(db,
-			       "SELECT count(*) FROM sqlite_master"
-			       " WHERE type = 'table' AND name = ?1",
-			       -1, &st, NULL),
-	    SQLITE_OK);
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
 
 static void assert_hex32(const char *id)
 {
@@ -77,13 +32,13 @@ static void assert_hex32(const char *id)
 static void test_create_reopen(void **state)
 {
 	static const char *const tables[] = {
-	    "meta", "collection", "segment", "tombstone",
-	    "peer", "ack",	  "transfer"};
+	    "meta", "collection", "segment",  "tombstone",
+	    "peer", "ack",	  "transfer", "segment_clock"};
 	struct tdir *t = *state;
 	char device[ES_MANIFEST_DEVICE_MAX + 1];
 	struct es_manifest *m;
 
-	assert_int_equal(es_manifest_schema_version(), 3);
+	assert_int_equal(es_manifest_schema_version(), 4);
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
 	assert_hex32(es_manifest_device_id(m));
 	strcpy(device, es_manifest_device_id(m));
@@ -91,7 +46,7 @@ static void test_create_reopen(void **state)
 	assert_int_equal(es_manifest_check(m), 0);
 	es_manifest_close(m);
 
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 4);
 	assert_int_equal(raw_int(t->db, "PRAGMA application_id"), 0x45534d46);
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
 		assert_int_equal(table_count(t->db, tables[i]), 1);
@@ -103,7 +58,7 @@ static void test_create_reopen(void **state)
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
 	assert_string_equal(es_manifest_device_id(m), device);
 	es_manifest_close(m);
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 4);
 }
 
 static void test_device_ids_differ(void **state)
@@ -144,7 +99,7 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(table_count(t->db, "segment"), 0);
 
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 4);
 	assert_int_equal(table_count(t->db, "ack"), 1);
 	assert_string_equal(es_manifest_device_id(m), device);
 	assert_int_equal(es_manifest_collection_get(m, "old", &got), 0);
@@ -182,17 +137,22 @@ static void test_migrate_from_v2(void **state)
 {
 	struct tdir *t = *state;
 	struct es_manifest_collection c = {.name = "old", .dim = 8}, got;
-	struct es_manifest_segment s = {.size = 100, .dim = 8}, sg;
+	struct es_manifest_segment s = {.size = 100,
+					.dim = 8,
+					.count = 3,
+					.seal_hlc = 42},
+				   sg;
 	struct es_manifest_peer p = {.device = "edge-1", .role = 1};
 	char device[ES_MANIFEST_DEVICE_MAX + 1];
 	struct es_manifest_tombstone *tombs;
+	struct es_clock_run *runs;
 	struct es_manifest *m;
 	uint64_t v;
 	size_t n;
 
 	make_v2(t->db, &c, &s, device);
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 4);
 	assert_int_equal(table_count(t->db, "peer"), 1);
 	assert_int_equal(table_count(t->db, "ack"), 1);
 	assert_int_equal(table_count(t->db, "transfer"), 1);
@@ -209,6 +169,12 @@ static void test_migrate_from_v2(void **state)
 	assert_int_equal(n, 1);
 	assert_int_equal(tombs[0].id, 77);
 	free(tombs);
+	/* its rows at its segment's clock (schema 4) */
+	assert_int_equal(es_manifest_segment_clocks(m, s.id, &runs, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(runs[0].row, 0);
+	assert_int_equal(runs[0].hlc, s.seal_hlc);
+	free(runs);
 
 	/* And the new tables work. */
 	assert_int_equal(es_manifest_peer_upsert(m, &p), 0);
@@ -224,7 +190,7 @@ static void test_migrate_from_v2(void **state)
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
 	assert_int_equal(es_manifest_peer_get(m, "edge-1", &p), 0);
 	es_manifest_close(m);
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 4);
 }
 
 /* A migration that fails leaves the file at the version before it. */
@@ -249,7 +215,7 @@ static void test_migration_rolled_back(void **state)
 	/* Out of the way, the same file migrates. */
 	raw_exec(t->db, "DROP TABLE transfer");
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 4);
 	assert_int_equal(es_manifest_check(m), 0);
 	es_manifest_close(m);
 }
@@ -261,14 +227,14 @@ static void test_newer_refused(void **state)
 
 	assert_int_equal(es_manifest_open(&m, t->db), 0);
 	es_manifest_close(m);
-	raw_exec(t->db, "PRAGMA user_version = 4");
+	raw_exec(t->db, "PRAGMA user_version = 5");
 	m = (struct es_manifest *)&m;
 	assert_int_equal(es_manifest_open(&m, t->db), ES_E_MANIFEST_NEWER);
 	assert_null(m);
 	/* Refused before anything was written. */
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 4);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 5);
 	/* The test hook cannot ask for a version this edgesync lacks. */
-	assert_int_equal(manifest_open_version(&m, t->db, 4), -EINVAL);
+	assert_int_equal(manifest_open_version(&m, t->db, 5), -EINVAL);
 	assert_null(m);
 }
 

@@ -14,6 +14,7 @@
 
 #include "edgesync/manifest.h"
 #include "helpers.h"
+#include "raw_sql.h"
 #include "manifest_test.h"
 
 struct fixture {
@@ -256,15 +257,6 @@ static void test_refused(void **state)
 	assert_int_equal(es_manifest_peer_upsert(f->m, &p), 0);
 	assert_string_equal(p.address, longest);
 	assert_string_equal(p.identity, "Caf\xc3\xa9 edge 1");
-}
-
-static void raw_exec(const char *path, const char *sql)
-{
-	sqlite3 *db;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
 }
 
 /* Rows SQLite accepts but the manifest must not hand out. */

@@ -13,6 +13,7 @@
 
 #include "edgesync/manifest.h"
 #include "helpers.h"
+#include "raw_sql.h"
 
 #define DIM    16
 #define REMOTE "cloud-0001"
@@ -560,6 +561,105 @@ static void test_tombstone_conflicts(void **state)
 	free(list);
 }
 
+/*
+ * A segment's rows' clocks: recorded with it in its transaction, read
+ * back by id and by add_version; a segment added without them reads as
+ * one run at its seal_hlc (none with no rows); a list that does not fit
+ * the segment is refused before anything is written; a damaged record is
+ * called corrupt; the runs go with their segment.
+ */
+static void test_clocks(void **state)
+{
+	struct fixture *f = *state;
+	struct es_manifest_segment s = seg(f->coll, 10),
+				   plain = seg(f->coll, 4),
+				   empty = seg(f->coll, 0),
+				   bad = seg(f->coll, 5);
+	const struct es_clock_run runs[3] = {{.row = 0, .hlc = 7},
+					     {.row = 4, .hlc = 900},
+					     {.row = 9, .hlc = 1010}};
+	struct es_clock_run *got;
+	uint64_t v;
+	size_t n;
+
+	assert_int_equal(
+	    es_manifest_segment_add_clocked(f->m, &s, runs, 3, NULL, 0), 0);
+	assert_int_equal(es_manifest_segment_clocks(f->m, s.id, &got, &n), 0);
+	assert_int_equal(n, 3);
+	assert_memory_equal(got, runs, sizeof(runs));
+	free(got);
+	assert_int_equal(es_manifest_segment_clocks_at(f->m, f->coll,
+						       s.add_version, &got, &n),
+			 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(got[2].hlc, 1010);
+	free(got);
+
+	assert_int_equal(es_manifest_segment_add(f->m, &plain, NULL, 0), 0);
+	assert_int_equal(es_manifest_segment_clocks(f->m, plain.id, &got, &n),
+			 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(got[0].row, 0);
+	assert_int_equal(got[0].hlc, plain.seal_hlc);
+	free(got);
+	assert_int_equal(es_manifest_segment_add(f->m, &empty, NULL, 0), 0);
+	assert_int_equal(es_manifest_segment_clocks(f->m, empty.id, &got, &n),
+			 0);
+	assert_int_equal(n, 0);
+	assert_null(got);
+
+	/* rows past the segment's 5; a clock above its seal_hlc (1005) */
+	v = version(f, f->coll);
+	assert_int_equal(
+	    es_manifest_segment_add_clocked(f->m, &bad, runs, 3, NULL, 0),
+	    -EINVAL);
+	assert_non_null(strstr(es_manifest_last_error(f->m), "clock run 2"));
+	bad.count = 10;
+	assert_int_equal(
+	    es_manifest_segment_add_clocked(f->m, &bad, runs, 3, NULL, 0),
+	    -EINVAL);
+	assert_int_equal(version(f, f->coll), v);
+	assert_int_equal(
+	    es_manifest_segment_clocks_at(f->m, f->coll, v + 1, &got, &n),
+	    ES_E_MANIFEST_NOTFOUND);
+	assert_int_equal(es_manifest_segment_clocks(f->m, 999, &got, &n),
+			 ES_E_MANIFEST_NOTFOUND);
+
+	/* damaged records: cut short, empty, text, a number, rows going
+	 * backwards; and runs for a segment of no rows */
+	static const char *const damage[] = {
+	    "UPDATE segment_clock SET runs = substr(runs, 1, 20)",
+	    "UPDATE segment_clock SET runs = x''",
+	    "UPDATE segment_clock SET runs = 'abcdefghijklmnop'",
+	    "UPDATE segment_clock SET runs = 7",
+	    "UPDATE segment_clock SET runs = "
+	    "x'00000000000000000700000000000000"
+	    "00000000000000000800000000000000'",
+	};
+	for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++) {
+		raw_exec(f->t->db, damage[i]);
+		assert_int_equal(
+		    es_manifest_segment_clocks(f->m, s.id, &got, &n),
+		    ES_E_MANIFEST_CORRUPT);
+		assert_null(got);
+	}
+	raw_exec(f->t->db, "INSERT INTO segment_clock (segment_id, runs) "
+			   "SELECT id, x'00000000000000000000000000000000' "
+			   "FROM segment WHERE count = 0");
+	assert_int_equal(es_manifest_segment_clocks(f->m, empty.id, &got, &n),
+			 ES_E_MANIFEST_CORRUPT);
+	raw_exec(f->t->db, "DELETE FROM segment_clock WHERE segment_id != "
+			   "(SELECT min(segment_id) FROM segment_clock)");
+
+	/* superseded and removed: its runs go with it */
+	assert_int_equal(
+	    es_manifest_segment_supersede(f->m, plain.id, &s.id, 1), 0);
+	assert_int_equal(es_manifest_segment_remove(f->m, s.id), 0);
+	assert_int_equal(
+	    raw_int(f->t->db, "SELECT count(*) FROM segment_clock"), 0);
+	assert_int_equal(es_manifest_check(f->m), 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -574,6 +674,7 @@ int main(void)
 	    T(test_wal_gen),
 	    T(test_tombstones_with_segment),
 	    T(test_tombstone_conflicts),
+	    T(test_clocks),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 
 #include "edgesync/manifest.h"
 #include "helpers.h"
+#include "raw_sql.h"
 #include "manifest_test.h"
 
 #define DIM   8
@@ -411,15 +412,6 @@ static void test_transfer_refused(void **state)
 			 ES_E_MANIFEST_NOTFOUND);
 	assert_int_equal(es_manifest_transfer_delete(f->m, &t),
 			 ES_E_MANIFEST_NOTFOUND);
-}
-
-static void raw_exec(const char *path, const char *sql)
-{
-	sqlite3 *db;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
 }
 
 /* A staged name damaged on disk never reaches sync. */

@@ -29,6 +29,8 @@ struct memcat {
 	int64_t next_id;
 	uint64_t clock;
 	struct es_segment_meta segs[64];
+	struct es_clock_run *runs[64]; /* each segment's, as recorded */
+	size_t n_runs[64];
 	size_t n_segs;
 	struct es_tombstone tombs[4096];
 	size_t n_tombs;
@@ -52,6 +54,7 @@ static int mc_hlc(void *arg, uint64_t *hlc)
 }
 
 static int mc_sealed(void *arg, const struct es_segment_meta *seg,
+		     const struct es_clock_run *runs, size_t n_runs,
 		     const struct es_tombstone *tombs, size_t n)
 {
 	struct memcat *m = arg;
@@ -60,10 +63,29 @@ static int mc_sealed(void *arg, const struct es_segment_meta *seg,
 	m->fail_sealed = 0;
 	if (fail == 2)
 		return -EIO;
+	m->runs[m->n_segs] = malloc((n_runs + 1) * sizeof(*runs));
+	memcpy(m->runs[m->n_segs], runs, n_runs * sizeof(*runs));
+	m->n_runs[m->n_segs] = n_runs;
 	m->segs[m->n_segs++] = *seg;
 	for (size_t i = 0; i < n; i++)
 		m->tombs[m->n_tombs++] = tombs[i];
 	return fail ? -EIO : 0;
+}
+
+static int mc_clocks(void *arg, const struct es_segment_meta *seg,
+		     struct es_clock_run **runs, size_t *n)
+{
+	struct memcat *m = arg;
+
+	for (size_t i = 0; i < m->n_segs; i++) {
+		if (m->segs[i].id != seg->id)
+			continue;
+		*n = m->n_runs[i];
+		*runs = malloc((*n + 1) * sizeof(**runs));
+		memcpy(*runs, m->runs[i], *n * sizeof(**runs));
+		return 0;
+	}
+	return -ENOENT;
 }
 
 static int mc_indexed(void *arg, const struct es_segment_meta *seg)
@@ -87,17 +109,26 @@ static void mc_wake(void *arg)
 
 static char dir[64];
 static struct memcat cat;
+static uint32_t runs_max; /* clock_runs_max of the next open_coll */
 
 static struct es_collection *open_coll(uint64_t threshold)
 {
-	struct es_collection_catalog c = {mc_reserve, mc_hlc,  mc_sealed,
-					  mc_indexed, mc_wake, &cat};
+	struct es_collection_catalog c = {
+	    .reserve_id = mc_reserve,
+	    .hlc_now = mc_hlc,
+	    .sealed = mc_sealed,
+	    .clocks = mc_clocks,
+	    .indexed = mc_indexed,
+	    .wake = mc_wake,
+	    .arg = &cat,
+	};
 	struct es_collection_params p = {
 	    .dim = DIM,
 	    .metric = ES_METRIC_L2,
 	    .seal_threshold = threshold,
 	    .origin = "dev-a",
 	    .open_segments = 2,
+	    .clock_runs_max = runs_max,
 	};
 	struct es_collection *coll;
 
@@ -114,6 +145,7 @@ static struct es_collection *open_coll(uint64_t threshold)
 static int setup(void **state)
 {
 	memset(&cat, 0, sizeof(cat));
+	runs_max = 0;
 	strcpy(dir, "/tmp/es-test-coll-XXXXXX");
 	return mkdtemp(dir) ? 0 : -1;
 }
@@ -122,6 +154,8 @@ static int teardown(void **state)
 {
 	char cmd[128];
 
+	for (size_t i = 0; i < cat.n_segs; i++)
+		free(cat.runs[i]);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	return system(cmd) == 0 ? 0 : -1;
 }
@@ -156,6 +190,15 @@ static uint64_t nearest(struct es_collection *c, uint64_t id, float shift)
 	vec_of(id, shift, q);
 	assert_true(es_collection_search(c, q, 1, 0, hit) >= 1);
 	return hit[0].id;
+}
+
+/* 1 if id's live copy is the peer's (written with shift 9000), 0 if not. */
+static int peer_copy(struct es_collection *c, uint64_t id)
+{
+	float v[DIM];
+
+	assert_int_equal(es_collection_get(c, id, v), 0);
+	return v[0] > 4000;
 }
 
 static void drain(struct es_collection *c)
@@ -351,15 +394,19 @@ static void test_indexed_failed(void **state)
 	es_collection_close(c);
 }
 
-/* Installs a peer's (dev-b) segment of n rows (ids, v) with its clock
- * and tombstones, as sync does: staged, then handed over. */
-static void install_peer(struct es_collection *c, const uint64_t *ids,
-			 const float *v, uint64_t n, uint64_t seq, uint64_t hlc,
-			 const struct es_tombstone *t, size_t n_t)
+/* Installs a peer's (dev-b) segment of n rows (ids, v) with its clock,
+ * its rows' clocks (none: all at hlc) and tombstones, as sync does:
+ * staged, then handed over. */
+static int install_peer_runs(struct es_collection *c, const uint64_t *ids,
+			     const float *v, uint64_t n, uint64_t seq,
+			     uint64_t hlc, const struct es_clock_run *runs,
+			     size_t n_runs, const struct es_tombstone *t,
+			     size_t n_t)
 {
 	struct es_segment_meta m = {0};
 	struct es_ndvs_info info;
 	char staged[128];
+	int rc;
 
 	snprintf(staged, sizeof(staged), "%s/staged.ndvs", dir);
 	assert_int_equal(es_ndvs_write(staged, DIM, n, v, ids, &info), 0);
@@ -370,8 +417,17 @@ static void install_peer(struct es_collection *c, const uint64_t *ids,
 	snprintf(m.origin, sizeof(m.origin), "dev-b");
 	m.origin_seq = seq;
 	m.seal_hlc = hlc;
-	assert_int_equal(es_collection_install(c, staged, &m, t, n_t), 0);
+	rc = es_collection_install(c, staged, &m, runs, n_runs, t, n_t);
 	unlink(staged);
+	return rc;
+}
+
+static void install_peer(struct es_collection *c, const uint64_t *ids,
+			 const float *v, uint64_t n, uint64_t seq, uint64_t hlc,
+			 const struct es_tombstone *t, size_t n_t)
+{
+	assert_int_equal(
+	    install_peer_runs(c, ids, v, n, seq, hlc, NULL, 0, t, n_t), 0);
 }
 
 /*
@@ -398,6 +454,170 @@ static void test_segment_clock(void **state)
 	assert_int_not_equal(nearest(c, 3, 0), 3);
 	insert_range(c, 3, 1, 0); /* a later local write */
 	assert_int_equal(nearest(c, 3, 0), 3);
+	es_collection_close(c);
+}
+
+/*
+ * Each sealed row keeps its own write's clock. Local writes at w1 (ids
+ * 0..9), then at w2 (ids 10..19), then id 5 again at w3; the seal orders
+ * rows by write, one run each: [0, w1) [9, w2) [19, w3). A peer's copies
+ * of 3 and 13 written between w1 and w2 win over 3 (older) and lose to
+ * 13 (newer), here and after a reopen (with one clock per segment, its
+ * newest write's, both local copies would have won).
+ */
+static void test_row_clocks(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	uint64_t ids[2] = {3, 13}, w1, w2, w3;
+	float v[2 * DIM];
+
+	insert_range(c, 0, 10, 0);
+	w1 = cat.clock;
+	cat.clock += 1000;
+	insert_range(c, 10, 10, 0);
+	w2 = cat.clock;
+	insert_range(c, 5, 1, 0);
+	w3 = cat.clock;
+	assert_int_equal(es_collection_seal(c, 1), 0);
+	assert_int_equal(cat.segs[0].seal_hlc, w3);
+	assert_int_equal(cat.n_runs[0], 3);
+	assert_int_equal(cat.runs[0][0].row, 0);
+	assert_int_equal(cat.runs[0][0].hlc, w1);
+	assert_int_equal(cat.runs[0][1].row, 9);
+	assert_int_equal(cat.runs[0][1].hlc, w2);
+	assert_int_equal(cat.runs[0][2].row, 19);
+	assert_int_equal(cat.runs[0][2].hlc, w3);
+	vec_of(3, 9000, v);
+	vec_of(13, 9000, v + DIM);
+	install_peer(c, ids, v, 2, 1, w1 + 500, NULL, 0);
+	for (int pass = 0; pass < 2; pass++) {
+		assert_true(peer_copy(c, 3));
+		assert_false(peer_copy(c, 13));
+		assert_false(peer_copy(c, 5));
+		assert_int_equal(nearest(c, 3, 9000), 3);
+		assert_int_equal(nearest(c, 13, 0), 13);
+		es_collection_close(c);
+		c = open_coll(100000);
+	}
+	es_collection_close(c);
+}
+
+/*
+ * A peer's segment with its rows' clocks: each row wins or loses by its
+ * own. Row 0 (id 40) at p1, row 1 (id 41) at p2; local copies written
+ * between them: 40 stays local, 41 becomes the peer's. A list that does
+ * not fit the segment is refused before anything is installed.
+ */
+static void test_install_row_clocks(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	uint64_t ids[2] = {40, 41}, p1, p2;
+	struct es_clock_run runs[2], bad[2];
+	struct es_collection_stats s;
+	float v[2 * DIM];
+
+	p1 = ++cat.clock;
+	insert_range(c, 40, 2, 0);
+	p2 = ++cat.clock;
+	runs[0] = (struct es_clock_run){.row = 0, .hlc = p1};
+	runs[1] = (struct es_clock_run){.row = 1, .hlc = p2};
+	vec_of(40, 9000, v);
+	vec_of(41, 9000, v + DIM);
+	/* not starting at row 0; rows, then clocks, not increasing; the
+	 * last clock not the segment's; more runs than rows */
+	bad[0] = runs[1];
+	bad[1] = runs[0];
+	assert_int_equal(
+	    install_peer_runs(c, ids, v, 2, 1, p2, bad, 2, NULL, 0), -EINVAL);
+	bad[0] = runs[0];
+	bad[1] = (struct es_clock_run){.row = 0, .hlc = p2};
+	assert_int_equal(
+	    install_peer_runs(c, ids, v, 2, 1, p2, bad, 2, NULL, 0), -EINVAL);
+	bad[1] = (struct es_clock_run){.row = 1, .hlc = p1};
+	assert_int_equal(
+	    install_peer_runs(c, ids, v, 2, 1, p1, bad, 2, NULL, 0), -EINVAL);
+	assert_int_equal(
+	    install_peer_runs(c, ids, v, 2, 1, p2 + 1, runs, 2, NULL, 0),
+	    -EINVAL);
+	assert_int_equal(
+	    install_peer_runs(c, ids, v, 2, 1, p1, runs, 2, NULL, 0), -EINVAL);
+	assert_int_equal(
+	    install_peer_runs(c, ids, v, 1, 1, p2, runs, 2, NULL, 0), -EINVAL);
+	assert_int_equal(cat.n_segs, 0);
+	assert_int_equal(cat.next_id, 0); /* refused before taking an id */
+	assert_int_equal(
+	    install_peer_runs(c, ids, v, 2, 1, p2, runs, 2, NULL, 0), 0);
+	assert_int_equal(cat.n_runs[0], 2);
+	for (int pass = 0; pass < 2; pass++) {
+		assert_false(peer_copy(c, 40));
+		assert_true(peer_copy(c, 41));
+		es_collection_stats(c, &s);
+		assert_int_equal(s.vectors, 2);
+		es_collection_close(c);
+		c = open_coll(100000);
+	}
+	es_collection_close(c);
+}
+
+/*
+ * A seal reorders rows by write: id 5, written again last, becomes the
+ * segment's last row, and its live copy (and id 6's, which moves into
+ * row 5) follows, before and after a reopen.
+ */
+static void test_seal_reorders(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	float v[DIM], want[DIM];
+
+	insert_range(c, 0, 10, 0);
+	insert_range(c, 5, 1, 500); /* id 5 again, another vector */
+	assert_int_equal(es_collection_seal(c, 1), 0);
+	vec_of(5, 500, want);
+	for (int pass = 0; pass < 2; pass++) {
+		assert_int_equal(es_collection_get(c, 5, v), 0);
+		assert_memory_equal(v, want, sizeof(v));
+		assert_int_equal(es_collection_get(c, 6, v), 0);
+		assert_true(v[0] < 7);
+		assert_int_equal(nearest(c, 5, 500), 5);
+		es_collection_close(c);
+		c = open_coll(100000);
+	}
+	es_collection_close(c);
+}
+
+/*
+ * At most clock_runs_max runs per segment (4 here): a buffer is due at 4
+ * writes; a seal that comes after 10 merges them into groups of 3, each
+ * at its newest clock (rows 0..2 at w3, 3..5 at w6, 6..8 at w9, 9 at
+ * w10), the same after a reopen.
+ */
+static void test_runs_bounded(void **state)
+{
+	struct es_collection *c;
+	uint64_t w[10];
+	int wakes;
+
+	runs_max = 4;
+	c = open_coll(100000);
+	wakes = cat.wakes;
+	for (uint64_t i = 0; i < 10; i++) {
+		insert_range(c, i, 1, 0);
+		w[i] = cat.clock;
+		if (i == 2)
+			assert_int_equal(cat.wakes, wakes);
+		if (i == 3)
+			assert_true(cat.wakes > wakes); /* due at 4 writes */
+	}
+	assert_int_equal(es_collection_seal(c, 1), 0);
+	assert_int_equal(cat.n_runs[0], 4);
+	for (size_t g = 0; g < 4; g++) {
+		assert_int_equal(cat.runs[0][g].row, 3 * g);
+		assert_int_equal(cat.runs[0][g].hlc, w[g < 3 ? 3 * g + 2 : 9]);
+	}
+	assert_int_equal(cat.segs[0].seal_hlc, w[9]);
+	es_collection_close(c);
+	c = open_coll(100000);
+	assert_int_equal(nearest(c, 4, 0), 4);
 	es_collection_close(c);
 }
 
@@ -494,7 +714,8 @@ static void test_install_many(void **state)
 	assert_int_equal(es_collection_delete(c, &gone, 1), 0);
 	snprintf(staged, sizeof(staged), "%s/staged.ndvs", dir);
 	peer_segment(staged, 500, 5000, &m, 9); /* ids 500..5499 */
-	assert_int_equal(es_collection_install(c, staged, &m, NULL, 0), 0);
+	assert_int_equal(es_collection_install(c, staged, &m, NULL, 0, NULL, 0),
+			 0);
 	unlink(staged);
 	for (int round = 0; round < 2; round++) {
 		es_collection_stats(c, &s);
@@ -542,7 +763,8 @@ static void test_adopt_index(void **state)
 	peer_segment(seg, 1000, 300, &m, 9);
 	peer_segment(seg2, 5000, 300, &other, 10);
 	build_index(seg, idx, ES_METRIC_L2);
-	assert_int_equal(es_collection_install(c, seg, &m, NULL, 0), 0);
+	assert_int_equal(es_collection_install(c, seg, &m, NULL, 0, NULL, 0),
+			 0);
 	assert_int_equal(es_collection_adopt_index(c, "dev-c", 9, idx),
 			 -ENOENT);
 	/* another segment's index, the wrong metric, a flipped byte */
@@ -623,9 +845,9 @@ static void test_install_indexed(void **state)
 	es_vamana_close(v);
 	assert_int_equal(es_vamana_file_crc(info.checksum), file_crc(idx));
 
-	assert_int_equal(
-	    es_collection_install_indexed(c, seg, &m, NULL, 0, idx, &index_rc),
-	    0);
+	assert_int_equal(es_collection_install_indexed(c, seg, &m, NULL, 0,
+						       NULL, 0, idx, &index_rc),
+			 0);
 	assert_int_equal(index_rc, 0);
 	assert_true(cat.segs[cat.n_segs - 1].indexed);
 	assert_int_equal(cat.segs[cat.n_segs - 1].index_checksum,
@@ -636,7 +858,7 @@ static void test_install_indexed(void **state)
 
 	/* seg2 with seg's index: refused, seg2 installed all the same */
 	assert_int_equal(es_collection_install_indexed(c, seg2, &other, NULL, 0,
-						       idx, &index_rc),
+						       NULL, 0, idx, &index_rc),
 			 0);
 	assert_int_equal(index_rc, ES_E_VAMANA_SEGMENT);
 	assert_false(cat.segs[cat.n_segs - 1].indexed);
@@ -665,6 +887,12 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_threshold, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_row_clocks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_seal_reorders, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_runs_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_install_row_clocks, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_install_many, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_adopt_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install_indexed, setup,

@@ -119,6 +119,39 @@ static int h_segment_tombstones(void *arg, const char *coll,
 	return rc;
 }
 
+/* The runs segment_clocks gives for s: its own, or {0, seal_hlc}. */
+static void clocks_of(const struct th_seg *s, struct es_clock_run **out,
+		      size_t *n)
+{
+	*n = s->nck ? s->nck : s->s.count > 0;
+	*out = calloc(*n + 1, sizeof(**out));
+	if (s->nck)
+		memcpy(*out, s->ck, s->nck * sizeof(**out));
+	else if (*n)
+		(*out)[0].hlc = s->s.seal_hlc;
+}
+
+static int h_segment_clocks(void *arg, const char *coll, uint64_t add_version,
+			    struct es_clock_run **out, size_t *n)
+{
+	struct test_host *h = arg;
+	struct th_coll *c;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&h->lock);
+	c = find(h, coll);
+	*out = NULL;
+	*n = 0;
+	for (size_t i = 0; c && i < c->n && rc; i++) {
+		if (c->segs[i].s.add_version != add_version)
+			continue;
+		clocks_of(&c->segs[i], out, n);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
 static int h_segment_path(void *arg, const char *coll, int64_t id, char **path)
 {
 	struct test_host *h = arg;
@@ -168,10 +201,18 @@ static int h_has_segment(void *arg, const char *coll, const char *origin,
 	return s != NULL;
 }
 
+/* 1 if the n runs at k keep the rule of clock_runs.h for seg. */
+static int clocks_valid(const struct es_sync_segment *seg,
+			const struct es_clock_run *k, size_t n)
+{
+	return es_clock_runs_check(k, n, seg->count, seg->seal_hlc) == 0;
+}
+
 /* install and install_indexed: moves the staged files here. */
 static int install(struct test_host *h, const char *coll, const char *staged,
 		   const char *index, const struct es_sync_segment *seg,
 		   const struct es_sync_tombstone *tombs, size_t n,
+		   const struct es_clock_run *clocks, size_t n_clocks,
 		   int *index_rc)
 {
 	struct stat sb;
@@ -183,6 +224,11 @@ static int install(struct test_host *h, const char *coll, const char *staged,
 	c = find(h, coll);
 	if (!c || c->n == TH_SEGS) {
 		rc = -ENOENT;
+		goto out;
+	}
+	if (!clocks_valid(seg, clocks, n_clocks)) {
+		h->bad_clocks++;
+		rc = -EINVAL;
 		goto out;
 	}
 	if (find_seg(c, seg->origin, seg->origin_seq)) {
@@ -218,6 +264,10 @@ static int install(struct test_host *h, const char *coll, const char *staged,
 	if (n)
 		memcpy(s->t, tombs, n * sizeof(*tombs));
 	s->nt = n;
+	s->ck = calloc(n_clocks + 1, sizeof(*clocks));
+	if (n_clocks)
+		memcpy(s->ck, clocks, n_clocks * sizeof(*clocks));
+	s->nck = n_clocks;
 	c->n++;
 	h->installs++;
 out:
@@ -227,19 +277,23 @@ out:
 
 static int h_install(void *arg, const char *coll, const char *staged,
 		     const struct es_sync_segment *seg,
-		     const struct es_sync_tombstone *tombs, size_t n)
+		     const struct es_sync_tombstone *tombs, size_t n,
+		     const struct es_clock_run *clocks, size_t n_clocks)
 {
-	return install(arg, coll, staged, NULL, seg, tombs, n, NULL);
+	return install(arg, coll, staged, NULL, seg, tombs, n, clocks, n_clocks,
+		       NULL);
 }
 
 static int h_install_indexed(void *arg, const char *coll, const char *staged,
 			     const char *index,
 			     const struct es_sync_segment *seg,
 			     const struct es_sync_tombstone *tombs, size_t n,
+			     const struct es_clock_run *clocks, size_t n_clocks,
 			     int *index_rc)
 {
 	*index_rc = 0;
-	return install(arg, coll, staged, index, seg, tombs, n, index_rc);
+	return install(arg, coll, staged, index, seg, tombs, n, clocks,
+		       n_clocks, index_rc);
 }
 
 static struct th_ack *ack_find(struct test_host *h, const char *peer,
@@ -397,6 +451,7 @@ void th_init(struct test_host *h, const char *name, const char *dir,
 	    .ensure_collection = h_ensure_collection,
 	    .list_segments = h_list_segments,
 	    .segment_tombstones = h_segment_tombstones,
+	    .segment_clocks = h_segment_clocks,
 	    .segment_path = h_segment_path,
 	    .has_segment = h_has_segment,
 	    .install = h_install,
@@ -414,8 +469,10 @@ void th_init(struct test_host *h, const char *name, const char *dir,
 void th_fini(struct test_host *h)
 {
 	for (size_t i = 0; i < h->ncolls; i++)
-		for (size_t j = 0; j < h->colls[i].n; j++)
+		for (size_t j = 0; j < h->colls[i].n; j++) {
 			free(h->colls[i].segs[j].t);
+			free(h->colls[i].segs[j].ck);
+		}
 	for (size_t i = 0; i < h->nlogs; i++)
 		free(h->logs[i]);
 	pthread_mutex_destroy(&h->lock);
@@ -521,6 +578,39 @@ void th_add_index(struct test_host *h, const char *coll, size_t i,
 	free(b);
 }
 
+void th_set_clocks(struct test_host *h, const char *coll, size_t i,
+		   const struct es_clock_run *k, size_t n)
+{
+	struct th_seg *s;
+
+	pthread_mutex_lock(&h->lock);
+	s = &find(h, coll)->segs[i];
+	free(s->ck);
+	s->ck = calloc(n + 1, sizeof(*k));
+	if (n)
+		memcpy(s->ck, k, n * sizeof(*k));
+	s->nck = n;
+	pthread_mutex_unlock(&h->lock);
+}
+
+int th_clocks(struct test_host *h, const char *coll, const char *origin,
+	      uint64_t seq, struct es_clock_run **out, size_t *n)
+{
+	const struct th_seg *s;
+
+	pthread_mutex_lock(&h->lock);
+	s = find_seg(find(h, coll), origin, seq);
+	*out = NULL;
+	*n = 0;
+	if (s && s->nck) {
+		*out = malloc(s->nck * sizeof(**out));
+		memcpy(*out, s->ck, s->nck * sizeof(**out));
+		*n = s->nck;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return s ? 0 : -1;
+}
+
 size_t th_count(struct test_host *h, const char *coll)
 {
 	struct th_coll *c;
@@ -556,6 +646,7 @@ int th_segment(struct test_host *h, const char *coll, size_t i,
 	if (c && i < c->n) {
 		*out = c->segs[i];
 		out->t = NULL;
+		out->ck = NULL;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&h->lock);
@@ -586,9 +677,10 @@ static char *slurp(const char *path, size_t *len)
 int th_same(struct test_host *a, struct test_host *b, const char *coll,
 	    const char *origin, uint64_t seq)
 {
+	struct es_clock_run *ka = NULL, *kb = NULL;
 	struct th_seg *x, *y;
 	char *fa = NULL, *fb = NULL;
-	size_t la = 0, lb = 0;
+	size_t la = 0, lb = 0, na = 0, nb = 0;
 	int same = 0;
 
 	pthread_mutex_lock(&a->lock);
@@ -605,9 +697,15 @@ int th_same(struct test_host *a, struct test_host *b, const char *coll,
 			same = x->t[i].id == y->t[i].id &&
 			       x->t[i].hlc == y->t[i].hlc &&
 			       !strcmp(x->t[i].origin, y->t[i].origin);
+		clocks_of(x, &ka, &na);
+		clocks_of(y, &kb, &nb);
+		same = same && na == nb &&
+		       (na == 0 || !memcmp(ka, kb, na * sizeof(*ka)));
 	}
 	pthread_mutex_unlock(&b->lock);
 	pthread_mutex_unlock(&a->lock);
+	free(ka);
+	free(kb);
 	free(fa);
 	free(fb);
 	return same;

@@ -25,6 +25,10 @@ struct th_seg {
 	char index_path[640]; /* "" without an index */
 	struct es_sync_tombstone *t;
 	size_t nt;
+	/* Clock runs: as install received them, or set by th_set_clocks;
+	 * none (nck 0) is {0, seal_hlc} to segment_clocks. */
+	struct es_clock_run *ck;
+	size_t nck;
 };
 
 struct th_coll {
@@ -62,7 +66,10 @@ struct test_host {
 	int approval_err; /* answered instead when < 0 */
 	int refuse_index; /* install_indexed refuses every index with it */
 	uint64_t indexed_installs; /* installs that kept their index */
-	unsigned restarts;	   /* times sync asked for a restart */
+	/* installs refused for clock runs that break es_clock_run's rules
+	 * (checked here, apart from sync's own checks) */
+	unsigned bad_clocks;
+	unsigned restarts; /* times sync asked for a restart */
 	struct es_sync_host api;
 };
 
@@ -94,13 +101,25 @@ void th_add_index(struct test_host *h, const char *coll, size_t i,
 int th_same_index(struct test_host *a, struct test_host *b, const char *coll,
 		  const char *origin, uint64_t seq);
 
+/* th_set_clocks records the n runs at c as segment i of coll's. */
+void th_set_clocks(struct test_host *h, const char *coll, size_t i,
+		   const struct es_clock_run *c, size_t n);
+/*
+ * th_clocks: a copy (*out malloc'ed, NULL when none) of the runs the
+ * host recorded for (coll, origin, seq): as install received them, or
+ * th_set_clocks set them. -1 if it has no such segment.
+ */
+int th_clocks(struct test_host *h, const char *coll, const char *origin,
+	      uint64_t seq, struct es_clock_run **out, size_t *n);
+
 /* The number of segments in coll (0 if it does not exist). */
 size_t th_count(struct test_host *h, const char *coll);
 /* Copies of segment i of coll (and its path); 0 or -1. */
 int th_segment(struct test_host *h, const char *coll, size_t i,
 	       struct th_seg *out);
-/* 1 if the files of (coll, origin, seq) in a and b hold the same bytes
- * and the same tombstones. */
+/* 1 if the files of (coll, origin, seq) in a and b hold the same bytes,
+ * the same tombstones and the same clock runs (as segment_clocks gives
+ * them). */
 int th_same(struct test_host *a, struct test_host *b, const char *coll,
 	    const char *origin, uint64_t seq);
 uint64_t th_ack_value(struct test_host *h, const char *coll, int dir);

@@ -4,12 +4,15 @@
  * names, dims, sizes and offsets, damaged chunks, a forged upload and an
  * oversized message; each is refused with the right error code and the
  * cloud goes on serving a good edge. A fake cloud answers an edge with
- * garbage and with lies; the edge refuses them and installs nothing.
+ * garbage and with lies (clock runs that break the rules among them);
+ * the edge refuses them and installs nothing, and one that refuses
+ * clock runs: the edge neither uploads nor installs without them.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,12 +73,13 @@ static void begin(const char *name, uint32_t dim,
 	struct es_sync_collection c = {.dim = dim, .metric = 0};
 
 	snprintf(c.name, sizeof(c.name), "%s", name);
-	raw_req(SYNC_T_BEGIN, 3);
+	raw_req(SYNC_T_BEGIN, 4);
 	es_cbor_enc_text(&E, "collection");
 	sync_enc_collection(&E, &c, 0);
 	es_cbor_enc_text(&E, "segment");
 	sync_enc_segment(&E, seg, 0);
 	es_cbor_enc_kv_uint(&E, "tombstones_total", tombs_total);
+	raw_enc_clocks(seg);
 }
 
 static void chunk(const char *coll, const struct es_sync_segment *seg,
@@ -125,16 +129,16 @@ static void envelope_attacks(nng_socket s)
 
 	es_cbor_enc_reset(&E, 0);
 	es_cbor_enc_map(&E, 2);
-	es_cbor_enc_kv_uint(&E, "v", 2);
+	es_cbor_enc_kv_uint(&E, "v", 1); /* before clock runs travelled */
 	es_cbor_enc_kv_text(&E, "type", "hello");
-	expect(s, SYNC_T_PING, SYNC_C_VERSION, "version 2");
+	expect(s, SYNC_T_PING, SYNC_C_VERSION, "version 1");
 	es_cbor_enc_reset(&E, 0);
 	es_cbor_enc_map(&E, 1);
 	es_cbor_enc_kv_text(&E, "type", "hello");
 	expect(s, SYNC_T_PING, SYNC_C_MALFORMED, "lacks field 'v'");
 	es_cbor_enc_reset(&E, 0);
 	es_cbor_enc_map(&E, 2);
-	es_cbor_enc_kv_uint(&E, "v", 1);
+	es_cbor_enc_kv_uint(&E, "v", ES_SYNC_PROTOCOL);
 	es_cbor_enc_kv_text(&E, "type", "frobnicate");
 	expect(s, SYNC_T_PING, SYNC_C_UNKNOWN_TYPE, "'frobnicate'");
 	raw_req(SYNC_T_PING, 0);
@@ -365,21 +369,6 @@ static void published_attacks(nng_socket s, const struct es_sync_segment *p)
 	expect(s, SYNC_T_TOMBSTONES, SYNC_C_INVALID, "beyond");
 }
 
-static unsigned char *read_all(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	unsigned char *b;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	*len = (size_t)ftell(f);
-	fseek(f, 0, SEEK_SET);
-	b = malloc(*len);
-	assert_int_equal(fread(b, 1, *len, f), *len);
-	fclose(f);
-	return b;
-}
-
 static void test_hostile_clients(void **state)
 {
 	struct th_node cloud, edge, scratch;
@@ -400,7 +389,7 @@ static void test_hostile_clients(void **state)
 	th_add_collection(&scratch.h, "c", 8, 0);
 	th_add_segment(&scratch.h, "c", 300, 72, 0, NULL, 0);
 	assert_int_equal(th_segment(&scratch.h, "c", 0, &seg), 0);
-	file = read_all(seg.path, &len);
+	file = raw_read_file(seg.path, &len);
 	assert_int_equal(len, seg.s.size);
 
 	s = raw_open(cloud.url, 5000);
@@ -449,6 +438,11 @@ enum fake_mode {
 	FAKE_NO_PROGRESS,
 	FAKE_SHORT_DATA,
 	FAKE_BAD_CRC,
+	FAKE_CLOCKS_ORDER, /* runs out of order across two pages */
+	FAKE_CLOCKS_ABOVE, /* a run above the seal */
+	FAKE_CLOCKS_TOTAL, /* more runs than rows */
+	FAKE_NO_CLOCKS,	   /* refuses clocks and more_clocks */
+	FAKE_CLOCKS_ZERO,  /* no runs for a segment of rows */
 };
 
 static struct {
@@ -458,7 +452,48 @@ static struct {
 	enum fake_mode mode;
 	struct es_sync_segment seg; /* a real segment, of file */
 	unsigned char *file;
+	atomic_int commits, more_clocks; /* requests of each */
 } fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* A refusal of an unknown message type. */
+static void fake_unknown(struct es_cbor_enc *e, const struct sync_req *rq)
+{
+	struct sync_fail f = {0};
+
+	sync_failf(&f, SYNC_C_UNKNOWN_TYPE, "unknown message type '%s'",
+		   sync_type_name(rq->type));
+	sync_enc_fail(e, &f);
+}
+
+/* The page from rq->first of fake.seg's runs: one per row, broken as
+ * mode says. */
+static void fake_clocks(struct es_cbor_enc *e, const struct sync_req *rq,
+			enum fake_mode mode)
+{
+	uint64_t n = mode == FAKE_CLOCKS_ZERO
+			 ? 0
+			 : fake.seg.count + (mode == FAKE_CLOCKS_TOTAL);
+	uint64_t k = rq->first < n ? n - rq->first : 0;
+	struct es_clock_run *c;
+
+	k = k < SYNC_CLOCKS_PER_MSG ? k : SYNC_CLOCKS_PER_MSG;
+	c = calloc(k + 1, sizeof(*c));
+	for (uint64_t i = 0; i < k; i++) {
+		uint64_t row = rq->first + i;
+
+		c[i].row = row;
+		c[i].hlc = fake.seg.seal_hlc - (n - 1 - row);
+		if (mode == FAKE_CLOCKS_ORDER && row == SYNC_CLOCKS_PER_MSG)
+			c[i].row = row - 1;
+		if (mode == FAKE_CLOCKS_ABOVE && row == 5)
+			c[i].hlc = fake.seg.seal_hlc + 1;
+	}
+	sync_enc_ok(e, 2);
+	es_cbor_enc_kv_uint(e, "total", n);
+	es_cbor_enc_text(e, "clocks");
+	sync_enc_clocks(e, c, (size_t)k);
+	free(c);
+}
 
 static void fake_reply(struct es_cbor_enc *e, const struct sync_req *rq,
 		       enum fake_mode mode)
@@ -470,7 +505,8 @@ static void fake_reply(struct es_cbor_enc *e, const struct sync_req *rq,
 	switch (rq->type) {
 	case SYNC_T_HELLO:
 		es_cbor_enc_map(e, 5);
-		es_cbor_enc_kv_uint(e, "v", mode == FAKE_VERSION ? 2 : 1);
+		es_cbor_enc_kv_uint(
+		    e, "v", mode == FAKE_VERSION ? 1 : ES_SYNC_PROTOCOL);
 		es_cbor_enc_kv_bool(e, "ok", 1);
 		es_cbor_enc_kv_text(e, "device", "fake-cloud");
 		es_cbor_enc_kv_uint(e, "hlc", 1);
@@ -508,6 +544,37 @@ static void fake_reply(struct es_cbor_enc *e, const struct sync_req *rq,
 		    e, "crc", es_crc32c(0, d, n) ^ (mode == FAKE_BAD_CRC));
 		return;
 	}
+	case SYNC_T_TOMBSTONES:
+		sync_enc_ok(e, 2);
+		es_cbor_enc_kv_uint(e, "total", 0);
+		es_cbor_enc_text(e, "tombstones");
+		es_cbor_enc_array(e, 0);
+		return;
+	case SYNC_T_CLOCKS:
+		if (mode == FAKE_NO_CLOCKS)
+			fake_unknown(e, rq);
+		else
+			fake_clocks(e, rq, mode);
+		return;
+	/* An upload (FAKE_NO_CLOCKS): nothing to send, nothing kept. */
+	case SYNC_T_BEGIN:
+		sync_enc_ok(e, 2);
+		es_cbor_enc_kv_text(e, "state", "resume");
+		es_cbor_enc_kv_uint(e, "offset", rq->seg.size);
+		return;
+	case SYNC_T_MORE_TOMBSTONES:
+		sync_enc_ok(e, 1);
+		es_cbor_enc_kv_uint(e, "offset", rq->first + rq->n_tombs);
+		return;
+	case SYNC_T_MORE_CLOCKS:
+		fake.more_clocks++;
+		fake_unknown(e, rq);
+		return;
+	case SYNC_T_COMMIT:
+		fake.commits++;
+		sync_enc_ok(e, 1);
+		es_cbor_enc_kv_text(e, "state", "installed");
+		return;
 	default:
 		sync_enc_ok(e, 0);
 	}
@@ -558,34 +625,52 @@ static void fake_mode(struct th_node *edge, enum fake_mode mode,
 	assert_int_equal(th_installs(&edge->h), 0);
 }
 
+/* The fake cloud, listening at url in mode, with one published segment
+ * of count rows (of a scratch host's, made under name). */
+static void fake_open(struct th_node *scratch, const char *name, uint64_t count,
+		      char *url, size_t size, enum fake_mode mode)
+{
+	struct th_seg seg;
+	size_t len;
+
+	th_node_init(scratch, root, name, "fake-cloud", ES_SYNC_EDGE);
+	th_add_collection(&scratch->h, "pub", 8, 0);
+	th_add_segment(&scratch->h, "pub", count, 81, 0, NULL, 0);
+	assert_int_equal(th_segment(&scratch->h, "pub", 0, &seg), 0);
+	fake.seg = seg.s;
+	fake.seg.add_version = 5;
+	fake.file = raw_read_file(seg.path, &len);
+
+	snprintf(url, size, "tcp://127.0.0.1:%d", th_free_port());
+	assert_int_equal(nng_rep0_open(&fake.s), 0);
+	assert_int_equal(nng_listen(fake.s, url, NULL, 0), 0);
+	fake.mode = mode;
+	assert_int_equal(pthread_create(&fake.t, NULL, fake_main, NULL), 0);
+}
+
+static void fake_close(struct th_node *scratch)
+{
+	nng_close(fake.s);
+	pthread_join(fake.t, NULL);
+	free(fake.file);
+	th_fini(&scratch->h);
+}
+
 static void test_hostile_cloud(void **state)
 {
 	struct th_node edge, scratch;
 	struct es_sync_peer_status st;
-	struct th_seg seg;
-	size_t len;
 	char url[100];
 
-	th_node_init(&scratch, root, "f-scratch", "fake-cloud", ES_SYNC_EDGE);
-	th_add_collection(&scratch.h, "pub", 8, 0);
-	th_add_segment(&scratch.h, "pub", 200, 81, 0, NULL, 0);
-	assert_int_equal(th_segment(&scratch.h, "pub", 0, &seg), 0);
-	fake.seg = seg.s;
-	fake.seg.add_version = 5;
-	fake.file = read_all(seg.path, &len);
-
-	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", th_free_port());
-	assert_int_equal(nng_rep0_open(&fake.s), 0);
-	assert_int_equal(nng_listen(fake.s, url, NULL, 0), 0);
-	fake.mode = FAKE_GARBAGE;
-	assert_int_equal(pthread_create(&fake.t, NULL, fake_main, NULL), 0);
-
+	/* More rows than a page of clock runs. */
+	fake_open(&scratch, "f-scratch", SYNC_CLOCKS_PER_MSG + 52, url,
+		  sizeof(url), FAKE_GARBAGE);
 	th_node_init(&edge, root, "f-edge", "edge-f", ES_SYNC_EDGE);
 	snprintf(edge.peer_url, sizeof(edge.peer_url), "%s", url);
 	edge.c.backoff_max_ms = 200;
 	assert_int_equal(th_node_start(&edge), 0);
 	fake_mode(&edge, FAKE_GARBAGE, "bad reply to hello");
-	fake_mode(&edge, FAKE_VERSION, "protocol version 2");
+	fake_mode(&edge, FAKE_VERSION, "protocol version 1");
 	fake_mode(&edge, FAKE_CHUNK_MAX, "chunk_max 0");
 	fake_mode(&edge, FAKE_BAD_SIZE, "is not that of");
 	fake_mode(&edge, FAKE_NO_PROGRESS, "more without progress");
@@ -593,12 +678,61 @@ static void test_hostile_cloud(void **state)
 	fake_mode(&edge, FAKE_BAD_CRC, "failed its CRC32C 5 times");
 	assert_int_equal(th_status(&edge, NULL, &st), 0);
 	assert_true(st.checksum_failures >= 5);
+	fake_mode(&edge, FAKE_CLOCKS_ORDER,
+		  "sent an inconsistent list: clock run 2048 starts at row "
+		  "2047, not after run 2047's row 2047");
+	fake_mode(&edge, FAKE_CLOCKS_ABOVE, "clock run 5 has hlc");
+	fake_mode(&edge, FAKE_CLOCKS_TOTAL,
+		  "2101 clock runs for a segment of 2100 rows");
+	fake_mode(&edge, FAKE_CLOCKS_ZERO,
+		  "no clock runs for a segment of 2100 rows");
+	assert_int_equal(edge.h.bad_clocks, 0); /* sync refused them all */
 	th_node_stop(&edge);
-	nng_close(fake.s);
-	pthread_join(fake.t, NULL);
-	free(fake.file);
+	fake_close(&scratch);
 	th_fini(&edge.h);
-	th_fini(&scratch.h);
+}
+
+/*
+ * A cloud that refuses clocks and more_clocks (unknown_type): the edge
+ * does not commit its upload without the runs past begin's, nor install
+ * the cloud's segment without its runs, and says why; a row never lands
+ * without its write's clock.
+ */
+static void test_clocks_refused(void **state)
+{
+	struct th_node edge, scratch;
+	struct es_sync_peer_status st;
+	struct es_clock_run *k;
+	struct th_seg seg;
+	char url[100];
+
+	fake_open(&scratch, "o-scratch", 100, url, sizeof(url), FAKE_NO_CLOCKS);
+	th_node_init(&edge, root, "o-edge", "edge-o", ES_SYNC_EDGE);
+	snprintf(edge.peer_url, sizeof(edge.peer_url), "%s", url);
+	th_add_collection(&edge.h, "up", 8, ES_SYNC_FLAG_UPLOAD);
+	th_add_segment(&edge.h, "up", 3000, 82, 3, NULL, 0);
+	assert_int_equal(th_segment(&edge.h, "up", 0, &seg), 0);
+	k = calloc(2500, sizeof(*k));
+	for (size_t i = 0; i < 2500; i++) {
+		k[i].row = i;
+		k[i].hlc = seg.s.seal_hlc - (2499 - i);
+	}
+	th_set_clocks(&edge.h, "up", 0, k, 2500); /* two pages */
+	free(k);
+	fake.commits = 0;
+	fake.more_clocks = 0;
+	assert_int_equal(th_node_start(&edge), 0);
+	/* a round's downloads come after its uploads */
+	TH_WAIT(th_status(&edge, NULL, &st) == 0 &&
+		    strstr(st.last_error, "unknown message type 'clocks'"),
+		"a round");
+	assert_true(fake.more_clocks >= 1); /* the upload was tried */
+	assert_int_equal(fake.commits, 0);
+	assert_int_equal(th_ack_value(&edge.h, "up", ES_SYNC_UP), 0);
+	assert_int_equal(th_count(&edge.h, "pub"), 0);
+	th_node_stop(&edge);
+	fake_close(&scratch);
+	th_fini(&edge.h);
 }
 
 int main(void)
@@ -606,6 +740,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hostile_clients),
 	    cmocka_unit_test(test_hostile_cloud),
+	    cmocka_unit_test(test_clocks_refused),
 	};
 
 	return TH_RUN(tests, root, "hostile");

@@ -1,7 +1,10 @@
+/* A raw client of a cloud agent for the sync tests (test_raw.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 #include <nng/nng.h>
@@ -68,6 +71,44 @@ int raw_ask(nng_socket s, enum sync_type t)
 {
 	assert_int_equal(es_cbor_enc_error(&E), 0);
 	return raw_ask_bytes(s, E.buf, E.len, 1, t);
+}
+
+void raw_enc_clocks(const struct es_sync_segment *seg)
+{
+	const struct es_clock_run one = {.row = 0, .hlc = seg->seal_hlc};
+
+	es_cbor_enc_text(&E, "clocks");
+	sync_enc_clocks(&E, &one, seg->count ? 1 : 0);
+}
+
+unsigned char *raw_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *b;
+
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	b = malloc(*len + 1);
+	assert_non_null(b);
+	assert_int_equal(fread(b, 1, *len, f), *len);
+	fclose(f);
+	return b;
+}
+
+void raw_scratch_init(struct th_node *h, const char *root, const char *name)
+{
+	th_node_init(h, root, name, "edge-w", ES_SYNC_EDGE);
+	th_add_collection(&h->h, "w", 8, 0);
+}
+
+void raw_done(struct th_node *cloud, struct th_node *scratch)
+{
+	th_node_stop(cloud);
+	raw_fini();
+	th_fini(&scratch->h);
+	th_fini(&cloud->h);
 }
 
 void raw_fini(void)

@@ -13,6 +13,7 @@
 #include <nng/nng.h>
 
 #include "edgesync/cbor.h"
+#include "test_host.h"
 #include "wire.h"
 
 extern struct es_cbor_enc E;
@@ -30,6 +31,15 @@ int raw_ask_bytes(nng_socket s, const void *buf, size_t len, int sealed,
 		  enum sync_type t);
 /* raw_ask_bytes of E, sealed. */
 int raw_ask(nng_socket s, enum sync_type t);
+/* The field "clocks" of a begin of seg in E: every row at its seal_hlc. */
+void raw_enc_clocks(const struct es_sync_segment *seg);
+/* The whole file at path (malloc'ed), its length in *len. */
+unsigned char *raw_read_file(const char *path, size_t *len);
+/* The host of edge-w's segments a raw client sends (never started), under
+ * root, with collection w of dim 8. */
+void raw_scratch_init(struct th_node *h, const char *root, const char *name);
+/* The end of a raw client's test: the cloud stopped, everything freed. */
+void raw_done(struct th_node *cloud, struct th_node *scratch);
 void raw_fini(void);
 
 #endif

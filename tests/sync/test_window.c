@@ -57,12 +57,13 @@ static void begin_req(const struct es_sync_segment *seg)
 	struct es_sync_collection c = {.dim = 8, .metric = 0};
 
 	snprintf(c.name, sizeof(c.name), "w");
-	raw_req(SYNC_T_BEGIN, 3);
+	raw_req(SYNC_T_BEGIN, 4);
 	es_cbor_enc_text(&E, "collection");
 	sync_enc_collection(&E, &c, 0);
 	es_cbor_enc_text(&E, "segment");
 	sync_enc_segment(&E, seg, 0);
 	es_cbor_enc_kv_uint(&E, "tombstones_total", 0);
+	raw_enc_clocks(seg);
 }
 
 /* begin; returns the resume offset. */
@@ -124,44 +125,11 @@ static int commit(nng_socket s, const struct es_sync_segment *seg)
 	return raw_ask(s, SYNC_T_COMMIT);
 }
 
-static unsigned char *read_all(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	unsigned char *b;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	*len = (size_t)ftell(f);
-	fseek(f, 0, SEEK_SET);
-	b = malloc(*len);
-	assert_non_null(b);
-	assert_int_equal(fread(b, 1, *len, f), *len);
-	fclose(f);
-	return b;
-}
-
 /* A cloud (cloud-1) on a free port of 127.0.0.1, not started yet. */
 static void cloud_init(struct th_node *c, const char *name)
 {
 	th_node_init(c, root, name, "cloud-1", ES_SYNC_CLOUD);
 	snprintf(c->url, sizeof(c->url), "tcp://127.0.0.1:%d", th_free_port());
-}
-
-/* The host of edge-w's segments a raw client sends (never started),
- * with collection w of dim 8. */
-static void scratch_init(struct th_node *h, const char *name)
-{
-	th_node_init(h, root, name, "edge-w", ES_SYNC_EDGE);
-	th_add_collection(&h->h, "w", 8, 0);
-}
-
-/* The end of a raw client's test: the cloud stopped, everything freed. */
-static void raw_done(struct th_node *cloud, struct th_node *scratch)
-{
-	th_node_stop(cloud);
-	raw_fini();
-	th_fini(&scratch->h);
-	th_fini(&cloud->h);
 }
 
 /* The bytes allocated to the .part files in dir. */
@@ -194,10 +162,10 @@ static void test_receiver(void **state)
 	cloud_init(&cloud, "r-cloud");
 	assert_int_equal(th_node_start(&cloud), 0);
 	/* 3000 vectors of dim 8: 24 chunks, more than the window. */
-	scratch_init(&scratch, "r-scratch");
+	raw_scratch_init(&scratch, root, "r-scratch");
 	th_add_segment(&scratch.h, "w", 3000, 81, 0, NULL, 0);
 	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
-	file = read_all(seg.path, &len);
+	file = raw_read_file(seg.path, &len);
 	n = (seg.s.size + CH - 1) / CH;
 	assert_true(n > SYNC_WINDOW_MAX + 4);
 
@@ -267,12 +235,14 @@ static struct {
 	int entered, released;
 	int (*install)(void *, const char *, const char *,
 		       const struct es_sync_segment *,
-		       const struct es_sync_tombstone *, size_t);
+		       const struct es_sync_tombstone *, size_t,
+		       const struct es_clock_run *, size_t);
 } hold = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static int held_install(void *arg, const char *coll, const char *path,
 			const struct es_sync_segment *seg,
-			const struct es_sync_tombstone *t, size_t n)
+			const struct es_sync_tombstone *t, size_t n,
+			const struct es_clock_run *k, size_t nk)
 {
 	pthread_mutex_lock(&hold.lock);
 	hold.entered = 1;
@@ -280,7 +250,7 @@ static int held_install(void *arg, const char *coll, const char *path,
 	while (!hold.released)
 		pthread_cond_wait(&hold.cond, &hold.lock);
 	pthread_mutex_unlock(&hold.lock);
-	return hold.install(arg, coll, path, seg, t, n);
+	return hold.install(arg, coll, path, seg, t, n, k, nk);
 }
 
 /* Sends E on s without waiting for the reply (recv_reply takes it). */
@@ -327,10 +297,10 @@ static void test_begin_during_commit(void **state)
 	hold.install = cloud.h.api.install;
 	cloud.h.api.install = held_install;
 	assert_int_equal(th_node_start(&cloud), 0);
-	scratch_init(&scratch, "c-scratch");
+	raw_scratch_init(&scratch, root, "c-scratch");
 	th_add_segment(&scratch.h, "w", 1000, 83, 0, NULL, 0);
 	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
-	file = read_all(seg.path, &len);
+	file = raw_read_file(seg.path, &len);
 
 	s1 = raw_open(cloud.url, 20000);
 	s2 = raw_open(cloud.url, 20000);
@@ -391,7 +361,7 @@ static int begin_tombs(nng_socket s, const struct es_sync_segment *seg,
 		strcpy(t[i].origin, "edge-w");
 	}
 	snprintf(c.name, sizeof(c.name), "w");
-	raw_req(SYNC_T_BEGIN, 4);
+	raw_req(SYNC_T_BEGIN, 5);
 	es_cbor_enc_text(&E, "collection");
 	sync_enc_collection(&E, &c, 0);
 	es_cbor_enc_text(&E, "segment");
@@ -399,6 +369,7 @@ static int begin_tombs(nng_socket s, const struct es_sync_segment *seg,
 	es_cbor_enc_text(&E, "tombstones");
 	sync_enc_tombstones(&E, t, n);
 	es_cbor_enc_kv_uint(&E, "tombstones_total", n);
+	raw_enc_clocks(seg);
 	free(t);
 	return raw_ask(s, SYNC_T_BEGIN);
 }
@@ -416,7 +387,7 @@ static void test_tombstones_bounded(void **state)
 
 	cloud_init(&cloud, "t-cloud");
 	assert_int_equal(th_node_start(&cloud), 0);
-	scratch_init(&scratch, "t-scratch");
+	raw_scratch_init(&scratch, root, "t-scratch");
 	th_add_segment(&scratch.h, "w", 100, 85, 0, NULL, 0);
 	th_add_segment(&scratch.h, "w", 100, 86, 0, NULL, 0);
 	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
@@ -456,10 +427,10 @@ static void test_room_shared(void **state)
 
 	cloud_init(&cloud, "s-cloud");
 	assert_int_equal(th_node_start(&cloud), 0);
-	scratch_init(&scratch, "s-scratch");
+	raw_scratch_init(&scratch, root, "s-scratch");
 	th_add_segment(&scratch.h, "w", 6000, 91, 0, NULL, 0);
 	assert_int_equal(th_segment(&scratch.h, "w", 0, &seg), 0);
-	file = read_all(seg.path, &len);
+	file = raw_read_file(seg.path, &len);
 
 	s1 = raw_open(cloud.url, 10000);
 	hello(s1);
@@ -499,14 +470,14 @@ static void test_same_identity_other_bytes(void **state)
 
 	cloud_init(&cloud, "o-cloud");
 	assert_int_equal(th_node_start(&cloud), 0);
-	scratch_init(&a, "o-a");
-	scratch_init(&b, "o-b");
+	raw_scratch_init(&a, root, "o-a");
+	raw_scratch_init(&b, root, "o-b");
 	th_add_segment(&a.h, "w", 300, 81, 0, NULL, 5);
 	th_add_segment(&b.h, "w", 300, 82, 0, NULL, 5);
 	assert_int_equal(th_segment(&a.h, "w", 0, &sa), 0);
 	assert_int_equal(th_segment(&b.h, "w", 0, &sb), 0);
 	assert_int_not_equal(sa.s.checksum, sb.s.checksum);
-	fa = read_all(sa.path, &len);
+	fa = raw_read_file(sa.path, &len);
 
 	s1 = raw_open(cloud.url, 10000);
 	s2 = raw_open(cloud.url, 10000);

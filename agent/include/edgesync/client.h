@@ -91,6 +91,8 @@ struct es_client_segment {
 	uint32_t checksum;
 	int indexed;
 	char origin[65];
+	uint64_t clock_runs; /* its rows' clocks: runs and their CRC32C */
+	uint32_t clocks_crc;
 };
 int es_client_segments(struct es_client *c, const char *name,
 		       struct es_client_segment **out, size_t *n);

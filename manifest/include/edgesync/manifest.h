@@ -61,6 +61,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edgesync/clock_runs.h"
+
 #define ES_MANIFEST_NAME_MAX   64 /* collection names: [a-z0-9_-]{1,64} */
 #define ES_MANIFEST_DEVICE_MAX 64 /* device ids: 1..64 of ASCII 0x21..0x7e */
 #define ES_MANIFEST_DIM_MAX    4096
@@ -241,6 +243,32 @@ int es_manifest_segment_add(struct es_manifest *m,
 			    struct es_manifest_segment *s,
 			    const struct es_manifest_tombstone *tombs,
 			    size_t n_tombs);
+
+/*
+ * es_manifest_segment_add_clocked records the segment as segment_add
+ * does, with the clocks of its rows (edgesync/clock_runs.h) in the same
+ * transaction; -EINVAL unless es_clock_runs_check passes for s's count
+ * and seal_hlc. segment_add records none: every row at seal_hlc.
+ */
+int es_manifest_segment_add_clocked(struct es_manifest *m,
+				    struct es_manifest_segment *s,
+				    const struct es_clock_run *runs,
+				    size_t n_runs,
+				    const struct es_manifest_tombstone *tombs,
+				    size_t n_tombs);
+/*
+ * The clock runs of segment segment_id (segment_clocks), or of the
+ * segment added at add_version in the collection (segment_clocks_at): as
+ * recorded, or one run {0, seal_hlc} for a segment recorded without (none
+ * if it has no rows). *runs malloc'ed (NULL when *n is 0);
+ * ES_E_MANIFEST_NOTFOUND if there is no such segment,
+ * ES_E_MANIFEST_CORRUPT if what is recorded is not a valid list.
+ */
+int es_manifest_segment_clocks(struct es_manifest *m, int64_t segment_id,
+			       struct es_clock_run **runs, size_t *n);
+int es_manifest_segment_clocks_at(struct es_manifest *m, int64_t collection_id,
+				  uint64_t add_version,
+				  struct es_clock_run **runs, size_t *n);
 
 /*
  * SEALED -> INDEXED, recording the index file's size (> 0) and checksum.

@@ -17,9 +17,11 @@
  * catalog callbacks the caller supplies (the agent wires its manifest in),
  * and at open the caller hands back what its catalog recorded.
  *
- * Versions: a write carries the hybrid logical clock of its batch; a
- * sealed row carries its segment's (seal_hlc, origin). The larger version
- * wins, for inserts and deletes alike, in memory and at recovery.
+ * Versions: a write carries the hybrid logical clock of its batch, and
+ * keeps it when sealed: a segment records its rows' clocks as runs
+ * (clock_runs.h), and a sealed row's version is (its clock, the segment's
+ * origin). The larger version wins, for inserts and deletes alike, in
+ * memory, at recovery and for segments from peers.
  */
 #ifndef EDGESYNC_COLLECTION_H
 #define EDGESYNC_COLLECTION_H
@@ -27,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edgesync/clock_runs.h"
 #include "edgesync/distance.h"
 #include "edgesync/vamana.h"
 
@@ -39,7 +42,7 @@ struct es_segment_meta {
 	uint32_t dim;
 	uint64_t size;	   /* NDVS bytes */
 	uint32_t checksum; /* NDVS footer CRC32C */
-	uint64_t seal_hlc;
+	uint64_t seal_hlc; /* the newest of its rows' clocks */
 	char origin[ES_ORIGIN_MAX + 1];
 	uint64_t origin_seq; /* the origin's sequence; 0 for local: id */
 	uint64_t wal_gen;    /* local log generation it holds; 0 if none */
@@ -65,11 +68,20 @@ struct es_collection_catalog {
 	/* The current hybrid logical clock, strictly increasing. */
 	int (*hlc_now)(void *arg, uint64_t *hlc);
 	/*
-	 * A segment file is durable: record it with the tombstones sealed
-	 * with it; the record must be durable when this returns 0.
+	 * A segment file is durable: record it with its rows' clock runs
+	 * and the tombstones sealed with it; the record must be durable
+	 * when this returns 0.
 	 */
 	int (*sealed)(void *arg, const struct es_segment_meta *seg,
+		      const struct es_clock_run *runs, size_t n_runs,
 		      const struct es_tombstone *tombs, size_t n_tombs);
+	/*
+	 * The clock runs recorded with segment seg, malloc'ed (the
+	 * collection frees them); none (*n 0) for a segment recorded
+	 * without, whose rows all take its seal_hlc. Required.
+	 */
+	int (*clocks)(void *arg, const struct es_segment_meta *seg,
+		      struct es_clock_run **runs, size_t *n);
 	/* An index file is durable: record it. */
 	int (*indexed)(void *arg, const struct es_segment_meta *seg);
 	/* Work is waiting: call es_collection_maintain soon. */
@@ -84,6 +96,9 @@ struct es_collection_params {
 	struct es_vamana_build_params build;
 	const char *origin;	/* this device's id */
 	uint32_t open_segments; /* segment handles kept open when idle */
+	/* clock runs a segment may have, 1 .. ES_CLOCK_RUNS_MAX (0: that);
+	 * a smaller value is for tests */
+	uint32_t clock_runs_max;
 };
 
 struct es_collection;
@@ -142,13 +157,16 @@ int es_collection_seal(struct es_collection *c, int force);
  * has verified the file at staged_path against meta (whole-file checksum,
  * dim, count). It is linked into the collection under a fresh id,
  * recorded through catalog->sealed with meta's origin, origin_seq and
- * seal_hlc and the tombstones, and made visible: each row goes live where
- * its version wins, each tombstone removes older copies. staged_path is
- * left in place for the caller to remove once this returns 0; a crash
- * before the record leaves it whole, so the install can be retried.
+ * seal_hlc, its rows' clock runs (none: every row at seal_hlc; else
+ * -EINVAL unless es_clock_runs_check passes) and the tombstones, and made
+ * visible: each row goes live where its version wins, each tombstone
+ * removes older copies. staged_path is left in place for the caller to
+ * remove once this returns 0; a crash before the record leaves it whole,
+ * so the install can be retried.
  */
 int es_collection_install(struct es_collection *c, const char *staged_path,
 			  const struct es_segment_meta *meta,
+			  const struct es_clock_run *runs, size_t n_runs,
 			  const struct es_tombstone *tombs, size_t n_tombs);
 
 /*
@@ -162,12 +180,11 @@ int es_collection_install(struct es_collection *c, const char *staged_path,
  * index was kept. Returns what es_collection_install returns; both
  * staged files stay for the caller to remove.
  */
-int es_collection_install_indexed(struct es_collection *c,
-				  const char *staged_path,
-				  const struct es_segment_meta *meta,
-				  const struct es_tombstone *tombs,
-				  size_t n_tombs, const char *staged_index,
-				  int *index_rc);
+int es_collection_install_indexed(
+    struct es_collection *c, const char *staged_path,
+    const struct es_segment_meta *meta, const struct es_clock_run *runs,
+    size_t n_runs, const struct es_tombstone *tombs, size_t n_tombs,
+    const char *staged_index, int *index_rc);
 
 /*
  * es_collection_adopt_index takes an index file that came from a peer for

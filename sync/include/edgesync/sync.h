@@ -5,9 +5,10 @@
  * (sync/PROTOCOL.md).
  *
  *   edge   dials every configured cloud peer; per round it uploads the
- *          segments (and their tombstones) of its upload collections
- *          that the peer has not acknowledged, then downloads what
- *          changed in the collections the cloud publishes.
+ *          segments (with their tombstones and clock runs) of its
+ *          upload collections that the peer has not acknowledged, then
+ *          downloads what changed in the collections the cloud
+ *          publishes.
  *   cloud  listens; serves many edges at once (one nng context per
  *          request in flight); receives uploads into its own
  *          collections (created on first upload) and serves downloads.
@@ -28,9 +29,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edgesync/clock_runs.h" /* a segment's clock runs and their rule */
+
 #define ES_SYNC_NAME_MAX   64
 #define ES_SYNC_DEVICE_MAX 64
-#define ES_SYNC_PROTOCOL   1
+#define ES_SYNC_PROTOCOL   2
 
 enum es_sync_err {
 	ES_E_SYNC_PROTOCOL = -5201, /* a peer message broke the protocol */
@@ -106,6 +109,13 @@ struct es_sync_host {
 	int (*segment_tombstones)(void *arg, const char *coll,
 				  uint64_t add_version,
 				  struct es_sync_tombstone **out, size_t *n);
+	/*
+	 * The clock runs recorded with the segment added at add_version: a
+	 * valid list for it (es_clock_runs_check); {0, seal_hlc} for a
+	 * segment of rows recorded without runs.
+	 */
+	int (*segment_clocks)(void *arg, const char *coll, uint64_t add_version,
+			      struct es_clock_run **out, size_t *n);
 	/* The path of a segment's NDVS file (malloc'ed). */
 	int (*segment_path)(void *arg, const char *coll, int64_t id,
 			    char **path);
@@ -123,15 +133,18 @@ struct es_sync_host {
 	/*
 	 * Installs a staged file that sync has verified against seg: the
 	 * host moves it into the collection, records it with its tombstones
-	 * in one manifest transaction and makes it visible, crash-safely.
-	 * The staged file is gone (or left for sync to remove) afterwards.
-	 * seg is what the sender announced: seg->id is 0 and
-	 * seg->add_version the sender's (0 from an edge); the host assigns
-	 * its own. The collection exists (ensure_collection ran before).
+	 * and its clock runs in one manifest transaction and makes it
+	 * visible, crash-safely. The staged file is gone (or left for sync
+	 * to remove) afterwards. seg is what the sender announced: seg->id
+	 * is 0 and seg->add_version the sender's (0 from an edge); the host
+	 * assigns its own. clocks is a valid list for seg
+	 * (es_clock_runs_check), checked by sync. The collection exists
+	 * (ensure_collection ran before).
 	 */
 	int (*install)(void *arg, const char *coll, const char *staged_path,
 		       const struct es_sync_segment *seg,
-		       const struct es_sync_tombstone *tombs, size_t n);
+		       const struct es_sync_tombstone *tombs, size_t n,
+		       const struct es_clock_run *clocks, size_t n_clocks);
 	/*
 	 * Edge, optional (fetch_indexes): as install, with the segment's
 	 * index file staged at index_path, whose size and whole-file CRC32C
@@ -147,7 +160,8 @@ struct es_sync_host {
 			       const char *staged_path, const char *index_path,
 			       const struct es_sync_segment *seg,
 			       const struct es_sync_tombstone *tombs, size_t n,
-			       int *index_rc);
+			       const struct es_clock_run *clocks,
+			       size_t n_clocks, int *index_rc);
 	/*
 	 * What peer has acknowledged of coll in direction dir (0 if never),
 	 * and recording a new acknowledgement (only ever larger). peer is
