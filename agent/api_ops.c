@@ -21,6 +21,7 @@
 
 #include "api_ops.h"
 #include "edgesync/manifest.h"
+#include "edgesync/store_error.h"
 #include "edgesync/sync.h"
 #include "edgesync/vamana.h"
 
@@ -387,6 +388,48 @@ static int op_flush(struct api_ops *o, struct api_request *rq,
 	return 0;
 }
 
+/* verify: a segment and its index read whole; a damaged file is a
+ * finding (problem), not a failed request. */
+static int op_verify(struct api_ops *o, struct api_request *rq,
+		     struct es_cbor_enc *e)
+{
+	struct es_collection_verified v;
+	char problem[160] = "";
+	int rc =
+	    es_engine_verify_segment(o->engine, rq->name, (int64_t)rq->id, &v);
+
+	if (rc == -ENOENT || (rc == 0 && rq->id > INT64_MAX))
+		return fail(o, ES_E_ENGINE_NOTFOUND,
+			    "collection '%s' has no segment %" PRIu64, rq->name,
+			    rq->id);
+	if (rc < 0)
+		return engine_fail(o, rq, rc);
+	if (v.segment_rc)
+		snprintf(problem, sizeof(problem), "segment file: %s",
+			 es_store_strerror(v.segment_rc));
+	else if (v.index_rc)
+		snprintf(problem, sizeof(problem), "index file: %s",
+			 es_store_strerror(v.index_rc));
+	reply_ok(e, 3);
+	es_cbor_enc_kv_uint(e, "bytes", v.bytes);
+	es_cbor_enc_kv_bool(e, "indexed", v.indexed);
+	es_cbor_enc_kv_text(e, "problem", problem);
+	return 0;
+}
+
+static int op_manifest_verify(struct api_ops *o, struct api_request *rq,
+			      struct es_cbor_enc *e)
+{
+	char why[256];
+	int rc = es_engine_verify_manifest(o->engine, why, sizeof(why));
+
+	if (rc < 0 && rc != ES_E_MANIFEST_CORRUPT)
+		return engine_fail(o, rq, rc);
+	reply_ok(e, 1);
+	es_cbor_enc_kv_text(e, "problem", rc ? why : "");
+	return 0;
+}
+
 static int op_stats(struct api_ops *o, struct api_request *rq,
 		    struct es_cbor_enc *e)
 {
@@ -549,6 +592,8 @@ static const op_fn handlers[API_OP_COUNT] = {
     [API_OP_PEERS] = op_peers,
     [API_OP_SYNC_NOW] = op_sync_now,
     [API_OP_PEERS_APPROVE] = op_peers_approve,
+    [API_OP_VERIFY] = op_verify,
+    [API_OP_MANIFEST_VERIFY] = op_manifest_verify,
 };
 
 static void log_internal(struct api_ops *o, const struct api_request *rq,

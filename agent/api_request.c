@@ -65,6 +65,8 @@ static const struct {
     [API_OP_PEERS] = {"peers", 0, 0},
     [API_OP_SYNC_NOW] = {"sync-now", 0, 0},
     [API_OP_PEERS_APPROVE] = {"peers.approve", BIT(F_DEVICE), BIT(F_APPROVE)},
+    [API_OP_VERIFY] = {"verify", COLL | BIT(F_ID), 0},
+    [API_OP_MANIFEST_VERIFY] = {"manifest.verify", 0, 0},
 };
 
 const char *api_op_name(enum api_op op)

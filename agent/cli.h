@@ -99,6 +99,7 @@ int cli_get(int argc, char **argv);
 int cli_flush(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_segments(int argc, char **argv);
+int cli_verify(int argc, char **argv);
 int cli_peers(int argc, char **argv);
 int cli_sync_now(int argc, char **argv);
 

@@ -819,6 +819,50 @@ int es_client_segments(struct es_client *c, const char *name,
 	return rc;
 }
 
+int es_client_verify(struct es_client *c, const char *name, int64_t id,
+		     struct es_client_verified *v)
+{
+	static const char *const keys[] = {"ok", "error", "bytes", "indexed",
+					   "problem"};
+	struct es_cbor_enc *e = begin(c, "verify", 2);
+	struct es_cbor_reader sub;
+	struct reply rp;
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	es_cbor_enc_kv_text(e, "collection", name);
+	es_cbor_enc_kv_uint(e, "id", (uint64_t)id);
+	rc = call(c, "verify", keys, 5, &rp);
+	if (rc)
+		return rc;
+	rc = get_u64(&rp, 2, "bytes", &v->bytes);
+	if (rc == 0 && rp.f[3].p) {
+		es_cbor_reader_span(&sub, &rp.r, &rp.f[3]);
+		rc = es_cbor_get_bool(&sub, "indexed", &v->indexed);
+	}
+	if (rc == 0)
+		rc =
+		    get_text(&rp, 4, "problem", v->problem, sizeof(v->problem));
+	reply_free(&rp);
+	return rc ? proto(c, "verify") : 0;
+}
+
+int es_client_verify_manifest(struct es_client *c, char *problem, size_t size)
+{
+	static const char *const keys[] = {"ok", "error", "problem"};
+	struct reply rp;
+	int rc;
+
+	problem[0] = '\0';
+	begin(c, "manifest.verify", 0);
+	rc = call(c, "manifest.verify", keys, 3, &rp);
+	if (rc)
+		return rc;
+	rc = get_text(&rp, 2, "problem", problem, size);
+	reply_free(&rp);
+	return rc ? proto(c, "manifest.verify") : 0;
+}
+
 int es_client_stats(struct es_client *c, struct es_client_stats *out)
 {
 	static const char *const keys[] = {

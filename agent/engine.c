@@ -721,6 +721,30 @@ int es_engine_segments(struct es_engine *e, const char *name,
 	return rc;
 }
 
+int es_engine_verify_segment(struct es_engine *e, const char *name, int64_t id,
+			     struct es_collection_verified *v)
+{
+	struct coll_entry *ce = engine_coll_ref(e, name);
+	int rc;
+
+	if (!ce)
+		return ES_E_ENGINE_NOCOLL;
+	rc = es_collection_verify(ce->c, id, v);
+	engine_coll_unref(ce);
+	return rc;
+}
+
+int es_engine_verify_manifest(struct es_engine *e, char *why, size_t size)
+{
+	int rc;
+
+	pthread_mutex_lock(&e->m_mu);
+	rc = es_manifest_check(e->m);
+	snprintf(why, size, "%s", rc ? es_manifest_last_error(e->m) : "");
+	pthread_mutex_unlock(&e->m_mu);
+	return rc;
+}
+
 int es_engine_stats(struct es_engine *e, struct es_engine_stats *s)
 {
 	struct es_collection_info *infos;

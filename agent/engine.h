@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edgesync/collection.h" /* es_collection_verified */
 #include "edgesync/distance.h"
 
 #define ES_ENGINE_NAME_MAX 64
@@ -162,6 +163,20 @@ struct es_segment_info {
 
 int es_engine_segments(struct es_engine *e, const char *name,
 		       struct es_segment_info **out, size_t *n);
+
+/*
+ * es_engine_verify_segment reads segment id of collection name whole,
+ * and its index (es_collection_verify): 0 with the findings in *v,
+ * ES_E_ENGINE_NOCOLL, or -ENOENT for no such segment.
+ */
+int es_engine_verify_segment(struct es_engine *e, const char *name, int64_t id,
+			     struct es_collection_verified *v);
+/*
+ * es_engine_verify_manifest runs the manifest's full check (SQLite's
+ * integrity and foreign key checks): 0, or ES_E_MANIFEST_CORRUPT with
+ * what SQLite said in why.
+ */
+int es_engine_verify_manifest(struct es_engine *e, char *why, size_t size);
 
 struct es_engine_stats {
 	uint64_t collections;

@@ -24,6 +24,7 @@ static const struct cli_cmd commands[] = {
     {"flush", cli_flush, "seal what is growing into a segment"},
     {"status", cli_status, "show the agent's state"},
     {"segments", cli_segments, "list the segments of a collection"},
+    {"verify", cli_verify, "read everything the agent keeps and check it"},
     {"peers", cli_peers, "show the sync peers; approve or revoke devices"},
     {"sync-now", cli_sync_now, "start a sync round now"},
     {"segment", cli_segment, "create, verify, inspect, export NDVS segments"},

@@ -141,6 +141,12 @@ int coll_read_ids(const char *path, const struct es_segment_meta *m,
 /* Rows of segment part h go live where their version wins (state held). */
 int coll_rows_live(struct es_collection *c, uint32_t h, const uint64_t *ids);
 
+/* collection_verify.c */
+/* The index at path, checked whole (ES_VAMANA_OPEN_VERIFY: every field,
+ * the graph, the CRC32C), against the segment m and the metric. */
+int coll_index_check(struct es_collection *c, const struct es_segment_meta *m,
+		     const char *path, struct es_vamana_info *info);
+
 /* collection_seal.c: segment handles */
 /*
  * Records m (indexed, with its index's size and checksum) and shows it.

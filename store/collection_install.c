@@ -26,28 +26,6 @@
 #include "collection_impl.h"
 #include "io_util.h"
 
-/* The index at path, checked whole (ES_VAMANA_OPEN_VERIFY: every field,
- * the graph, the CRC32C), against the segment m and the metric. */
-static int index_check(struct es_collection *c, const struct es_segment_meta *m,
-		       const char *path, struct es_vamana_info *info)
-{
-	struct es_ndvs_info seg = {0};
-	struct es_vamana *v = NULL;
-	int rc;
-
-	seg.dim = m->dim;
-	seg.count = m->count;
-	seg.file_size = m->size;
-	seg.checksum = m->checksum;
-	rc = es_vamana_open(&v, path, ES_VAMANA_OPEN_VERIFY, 0, info);
-	if (rc == 0)
-		rc = es_vamana_match(info, &seg);
-	if (rc == 0 && info->metric != c->p.metric)
-		rc = ES_E_VAMANA_SEGMENT;
-	es_vamana_close(v);
-	return rc;
-}
-
 /* Links the checked index at path as index_path, durably; m says so. */
 static int index_link(const char *path, const char *index_path,
 		      const struct es_vamana_info *info,
@@ -169,7 +147,7 @@ int es_collection_install_indexed(
 	struct es_vamana_info info;
 
 	/* Checked before anything is linked: a bad index costs itself. */
-	*index_rc = index_check(c, meta, staged_index, &info);
+	*index_rc = coll_index_check(c, meta, staged_index, &info);
 	return install(c, staged_path, meta, runs, n_runs, tombs, n_tombs,
 		       *index_rc ? NULL : staged_index, &info, index_rc);
 }
@@ -209,7 +187,7 @@ int es_collection_adopt_index(struct es_collection *c, const char *origin,
 		rc = 1; /* built here meanwhile, or adopted before */
 		goto out;
 	}
-	rc = index_check(c, &m, staged_path, &info);
+	rc = coll_index_check(c, &m, staged_path, &info);
 	if (rc == 0)
 		rc = index_link(staged_path, index_path, &info, &m);
 	if (rc == 0)

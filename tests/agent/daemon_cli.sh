@@ -221,7 +221,7 @@ S=(-s "$sock")
 # every command has --help
 for c in "collection create" "collection list" "collection info" \
 	"collection drop" import insert search delete get flush status \
-	segments; do
+	segments verify; do
 	expect 0 $es $c --help
 	says "usage: edgesync $c"
 done
@@ -415,6 +415,36 @@ expect 0 $es segments "${S[@]}" docs --json
 py 'import json,sys; s=json.load(open(sys.argv[1]))["segments"]; assert len(s) >= 3 and sum(g["count"] for g in s) >= 2501 and all(g["checksum"].startswith("0x") for g in s), s' "$dir/out"
 expect 1 $es segments "${S[@]}" nosuch
 expect 1 $es flush "${S[@]}" nosuch
+
+# verify: the manifest and every file read whole; a flipped byte in a
+# segment or an index is found and named, and the exit code says so
+expect 0 $es verify "${S[@]}"
+says "verified the manifest and [0-9]* segments (.*) of 2 collections: 0 problems"
+# the first segment of docs, once its index is built (polled, bounded)
+seg_id=
+for _ in $(seq 600); do
+	$es segments "${S[@]}" docs --json >"$dir/out" 2>"$dir/err"
+	seg_id=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["segments"][0]; print(s["id"] if s["indexed"] else "")' "$dir/out")
+	[ -n "$seg_id" ] && break
+	sleep 0.1
+done
+[ -n "$seg_id" ] && ok || bad "the first segment of docs was never indexed"
+expect 0 $es verify "${S[@]}" --json docs
+py 'import json,sys; r=json.load(open(sys.argv[1])); assert r["manifest_ok"] and r["collections"] == 1 and r["segments"] >= 3 and r["problems"] == [], r' "$dir/out"
+for ext in ndvs vamana; do
+	f=$(ls "$dir"/data/collections/*/seg-$seg_id.$ext)
+	cp "$f" "$dir/saved"
+	printf 'Z' | dd of="$f" bs=1 seek=4200 conv=notrunc status=none
+	expect 1 $es verify "${S[@]}" docs
+	says "collection docs, segment $seg_id: $([ $ext = ndvs ] && echo segment || echo index) file: "
+	says "1 problem$"
+	expect 1 $es verify "${S[@]}" --json docs
+	py 'import json,sys; r=json.load(open(sys.argv[1])); p=r["problems"]; assert len(p) == 1 and p[0]["collection"] == "docs" and p[0]["segment"] == int(sys.argv[2]), r' "$dir/out" "$seg_id"
+	cp "$dir/saved" "$f"
+done
+expect 0 $es verify "${S[@]}" docs
+expect 1 $es verify "${S[@]}" nosuch
+says "nosuch"
 expect 0 $es status "${S[@]}" --json
 py 'import json,sys; s=json.load(open(sys.argv[1])); assert s["collections"] == 2 and s["vectors"] >= 2499 and s["inserts"] >= 2501, s' "$dir/out"
 

@@ -1,10 +1,12 @@
 /* An in-memory engine for the API server's tests: see fake_engine.h. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "edgesync/distance.h"
+#include "edgesync/store_error.h"
 #include "fake_engine.h"
 
 #define MAX_COLLS 16
@@ -422,6 +424,36 @@ int es_engine_segments(struct es_engine *e, const char *name,
 					     .clocks_crc = 0xfeedface};
 	(*out)[1] = (struct es_segment_info){.id = -2, .count = 5};
 	*n = 2;
+	return 0;
+}
+
+/* Segment 1 (of es_engine_segments) verifies; segment 2 is damaged. */
+int es_engine_verify_segment(struct es_engine *e, const char *name, int64_t id,
+			     struct es_collection_verified *v)
+{
+	int rc;
+
+	pthread_mutex_lock(&e->mu);
+	rc = find(e, name) ? 0 : ES_E_ENGINE_NOCOLL;
+	pthread_mutex_unlock(&e->mu);
+	memset(v, 0, sizeof(*v));
+	if (rc)
+		return rc;
+	if (id == 1) {
+		v->bytes = 4096 + 8192;
+		v->indexed = 1;
+	} else if (id == 2) {
+		v->bytes = 1000;
+		v->segment_rc = ES_E_NDVS_CHECKSUM;
+	} else {
+		return -ENOENT;
+	}
+	return 0;
+}
+
+int es_engine_verify_manifest(struct es_engine *e, char *why, size_t size)
+{
+	snprintf(why, size, "%s", "");
 	return 0;
 }
 

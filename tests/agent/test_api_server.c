@@ -242,8 +242,10 @@ static void test_every_op(void **state)
 	struct fx *f = *state;
 	struct es_client_collection ci, *list;
 	struct es_client_segment *segs;
+	struct es_client_verified ver;
 	struct es_client_stats st;
 	struct es_client_hit hits[10];
+	char problem[256];
 	uint64_t ids[100];
 	float v[100 * 4], got[8];
 	uint32_t dim;
@@ -309,6 +311,24 @@ static void test_every_op(void **state)
 	assert_int_equal(segs[1].id, -2);
 	assert_int_equal(segs[1].indexed, 0);
 	free(segs);
+
+	/* verify: a finding is a reply, not an error */
+	assert_int_equal(es_client_verify(f->c, "faces", 1, &ver), 0);
+	assert_int_equal(ver.bytes, 4096 + 8192);
+	assert_int_equal(ver.indexed, 1);
+	assert_string_equal(ver.problem, "");
+	assert_int_equal(es_client_verify(f->c, "faces", 2, &ver), 0);
+	assert_non_null(strstr(ver.problem, "segment file: "));
+	assert_int_equal(es_client_verify(f->c, "faces", 3, &ver),
+			 ES_E_CLIENT_REMOTE);
+	assert_string_equal(es_client_error_code(f->c), "not_found");
+	assert_non_null(strstr(es_client_error(f->c), "has no segment 3"));
+	assert_int_equal(es_client_verify(f->c, "nope", 1, &ver),
+			 ES_E_CLIENT_REMOTE);
+	assert_string_equal(es_client_error_code(f->c), "not_found");
+	assert_int_equal(
+	    es_client_verify_manifest(f->c, problem, sizeof(problem)), 0);
+	assert_string_equal(problem, "");
 
 	assert_int_equal(es_client_stats(f->c, &st), 0);
 	assert_int_equal(st.collections, 2);

@@ -97,6 +97,23 @@ struct es_client_segment {
 int es_client_segments(struct es_client *c, const char *name,
 		       struct es_client_segment **out, size_t *n);
 
+/* What the agent found reading one segment whole (es_client_verify). */
+struct es_client_verified {
+	uint64_t bytes; /* read: the segment, and its index if it has one */
+	int indexed;
+	char problem[160]; /* "" if its files verify, else what is wrong */
+};
+/*
+ * es_client_verify has the agent read segment id of name and its index
+ * whole and check them against their records; a damaged file is
+ * reported in v->problem, not as an error.
+ */
+int es_client_verify(struct es_client *c, const char *name, int64_t id,
+		     struct es_client_verified *v);
+/* es_client_verify_manifest: the agent's full check of its manifest;
+ * problem is "" if it passes (size bytes, at least 1). */
+int es_client_verify_manifest(struct es_client *c, char *problem, size_t size);
+
 struct es_client_stats {
 	uint64_t collections, vectors, segments, bytes, inserts, searches,
 	    seals_pending, uptime_s;

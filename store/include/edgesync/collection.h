@@ -218,6 +218,24 @@ struct es_collection_stats {
 void es_collection_stats(struct es_collection *c,
 			 struct es_collection_stats *s);
 
+/* What es_collection_verify found of one segment. */
+struct es_collection_verified {
+	uint64_t bytes; /* read: the segment, and its index if it has one */
+	int indexed;
+	int segment_rc; /* 0, or the ES_E_NDVS_* code of its file */
+	int index_rc;	/* 0, or the ES_E_VAMANA_* code of its index */
+};
+
+/*
+ * es_collection_verify reads segment id's file whole and checks it
+ * against its record (CRC32C, size, count, dim), and its index file, if
+ * it has one, whole and against the segment and the metric. Returns 0
+ * with the findings in *v, or -ENOENT if there is no such segment. Safe
+ * beside every other call.
+ */
+int es_collection_verify(struct es_collection *c, int64_t id,
+			 struct es_collection_verified *v);
+
 /* *out malloc'ed copy of the segment list (free() it). */
 int es_collection_segments(struct es_collection *c,
 			   struct es_segment_meta **out, size_t *n);

@@ -9,7 +9,7 @@
  * When the full checksum runs: the writer computes it while writing (never
  * reading back); es_ndvs_verify() and ES_NDVS_OPEN_VERIFY run it over the
  * whole file (used by `edgesync segment verify`, by sync before installing
- * a segment from a peer, and by scrubs). A plain open, the one queries use,
+ * a segment from a peer, and by `edgesync verify`). A plain open, the one queries use,
  * checks every header and footer field, the exact size and the pad in O(1)
  * and leaves the body to those full checks.
  *
