@@ -394,21 +394,25 @@ static int op_verify(struct api_ops *o, struct api_request *rq,
 		     struct es_cbor_enc *e)
 {
 	struct es_collection_verified v;
-	char problem[160] = "";
-	int rc =
-	    es_engine_verify_segment(o->engine, rq->name, (int64_t)rq->id, &v);
+	char problem[320] = "";
+	int rc = rq->id > INT64_MAX
+		     ? -ENOENT
+		     : es_engine_verify_segment(o->engine, rq->name,
+						(int64_t)rq->id, &v);
 
-	if (rc == -ENOENT || (rc == 0 && rq->id > INT64_MAX))
+	if (rc == -ENOENT)
 		return fail(o, ES_E_ENGINE_NOTFOUND,
 			    "collection '%s' has no segment %" PRIu64, rq->name,
 			    rq->id);
 	if (rc < 0)
 		return engine_fail(o, rq, rc);
 	if (v.segment_rc)
-		snprintf(problem, sizeof(problem), "segment file: %s",
-			 es_store_strerror(v.segment_rc));
-	else if (v.index_rc)
-		snprintf(problem, sizeof(problem), "index file: %s",
+		snprintf(problem, sizeof(problem), "segment file: %s%s",
+			 es_store_strerror(v.segment_rc),
+			 v.index_rc ? "; " : "");
+	if (v.index_rc)
+		snprintf(problem + strlen(problem),
+			 sizeof(problem) - strlen(problem), "index file: %s",
 			 es_store_strerror(v.index_rc));
 	reply_ok(e, 3);
 	es_cbor_enc_kv_uint(e, "bytes", v.bytes);
@@ -423,8 +427,9 @@ static int op_manifest_verify(struct api_ops *o, struct api_request *rq,
 	char why[256];
 	int rc = es_engine_verify_manifest(o->engine, why, sizeof(why));
 
-	if (rc < 0 && rc != ES_E_MANIFEST_CORRUPT)
-		return engine_fail(o, rq, rc);
+	/* an I/O error reading it is a finding too */
+	if (rc < 0 && !why[0])
+		snprintf(why, sizeof(why), "%s", es_engine_strerror(rc));
 	reply_ok(e, 1);
 	es_cbor_enc_kv_text(e, "problem", rc ? why : "");
 	return 0;

@@ -119,7 +119,13 @@ int cli_cmd_parse(int argc, char **argv, const struct cmd_spec *spec, void *ctx,
 
 int cli_connect(const struct client_args *a, struct es_client **c)
 {
-	int rc = es_client_open(c, a->socket, 0);
+	return cli_connect_timeout(a, 0, c);
+}
+
+int cli_connect_timeout(const struct client_args *a, unsigned timeout_ms,
+			struct es_client **c)
+{
+	int rc = es_client_open(c, a->socket, timeout_ms);
 
 	if (rc < 0) {
 		cli_error("%s: %s (is the agent running?)", a->socket,

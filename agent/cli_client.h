@@ -41,6 +41,9 @@ int cli_cmd_parse(int argc, char **argv, const struct cmd_spec *spec, void *ctx,
 
 /* Opens a connection to the agent at a->socket: CLI_OK or CLI_FAIL. */
 int cli_connect(const struct client_args *a, struct es_client **c);
+/* cli_connect, each request bounded by timeout_ms (0: the client's). */
+int cli_connect_timeout(const struct client_args *a, unsigned timeout_ms,
+			struct es_client **c);
 
 /* Reports a failed request (rc from the client library) about what;
  * returns CLI_FAIL. */

@@ -33,18 +33,21 @@ int coll_index_check(struct es_collection *c, const struct es_segment_meta *m,
 	return rc;
 }
 
-/* The segment file at path, read whole, is the one m records. */
+/* The segment file at path, read whole, is the one m records. Read with
+ * pread, not through a mapping: a bad block or a file cut under the
+ * check is then an error to report (-EIO), not a SIGBUS. */
 static int segment_check(const char *path, const struct es_segment_meta *m,
 			 uint32_t dim)
 {
 	struct es_ndvs_info info;
 	struct es_ndvs *seg = NULL;
-	int rc = es_ndvs_open(&seg, path, ES_NDVS_OPEN_VERIFY, &info);
+	int rc = es_ndvs_open(&seg, path,
+			      ES_NDVS_OPEN_PREAD | ES_NDVS_OPEN_VERIFY, &info);
 
 	if (rc == 0 &&
 	    (info.file_size != m->size || info.checksum != m->checksum ||
 	     info.count != m->count || info.dim != dim))
-		rc = ES_E_NDVS_SIZE; /* whole, but not the file recorded */
+		rc = ES_E_NDVS_RECORD;
 	es_ndvs_close(seg);
 	return rc;
 }
@@ -73,12 +76,12 @@ int es_collection_verify(struct es_collection *c, int64_t id,
 	pthread_rwlock_unlock(&c->state);
 	if (rc == 0) {
 		v->segment_rc = segment_check(path, &m, c->p.dim);
-		v->bytes = m.size;
+		v->bytes = v->segment_rc ? 0 : m.size;
 		v->indexed = m.indexed;
 		if (m.indexed) {
 			v->index_rc =
 			    coll_index_check(c, &m, index_path, &info);
-			v->bytes += m.index_size;
+			v->bytes += v->index_rc ? 0 : m.index_size;
 		}
 	}
 	free(path);

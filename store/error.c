@@ -96,6 +96,9 @@ const char *es_store_strerror(int err)
 	case ES_E_NDVS_ROWS:
 		return "segment writer got a different number of rows than "
 		       "it was opened for";
+	case ES_E_NDVS_RECORD:
+		return "the file is a whole segment, but not the one recorded "
+		       "(its size, CRC32C, count or dim differ)";
 	case ES_E_VECS_EMPTY:
 		return "vector file holds no vectors";
 	case ES_E_VECS_DIM:

@@ -439,12 +439,16 @@ for ext in ndvs vamana; do
 	says "collection docs, segment $seg_id: $([ $ext = ndvs ] && echo segment || echo index) file: "
 	says "1 problem$"
 	expect 1 $es verify "${S[@]}" --json docs
-	py 'import json,sys; r=json.load(open(sys.argv[1])); p=r["problems"]; assert len(p) == 1 and p[0]["collection"] == "docs" and p[0]["segment"] == int(sys.argv[2]), r' "$dir/out" "$seg_id"
+	py 'import json,sys; r=json.load(open(sys.argv[1])); p=r["problems"]; assert r["complete"] and len(p) == 1 and p[0]["collection"] == "docs" and p[0]["segment"] == int(sys.argv[2]) and p[0]["message"].startswith(sys.argv[3]), r' "$dir/out" "$seg_id" "$([ $ext = ndvs ] && echo segment || echo index) file: "
 	cp "$dir/saved" "$f"
 done
 expect 0 $es verify "${S[@]}" docs
-expect 1 $es verify "${S[@]}" nosuch
-says "nosuch"
+# a name that is not a collection: said, the others still checked
+expect 1 $es verify "${S[@]}" nosuch docs
+says "collection nosuch: .*(not_found)"
+says "not everything could be checked"
+expect 1 $es verify "${S[@]}" --json nosuch docs
+py 'import json,sys; r=json.load(open(sys.argv[1])); assert not r["complete"] and r["collections"] == 1 and r["segments"] >= 3 and r["problems"] == [] and r["errors"][0]["collection"] == "nosuch", r' "$dir/out"
 expect 0 $es status "${S[@]}" --json
 py 'import json,sys; s=json.load(open(sys.argv[1])); assert s["collections"] == 2 and s["vectors"] >= 2499 and s["inserts"] >= 2501, s' "$dir/out"
 

@@ -21,6 +21,7 @@
 #include "edgesync/collection.h"
 #include "edgesync/crc32c.h"
 #include "edgesync/ndvs.h"
+#include "edgesync/store_error.h"
 #include "edgesync/vamana.h"
 
 #define DIM 8
@@ -621,6 +622,72 @@ static void test_runs_bounded(void **state)
 	es_collection_close(c);
 }
 
+/*
+ * es_collection_verify reads a segment and its index whole: both verify;
+ * a flipped byte in either is named; a whole segment that is not the one
+ * recorded is told apart from a damaged one; an unknown id is -ENOENT.
+ */
+static void test_verify(void **state)
+{
+	struct es_collection *c = open_coll(100000);
+	struct es_collection_verified v;
+	char seg[128], idx[128], other[128];
+	struct es_ndvs_info info;
+	FILE *f;
+
+	insert_range(c, 0, 300, 0);
+	assert_int_equal(es_collection_seal(c, 1), 0);
+	drain(c); /* its index */
+	snprintf(seg, sizeof(seg), "%s/seg-1.ndvs", dir);
+	snprintf(idx, sizeof(idx), "%s/seg-1.vamana", dir);
+	assert_int_equal(es_collection_verify(c, 1, &v), 0);
+	assert_int_equal(v.segment_rc, 0);
+	assert_int_equal(v.index_rc, 0);
+	assert_int_equal(v.indexed, 1);
+	assert_int_equal(v.bytes, cat.segs[0].size + cat.segs[0].index_size);
+	assert_int_equal(es_collection_verify(c, 99, &v), -ENOENT);
+	for (int which = 0; which < 2; which++) {
+		const char *path = which ? idx : seg;
+		int ch;
+
+		f = fopen(path, "r+b");
+		assert_non_null(f);
+		fseek(f, 5000, SEEK_SET);
+		ch = fgetc(f);
+		fseek(f, 5000, SEEK_SET);
+		fputc(ch ^ 0x40, f);
+		fclose(f);
+		assert_int_equal(es_collection_verify(c, 1, &v), 0);
+		assert_true(which ? v.segment_rc == 0 && v.index_rc < 0
+				  : v.segment_rc == ES_E_NDVS_CHECKSUM);
+		f = fopen(path, "r+b");
+		fseek(f, 5000, SEEK_SET);
+		fputc(ch, f);
+		fclose(f);
+	}
+	assert_int_equal(es_collection_verify(c, 1, &v), 0);
+	assert_int_equal(v.segment_rc | v.index_rc, 0);
+	/* another whole segment of the same size in its place */
+	snprintf(other, sizeof(other), "%s/other.ndvs", dir);
+	{
+		uint64_t *ids = malloc(300 * sizeof(*ids));
+		float *vs = malloc(300 * DIM * sizeof(float));
+
+		for (uint64_t i = 0; i < 300; i++) {
+			ids[i] = 1000 + i;
+			vec_of(i, 1, vs + i * DIM);
+		}
+		assert_int_equal(es_ndvs_write(other, DIM, 300, vs, ids, &info),
+				 0);
+		free(ids);
+		free(vs);
+	}
+	assert_int_equal(rename(other, seg), 0);
+	assert_int_equal(es_collection_verify(c, 1, &v), 0);
+	assert_int_equal(v.segment_rc, ES_E_NDVS_RECORD);
+	es_collection_close(c);
+}
+
 /* A seal at the threshold happens in the background step. */
 static void test_threshold(void **state)
 {
@@ -890,6 +957,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_row_clocks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_seal_reorders, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_runs_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install_row_clocks, setup,
 					    teardown),

@@ -101,7 +101,7 @@ int es_client_segments(struct es_client *c, const char *name,
 struct es_client_verified {
 	uint64_t bytes; /* read: the segment, and its index if it has one */
 	int indexed;
-	char problem[160]; /* "" if its files verify, else what is wrong */
+	char problem[320]; /* "" if its files verify, else what is wrong */
 };
 /*
  * es_client_verify has the agent read segment id of name and its index

@@ -220,7 +220,7 @@ void es_collection_stats(struct es_collection *c,
 
 /* What es_collection_verify found of one segment. */
 struct es_collection_verified {
-	uint64_t bytes; /* read: the segment, and its index if it has one */
+	uint64_t bytes; /* read: the files that verified */
 	int indexed;
 	int segment_rc; /* 0, or the ES_E_NDVS_* code of its file */
 	int index_rc;	/* 0, or the ES_E_VAMANA_* code of its index */
