@@ -127,7 +127,7 @@ static void verify_collection(struct verify_run *r, const char *coll)
 	free(segs);
 }
 
-/* The names to check (malloc'ed copies): those given, or every
+/* The names to check: those given, or (malloc'ed copies) every
  * collection of the agent. */
 static int names_of(struct verify_run *r, char ***names, size_t *n)
 {
@@ -135,11 +135,9 @@ static int names_of(struct verify_run *r, char ***names, size_t *n)
 	int rc;
 
 	if (r->a->npos) {
-		*names = calloc((size_t)r->a->npos, sizeof(**names));
+		*names = r->a->pos;
 		*n = (size_t)r->a->npos;
-		for (size_t i = 0; *names && i < *n; i++)
-			(*names)[i] = r->a->pos[i];
-		return *names ? 0 : -1;
+		return 0;
 	}
 	rc = es_client_collection_list(r->c, &colls, n);
 	if (rc < 0) {
@@ -150,9 +148,10 @@ static int names_of(struct verify_run *r, char ***names, size_t *n)
 	r->listed = 1;
 	*names = calloc(*n + 1, sizeof(**names));
 	for (size_t i = 0; *names && i < *n; i++)
-		(*names)[i] = strdup(colls[i].name);
+		if (!((*names)[i] = strdup(colls[i].name)))
+			rc = -1;
 	free(colls);
-	return *names ? 0 : -1;
+	return *names && rc == 0 ? 0 : -1;
 }
 
 static void json_notes(const struct verify_note *v, size_t n)
@@ -214,9 +213,11 @@ int cli_verify(int argc, char **argv)
 		note(&r, 1, NULL, 0, manifest);
 	else
 		manifest_ok = 1;
-	if (!r.lost && names_of(&r, &names, &n) < 0 && !r.lost)
+	if (!r.lost && names_of(&r, &names, &n) < 0 && !r.lost) {
 		note(&r, 0, NULL, 0, "out of memory");
-	for (size_t i = 0; names && i < n && !r.lost; i++)
+		r.lost = 1;
+	}
+	for (size_t i = 0; i < n && !r.lost; i++)
 		verify_collection(&r, names[i]);
 	if (a.json) {
 		printf(
@@ -240,10 +241,11 @@ int cli_verify(int argc, char **argv)
 		       r.n_errors ? "; not everything could be checked" : "");
 	}
 	rc = r.n_problems || r.n_errors ? CLI_FAIL : CLI_OK;
-	if (names && r.listed)
-		for (size_t i = 0; i < n; i++)
+	if (r.listed) {
+		for (size_t i = 0; names && i < n; i++)
 			free(names[i]);
-	free(names);
+		free(names);
+	}
 	notes_free(r.problems, r.n_problems);
 	notes_free(r.errors, r.n_errors);
 	es_client_close(r.c);

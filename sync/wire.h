@@ -11,7 +11,7 @@
  * 1..4096, a segment's size is exactly es_ndvs_file_size(dim, count) and
  * at most SYNC_SEGMENT_SIZE_MAX, clocks are below 2^63, arrays are within
  * their limits and strings within their maxima, and a begin's clock runs
- * keep the rules of es_clock_run for its segment (those of later pages
+ * keep the rule of clock_runs.h for its segment (those of later pages
  * need the earlier ones: sync_clocks_check).
  */
 #ifndef EDGESYNC_SYNC_WIRE_H

@@ -32,7 +32,7 @@ enum es_store_err {
 	ES_E_NDVS_PAD = -5014,	       /* pad bytes before the ids not zero */
 	ES_E_NDVS_CHECKSUM = -5015,    /* CRC32C of the body does not match */
 	ES_E_NDVS_ROWS = -5016,	       /* writer: rows added != count */
-	ES_E_NDVS_RECORD = -5017, /* whole, but not the segment recorded */
+	ES_E_NDVS_RECORD = -5017,      /* whole, but not the segment recorded */
 
 	/* .fvecs / .ivecs files */
 	ES_E_VECS_EMPTY = -5030,     /* no vectors in the file */
